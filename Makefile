@@ -1,0 +1,45 @@
+# kiumtap — the two set-up commands are `make run` and `make test`.
+GO        ?= go
+BIN       := bin
+CMDS      := ./cmd/...
+GOFILES    = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
+BENCHTIME ?= 1s
+
+.PHONY: all build test run bench cross lint mosquitto clean
+
+all: build
+
+## build: compile every binary into bin/
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ $(CMDS)
+
+## run: the terminal on embedded defaults (emulated reader, scripted taps)
+run:
+	$(GO) run ./cmd/kiumtapd -demo
+
+## test: lint, make sure Mosquitto is here, then every test with the race detector
+test: lint mosquitto
+	$(GO) test -race -timeout 18m ./...
+
+## bench: the benchmarks the issues name (see README for the metrics)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+
+## cross: the terminal's binaries for the Pi boards we support
+cross:
+	@mkdir -p $(BIN)/linux-armv6 $(BIN)/linux-armv7 $(BIN)/linux-arm64
+	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -o $(BIN)/linux-armv6/ $(CMDS)
+	GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) build -o $(BIN)/linux-armv7/ $(CMDS)
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $(BIN)/linux-arm64/ $(CMDS)
+
+## lint: gofmt must have nothing to say, go vet must pass
+lint:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+mosquitto:
+	@scripts/ensure-mosquitto.sh
+
+clean:
+	rm -rf $(BIN)
