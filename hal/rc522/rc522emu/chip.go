@@ -217,6 +217,13 @@ func (c *Chip) Inject(f Fault, n int) {
 	c.faults[f] += n
 }
 
+// Pending returns how many occurrences of a fault are still armed.
+func (c *Chip) Pending(f Fault) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.faults[f]
+}
+
 // RemoveDuringNextAnswer takes card out of the field halfway through its
 // next answer: the reader receives a truncated frame.
 func (c *Chip) RemoveDuringNextAnswer(card *Card) {
@@ -591,6 +598,9 @@ func (c *Chip) crcPreset() uint16 {
 
 func (c *Chip) startCommand(cmd byte) {
 	// A new command ends the one running; the host's Idle sets no IdleIRq.
+	// ErrorReg shows the errors of the command last executed: a new one
+	// starts clean, but for a FIFO overflow, which only FlushBuffer clears.
+	c.regs[reg.ErrorReg] &= reg.BufferOvfl
 	c.ex = nil
 	c.crcOn = false
 	c.modem = reg.ModemIdle

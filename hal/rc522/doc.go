@@ -1,0 +1,44 @@
+// Package rc522 drives an NXP MFRC522 reader over periph.io SPI and GPIO and
+// turns what happens in its RF field into card events: exactly one
+// Presented per physical presentation of an ISO/IEC 14443-3 Type A card,
+// and a Removed when it leaves.
+//
+// It owns the bytes on the SPI bus and the levels on RST and IRQ. It knows
+// nothing of children, bookings or the portal.
+//
+// # How a card is read
+//
+// The reader polls with REQA. A card that answers is resolved with the
+// bit-oriented anticollision of ISO/IEC 14443-3 on cascade levels 1 to 3
+// (4, 7 and 10 byte UIDs), each level closed by a SELECT whose SAK carries a
+// CRC_A; the BCC of every UID part and the CRC_A of every SAK are checked, so
+// a UID is reported only when the card itself confirmed it. Two cards in the
+// field collide bit by bit and are resolved one after the other. A selected
+// card is sent to HALT (HLTA), so it no longer answers REQA: a card left on
+// the reader is reported once. Presence is then checked with WUPA, which
+// wakes halted cards, followed by a SELECT of the held UID and HLTA again;
+// a card that misses Options.RemovalMisses checks in a row is Removed. A
+// card that answers REQA although it is held was powered down in between:
+// it left and came back, a second presentation.
+//
+// # SPI economy
+//
+// The datasheet (8.1.2.3) lets one SPI transaction write any number of bytes
+// into the FIFO and read any list of registers. The driver loads a frame in
+// one transaction and reads ComIrqReg, ErrorReg, FIFOLevelReg, ControlReg,
+// CollReg and the expected answer bytes in one more; it keeps the Transceive
+// command running between frames and computes CRC_A in software. With the IRQ
+// pin, an idle poll costs three transactions.
+//
+// # Register access
+//
+// periph.io/x/devices/v3/mfrc522/commands.LowLevel does one transaction per
+// register byte and owns the spi.Conn, which leaves no way to batch; this
+// package therefore talks to spi.Conn itself, with the register map of
+// package reg. The stock driver remains the independent check of the
+// emulator (see rc522emu's tests).
+//
+// # Datasheet
+//
+// https://www.nxp.com/docs/en/data-sheet/MFRC522.pdf
+package rc522
