@@ -32,8 +32,9 @@ var (
 
 // Options configure a Dev. Zero values take the documented defaults.
 type Options struct {
-	// PollInterval is the time between REQA polls. Default 50 ms: a card
-	// is seen within about 55 ms of being placed.
+	// PollInterval is the time between REQA polls. Default 45 ms: a card
+	// is seen within about 50 ms of being placed, and an empty field costs
+	// under 100 SPI transactions a second (four a poll with the IRQ pin).
 	PollInterval time.Duration
 	// PresenceInterval is the time between presence checks of cards held
 	// on the reader. Default 100 ms.
@@ -60,7 +61,7 @@ type Options struct {
 
 func (o *Options) ensureDefaults() error {
 	if o.PollInterval == 0 {
-		o.PollInterval = 50 * time.Millisecond
+		o.PollInterval = 45 * time.Millisecond
 	}
 	if o.PresenceInterval == 0 {
 		o.PresenceInterval = 100 * time.Millisecond
@@ -335,6 +336,13 @@ func (d *Dev) exchange(ctx context.Context, tx []byte, txLastBits, rxAlign, expe
 			d.irqDirty = true // an interrupt is pending that we did not see
 		}
 	}
+	if d.irqDirty {
+		// An answer came (maybe after we stopped waiting for it): flush
+		// what it left in the FIFO before loading the next frame.
+		if err := d.write(reg.FIFOLevelReg, reg.FlushBuffer); err != nil {
+			return answer{}, err
+		}
+	}
 	if d.irqDirty || !cheap {
 		if err := d.write(reg.ComIrqReg, 0x7F); err != nil {
 			return answer{}, err
@@ -382,7 +390,7 @@ func (d *Dev) exchange(ctx context.Context, tx []byte, txLastBits, rxAlign, expe
 	expected := onAir + iso14443a.FDT(true) + answerAir
 	// By firstLook an answer or the timer's expiry is in; by deadline a
 	// chip that has shown neither is wedged.
-	firstLook := time.Now().Add(onAir + max(timerPeriod, iso14443a.FDT(true)+answerAir) + 300*time.Microsecond)
+	firstLook := time.Now().Add(onAir + max(timerPeriod, iso14443a.FDT(true)+answerAir) + time.Millisecond)
 	deadline := firstLook.Add(slack)
 	if d.irq != nil {
 		if !d.irq.WaitForEdge(time.Until(firstLook)) && cheap {

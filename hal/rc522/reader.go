@@ -88,12 +88,14 @@ func (r *runner) run(ctx context.Context) error {
 			nextHealth = now.Add(d.opts.HealthInterval)
 			err = d.health()
 		}
-		if err == nil && len(r.held) > 0 && !now.Before(nextPresence) {
-			nextPresence = now.Add(d.opts.PresenceInterval)
-			err = r.checkPresence(ctx)
-		}
+		// New cards first: a child waiting for the beep matters more than
+		// noticing that a card has gone.
 		if err == nil {
 			err = r.poll(ctx)
+		}
+		if (err == nil || errors.Is(err, ErrNoCard)) && len(r.held) > 0 && !now.Before(nextPresence) {
+			nextPresence = now.Add(d.opts.PresenceInterval)
+			err = r.checkPresence(ctx)
 		}
 		if err := r.handle(ctx, err); err != nil {
 			return err

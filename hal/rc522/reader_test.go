@@ -165,8 +165,8 @@ func TestPresentedOncePerPresentation(t *testing.T) {
 	}
 }
 
-// A card held for minutes: at the default 50 ms poll and 100 ms presence
-// interval, two minutes are 2,400 REQA polls and 1,200 presence checks of
+// A card held for minutes: at the default 45 ms poll and 100 ms presence
+// interval, two minutes are 2,600 REQA polls and 1,200 presence checks of
 // three frames (WUPA, SELECT, HLTA; a 7-byte UID adds a SELECT): over 6,000
 // frames. The emulator runs them without the waiting in between.
 func TestCardHeldForMinutes(t *testing.T) {
