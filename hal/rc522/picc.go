@@ -13,7 +13,7 @@ import (
 // Card is what a complete selection learned of a card.
 type Card struct {
 	UID  []byte  // 4, 7 or 10 bytes, confirmed by the card's SAK on every level
-	ATQA [2]byte // as received; zero bits where several cards collided
+	ATQA [2]byte // as received; zero when several cards answered at once
 	SAK  byte    // the final SAK
 }
 
@@ -36,7 +36,9 @@ func (d *Dev) request(ctx context.Context, wake, cheap bool) ([2]byte, error) {
 		return [2]byte{}, d.bad("ATQA of %d bits (% X), want 16", a.bits(), a.data)
 	}
 	var atqa [2]byte
-	copy(atqa[:], a.data)
+	if a.errs&reg.CollErr == 0 {
+		copy(atqa[:], a.data) // collided ATQAs belong to no card
+	}
 	return atqa, nil
 }
 

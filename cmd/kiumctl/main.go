@@ -1,0 +1,126 @@
+// Command kiumctl is the staff's and operators' tool. Today it probes the
+// card reader:
+//
+//	kiumctl reader probe [-reader pi|emu] [-wait 10s] [-record FILE|-]
+//
+// probe resets the MFRC522, checks its version, waits for a card and prints
+// its UID, ATQA and SAK. With -record it prints the SPI transactions of the
+// whole probe in the format of rc522.ParseRecording, so a read on real
+// hardware can become a spitest.Playback fixture (hal/rc522/testdata).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"periph.io/x/conn/v3/spi/spitest"
+
+	"kiumtap/hal/rc522"
+	"kiumtap/hal/rc522/rc522emu"
+	"kiumtap/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "kiumctl:", err)
+		if errors.Is(err, cli.ErrUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: kiumctl reader probe [flags]
+
+Commands:
+  reader probe   reset the card reader, wait for a card, print what it read`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) < 2 || args[0] != "reader" || args[1] != "probe" {
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, args)
+	}
+	return probe(ctx, args[2:], stdout, stderr)
+}
+
+func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kiumctl reader probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var rf cli.ReaderFlags
+	rf.Register(fs)
+	wait := fs.Duration("wait", 10*time.Second, "how long to wait for a card")
+	record := fs.String("record", "", `write the SPI transactions to this file ("-": standard output)`)
+	uid := fs.String("uid", "04A1B2C3D4E5F6", "emulated reader: the UID of the card placed on it (hex, 4, 7 or 10 bytes)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	r, err := rf.Open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if r.Emu != nil {
+		var b []byte
+		if _, err := fmt.Sscanf(*uid, "%X", &b); err != nil || (len(b) != 4 && len(b) != 7 && len(b) != 10) {
+			return fmt.Errorf("%w: -uid %q: want 4, 7 or 10 bytes in hex", cli.ErrUsage, *uid)
+		}
+		r.Emu.Place(rc522emu.NewCard(b, rc522emu.CardOptions{}))
+	}
+	port, irq := r.Port, r.IRQ
+	var rec *spitest.Record
+	if *record != "" {
+		// A playback has no IRQ line: record in polling mode.
+		rec = &spitest.Record{Port: r.Port}
+		port, irq = rec, nil
+	}
+	dev, err := rc522.New(port, r.RST, irq, rf.DevOptions())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "reader: %s\n", dev)
+	ctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	var card rc522.Card
+	for {
+		card, err = dev.Scan(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("no card within %v (last: %v); stats %+v", *wait, err, dev.Stats())
+		}
+		if !errors.Is(err, rc522.ErrNoCard) {
+			fmt.Fprintf(stderr, "read failed: %v\n", err)
+		}
+		time.Sleep(45 * time.Millisecond)
+	}
+	fmt.Fprintf(stdout, "card: UID % X (%d bytes), ATQA % X, SAK %#02x\n", card.UID, len(card.UID), card.ATQA, card.SAK)
+	fmt.Fprintf(stdout, "stats: %+v\n", dev.Stats())
+	if rec == nil {
+		return nil
+	}
+	out := stdout
+	if *record != "-" {
+		f, err := os.Create(*record)
+		if err != nil {
+			return fmt.Errorf("creating recording: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	if err := rc522.WriteRecording(out, rec.Ops); err != nil {
+		return fmt.Errorf("writing recording: %w", err)
+	}
+	if *record != "-" {
+		fmt.Fprintf(stdout, "recorded %d SPI transactions to %s\n", len(rec.Ops), *record)
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+// Package pi wires the terminal's parts to a Raspberry Pi through
+// periph.io/x/host: the MFRC522 on an SPI port with its RST and IRQ lines,
+// and the LEDs and buzzer. Pins are named as periph names them (GPIO25,
+// SPI0.0); errors name the pin and the part that failed.
+//
+// It owns opening the board's ports and pins, nothing else.
+package pi
+
+import (
+	"fmt"
+	"strings"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpioreg"
+	"periph.io/x/conn/v3/spi"
+	"periph.io/x/conn/v3/spi/spireg"
+	"periph.io/x/host/v3"
+
+	"kiumtap/hal/indicator"
+)
+
+// None, as a pin name, leaves that line out (IRQ: poll the chip instead;
+// an LED or the buzzer: this terminal has none).
+const None = "none"
+
+// Options name the ports and pins; empty names take the defaults, which
+// match the wiring table in the README.
+type Options struct {
+	SPI    string // default "SPI0.0" (CE0)
+	RST    string // default "GPIO25" (header pin 22)
+	IRQ    string // default "GPIO24" (header pin 18); "none" to poll
+	Green  string // default "GPIO17" (header pin 11)
+	Red    string // default "GPIO27" (header pin 13)
+	Buzzer string // default "GPIO22" (header pin 15)
+}
+
+func (o *Options) ensureDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.SPI, "SPI0.0")
+	def(&o.RST, "GPIO25")
+	def(&o.IRQ, "GPIO24")
+	def(&o.Green, "GPIO17")
+	def(&o.Red, "GPIO27")
+	def(&o.Buzzer, "GPIO22")
+}
+
+// Board is what Open found.
+type Board struct {
+	SPI  spi.PortCloser
+	RST  gpio.PinIO
+	IRQ  gpio.PinIO // nil when Options.IRQ is "none"
+	Pins indicator.Pins
+}
+
+// Close releases the SPI port.
+func (b *Board) Close() error { return b.SPI.Close() }
+
+// Open initialises periph's host drivers and opens every port and pin.
+func Open(opts Options) (*Board, error) {
+	opts.ensureDefaults()
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("pi: initialising periph host drivers: %w", err)
+	}
+	pin := func(name, part string, optional bool) (gpio.PinIO, error) {
+		if optional && strings.EqualFold(name, None) {
+			return nil, nil
+		}
+		p := gpioreg.ByName(name)
+		if p == nil {
+			return nil, fmt.Errorf("pi: %s pin %q not found: give a periph pin name such as GPIO25%s", part, name, map[bool]string{true: `, or "none"`}[optional])
+		}
+		return p, nil
+	}
+	var b Board
+	var err error
+	if b.RST, err = pin(opts.RST, "RC522 RST", false); err != nil {
+		return nil, err
+	}
+	if b.IRQ, err = pin(opts.IRQ, "RC522 IRQ", true); err != nil {
+		return nil, err
+	}
+	var leds [3]gpio.PinIO
+	for i, o := range []struct{ name, part string }{{opts.Green, "green LED"}, {opts.Red, "red LED"}, {opts.Buzzer, "buzzer"}} {
+		if leds[i], err = pin(o.name, o.part, true); err != nil {
+			return nil, err
+		}
+		if leds[i] != nil {
+			if err := leds[i].Out(gpio.Low); err != nil {
+				return nil, fmt.Errorf("pi: setting %s pin %s as output: %w", o.part, o.name, err)
+			}
+		}
+	}
+	// A nil gpio.PinIO must stay a nil gpio.PinOut.
+	for i, dst := range []*gpio.PinOut{&b.Pins.Green, &b.Pins.Red, &b.Pins.Buzzer} {
+		if leds[i] != nil {
+			*dst = leds[i]
+		}
+	}
+	if b.SPI, err = spireg.Open(opts.SPI); err != nil {
+		return nil, fmt.Errorf("pi: opening SPI port %q for the RC522: %w (enable SPI with raspi-config or dtparam=spi=on)", opts.SPI, err)
+	}
+	return &b, nil
+}

@@ -1,0 +1,85 @@
+// Package cli holds what the binaries share on their command lines: the
+// flags that choose and wire a card reader, and opening it. It parses and
+// wires; the work is done by the packages it calls.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/spi"
+
+	"kiumtap/hal/indicator"
+	"kiumtap/hal/pi"
+	"kiumtap/hal/rc522"
+	"kiumtap/hal/rc522/rc522emu"
+)
+
+// ReaderFlags choose and wire the reader.
+type ReaderFlags struct {
+	Kind   string // "emu" or "pi"
+	Board  pi.Options
+	Poll   time.Duration
+	RxGain int
+	Timed  bool // emulator: charge air time
+}
+
+// Register adds the reader flags to fs.
+func (f *ReaderFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.Kind, "reader", "emu", `card reader: "emu" (emulated MFRC522) or "pi" (MFRC522 on a Raspberry Pi)`)
+	fs.StringVar(&f.Board.SPI, "spi", "SPI0.0", "SPI port of the RC522")
+	fs.StringVar(&f.Board.RST, "rst", "GPIO25", "RC522 RST pin")
+	fs.StringVar(&f.Board.IRQ, "irq", "GPIO24", `RC522 IRQ pin, or "none" to poll the chip`)
+	fs.StringVar(&f.Board.Green, "green", "GPIO17", `green LED pin, or "none"`)
+	fs.StringVar(&f.Board.Red, "red", "GPIO27", `red LED pin, or "none"`)
+	fs.StringVar(&f.Board.Buzzer, "buzzer", "GPIO22", `buzzer pin, or "none"`)
+	fs.DurationVar(&f.Poll, "poll", 0, "time between REQA polls (default 45ms)")
+	fs.IntVar(&f.RxGain, "rxgain", 0, "receiver gain in dB: 18, 23, 33, 38, 43 or 48 (default 33)")
+}
+
+// Reader is an opened reader and its outputs.
+type Reader struct {
+	Port spi.PortCloser
+	RST  gpio.PinOut
+	IRQ  gpio.PinIn
+	Pins indicator.Pins
+	Emu  *rc522emu.Chip // set for the emulated reader
+}
+
+// Close releases the SPI port.
+func (r *Reader) Close() error { return r.Port.Close() }
+
+// Open opens the reader the flags name.
+func (f *ReaderFlags) Open() (*Reader, error) {
+	switch f.Kind {
+	case "emu":
+		chip := rc522emu.New(rc522emu.Options{Timed: f.Timed})
+		r := &Reader{Port: chip, RST: chip.RST(), Emu: chip}
+		if f.Board.IRQ != pi.None {
+			r.IRQ = chip.IRQ()
+		}
+		return r, nil
+	case "pi":
+		b, err := pi.Open(f.Board)
+		if err != nil {
+			return nil, err
+		}
+		r := &Reader{Port: b.SPI, RST: b.RST, Pins: b.Pins}
+		if b.IRQ != nil {
+			r.IRQ = b.IRQ
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf(`-reader %q: want "emu" or "pi"`, f.Kind)
+}
+
+// DevOptions are the driver options the flags set.
+func (f *ReaderFlags) DevOptions() rc522.Options {
+	return rc522.Options{PollInterval: f.Poll, RxGainDB: f.RxGain}
+}
+
+// ErrUsage marks command-line mistakes; main prints usage for them.
+var ErrUsage = errors.New("usage")
