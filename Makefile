@@ -3,7 +3,6 @@ GO        ?= go
 BIN       := bin
 CMDS      := ./cmd/...
 GOFILES    = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
-BENCHTIME ?= 1s
 
 .PHONY: all build test run bench cross lint mosquitto clean
 
@@ -24,7 +23,8 @@ test: lint mosquitto
 
 ## bench: the benchmarks the issues name (see README for the metrics)
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+	$(GO) test -run '^$$' -bench 'ReadUID' -benchtime 200x ./hal/rc522/
+	$(GO) test -run '^$$' -bench 'Idle' -benchtime 300x ./hal/rc522/
 
 ## cross: the terminal's binaries for the Pi boards we support
 cross:

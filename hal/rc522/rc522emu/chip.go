@@ -792,7 +792,7 @@ func (c *Chip) chipHears() bool {
 // collision.
 func (c *Chip) deliver(ex *exchange) {
 	ex.delivered = true
-	if ex.transmit || !c.cardsHear() {
+	if !c.cardsHear() {
 		return
 	}
 	var answers []frame
@@ -803,7 +803,8 @@ func (c *Chip) deliver(ex *exchange) {
 			from = append(from, card)
 		}
 	}
-	if len(answers) == 0 || !c.chipHears() {
+	// After Transmit the receiver is off: the cards answer into the void.
+	if ex.transmit || len(answers) == 0 || !c.chipHears() {
 		return
 	}
 	if c.take(FaultNoAnswer) {
@@ -930,6 +931,7 @@ func (c *Chip) advance(now time.Time) {
 		case ex != nil && !ex.delivered && !now.Before(ex.txEnd):
 			c.regs[reg.ComIrqReg] |= reg.TxIRq
 			if ex.transmit {
+				c.deliver(ex)
 				c.ex = nil
 				c.cmd = reg.CmdIdle
 				c.modem = reg.ModemIdle
