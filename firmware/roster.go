@@ -315,4 +315,3 @@ func MaskName(name string) string {
 		return string(r[0]) + strings.Repeat("*", n-2) + string(r[n-1])
 	}
 }
-
