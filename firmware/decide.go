@@ -23,6 +23,8 @@ const (
 	AutoCheckOut Outcome = "auto_check_out"
 )
 
+func (o Outcome) String() string { return string(o) }
+
 // Accepted reports whether the outcome changes presence (and texts parents).
 func (o Outcome) Accepted() bool { return o == CheckIn || o == CheckOut || o == AutoCheckOut }
 

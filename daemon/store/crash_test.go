@@ -1,0 +1,172 @@
+package store
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kiumtap/firmware"
+)
+
+const crashChildEnv = "KIUMTAP_STORE_CRASH_CHILD"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(crashChildEnv); path != "" {
+		crashChild(path)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild taps as fast as it can and says "fed SEQ OUTCOME CHILD" after
+// each tap is committed: the moment the terminal would give feedback.
+func crashChild(path string) {
+	s, err := Open(Options{Path: path, DeviceID: "T-CRASH", LockTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(3)
+	}
+	if _, _, err := s.Roster(); errors.Is(err, ErrNoRoster) {
+		if err := s.ApplyRoster(testRoster(1), kst("2026-11-23 08:00:00")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(3)
+		}
+	}
+	o, err := s.Outbox()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(3)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	base := kst("2026-11-23 13:00:00")
+	for i := o.LastSeq; ; i++ {
+		now := base.Add(time.Duration(i) * 37 * time.Second) // days go by, midnight included
+		ev, dec, err := s.Tap(TapRequest{At: stamp(now), CardKey: ck(byte(1 + rng.IntN(4)))})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(3)
+		}
+		fmt.Fprintf(os.Stdout, "fed %d %s %s\n", ev.Seq, dec.Outcome, dec.ChildID)
+		if i%50 == 0 {
+			s.CloseDay(stamp(now), firmware.Settings{})
+		}
+	}
+}
+
+// A child process tapping as fast as it can is killed with SIGKILL at
+// random moments, 200 times. After each kill: every tap that reached
+// feedback is in the log exactly once with what was fed back, sequences run
+// 1, 2, 3… with no reuse and no gap, and presence agrees with the events.
+func TestCrashKill9(t *testing.T) {
+	kills := 200
+	if testing.Short() {
+		kills = 20
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(42, 42))
+	fed := map[uint64]string{}
+	for k := range kills {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1024)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		// Let it tap for a while: from its first feedback on, 0 to 30 ms.
+		var deadline <-chan time.Time
+		first := time.After(10 * time.Second)
+	collect:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break collect
+				}
+				f := strings.Fields(l)
+				seq, err := strconv.ParseUint(f[1], 10, 64)
+				if len(f) < 3 || err != nil {
+					t.Fatalf("child said %q", l)
+				}
+				if prev, dup := fed[seq]; dup {
+					t.Fatalf("kill %d: sequence %d fed back twice (%q, then %q)", k, seq, prev, l)
+				}
+				fed[seq] = strings.Join(f[2:], " ")
+				if deadline == nil {
+					deadline = time.After(time.Duration(rng.IntN(30_000)) * time.Microsecond)
+				}
+			case <-deadline:
+				cmd.Process.Signal(syscall.SIGKILL)
+				deadline = nil
+			case <-first:
+				cmd.Process.Signal(syscall.SIGKILL)
+				t.Fatalf("kill %d: child gave no feedback in 10 s: %s", k, stderr.String())
+			}
+		}
+		cmd.Wait()
+		if strings.Contains(stderr.String(), "child:") {
+			t.Fatalf("kill %d: child failed: %s", k, stderr.String())
+		}
+		verifyAfterCrash(t, path, fed, k)
+	}
+	t.Logf("%d kills, %d taps fed back", kills, len(fed))
+}
+
+func verifyAfterCrash(t *testing.T, path string, fed map[uint64]string, k int) {
+	t.Helper()
+	s, err := Open(Options{Path: path, LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("kill %d: reopening: %v", k, err)
+	}
+	defer s.Close()
+	if err := s.Check(); err != nil {
+		t.Fatalf("kill %d: consistency: %v", k, err)
+	}
+	stored := map[uint64]string{}
+	var last uint64
+	s.Events(0, func(ev Event) bool {
+		if ev.Seq != last+1 {
+			t.Fatalf("kill %d: sequence %d follows %d", k, ev.Seq, last)
+		}
+		last = ev.Seq
+		stored[ev.Seq] = strings.TrimSpace(fmt.Sprintf("%s %s", ev.Outcome, ev.ChildID))
+		return true
+	})
+	for seq, what := range fed {
+		if got, ok := stored[seq]; !ok || got != what {
+			t.Fatalf("kill %d: fed back %d %q, the log has %q", k, seq, what, got)
+		}
+	}
+	got, err := s.Presence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := replay(t, s); !samePresence(got, want) {
+		t.Fatalf("kill %d: presence %+v disagrees with the log %+v", k, got, want)
+	}
+}
