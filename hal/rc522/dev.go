@@ -25,7 +25,7 @@ var (
 	ErrBadFrame = errors.New("rc522: malformed answer")
 	// ErrStuck: the chip did not finish an exchange in time; it is
 	// probably wedged and needs a hard reset.
-	ErrStuck = errors.New("rc522: chip did not complete the exchange")
+	ErrStuck = errors.New("rc522: reader chip not working")
 	// ErrVersion: VersionReg does not read 0x91 or 0x92.
 	ErrVersion = errors.New("rc522: VersionReg is not an MFRC522's")
 )
@@ -50,6 +50,10 @@ type Options struct {
 	// HealthInterval is how often the chip's configuration and liveness
 	// are checked when nothing else shows it is working. Default 1 s.
 	HealthInterval time.Duration
+	// AllowClones accepts the MFRC522 clones that answer VersionReg with
+	// 0x88 or 0x89 (Fudan FM17522), 0xB2 (FM17522_1) or 0x12 (counterfeit
+	// parts): they mostly work, but are not what the driver is tested on.
+	AllowClones bool
 	// SPIFrequency is the SPI clock. Default 10 MHz, the MFRC522's maximum.
 	SPIFrequency physic.Frequency
 	// Now is the clock that stamps events. Default time.Now.
@@ -148,6 +152,7 @@ type Dev struct {
 	irqDirty     bool      // RxIRq or ErrIRq may be set in ComIrqReg
 	busyUntil    time.Time // a frame sent without waiting is still on air
 	sentSince    bool      // a frame was sent since the last health check
+	scratch      byte      // WaterLevelReg as the last health check wrote it
 }
 
 // The chip's timer runs 0.5 ms (40 kHz, 20 ticks) from the end of each
@@ -275,8 +280,8 @@ func (d *Dev) reset() error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if d.version != reg.VersionV1 && d.version != reg.VersionV2 {
-		return fmt.Errorf("%w: read %#02x, want 0x91 or 0x92: check the SPI wiring (MISO, MOSI, SCK, SDA/NSS), the 3.3 V supply and that the RST pin %s reaches the board; 0x88, 0xB2 and 0x12 are clones", ErrVersion, d.version, d.rst.Name())
+	if err := d.checkVersion(d.version); err != nil {
+		return err
 	}
 	gain, _ := rxGain(d.opts.RxGainDB)
 	for _, rv := range [][2]byte{
@@ -299,7 +304,26 @@ func (d *Dev) reset() error {
 	d.irqDirty = true
 	d.busyUntil = time.Time{}
 	d.sentSince = false
+	d.scratch = 0
 	return nil
+}
+
+// clones are VersionReg values of MFRC522 clones.
+var clones = map[byte]string{0x88: "Fudan FM17522", 0x89: "Fudan FM17522E", 0xB2: "Fudan FM17522_1", 0x12: "counterfeit MFRC522"}
+
+func (d *Dev) checkVersion(v byte) error {
+	switch {
+	case v == reg.VersionV1 || v == reg.VersionV2:
+		return nil
+	case clones[v] != "" && d.opts.AllowClones:
+		d.log.Warn("rc522: reader chip is a clone", "version", fmt.Sprintf("%#02x", v), "chip", clones[v])
+		return nil
+	case clones[v] != "":
+		return fmt.Errorf("%w: VersionReg reads %#02x, a %s, not an NXP MFRC522 (0x91 or 0x92); the wiring is fine. Set AllowClones (flag -allow-clone) to use it anyway", ErrVersion, v, clones[v])
+	case v == 0x00 || v == 0xFF:
+		return fmt.Errorf("%w: VersionReg reads %#02x: no chip answers on SPI. Check the wiring (MISO, MOSI, SCK, SDA/NSS to the right pins), the 3.3 V supply, that SPI is enabled, and that RST %s is wired (it holds the chip in power-down while low)", ErrVersion, v, d.rst.Name())
+	}
+	return fmt.Errorf("%w: VersionReg reads %#02x, want 0x91 or 0x92: an unknown chip, or a bad SPI connection (check MISO and SCK)", ErrVersion, v)
 }
 
 // answer is what an exchange brought back.
@@ -329,6 +353,20 @@ func (a answer) bits() int {
 // cheap, an idle poll, ComIrqReg is cleared only when an answer may have
 // set it and only RxIRq and ErrIRq are looked at.
 func (d *Dev) exchange(ctx context.Context, tx []byte, txLastBits, rxAlign, expect int, noAnswer, cheap bool) (answer, error) {
+	a, err := d.exchangeOnce(ctx, tx, txLastBits, rxAlign, expect, noAnswer, cheap)
+	if err != nil {
+		// Whatever went wrong, the chip may still be receiving, and an
+		// answer may yet land in the FIFO: restart Transceive, flush and
+		// clear before the next frame.
+		d.transceiving = false
+		if !errors.Is(err, ErrNoCard) {
+			d.irqDirty = true
+		}
+	}
+	return a, err
+}
+
+func (d *Dev) exchangeOnce(ctx context.Context, tx []byte, txLastBits, rxAlign, expect int, noAnswer, cheap bool) (answer, error) {
 	framing := byte(rxAlign<<reg.RxAlignShift | txLastBits)
 	if d.irq != nil {
 		d.irq.WaitForEdge(0) // forget a stale edge
@@ -359,10 +397,12 @@ func (d *Dev) exchange(ctx context.Context, tx []byte, txLastBits, rxAlign, expe
 		if err := d.write(reg.BitFramingReg, framing); err != nil {
 			return answer{}, err
 		}
-		if err := d.write(reg.FIFODataReg, tx...); err != nil {
+		// Restart Transceive before loading the FIFO: a FIFO write while
+		// the receiver still waits for an answer is a WrErr.
+		if err := d.write(reg.CommandReg, reg.CmdTransceive); err != nil {
 			return answer{}, err
 		}
-		if err := d.write(reg.CommandReg, reg.CmdTransceive); err != nil {
+		if err := d.write(reg.FIFODataReg, tx...); err != nil {
 			return answer{}, err
 		}
 	} else if err := d.write(reg.FIFODataReg, tx...); err != nil {
@@ -371,6 +411,7 @@ func (d *Dev) exchange(ctx context.Context, tx []byte, txLastBits, rxAlign, expe
 	if err := d.write(reg.BitFramingReg, reg.StartSend|framing); err != nil {
 		return answer{}, err
 	}
+	sent := time.Now()
 	d.transceiving = true
 	d.sentSince = true
 	d.stats.frames.Add(1)
@@ -394,7 +435,6 @@ func (d *Dev) exchange(ctx context.Context, tx []byte, txLastBits, rxAlign, expe
 	deadline := firstLook.Add(slack)
 	if d.irq != nil {
 		if !d.irq.WaitForEdge(time.Until(firstLook)) && cheap {
-			d.transceiving = false     // the receiver still waits
 			return answer{}, ErrNoCard // RxIRq would have pulled IRQ low
 		}
 	} else if err := sleep(ctx, expected+100*time.Microsecond); err != nil {
@@ -438,21 +478,14 @@ func (d *Dev) exchange(ctx context.Context, tx []byte, txLastBits, rxAlign, expe
 		}
 		if level > 0 && expect > 0 {
 			// FIFO bytes were read before the frame ended: they are gone.
-			d.transceiving = false
 			return answer{}, d.bad("answer read while still arriving (%d bytes in FIFO, ComIrqReg %#02x)", level, irq)
 		}
-		if cheap {
-			d.transceiving = false
-			return answer{}, ErrNoCard
-		}
-		if irq&reg.TimerIRq != 0 {
-			d.transceiving = false // the receiver still waits; restart next time
+		if cheap || irq&reg.TimerIRq != 0 {
 			return answer{}, ErrNoCard
 		}
 		if time.Now().After(deadline) {
-			d.transceiving = false
 			d.stats.stuck.Add(1)
-			return answer{}, fmt.Errorf("%w: neither an answer nor the timer %v after sending % X (ComIrqReg %#02x)", ErrStuck, slack, tx, irq)
+			return answer{}, fmt.Errorf("%w: no answer and no timer interrupt %v after sending a frame (% X, ComIrqReg %#02x): the chip has stopped running", ErrStuck, time.Since(sent).Round(time.Millisecond), tx, irq)
 		}
 		if d.irq == nil {
 			if err := sleep(ctx, 200*time.Microsecond); err != nil {

@@ -54,6 +54,7 @@ const maxCardsPerPoll = 8
 const (
 	stuckLimit    = 2
 	spiErrorLimit = 3
+	badFrameLimit = 20 // malformed answers in a row without a card read
 )
 
 // Run polls the field until ctx ends, sends card events to out, and
@@ -82,17 +83,21 @@ func (r *runner) run(ctx context.Context) error {
 		if err := sleep(ctx, time.Until(nextPoll)); err != nil {
 			return err
 		}
-		var err error
 		now = time.Now()
 		if !now.Before(nextHealth) {
 			nextHealth = now.Add(d.opts.HealthInterval)
-			err = d.health()
+			if err := d.health(); err != nil {
+				// The health check's findings are not a passing glitch.
+				if err := r.recover(ctx, err); err != nil {
+					return err
+				}
+			} else {
+				r.stuck, r.spiFails = 0, 0
+			}
 		}
 		// New cards first: a child waiting for the beep matters more than
 		// noticing that a card has gone.
-		if err == nil {
-			err = r.poll(ctx)
-		}
+		err := r.poll(ctx)
 		if (err == nil || errors.Is(err, ErrNoCard)) && len(r.held) > 0 && !now.Before(nextPresence) {
 			nextPresence = now.Add(d.opts.PresenceInterval)
 			err = r.checkPresence(ctx)
@@ -109,11 +114,14 @@ func (r *runner) run(ctx context.Context) error {
 
 // handle sorts an error of one round: bad frames and lost cards are part of
 // life, SPI errors and a chip that stops working call for a hard reset.
+// Only a passing health check or a card read clears the count of failures:
+// an idle poll of a dead chip looks just like an empty field.
 func (r *runner) handle(ctx context.Context, err error) error {
-	d := r.d
 	switch {
-	case err == nil || errors.Is(err, ErrNoCard):
+	case err == nil:
 		r.stuck, r.spiFails, r.bad = 0, 0, 0
+		return nil
+	case errors.Is(err, ErrNoCard):
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -121,18 +129,21 @@ func (r *runner) handle(ctx context.Context, err error) error {
 		r.stuck++
 	case errors.Is(err, ErrBadFrame):
 		r.bad++
-		if r.bad < 10*stuckLimit {
-			return nil // a weak or moving card; try again next poll
-		}
 	default:
 		r.spiFails++
 	}
-	if r.stuck < stuckLimit && r.spiFails < spiErrorLimit && r.bad < 10*stuckLimit {
-		d.log.Debug("rc522: round failed", "err", err)
+	if r.stuck < stuckLimit && r.spiFails < spiErrorLimit && r.bad < badFrameLimit {
+		r.d.log.Debug("rc522: round failed", "err", err)
 		return nil
 	}
+	return r.recover(ctx, err)
+}
+
+// recover resets the chip through RST, for as long as it takes.
+func (r *runner) recover(ctx context.Context, why error) error {
+	d := r.d
 	d.stats.recoveries.Add(1)
-	d.log.Warn("rc522: chip not working, hard reset through RST", "err", err, "recoveries", d.stats.recoveries.Load())
+	d.log.Warn("rc522: reader chip not working, hard reset through RST", "err", why, "recoveries", d.stats.recoveries.Load())
 	r.stuck, r.spiFails, r.bad = 0, 0, 0
 	// A reader that does not come back is retried for ever, with a capped
 	// backoff: the terminal must read cards again as soon as it can, and
@@ -144,7 +155,7 @@ func (r *runner) handle(ctx context.Context, err error) error {
 		}
 		d.stats.resetFailures.Add(1)
 		d.log.Error("rc522: hard reset failed", "err", rerr, "attempt", attempt+1)
-		if err := sleep(ctx, min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second)); err != nil {
+		if err := sleep(ctx, min(time.Duration(attempt)*20*time.Millisecond, time.Second)); err != nil {
 			return err
 		}
 	}
@@ -158,8 +169,17 @@ func (r *runner) handle(ctx context.Context, err error) error {
 // poll looks for cards in IDLE: new ones, or held ones that lost power.
 func (r *runner) poll(ctx context.Context) error {
 	d := r.d
+	seen := map[string]bool{}
+	retried := false
 	for i := range maxCardsPerPoll {
 		atqa, err := d.request(ctx, false, i == 0)
+		if errors.Is(err, ErrNoCard) && len(seen) > 0 && !retried {
+			// A card that did not hear its HLTA stayed ACTIVE, and the REQA
+			// just sent put it back in IDLE: ask once more, so it is halted
+			// now and not taken for a new presentation at the next poll.
+			retried = true
+			atqa, err = d.request(ctx, false, false)
+		}
 		if err != nil {
 			return err
 		}
@@ -172,6 +192,11 @@ func (r *runner) poll(ctx context.Context) error {
 			return err
 		}
 		key := string(c.UID)
+		if seen[key] {
+			retried = false // it missed its HLTA; halted now, check again
+			continue
+		}
+		seen[key] = true
 		if h, ok := r.held[key]; ok {
 			if h.unconfirmed {
 				h.unconfirmed, h.misses = false, 0
@@ -224,26 +249,46 @@ func (r *runner) emit(ctx context.Context, kind EventKind, c Card) error {
 	}
 }
 
-// health reads back the configuration and checks the chip has been
-// working: a brown-out resets the chip's registers (the antenna goes off and
-// no card is ever seen again), a wedged chip sends nothing. One transaction
-// to read, one to clear TxIRq.
+// health reads back the configuration and checks the chip is alive: a
+// brown-out resets the chip's registers (the antenna goes off and no card is
+// ever seen again), a wedged chip drops writes and sends nothing. Each check
+// reads the configuration with a scratch value written by the previous
+// check (WaterLevelReg, which only sets the FIFO alert levels this driver
+// does not use) and TxIRq, then writes the next scratch value and clears
+// TxIRq: three transactions.
 func (d *Dev) health() error {
-	v, err := d.read(reg.VersionReg, reg.TxControlReg, reg.TxASKReg, reg.TModeReg, reg.ComIEnReg, reg.ComIrqReg)
+	err := d.healthOnce()
+	if err != nil && !errors.Is(err, ErrBadFrame) {
+		// One garbled read is not a dead chip: look again before a reset.
+		d.log.Debug("rc522: health check failed, checking again", "err", err)
+		err = d.healthOnce()
+	}
+	return err
+}
+
+func (d *Dev) healthOnce() error {
+	v, err := d.read(reg.VersionReg, reg.TxControlReg, reg.TxASKReg, reg.TModeReg, reg.ComIEnReg, reg.ComIrqReg, reg.WaterLevelReg)
 	if err != nil {
 		return err
 	}
 	switch {
 	case v[0] != d.version:
 		d.stats.stuck.Add(1)
-		return fmt.Errorf("%w: VersionReg now reads %#02x, was %#02x", ErrVersion, v[0], d.version)
-	case v[1]&0x03 != 0x03 || v[2] != 0x40 || v[3]&0x80 == 0 || v[4] != 0xA2:
+		return fmt.Errorf("%w: VersionReg now reads %#02x, was %#02x: the chip stopped answering on SPI (a loose wire, or a dip in its 3.3 V supply)", ErrVersion, v[0], d.version)
+	case v[1]&0x03 != 0x03 || v[2] != reg.Force100ASK || v[3]&reg.TAuto == 0 || v[4] != reg.IRqInv|reg.RxIRq|reg.ErrIRq:
 		d.stats.stuck.Add(1)
-		return fmt.Errorf("%w: configuration lost (TxControlReg %#02x, TxASKReg %#02x, TModeReg %#02x, ComIEnReg %#02x): the chip reset itself", ErrStuck, v[1], v[2], v[3], v[4])
-	case d.sentSince && v[5]&0x40 == 0:
+		return fmt.Errorf("%w: the chip lost its configuration (TxControlReg %#02x, TxASKReg %#02x, TModeReg %#02x, ComIEnReg %#02x): it reset itself, probably a dip in its 3.3 V supply", ErrStuck, v[1], v[2], v[3], v[4])
+	case d.scratch != 0 && v[6] != d.scratch:
 		d.stats.stuck.Add(1)
-		return fmt.Errorf("%w: frames were sent since the last check but TxIRq is not set", ErrStuck)
+		return fmt.Errorf("%w: a register written a moment ago reads %#02x, not %#02x: the chip ignores writes", ErrStuck, v[6], d.scratch)
+	case d.sentSince && v[5]&reg.TxIRq == 0:
+		d.stats.stuck.Add(1)
+		return fmt.Errorf("%w: frames were sent since the last check but the chip never finished sending one (no TxIRq)", ErrStuck)
 	}
 	d.sentSince = false
-	return d.write(reg.ComIrqReg, 0x40) // clear TxIRq
+	d.scratch = 0x05 + (d.scratch+1)%4 // 0x05..0x08, never 0
+	if err := d.write(reg.WaterLevelReg, d.scratch); err != nil {
+		return err
+	}
+	return d.write(reg.ComIrqReg, reg.TxIRq) // Set1 = 0: clear TxIRq
 }

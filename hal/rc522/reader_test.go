@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,8 +79,8 @@ func (r *rig) expect(kind rc522.EventKind, uid []byte) rc522.Event {
 			r.t.Fatalf("event %s % X, want %s % X", ev.Kind, ev.Card.UID, kind, uid)
 		}
 		return ev
-	case <-time.After(5 * time.Second):
-		r.t.Fatalf("no %s % X within 5 s (stats %+v)", kind, uid, r.dev.Stats())
+	case <-time.After(15 * time.Second):
+		r.t.Fatalf("no %s % X within 15 s (stats %+v)", kind, uid, r.dev.Stats())
 	}
 	return rc522.Event{}
 }
@@ -286,7 +287,7 @@ func TestBadInputNeverMakesEvents(t *testing.T) {
 		fault       rc522emu.Fault
 		empty, card int // occurrences armed with an empty field, then with a card
 	}{
-		{"garbage on MISO", rc522emu.FaultGarbageMISO, 100, 30},
+		{"garbage on MISO", rc522emu.FaultGarbageMISO, 40, 15},
 		{"CRC errors", rc522emu.FaultCRCError, 0, 30},
 		{"parity errors", rc522emu.FaultParityError, 0, 30},
 		{"SPI errors", rc522emu.FaultSPIError, 8, 8},
@@ -385,5 +386,51 @@ func TestScan(t *testing.T) {
 			t.Errorf("Scan with only a halted card: %v", err)
 		}
 		chip.Remove(card)
+	}
+}
+
+// A card that does not hear its HLTA must not come back as a second
+// presentation.
+func TestLostHLTAIsNoSecondPresentation(t *testing.T) {
+	for _, n := range []int{1, 2, 3} {
+		r := newRig(t, rigOptions{})
+		card := rc522emu.NewCard(uid4, rc522emu.CardOptions{})
+		r.chip.LoseFrames(0x50, n)
+		r.chip.Place(card)
+		r.expect(rc522.Presented, uid4)
+		r.quiet(300)
+		r.chip.Remove(card)
+		r.expect(rc522.Removed, uid4)
+		r.cancel()
+	}
+}
+
+// A chip that wedges with nobody at the reader is found by the health
+// check, so the next child's card is read.
+func TestWedgeWithEmptyField(t *testing.T) {
+	for _, mode := range []rc522emu.WedgeMode{rc522emu.WedgeStuckState, rc522emu.WedgeStuckBus} {
+		for _, irq := range []bool{true, false} {
+			r := newRig(t, rigOptions{noIRQ: !irq})
+			r.waitFrames(20)
+			r.chip.Wedge(mode)
+			r.waitFor("recovery", func(s rc522.Stats) bool { return s.Recoveries >= 1 }, 0)
+			card := rc522emu.NewCard(uid10, rc522emu.CardOptions{})
+			r.chip.Place(card)
+			r.expect(rc522.Presented, uid10)
+			r.cancel()
+		}
+	}
+}
+
+func TestClonesNeedConsent(t *testing.T) {
+	chip := rc522emu.New(rc522emu.Options{Version: 0x88})
+	_, err := rc522.New(chip, chip.RST(), nil, rc522.Options{})
+	if !errors.Is(err, rc522.ErrVersion) || !strings.Contains(err.Error(), "FM17522") || !strings.Contains(err.Error(), "-allow-clone") {
+		t.Errorf("clone refused with %v", err)
+	}
+	chip = rc522emu.New(rc522emu.Options{Version: 0x88})
+	dev, err := rc522.New(chip, chip.RST(), nil, rc522.Options{AllowClones: true})
+	if err != nil || dev.Version() != 0x88 {
+		t.Errorf("clone with AllowClones: %v", err)
 	}
 }

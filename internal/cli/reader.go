@@ -24,6 +24,7 @@ type ReaderFlags struct {
 	Board  pi.Options
 	Poll   time.Duration
 	RxGain int
+	Clones bool // accept MFRC522 clones
 	Timed  bool // emulator: charge air time
 }
 
@@ -38,6 +39,7 @@ func (f *ReaderFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Board.Buzzer, "buzzer", "GPIO22", `buzzer pin, or "none"`)
 	fs.DurationVar(&f.Poll, "poll", 0, "time between REQA polls (default 45ms)")
 	fs.IntVar(&f.RxGain, "rxgain", 0, "receiver gain in dB: 18, 23, 33, 38, 43 or 48 (default 33)")
+	fs.BoolVar(&f.Clones, "allow-clone", false, "accept MFRC522 clones (FM17522: VersionReg 0x88, 0x89, 0xB2; counterfeits: 0x12)")
 }
 
 // Reader is an opened reader and its outputs.
@@ -78,7 +80,7 @@ func (f *ReaderFlags) Open() (*Reader, error) {
 
 // DevOptions are the driver options the flags set.
 func (f *ReaderFlags) DevOptions() rc522.Options {
-	return rc522.Options{PollInterval: f.Poll, RxGainDB: f.RxGain}
+	return rc522.Options{PollInterval: f.Poll, RxGainDB: f.RxGain, AllowClones: f.Clones}
 }
 
 // ErrUsage marks command-line mistakes; main prints usage for them.

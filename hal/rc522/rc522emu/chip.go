@@ -127,6 +127,7 @@ type Chip struct {
 	powerDown bool // hard power-down through NRSTPD
 	wedge     WedgeMode
 	faults    map[Fault]int
+	lost      map[byte]int // frames the cards will not hear, by first byte
 	removeMid *Card
 	rnd       *rand.Rand
 	connected bool
@@ -160,7 +161,7 @@ func New(opts Options) *Chip {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Chip{opts: opts, log: log, faults: map[Fault]int{}, rnd: rand.New(rand.NewPCG(opts.Seed, 0x6b69756d))}
+	c := &Chip{opts: opts, log: log, faults: map[Fault]int{}, lost: map[byte]int{}, rnd: rand.New(rand.NewPCG(opts.Seed, 0x6b69756d))}
 	c.irq = newIRQPin("RC522EMU_IRQ")
 	c.rst = &RSTPin{name: "RC522EMU_RST", chip: c, level: gpio.High}
 	c.resetRegisters()
@@ -231,6 +232,15 @@ func (c *Chip) Pending(f Fault) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.faults[f]
+}
+
+// LoseFrames makes the cards miss the next n frames the chip sends that
+// start with the byte first (0x50 for HLTA, 0x93 for a level-1 SELECT…),
+// as when a card is at the edge of the field.
+func (c *Chip) LoseFrames(first byte, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lost[first] += n
 }
 
 // RemoveDuringNextAnswer takes card out of the field halfway through its
@@ -613,8 +623,9 @@ func (c *Chip) crcPreset() uint16 {
 
 func (c *Chip) startCommand(cmd byte) {
 	// A new command ends the one running; the host's Idle sets no IdleIRq.
-	// ErrorReg shows the errors of the command last executed: a new one
-	// starts clean, but for a FIFO overflow, which only FlushBuffer clears.
+	// ErrorReg is "the error status of the last command executed" (9.3.1.7):
+	// a new command starts clean, but for a FIFO overflow, which only
+	// FlushBuffer clears.
 	c.regs[reg.ErrorReg] &= reg.BufferOvfl
 	c.ex = nil
 	c.crcOn = false
@@ -793,6 +804,11 @@ func (c *Chip) chipHears() bool {
 func (c *Chip) deliver(ex *exchange) {
 	ex.delivered = true
 	if !c.cardsHear() {
+		return
+	}
+	if len(ex.tx) > 0 && c.lost[ex.tx[0]] > 0 {
+		c.lost[ex.tx[0]]--
+		c.log.Debug("rc522emu: frame lost on the way to the cards (injected)", "data", fmt.Sprintf("% X", ex.tx))
 		return
 	}
 	var answers []frame
@@ -1046,9 +1062,13 @@ func (c *Chip) irqActive() bool {
 }
 
 // updateIRQ drives the IRQ pin: Status1Reg IRq, inverted by IRqInv.
+// ErrIRq follows any error bit in ErrorReg (datasheet 9.3.1.5).
 func (c *Chip) updateIRQ() {
 	if c.powerDown {
 		return
+	}
+	if c.regs[reg.ErrorReg] != 0 {
+		c.regs[reg.ComIrqReg] |= reg.ErrIRq
 	}
 	active := c.irqActive()
 	if c.regs[reg.ComIEnReg]&reg.IRqInv != 0 {
