@@ -29,6 +29,19 @@ const (
 	Attention Pattern = "attention" // green and red blinking together, three beeps
 )
 
+// Per-outcome patterns (their names match package firmware's): green for
+// accepted taps, amber (green and red together) for bookings to fix, red
+// for cards to fix.
+const (
+	Arrival   Pattern = "arrival"
+	Departure Pattern = "departure"
+	Duplicate Pattern = "duplicate"
+	NoData    Pattern = "no_data"
+	NotInUse  Pattern = "not_in_use"
+	Unknown   Pattern = "unknown"
+	Replaced  Pattern = "replaced"
+)
+
 // Output is one of the outputs a step can switch on.
 type Output uint8
 
@@ -64,6 +77,46 @@ var Patterns = map[Pattern][]Step{
 		{Red, 150 * time.Millisecond},
 		{0, 150 * time.Millisecond},
 		{Red, 150 * time.Millisecond},
+	},
+	Arrival: {
+		{Green | Buzzer, 100 * time.Millisecond},
+		{Green, 1400 * time.Millisecond},
+	},
+	Departure: {
+		{Green | Buzzer, 70 * time.Millisecond},
+		{Green, 70 * time.Millisecond},
+		{Green | Buzzer, 70 * time.Millisecond},
+		{Green, 1290 * time.Millisecond},
+	},
+	Duplicate: {
+		{Green | Buzzer, 30 * time.Millisecond},
+		{Green, 700 * time.Millisecond},
+	},
+	NoData: {
+		{Green | Red | Buzzer, 80 * time.Millisecond},
+		{Green | Red, 80 * time.Millisecond},
+		{Green | Red | Buzzer, 80 * time.Millisecond},
+		{Green | Red, 80 * time.Millisecond},
+		{Green | Red | Buzzer, 80 * time.Millisecond},
+		{Green | Red, 1600 * time.Millisecond},
+	},
+	NotInUse: {
+		{Green | Red | Buzzer, 500 * time.Millisecond},
+		{Green | Red, 1500 * time.Millisecond},
+	},
+	Unknown: {
+		{Red | Buzzer, 120 * time.Millisecond},
+		{Red, 100 * time.Millisecond},
+		{Red | Buzzer, 120 * time.Millisecond},
+		{Red, 1660 * time.Millisecond},
+	},
+	Replaced: {
+		{Red | Buzzer, 80 * time.Millisecond},
+		{Red, 80 * time.Millisecond},
+		{Red | Buzzer, 80 * time.Millisecond},
+		{Red, 80 * time.Millisecond},
+		{Red | Buzzer, 80 * time.Millisecond},
+		{Red, 1600 * time.Millisecond},
 	},
 	Attention: {
 		{Green | Red | Buzzer, 60 * time.Millisecond},

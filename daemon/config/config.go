@@ -1,0 +1,164 @@
+// Package config reads the terminal's configuration file (JSON). Unknown
+// keys and values of the wrong type are errors that name the key: a
+// terminal never starts half-configured.
+package config
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"kiumtap/firmware"
+)
+
+// Duration is a time.Duration written as "60s" or "72h".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 60s or 72h", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Config is kiumtapd's configuration.
+type Config struct {
+	// DeviceID names the terminal, e.g. "mangwon1-door". Required.
+	DeviceID string `json:"device_id"`
+	// Store is the database file. Default /var/lib/kiumtap/kiumtap.db.
+	Store string `json:"store"`
+	// CentreKey is the per-centre HMAC key for card UIDs, in hex, at least
+	// 16 bytes. Required: events and rosters name cards by HMAC only.
+	CentreKey string `json:"centre_key"`
+	// StoreRawUID keeps raw card UIDs in events too. Default false.
+	StoreRawUID bool `json:"store_raw_uid"`
+	// Language of the screen: "ko" (default) or "en".
+	Language string `json:"language"`
+	// Roster is a roster file to load at start when newer than the stored
+	// one (until sync delivers rosters).
+	Roster string `json:"roster"`
+	// Decisions tunes firmware.Settings.
+	Decisions struct {
+		DuplicateWindow Duration `json:"duplicate_window"` // default 60s
+		StaleAfter      Duration `json:"stale_after"`      // default 72h
+		CloseGrace      Duration `json:"close_grace"`      // default 30m
+	} `json:"decisions"`
+	// DiskWarnFree lists free-space levels in MiB below which a warning is
+	// logged, most lenient first. Default [512, 128, 32].
+	DiskWarnFree []int64 `json:"disk_warn_free_mib"`
+	// Reader wiring; see kiumtapd -help for the defaults.
+	Reader struct {
+		Kind       string   `json:"kind"` // "pi" or "emu"
+		SPI        string   `json:"spi"`
+		RST        string   `json:"rst"`
+		IRQ        string   `json:"irq"`
+		Green      string   `json:"green"`
+		Red        string   `json:"red"`
+		Buzzer     string   `json:"buzzer"`
+		Poll       Duration `json:"poll"`
+		RxGainDB   int      `json:"rx_gain_db"`
+		AllowClone bool     `json:"allow_clone"`
+	} `json:"reader"`
+}
+
+// Key returns the decoded centre key.
+func (c *Config) Key() []byte {
+	k, _ := hex.DecodeString(c.CentreKey)
+	return k
+}
+
+// Settings returns the decision settings.
+func (c *Config) Settings() firmware.Settings {
+	return firmware.Settings{
+		DuplicateWindow: time.Duration(c.Decisions.DuplicateWindow),
+		StaleAfter:      time.Duration(c.Decisions.StaleAfter),
+		CloseGrace:      time.Duration(c.Decisions.CloseGrace),
+	}.WithDefaults()
+}
+
+// Load reads and checks a configuration file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and checks a configuration.
+func Parse(b []byte) (*Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("key %q: a %s where a %s belongs", te.Field, te.Value, te.Type)
+		}
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return nil, fmt.Errorf("%s: no such key (a typo?)", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("more than one JSON value")
+	}
+	if c.Store == "" {
+		c.Store = "/var/lib/kiumtap/kiumtap.db"
+	}
+	if c.Language == "" {
+		c.Language = string(firmware.Korean)
+	}
+	if c.DiskWarnFree == nil {
+		c.DiskWarnFree = []int64{512, 128, 32}
+	}
+	if c.Reader.Kind == "" {
+		c.Reader.Kind = "pi"
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("key %q: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.DeviceID == "" {
+		bad("device_id", "required")
+	}
+	if k, err := hex.DecodeString(c.CentreKey); err != nil || len(k) < 16 {
+		bad("centre_key", "want at least 16 bytes in hex (32 hex digits)")
+	}
+	if c.Language != string(firmware.Korean) && c.Language != string(firmware.English) {
+		bad("language", "%q is not ko or en", c.Language)
+	}
+	for k, d := range map[string]Duration{"decisions.duplicate_window": c.Decisions.DuplicateWindow, "decisions.stale_after": c.Decisions.StaleAfter, "decisions.close_grace": c.Decisions.CloseGrace, "reader.poll": c.Reader.Poll} {
+		if d < 0 {
+			bad(k, "negative duration %v", time.Duration(d))
+		}
+	}
+	for i, v := range c.DiskWarnFree {
+		if v <= 0 || (i > 0 && v >= c.DiskWarnFree[i-1]) {
+			bad("disk_warn_free_mib", "want positive levels, most lenient first, got %v", c.DiskWarnFree)
+			break
+		}
+	}
+	if c.Reader.Kind != "pi" && c.Reader.Kind != "emu" {
+		bad("reader.kind", "%q is not pi or emu", c.Reader.Kind)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

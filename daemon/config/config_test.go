@@ -1,0 +1,65 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `{
+  "device_id": "mangwon1-door",
+  "centre_key": "00112233445566778899aabbccddeeff",
+  "decisions": {"duplicate_window": "90s"},
+  "reader": {"kind": "emu", "poll": "40ms"}
+}`
+
+func TestParse(t *testing.T) {
+	c, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Settings().DuplicateWindow != 90*time.Second || c.Settings().StaleAfter != 72*time.Hour || c.Language != "ko" || len(c.Key()) != 16 {
+		t.Errorf("%+v", c)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{`{"device_id": 7}`, `key "device_id": a number where a string belongs`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "decisons": {}}`, `unknown field "decisons": no such key`},
+		{`{"centre_key": "00112233445566778899aabbccddeeff"}`, `key "device_id": required`},
+		{`{"device_id": "x", "centre_key": "abcd"}`, `key "centre_key"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "decisions": {"stale_after": "3 days"}}`, `not a duration`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "language": "fr"}`, `key "language"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"kind": "usb"}}`, `key "reader.kind"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "disk_warn_free_mib": [10, 100]}`, `key "disk_warn_free_mib"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"rx_gain_db": "33"}}`, `key "reader.rx_gain_db"`},
+		{`{} {}`, `more than one JSON value`},
+	} {
+		_, err := Parse([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%s) = %v, want an error with %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kiumtapd.json")
+	os.WriteFile(path, []byte(`{"device_id": true}`), 0o600)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte(`{"reader": {"poll": "-1s"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if c.DeviceID == "" || len(c.Key()) < 16 {
+			t.Fatalf("accepted a config without device or key: %+v", c)
+		}
+	})
+}
