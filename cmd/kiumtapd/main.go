@@ -1,11 +1,12 @@
-// Command kiumtapd runs on the terminal: it reads cards and gives feedback.
-// Later issues add the tap decisions, the store and the sync to the portal.
+// Command kiumtapd runs on the terminal: it reads cards, decides each tap
+// from the roster in its store, records it, and only then gives feedback.
 //
-//	kiumtapd [-reader pi|emu] [-spi SPI0.0 -rst GPIO25 -irq GPIO24 ...]
+//	kiumtapd -config /etc/kiumtap/kiumtapd.json
 //	kiumtapd -demo
 //
 // -demo plays a scripted session on the emulated reader with real air
-// timing (cards tapped, held, two at once, a chip that wedges) and exits.
+// timing, a store in a temporary directory and a roster made for today,
+// checks every outcome it expects, and exits.
 package main
 
 import (
@@ -17,11 +18,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
+	"kiumtap/daemon/clock"
+	"kiumtap/daemon/config"
+	"kiumtap/daemon/store"
+	"kiumtap/daemon/terminal"
+	"kiumtap/firmware"
 	"kiumtap/hal/indicator"
+	"kiumtap/hal/pi"
 	"kiumtap/hal/rc522"
 	"kiumtap/internal/cli"
 )
@@ -38,11 +47,16 @@ func main() {
 	}
 }
 
+// tapped is what the demo script sees of a recorded tap.
+type tapped struct {
+	ev  store.Event
+	dec firmware.Decision
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kiumtapd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var rf cli.ReaderFlags
-	rf.Register(fs)
+	configPath := fs.String("config", "", "configuration file (JSON)")
 	demo := fs.Bool("demo", false, "play a scripted session on the emulated reader and exit")
 	verbose := fs.Bool("v", false, "log debug records (bad frames, retries)")
 	if err := fs.Parse(args); err != nil {
@@ -53,9 +67,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if *demo {
-		rf.Kind, rf.Timed = "emu", true
+
+	var cfg *config.Config
+	var roster *firmware.Roster
+	var err error
+	switch {
+	case *demo:
+		dir, err := os.MkdirTemp("", "kiumtapd-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg, roster = demoConfig(dir, time.Now())
+	case *configPath != "":
+		if cfg, err = config.Load(*configPath); err != nil {
+			return err
+		}
+	default:
+		fs.Usage()
+		return fmt.Errorf("%w: give -config FILE, or -demo", cli.ErrUsage)
 	}
+
+	rf := cli.ReaderFlags{
+		Kind: cfg.Reader.Kind, Timed: *demo, RxGain: cfg.Reader.RxGainDB, Clones: cfg.Reader.AllowClone,
+		Poll: time.Duration(cfg.Reader.Poll),
+		Board: pi.Options{SPI: cfg.Reader.SPI, RST: cfg.Reader.RST, IRQ: cfg.Reader.IRQ,
+			Green: cfg.Reader.Green, Red: cfg.Reader.Red, Buzzer: cfg.Reader.Buzzer},
+	}
+	st, err := store.Open(store.Options{Path: cfg.Store, DeviceID: cfg.DeviceID, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cfg.Roster != "" {
+		raw, err := os.ReadFile(cfg.Roster)
+		if err != nil {
+			return fmt.Errorf("reading roster: %w", err)
+		}
+		if roster, err = store.DecodeRoster(raw); err != nil {
+			return fmt.Errorf("roster %s: %w", cfg.Roster, err)
+		}
+	}
+	if roster != nil {
+		cur, _, err := st.Roster()
+		if errors.Is(err, store.ErrNoRoster) || (err == nil && roster.Revision > cur.Revision) {
+			if err := st.ApplyRoster(roster, time.Now()); err != nil {
+				return err
+			}
+		}
+	}
+
 	r, err := rf.Open()
 	if err != nil {
 		return err
@@ -63,7 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer r.Close()
 	if r.Emu != nil {
 		// The emulated terminal's LEDs and buzzer are pins that go nowhere;
-		// the console says what they show.
+		// the console shows the screen and names the pattern.
 		r.Pins = indicator.Pins{Green: &gpiotest.Pin{N: "GREEN"}, Red: &gpiotest.Pin{N: "RED"}, Buzzer: &gpiotest.Pin{N: "BUZZER"}}
 	}
 	opts := rf.DevOptions()
@@ -76,40 +137,79 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "kiumtapd: %s\n", dev)
+	fmt.Fprintf(stdout, "kiumtapd %s: %s\n", cfg.DeviceID, dev)
+
+	taps := make(chan tapped, 16)
+	removed := make(chan rc522.Event, 16)
+	term, err := terminal.New(terminal.Options{
+		Store: st, Clock: clock.New(clock.Options{}), Key: cfg.Key(), RawUID: cfg.StoreRawUID,
+		Settings: cfg.Settings(), Language: firmware.Language(cfg.Language), Logger: log,
+		DiskWarnFree: mib(cfg.DiskWarnFree),
+		Show: func(f firmware.Feedback) {
+			ind.Show(indicator.Pattern(f.Pattern))
+			fmt.Fprintf(stdout, "    screen: %-40s [%s]\n", strings.Join(f.Lines, " / "), f.Pattern)
+		},
+		Tapped: func(ev store.Event, dec firmware.Decision) {
+			fmt.Fprintf(stdout, "    event #%d %s (%s) %s\n", ev.Seq, dec.Outcome, dec.Reason, flags(dec.Flags))
+			if *demo {
+				taps <- tapped{ev, dec}
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := make(chan rc522.Event, 16)
+	toTerm := make(chan rc522.Event, 16)
 	errc := make(chan error, 3)
 	go func() { errc <- dev.Run(ctx, events) }()
 	go func() { errc <- ind.Run(ctx) }()
-	taps := make(chan rc522.Event, 16) // what the demo script sees
+	go func() { errc <- term.Run(ctx, toTerm) }()
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case ev := <-events:
-				fmt.Fprintf(stdout, "%s  %-9s UID % X (ATQA % X, SAK %#02x)\n", ev.Time.Format("15:04:05.000"), ev.Kind, ev.Card.UID, ev.Card.ATQA, ev.Card.SAK)
-				if ev.Kind == rc522.Presented {
-					ind.Show(indicator.OK)
-					fmt.Fprintf(stdout, "              feedback: %s\n", indicator.OK)
+				fmt.Fprintf(stdout, "%s  %-9s card % X\n", ev.Time.Format("15:04:05.000"), ev.Kind, ev.Card.UID)
+				if ev.Kind == rc522.Removed && *demo {
+					removed <- ev
 				}
-				if *demo {
-					taps <- ev
-				}
+				toTerm <- ev
 			}
 		}
 	}()
 	if *demo {
-		err := playDemo(ctx, r.Emu, dev, taps, stdout)
+		err := playDemo(ctx, r.Emu, dev, st, taps, removed, stdout)
 		cancel()
 		return err
 	}
-	if r.Emu != nil {
-		fmt.Fprintln(stdout, "kiumtapd: emulated reader with an empty field; try -demo")
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-errc:
+		return err
 	}
-	<-ctx.Done()
-	return ctx.Err()
+}
+
+func flags(fs []firmware.Flag) string {
+	if len(fs) == 0 {
+		return ""
+	}
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = string(f)
+	}
+	return "flags: " + strings.Join(s, ",")
+}
+
+func mib(v []int64) []int64 {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = x << 20
+	}
+	return out
 }

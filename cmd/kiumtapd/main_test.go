@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,18 +14,18 @@ import (
 
 // The demo is make run: it must finish and say what happened.
 func TestDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the demo runs in real time")
-	}
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"-demo"}, &out, &errOut); err != nil {
 		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
 	}
 	for _, want := range []string{
-		"Presented UID DE AD BE EF",
-		"Presented UID 05 10 20 30 40 50 60 70 80 90",
-		"Removed   UID 04 6A 2B 5C 1D 80 41",
-		"feedback: ok",
+		"screen: 김*준 / 입실",
+		"screen: 김*준 / 퇴실",
+		"screen: 이용예정 상태입니다 / 선생님께 알려주세요",
+		"screen: 오늘은 이용일이 / 아닙니다 (노데이터)",
+		"screen: 등록되지 않은 / 카드입니다",
+		"replaced_card (card_replaced)",
+		"check_in 3, check_out 1, duplicate 1, no_data 1, not_in_use 1, unknown_card 1, replaced_card 1",
 		"1 chip recoveries",
 		"hard reset through RST",
 	} {
@@ -33,12 +35,22 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-func TestBadFlags(t *testing.T) {
+func TestBadStart(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"-nope"}, &out, &errOut); !errors.Is(err, cli.ErrUsage) {
 		t.Errorf("bad flag: %v", err)
 	}
-	if err := run(context.Background(), []string{"-rxgain", "20"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "RxGainDB 20") {
-		t.Errorf("-rxgain 20: %v", err)
+	if err := run(context.Background(), nil, &out, &errOut); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("no config: %v", err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "k.json")
+	os.WriteFile(cfg, []byte(`{"device_id": "d", "centre_key": "00112233445566778899aabbccddeeff", "store": "`+filepath.Join(dir, "k.db")+`", "reader": {"kind": "emu", "rx_gain_db": 20}}`), 0o600)
+	if err := run(context.Background(), []string{"-config", cfg}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "RxGainDB 20") {
+		t.Errorf("bad gain: %v", err)
+	}
+	os.WriteFile(cfg, []byte(`{"device_id": "d", "centre_key": "00112233445566778899aabbccddeeff", "store": "`+filepath.Join(dir, "k.db")+`", "roster": "`+filepath.Join(dir, "none.json")+`"}`), 0o600)
+	if err := run(context.Background(), []string{"-config", cfg}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "roster") {
+		t.Errorf("missing roster: %v", err)
 	}
 }

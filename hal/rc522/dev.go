@@ -152,7 +152,8 @@ type Dev struct {
 	irqDirty     bool      // RxIRq or ErrIRq may be set in ComIrqReg
 	busyUntil    time.Time // a frame sent without waiting is still on air
 	sentSince    bool      // a frame was sent since the last health check
-	scratch      byte      // WaterLevelReg as the last health check wrote it
+	scratch      byte      // WaterLevelReg as the health check last wrote it
+	scratchSeen  byte      // and as it last read it
 }
 
 // The chip's timer runs 0.5 ms (40 kHz, 20 ticks) from the end of each

@@ -230,6 +230,11 @@ func (r *runner) checkPresence(ctx context.Context) error {
 		}
 		h.misses++
 		if h.misses >= r.d.opts.RemovalMisses {
+			// A chip that has stopped working misses every card: make sure
+			// it is alive before believing the card has gone.
+			if err := r.d.health(); err != nil {
+				return r.recover(ctx, err)
+			}
 			delete(r.held, key)
 			if err := r.emit(ctx, Removed, h.card); err != nil {
 				return err
@@ -251,15 +256,14 @@ func (r *runner) emit(ctx context.Context, kind EventKind, c Card) error {
 
 // health reads back the configuration and checks the chip is alive: a
 // brown-out resets the chip's registers (the antenna goes off and no card is
-// ever seen again), a wedged chip drops writes and sends nothing. Each check
-// reads the configuration with a scratch value written by the previous
-// check (WaterLevelReg, which only sets the FIFO alert levels this driver
-// does not use) and TxIRq, then writes the next scratch value and clears
-// TxIRq: three transactions.
+// ever seen again), a wedged chip drops writes and sends nothing. A check
+// writes a fresh scratch value (WaterLevelReg, which only sets the FIFO
+// alert levels this driver does not use), reads it back with the
+// configuration and TxIRq, and clears TxIRq for the next check: three
+// transactions. A failed check is made again before it counts.
 func (d *Dev) health() error {
 	err := d.healthOnce()
-	if err != nil && !errors.Is(err, ErrBadFrame) {
-		// One garbled read is not a dead chip: look again before a reset.
+	if err != nil {
 		d.log.Debug("rc522: health check failed, checking again", "err", err)
 		err = d.healthOnce()
 	}
@@ -267,10 +271,17 @@ func (d *Dev) health() error {
 }
 
 func (d *Dev) healthOnce() error {
+	// A value other than what the register held: reading it back proves the
+	// write landed.
+	d.scratch = 0x05 + (d.scratchSeen+1)%4 // 0x05..0x08
+	if err := d.write(reg.WaterLevelReg, d.scratch); err != nil {
+		return err
+	}
 	v, err := d.read(reg.VersionReg, reg.TxControlReg, reg.TxASKReg, reg.TModeReg, reg.ComIEnReg, reg.ComIrqReg, reg.WaterLevelReg)
 	if err != nil {
 		return err
 	}
+	d.scratchSeen = v[6]
 	switch {
 	case v[0] != d.version:
 		d.stats.stuck.Add(1)
@@ -278,17 +289,13 @@ func (d *Dev) healthOnce() error {
 	case v[1]&0x03 != 0x03 || v[2] != reg.Force100ASK || v[3]&reg.TAuto == 0 || v[4] != reg.IRqInv|reg.RxIRq|reg.ErrIRq:
 		d.stats.stuck.Add(1)
 		return fmt.Errorf("%w: the chip lost its configuration (TxControlReg %#02x, TxASKReg %#02x, TModeReg %#02x, ComIEnReg %#02x): it reset itself, probably a dip in its 3.3 V supply", ErrStuck, v[1], v[2], v[3], v[4])
-	case d.scratch != 0 && v[6] != d.scratch:
+	case v[6] != d.scratch:
 		d.stats.stuck.Add(1)
-		return fmt.Errorf("%w: a register written a moment ago reads %#02x, not %#02x: the chip ignores writes", ErrStuck, v[6], d.scratch)
+		return fmt.Errorf("%w: a register just written reads %#02x, not %#02x: the chip ignores writes", ErrStuck, v[6], d.scratch)
 	case d.sentSince && v[5]&reg.TxIRq == 0:
 		d.stats.stuck.Add(1)
 		return fmt.Errorf("%w: frames were sent since the last check but the chip never finished sending one (no TxIRq)", ErrStuck)
 	}
 	d.sentSince = false
-	d.scratch = 0x05 + (d.scratch+1)%4 // 0x05..0x08, never 0
-	if err := d.write(reg.WaterLevelReg, d.scratch); err != nil {
-		return err
-	}
 	return d.write(reg.ComIrqReg, reg.TxIRq) // Set1 = 0: clear TxIRq
 }

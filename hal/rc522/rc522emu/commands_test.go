@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-
 	"kiumtap/hal/iso14443a"
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/hal/rc522/reg"
