@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,7 +54,20 @@ type tapped struct {
 	dec firmware.Decision
 }
 
+// syncWriter lets the reader, the tap loop and the demo print together.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	stdout, stderr = &syncWriter{w: stdout}, &syncWriter{w: stderr}
 	fs := flag.NewFlagSet("kiumtapd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "configuration file (JSON)")

@@ -435,7 +435,7 @@ func (d *Dev) exchangeOnce(ctx context.Context, tx []byte, txLastBits, rxAlign, 
 	firstLook := time.Now().Add(onAir + max(timerPeriod, iso14443a.FDT(true)+answerAir) + time.Millisecond)
 	deadline := firstLook.Add(slack)
 	if d.irq != nil {
-		if !d.irq.WaitForEdge(time.Until(firstLook)) && cheap {
+		if !d.irq.WaitForEdge(until(firstLook)) && cheap {
 			return answer{}, ErrNoCard // RxIRq would have pulled IRQ low
 		}
 	} else if err := sleep(ctx, expected+100*time.Microsecond); err != nil {
@@ -493,7 +493,7 @@ func (d *Dev) exchangeOnce(ctx context.Context, tx []byte, txLastBits, rxAlign, 
 				return answer{}, err
 			}
 		} else {
-			d.irq.WaitForEdge(min(time.Millisecond, time.Until(deadline)))
+			d.irq.WaitForEdge(min(time.Millisecond, until(deadline)))
 		}
 	}
 }
@@ -505,6 +505,10 @@ func (d *Dev) bad(format string, args ...any) error {
 	d.log.Debug("rc522: dropped answer", "err", err)
 	return err
 }
+
+// until is the time left to t, never negative: gpio's WaitForEdge takes a
+// negative timeout as "wait for ever", and a late host must not hang on it.
+func until(t time.Time) time.Duration { return max(time.Until(t), 0) }
 
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

@@ -1,7 +1,6 @@
 package rc522
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -173,8 +172,13 @@ func (d *Dev) halt(ctx context.Context) error {
 }
 
 // present checks that a held (halted) card is still in the field: WUPA,
-// SELECT of its UID on every level, then HLTA again. Other halted cards
-// woken by WUPA go back to HALT on the SELECT that does not match them.
+// SELECT of its UID on every level, then REQA instead of HLTA. Other halted
+// cards woken by WUPA go back to HALT on the SELECT that does not match
+// them. The REQA is what tells a card that never left from one that was
+// taken away and brought back between two checks: the one selected from
+// HALT (ACTIVE*) returns to HALT on an unexpected frame, the one that lost
+// power and was selected from IDLE (ACTIVE) returns to IDLE (ISO/IEC
+// 14443-3, 6.3), where the next poll's REQA finds it as a new presentation.
 func (d *Dev) present(ctx context.Context, uid []byte) (bool, error) {
 	parts, err := iso14443a.Parts(uid)
 	if err != nil {
@@ -200,7 +204,9 @@ func (d *Dev) present(ctx context.Context, uid []byte) (bool, error) {
 			return false, d.bad("SAK %#02x on level %d of %d for % X", sak, i+1, len(parts), uid)
 		}
 	}
-	return true, d.halt(ctx)
+	// No answer is expected: the card only changes state. One that does
+	// answer (a card just placed, in IDLE) is left for the next poll.
+	_, err = d.exchange(ctx, []byte{iso14443a.REQA}, 7, 0, 2, true, false)
+	return true, err
 }
 
-func sameUID(a, b []byte) bool { return bytes.Equal(a, b) }

@@ -101,6 +101,11 @@ func (r *runner) run(ctx context.Context) error {
 		if (err == nil || errors.Is(err, ErrNoCard)) && len(r.held) > 0 && !now.Before(nextPresence) {
 			nextPresence = now.Add(d.opts.PresenceInterval)
 			err = r.checkPresence(ctx)
+			if err == nil {
+				// A held card that came back between two checks is now in
+				// IDLE: find it at once.
+				err = r.poll(ctx)
+			}
 		}
 		if err := r.handle(ctx, err); err != nil {
 			return err

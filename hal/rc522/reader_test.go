@@ -434,3 +434,4 @@ func TestClonesNeedConsent(t *testing.T) {
 		t.Errorf("clone with AllowClones: %v", err)
 	}
 }
+

@@ -37,6 +37,10 @@ type Options struct {
 	Seed uint64
 	// Logger gets debug records of commands and frames; nil discards them.
 	Logger *slog.Logger
+	// OnFrame, if set, is told of every frame the chip starts to send, with
+	// its valid bits and the time, for latency measurements. It is called
+	// with the chip locked: it must not call the chip.
+	OnFrame func(data []byte, bits int, at time.Time)
 }
 
 // Fault is a failure the emulator can inject.
@@ -775,6 +779,9 @@ func (c *Chip) startTransmit(transmitOnly bool) {
 		nbits = (len(data)-1)*8 + last
 	}
 	c.stats.Frames++
+	if c.opts.OnFrame != nil {
+		c.opts.OnFrame(data, nbits, c.now())
+	}
 	c.modem = reg.ModemTransmitting
 	c.ex = &exchange{
 		tx:       data,
