@@ -83,6 +83,9 @@ func BenchmarkTap(b *testing.B) {
 			}
 			mu.Lock()
 			lat = append(lat, float64(at.Sub(firstREQA))/float64(time.Millisecond))
+			if testing.Verbose() && lat[len(lat)-1] > 8 {
+				b.Logf("slow tap %.1f ms", lat[len(lat)-1])
+			}
 			placedAt = time.Time{}
 			mu.Unlock()
 			chip.Remove(card)

@@ -209,4 +209,3 @@ func (d *Dev) present(ctx context.Context, uid []byte) (bool, error) {
 	_, err = d.exchange(ctx, []byte{iso14443a.REQA}, 7, 0, 2, true, false)
 	return true, err
 }
-

@@ -434,4 +434,3 @@ func TestClonesNeedConsent(t *testing.T) {
 		t.Errorf("clone with AllowClones: %v", err)
 	}
 }
-
