@@ -54,15 +54,15 @@ func FeedbackFor(d Decision, name string, at time.Time, lang Language) Feedback 
 		if d.Reason == ReasonCentreClosed {
 			return Feedback{PatternNoData, []string{pick("오늘은 운영일이", "The centre is"), pick("아닙니다 (노데이터)", "closed (no data)")}}
 		}
-		return Feedback{PatternNoData, []string{pick("오늘은 이용일이", "Today is not"), pick("아닙니다 (노데이터)", "a usage day (no data)")}}
+		return Feedback{PatternNoData, []string{pick("오늘은 이용일이", "Not a usage day"), pick("아닙니다 (노데이터)", "(no data)")}}
 	case NotInUse:
 		switch d.Reason {
 		case ReasonScheduled:
-			return Feedback{PatternNotInUse, []string{pick("이용예정 상태입니다", "Booking not in use"), pick("선생님께 알려주세요", "Please tell a teacher")}}
+			return Feedback{PatternNotInUse, []string{pick("이용예정 상태입니다", "Booking not in use"), pick("선생님께 알려주세요", "Tell a teacher")}}
 		case ReasonApplied:
-			return Feedback{PatternNotInUse, []string{pick("신청 상태입니다", "Booking pending"), pick("선생님께 알려주세요", "Please tell a teacher")}}
+			return Feedback{PatternNotInUse, []string{pick("신청 상태입니다", "Booking pending"), pick("선생님께 알려주세요", "Tell a teacher")}}
 		}
-		return Feedback{PatternNotInUse, []string{pick("이용중인 예약이", "No booking"), pick("없습니다", "in use"), pick("선생님께 알려주세요", "Please tell a teacher")}}
+		return Feedback{PatternNotInUse, []string{pick("이용중인 예약이", "No booking"), pick("없습니다", "in use"), pick("선생님께 알려주세요", "Tell a teacher")}}
 	case UnknownCard:
 		return Feedback{PatternUnknown, []string{pick("등록되지 않은", "Card not"), pick("카드입니다", "registered")}}
 	case ReplacedCard:
@@ -75,7 +75,7 @@ func FeedbackFor(d Decision, name string, at time.Time, lang Language) Feedback 
 // broken store): the child must tap again or tell a teacher.
 func ErrorFeedback(lang Language) Feedback {
 	if lang == English {
-		return Feedback{PatternError, []string{"Not recorded", "Please tell a teacher"}}
+		return Feedback{PatternError, []string{"Not recorded", "Tell a teacher"}}
 	}
 	return Feedback{PatternError, []string{"기록하지 못했어요", "선생님께 알려주세요"}}
 }

@@ -24,12 +24,14 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/gpio/gpiotest"
+	"periph.io/x/conn/v3/i2c/i2creg"
 
 	"kiumtap/daemon/clock"
 	"kiumtap/daemon/config"
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/terminal"
 	"kiumtap/firmware"
+	"kiumtap/hal/display"
 	"kiumtap/hal/indicator"
 	"kiumtap/hal/pi"
 	"kiumtap/hal/rc522"
@@ -152,6 +154,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "kiumtapd %s: %s\n", cfg.DeviceID, dev)
+	screen, err := openScreen(cfg, r.Emu != nil)
+	if err != nil {
+		return err
+	}
 
 	taps := make(chan tapped, 16)
 	removed := make(chan rc522.Event, 16)
@@ -161,7 +167,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		DiskWarnFree: mib(cfg.DiskWarnFree),
 		Show: func(f firmware.Feedback) {
 			ind.Show(indicator.Pattern(f.Pattern))
-			fmt.Fprintf(stdout, "    screen: %-40s [%s]\n", strings.Join(f.Lines, " / "), f.Pattern)
+			if err := screen.Show(f.Lines); err != nil {
+				log.Error("screen", "err", err)
+			}
+			if r.Emu != nil {
+				fmt.Fprintf(stdout, "    screen: %-40s [%s]\n", strings.Join(f.Lines, " / "), f.Pattern)
+			}
 		},
 		Tapped: func(ev store.Event, dec firmware.Decision) {
 			fmt.Fprintf(stdout, "    event #%d %s (%s) %s\n", ev.Seq, dec.Outcome, dec.Reason, flags(dec.Flags))
@@ -207,6 +218,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// openScreen opens the SSD1306, or a virtual one for the emulated
+// terminal and for "none".
+func openScreen(cfg *config.Config, emulated bool) (display.Screen, error) {
+	if emulated || cfg.Display.Kind == "none" {
+		return display.NewVirtual()
+	}
+	bus, err := i2creg.Open(cfg.Display.I2C)
+	if err != nil {
+		return nil, fmt.Errorf("opening I2C bus %q for the display: %w (enable I2C with raspi-config, or set display.kind to none)", cfg.Display.I2C, err)
+	}
+	return display.NewSSD1306(bus)
 }
 
 func flags(fs []firmware.Flag) string {

@@ -57,6 +57,12 @@ type Config struct {
 	// DiskWarnFree lists free-space levels in MiB below which a warning is
 	// logged, most lenient first. Default [512, 128, 32].
 	DiskWarnFree []int64 `json:"disk_warn_free_mib"`
+	// Display is the screen: "ssd1306" (128×64 on I²C, the default with
+	// the Pi reader) or "none".
+	Display struct {
+		Kind string `json:"kind"`
+		I2C  string `json:"i2c"` // bus name; default the first bus
+	} `json:"display"`
 	// Reader wiring; see kiumtapd -help for the defaults.
 	Reader struct {
 		Kind       string   `json:"kind"` // "pi" or "emu"
@@ -130,6 +136,9 @@ func Parse(b []byte) (*Config, error) {
 	if c.Reader.Kind == "" {
 		c.Reader.Kind = "pi"
 	}
+	if c.Display.Kind == "" {
+		c.Display.Kind = "ssd1306"
+	}
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("key %q: %s", key, fmt.Sprintf(format, args...)))
@@ -153,6 +162,9 @@ func Parse(b []byte) (*Config, error) {
 			bad("disk_warn_free_mib", "want positive levels, most lenient first, got %v", c.DiskWarnFree)
 			break
 		}
+	}
+	if c.Display.Kind != "ssd1306" && c.Display.Kind != "none" {
+		bad("display.kind", "%q is not ssd1306 or none", c.Display.Kind)
 	}
 	if c.Reader.Kind != "pi" && c.Reader.Kind != "emu" {
 		bad("reader.kind", "%q is not pi or emu", c.Reader.Kind)

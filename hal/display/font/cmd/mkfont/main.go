@@ -1,0 +1,46 @@
+// Command mkfont makes the terminal's font subset from a BDF file:
+//
+//	npm pack galmuri && tar xzf galmuri-*.tgz
+//	go run ./hal/display/font/cmd/mkfont package/dist/Galmuri11.bdf > hal/display/font/galmuri11.ktf
+//
+// It keeps printable ASCII, Hangul syllables and compatibility jamo, and the
+// punctuation the screens use.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"kiumtap/hal/display/font"
+)
+
+func keep(r rune) bool {
+	switch {
+	case r >= 0x20 && r <= 0x7E, // ASCII
+		r >= 0xAC00 && r <= 0xD7A3, // Hangul syllables
+		r >= 0x3131 && r <= 0x318E, // compatibility jamo
+		r == '·', r == '–', r == '—', r == '…', r == '※', r == '○', r == '×', r == '✓':
+		return true
+	}
+	return false
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: mkfont FONT.bdf > subset.ktf")
+		os.Exit(2)
+	}
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mkfont:", err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	face, err := font.ParseBDF(f, keep)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mkfont:", err)
+		os.Exit(1)
+	}
+	os.Stdout.Write(font.Encode(face))
+	fmt.Fprintf(os.Stderr, "mkfont: %d glyphs, ascent %d, descent %d\n", face.Len(), face.Ascent, face.Descent)
+}
