@@ -1,7 +1,12 @@
-// Command kiumctl is the staff's and operators' tool. Today it probes the
-// card reader:
+// Command kiumctl is the staff's and operators' tool:
 //
+//	kiumctl status [-json]                      roster, who is inside, outbox
+//	kiumctl events [-day D] [-outcome O] [-child C] [-json]
+//	kiumctl roster show [-json]
 //	kiumctl reader probe [-reader pi|emu] [-wait 10s] [-record FILE|-]
+//
+// status, events and roster ask a running kiumtapd on its socket (-socket),
+// or read a store file directly when kiumtapd is stopped (-store).
 //
 // probe resets the MFRC522, checks its version, waits for a card and prints
 // its UID, ATQA and SAK. With -record it prints the SPI transactions of the
@@ -38,17 +43,27 @@ func main() {
 	}
 }
 
-const usage = `usage: kiumctl reader probe [flags]
+const usage = `usage: kiumctl COMMAND [flags]
 
 Commands:
+  status         the roster's revision and age, who is inside, the outbox
+  events         events, filtered by -day, -outcome, -child
+  roster show    the children, their cards and bookings
   reader probe   reset the card reader, wait for a card, print what it read`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) < 2 || args[0] != "reader" || args[1] != "probe" {
-		fmt.Fprintln(stderr, usage)
-		return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, args)
+	switch {
+	case len(args) >= 1 && args[0] == "status":
+		return query(ctx, "status", args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "events":
+		return query(ctx, "events", args[1:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "roster" && args[1] == "show":
+		return query(ctx, "roster", args[2:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "reader" && args[1] == "probe":
+		return probe(ctx, args[2:], stdout, stderr)
 	}
-	return probe(ctx, args[2:], stdout, stderr)
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, args)
 }
 
 func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {

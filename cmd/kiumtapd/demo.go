@@ -32,7 +32,7 @@ var (
 // in use every day, 박지호 only scheduled, 최하은 in use on every weekday but
 // today's, and 김민준's old card replaced.
 func demoConfig(dir string, now time.Time) (*config.Config, *firmware.Roster) {
-	cfg := &config.Config{DeviceID: "demo-door", Store: filepath.Join(dir, "kiumtap.db"), CentreKey: hex.EncodeToString(demoKey), Language: "ko"}
+	cfg := &config.Config{DeviceID: "demo-door", Store: filepath.Join(dir, "kiumtap.db"), Socket: filepath.Join(dir, "kiumtapd.sock"), CentreKey: hex.EncodeToString(demoKey), Language: "ko"}
 	cfg.Reader.Kind = "emu"
 	cfg.Decisions.DuplicateWindow = config.Duration(2 * time.Second)
 	today := firmware.DateOf(now)

@@ -28,6 +28,7 @@ import (
 
 	"kiumtap/daemon/clock"
 	"kiumtap/daemon/config"
+	"kiumtap/daemon/localapi"
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/terminal"
 	"kiumtap/firmware"
@@ -189,10 +190,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	events := make(chan rc522.Event, 16)
 	toTerm := make(chan rc522.Event, 16)
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- dev.Run(ctx, events) }()
 	go func() { errc <- ind.Run(ctx) }()
 	go func() { errc <- term.Run(ctx, toTerm) }()
+	go func() { errc <- localapi.Serve(ctx, cfg.Socket, localapi.Handler(st, time.Now)) }()
 	go func() {
 		for {
 			select {

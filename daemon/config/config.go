@@ -38,6 +38,9 @@ type Config struct {
 	DeviceID string `json:"device_id"`
 	// Store is the database file. Default /var/lib/kiumtap/kiumtap.db.
 	Store string `json:"store"`
+	// Socket is where kiumctl asks questions. Default
+	// /run/kiumtap/kiumtapd.sock.
+	Socket string `json:"socket"`
 	// CentreKey is the per-centre HMAC key for card UIDs, in hex, at least
 	// 16 bytes. Required: events and rosters name cards by HMAC only.
 	CentreKey string `json:"centre_key"`
@@ -126,6 +129,9 @@ func Parse(b []byte) (*Config, error) {
 	}
 	if c.Store == "" {
 		c.Store = "/var/lib/kiumtap/kiumtap.db"
+	}
+	if c.Socket == "" {
+		c.Socket = "/run/kiumtap/kiumtapd.sock"
 	}
 	if c.Language == "" {
 		c.Language = string(firmware.Korean)

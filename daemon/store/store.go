@@ -74,6 +74,9 @@ type Options struct {
 	LockTimeout time.Duration
 	// NoSync skips fsync: for benchmarks that measure without the disk.
 	NoSync bool
+	// ReadOnly opens an existing store for reading (kiumctl), without
+	// counting a boot. It cannot be opened while kiumtapd holds the store.
+	ReadOnly bool
 	// Logger; default discard.
 	Logger *slog.Logger
 }
@@ -102,17 +105,26 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync})
+	if opts.ReadOnly {
+		if _, err := os.Stat(opts.Path); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, ReadOnly: opts.ReadOnly})
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("%w: %s is locked after %v: is another kiumtapd running?", ErrLocked, opts.Path, opts.LockTimeout)
+		return nil, fmt.Errorf("%w: %s is locked after %v: is kiumtapd (or another kiumtap program) running? kiumctl asks a running kiumtapd through its socket", ErrLocked, opts.Path, opts.LockTimeout)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
 		return nil, fmt.Errorf("%w: %s: %v; move it aside to start a new store (events in it are not lost if the file is kept)", ErrForeign, opts.Path, err)
 	case err != nil:
 		return nil, fmt.Errorf("store: opening %s: %w", opts.Path, err)
 	}
 	s := &Store{db: db, opts: opts, log: opts.Logger}
-	if err := db.Update(s.init); err != nil {
+	initFn := db.Update
+	if opts.ReadOnly {
+		initFn = db.View
+	}
+	if err := initFn(s.init); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -125,6 +137,9 @@ func Open(opts Options) (*Store, error) {
 
 func (s *Store) init(tx *bolt.Tx) error {
 	meta := tx.Bucket(bMeta)
+	if meta == nil && !tx.Writable() {
+		return fmt.Errorf("%w: %s has no kiumtap metadata", ErrForeign, s.opts.Path)
+	}
 	if meta == nil {
 		empty := true
 		tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
@@ -154,6 +169,9 @@ func (s *Store) init(tx *bolt.Tx) error {
 	case v > SchemaVersion:
 		return fmt.Errorf("store: %s has schema %d, written by a newer kiumtap; this one knows up to %d", s.opts.Path, v, SchemaVersion)
 	}
+	if v < SchemaVersion && !tx.Writable() {
+		return fmt.Errorf("store: %s has schema %d; open it with kiumtapd once to migrate it to %d", s.opts.Path, v, SchemaVersion)
+	}
 	for ; v < SchemaVersion; v++ {
 		if err := migrations[v-1](tx); err != nil {
 			return fmt.Errorf("store: migrating schema %d to %d: %w", v, v+1, err)
@@ -172,6 +190,10 @@ func (s *Store) init(tx *bolt.Tx) error {
 		return fmt.Errorf("store: %s belongs to device %q, not %q: a store moves with its terminal", s.opts.Path, s.device, s.opts.DeviceID)
 	}
 	boots, _ := getU64(meta, kBoots)
+	if !tx.Writable() {
+		s.boots = boots
+		return nil
+	}
 	s.boots = boots + 1
 	return putU64(meta, kBoots, s.boots)
 }
@@ -184,6 +206,13 @@ func (s *Store) DeviceID() string { return s.device }
 
 // Boots is how many times the store has been opened, this time included.
 func (s *Store) Boots() uint64 { return s.boots }
+
+// Received is when the current roster arrived (zero without one).
+func (s *Store) Received() time.Time {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.received
+}
 
 // Path is the database file.
 func (s *Store) Path() string { return s.opts.Path }

@@ -155,7 +155,7 @@ func TestOpenRefuses(t *testing.T) {
 	path := filepath.Join(dir, "held.db")
 	s := open(t, path)
 	_ = s
-	if _, err := Open(Options{Path: path, LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "another kiumtapd") {
+	if _, err := Open(Options{Path: path, LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "is kiumtapd") {
 		t.Errorf("second open: %v", err)
 	}
 	// Not a database at all.

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kiumtap/daemon/localapi"
+	"kiumtap/daemon/store"
+	"kiumtap/firmware"
+	"kiumtap/internal/cli"
+)
+
+var key = []byte("0123456789abcdef")
+
+// terminalStore is a store with a roster and a morning of taps.
+func terminalStore(t *testing.T, path string) *store.Store {
+	t.Helper()
+	st, err := store.Open(store.Options{Path: path, DeviceID: "mangwon1-door"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	today := firmware.DateOf(now)
+	all := []time.Weekday{0, 1, 2, 3, 4, 5, 6}
+	day := firmware.Window{Start: 0, End: 24 * 60}
+	r := &firmware.Roster{Revision: 3,
+		Centre:   firmware.Centre{ID: "mangwon1", Name: "망원1동", Terms: []firmware.Term{{Name: "2학기", From: today.AddDays(-9), To: today.AddDays(9), Hours: day, Weekdays: all}}},
+		Children: []firmware.Child{{ID: "c1", Name: "김민준"}, {ID: "c2", Name: "이서연"}},
+		Cards: []firmware.Card{
+			{Key: firmware.CardKey(key, []byte{1}), ChildID: "c1", State: firmware.CardActive},
+			{Key: firmware.CardKey(key, []byte{2}), ChildID: "c2", State: firmware.CardActive},
+		},
+		Bookings: []firmware.Booking{{ID: "b1", ChildID: "c1", Type: firmware.Regular, Status: firmware.InUse, From: today.AddDays(-9), To: today.AddDays(9), Weekdays: all, Window: day}},
+	}
+	if err := st.ApplyRoster(r, now); err != nil {
+		t.Fatal(err)
+	}
+	for i, uid := range []byte{1, 2, 9} {
+		if _, _, err := st.Tap(store.TapRequest{At: store.Stamp{Time: now.Add(time.Duration(i) * time.Second), Synced: true}, CardKey: firmware.CardKey(key, []byte{uid})}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+func TestQueriesOverTheSocket(t *testing.T) {
+	dir := t.TempDir()
+	st := terminalStore(t, filepath.Join(dir, "k.db"))
+	defer st.Close()
+	sock := filepath.Join(dir, "kiumtapd.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- localapi.Serve(ctx, sock, localapi.Handler(st, time.Now)) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), []string{"status", "-socket", sock}, &out, &errOut)
+		if err == nil {
+			for _, want := range []string{"mangwon1-door", "revision 3", "inside today  1", "c1 김민준 since", "3 events waiting"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("status lacks %q:\n%s", want, out.String())
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // waiting for the socket, with a deadline
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"events", "-socket", sock, "-day", "today", "-outcome", "not_in_use", "-json"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	var evs []localapi.Event
+	if err := json.Unmarshal(out.Bytes(), &evs); err != nil || len(evs) != 1 || evs[0].Child != "c2" || evs[0].Reason != firmware.ReasonNoBooking || evs[0].ID != "mangwon1-door-2" {
+		t.Errorf("events -json: %v %+v\n%s", err, evs, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"roster", "show", "-socket", sock}, &out, &errOut); err != nil || !strings.Contains(out.String(), "regular in_use") {
+		t.Errorf("roster show: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"events", "-socket", sock, "-outcome", "arrived"}, &out, &errOut); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("bad outcome: %v", err)
+	}
+	if err := run(context.Background(), []string{"status", "-socket", filepath.Join(dir, "none.sock")}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "-store FILE") {
+		t.Errorf("no daemon: %v", err)
+	}
+}
+
+func TestQueriesOnAStoppedTerminal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	terminalStore(t, path).Close()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"events", "-store", path}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(out.String(), "\n"); lines != 4 || !strings.Contains(out.String(), "unknown_card") {
+		t.Errorf("events table:\n%s", out.String())
+	}
+	// A read does not count as a boot of the terminal.
+	out.Reset()
+	run(context.Background(), []string{"status", "-store", path}, &out, &errOut)
+	if !strings.Contains(out.String(), "(boot 1)") {
+		t.Errorf("status:\n%s", out.String())
+	}
+}
