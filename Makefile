@@ -25,6 +25,8 @@ test: lint mosquitto
 bench:
 	$(GO) test -run '^$$' -bench 'ReadUID' -benchtime 200x ./hal/rc522/
 	$(GO) test -run '^$$' -bench 'Idle' -benchtime 300x ./hal/rc522/
+	$(GO) test -run '^$$' -bench 'TapAppend' -benchtime 1000x ./daemon/store/
+	$(GO) test -run '^$$' -bench 'Tap' -benchtime 200x ./daemon/terminal/
 
 ## cross: the terminal's binaries for the Pi boards we support
 cross:

@@ -96,3 +96,14 @@ func FuzzDecodeRoster(f *testing.F) {
 		})
 	})
 }
+
+func FuzzDecodePresence(f *testing.F) {
+	f.Add([]byte(`{"day":"2026-11-23","inside":true,"since":"2026-11-23T06:02:00Z"}`))
+	f.Add([]byte(`{"day":"2026-02-30"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodePresence(b)
+		if err == nil && p.Inside && p.Day.IsZero() && len(b) == 0 {
+			t.Fatal("empty record decoded as inside")
+		}
+	})
+}

@@ -1,7 +1,10 @@
 package terminal
 
 import (
+	"bytes"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +75,28 @@ func TestFeedbackAfterCommit(t *testing.T) {
 	}
 	if len(shown) != 1 || shown[0].Pattern != firmware.PatternError {
 		t.Errorf("feedback on a failed tap: %+v", shown)
+	}
+}
+
+// Free space below a configured level is warned about once per level.
+func TestDiskWarnings(t *testing.T) {
+	st, err := store.Open(store.Options{Path: filepath.Join(t.TempDir(), "t.db"), DeviceID: "T"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var logs bytes.Buffer
+	term, err := New(Options{Store: st, Clock: &fixedClock{time.Now()}, Key: key, Show: func(firmware.Feedback) {},
+		DiskWarnFree: []int64{1 << 61, 1 << 60}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	term.checkDisk()
+	term.checkDisk()
+	if n := strings.Count(logs.String(), "disk space low"); n != 1 {
+		t.Errorf("%d warnings, want one for the lowest level crossed:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "below=1073741824") && !strings.Contains(logs.String(), "below=") {
+		t.Errorf("warning does not say the level:\n%s", logs.String())
 	}
 }

@@ -1,0 +1,72 @@
+package localapi
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"net/http"
+	"net/http/httptest"
+
+	"kiumtap/daemon/store"
+)
+
+func TestParseFilter(t *testing.T) {
+	if f, err := ParseFilter("2026-11-23", "no_data", "c1", "5"); err != nil || f.Limit != 5 || f.Outcome != "no_data" || f.Day.String() != "2026-11-23" {
+		t.Errorf("%+v %v", f, err)
+	}
+	for _, bad := range [][4]string{{"2026-13-01", "", "", ""}, {"", "arrived", "", ""}, {"", "", "", "0"}, {"", "", "", "x"}} {
+		if _, err := ParseFilter(bad[0], bad[1], bad[2], bad[3]); err == nil {
+			t.Errorf("ParseFilter%q: no error", bad)
+		}
+	}
+}
+
+func TestHandlerAndSocket(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(store.Options{Path: filepath.Join(dir, "k.db"), DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := Handler(st, time.Now)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events?outcome=nope", nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "outcome") {
+		t.Errorf("bad filter: %d %s", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"device":"d"`) {
+		t.Errorf("status: %d %s", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/status", nil))
+	if rec.Code == http.StatusOK {
+		t.Error("POST /status answered: the API is read-only")
+	}
+	// A second server on a live socket is refused.
+	sock := filepath.Join(dir, "s.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, sock, h) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := Client(sock).Get("http://kiumtapd/status")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // waiting for the socket, with a deadline
+	}
+	if err := Serve(context.Background(), sock, h); err == nil || !strings.Contains(err.Error(), "another kiumtapd") {
+		t.Errorf("second Serve: %v", err)
+	}
+	cancel()
+	<-done
+}
