@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"periph.io/x/conn/v3/i2c/i2ctest"
+
 	"kiumtap/firmware"
 	"kiumtap/hal/display/font"
 )
@@ -106,5 +108,34 @@ func TestVirtual(t *testing.T) {
 	}
 	if v.Frame().Bounds().Dx() != W {
 		t.Error("frame size")
+	}
+}
+
+// The SSD1306 path: through periph's driver, a screen reaches the panel's
+// bus as the frame Render drew (GDDRAM bytes after the 0x40 data prefix).
+func TestSSD1306(t *testing.T) {
+	bus := &i2ctest.Record{}
+	s, err := NewSSD1306(bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus.Ops = nil
+	lines := []string{"김*준", "입실 15:02"}
+	if err := s.Show(lines); err != nil {
+		t.Fatal(err)
+	}
+	face, _ := font.Galmuri11()
+	want, _ := Render(face, lines)
+	var got []byte
+	for _, op := range bus.Ops {
+		if op.Addr != 0x3C {
+			t.Fatalf("write to I2C address %#x, want 0x3C", op.Addr)
+		}
+		if len(op.W) > 0 && op.W[0] == 0x40 {
+			got = append(got, op.W[1:]...)
+		}
+	}
+	if !bytes.Equal(got, want.Pix) {
+		t.Errorf("panel got %d bytes of pixels, differing from the rendered frame (%d bytes)", len(got), len(want.Pix))
 	}
 }
