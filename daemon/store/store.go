@@ -110,7 +110,13 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, ReadOnly: opts.ReadOnly})
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
+		Timeout: opts.LockTimeout, NoSync: opts.NoSync, ReadOnly: opts.ReadOnly,
+		// A tap commits a few pages: leave the freelist out of each commit
+		// (bbolt rebuilds it on open) and keep it as a map.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s is locked after %v: is kiumtapd (or another kiumtap program) running? kiumctl asks a running kiumtapd through its socket", ErrLocked, opts.Path, opts.LockTimeout)

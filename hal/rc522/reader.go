@@ -97,14 +97,16 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		// New cards first: a child waiting for the beep matters more than
 		// noticing that a card has gone.
-		err := r.poll(ctx)
+		err := r.poll(ctx, false)
 		if (err == nil || errors.Is(err, ErrNoCard)) && len(r.held) > 0 && !now.Before(nextPresence) {
 			nextPresence = now.Add(d.opts.PresenceInterval)
 			err = r.checkPresence(ctx)
 			if err == nil {
 				// A held card that came back between two checks is now in
-				// IDLE: find it at once.
-				err = r.poll(ctx)
+				// IDLE: find it at once. A card placed just now may have
+				// answered the check's last REQA and sit in READY, where
+				// the first REQA only sends it back to IDLE: ask twice.
+				err = r.poll(ctx, true)
 			}
 		}
 		if err := r.handle(ctx, err); err != nil {
@@ -172,13 +174,14 @@ func (r *runner) recover(ctx context.Context, why error) error {
 }
 
 // poll looks for cards in IDLE: new ones, or held ones that lost power.
-func (r *runner) poll(ctx context.Context) error {
+// With askTwice, a first REQA without an answer is repeated.
+func (r *runner) poll(ctx context.Context, askTwice bool) error {
 	d := r.d
 	seen := map[string]bool{}
 	retried := false
 	for i := range maxCardsPerPoll {
-		atqa, err := d.request(ctx, false, i == 0)
-		if errors.Is(err, ErrNoCard) && len(seen) > 0 && !retried {
+		atqa, err := d.request(ctx, false, i == 0 && !askTwice)
+		if errors.Is(err, ErrNoCard) && (len(seen) > 0 || askTwice) && !retried {
 			// A card that did not hear its HLTA stayed ACTIVE, and the REQA
 			// just sent put it back in IDLE: ask once more, so it is halted
 			// now and not taken for a new presentation at the next poll.
