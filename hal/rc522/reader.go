@@ -70,6 +70,7 @@ type runner struct {
 	d        *Dev
 	out      chan<- Event
 	held     map[string]*held
+	recent   map[string]bool // cards the last poll halted
 	stuck    int
 	spiFails int
 	bad      int
@@ -174,18 +175,20 @@ func (r *runner) recover(ctx context.Context, why error) error {
 }
 
 // poll looks for cards in IDLE: new ones, or held ones that lost power.
-// With askTwice, a first REQA without an answer is repeated.
+// It reports at most one new card, and leaves the next to the next poll:
+// nothing more goes on the air while the tap is being recorded. With
+// askTwice, a first REQA without an answer is repeated.
 func (r *runner) poll(ctx context.Context, askTwice bool) error {
 	d := r.d
-	seen := map[string]bool{}
-	retried := false
+	recent := r.recent
+	r.recent = nil
+	// A card halted by the last poll that missed its HLTA stayed ACTIVE:
+	// the first REQA sends it to IDLE, the second finds it.
+	askTwice = askTwice || len(recent) > 0
 	for i := range maxCardsPerPoll {
 		atqa, err := d.request(ctx, false, i == 0 && !askTwice)
-		if errors.Is(err, ErrNoCard) && (len(seen) > 0 || askTwice) && !retried {
-			// A card that did not hear its HLTA stayed ACTIVE, and the REQA
-			// just sent put it back in IDLE: ask once more, so it is halted
-			// now and not taken for a new presentation at the next poll.
-			retried = true
+		if errors.Is(err, ErrNoCard) && askTwice {
+			askTwice = false
 			atqa, err = d.request(ctx, false, false)
 		}
 		if err != nil {
@@ -200,16 +203,15 @@ func (r *runner) poll(ctx context.Context, askTwice bool) error {
 			return err
 		}
 		key := string(c.UID)
-		if seen[key] {
-			retried = false // it missed its HLTA; halted now, check again
+		if recent[key] {
+			// It missed its HLTA; halted now. Check again next time.
+			r.recent = map[string]bool{key: true}
 			continue
 		}
-		seen[key] = true
-		if h, ok := r.held[key]; ok {
-			if h.unconfirmed {
-				h.unconfirmed, h.misses = false, 0
-				continue
-			}
+		if h, ok := r.held[key]; ok && h.unconfirmed {
+			h.unconfirmed, h.misses = false, 0
+			continue
+		} else if ok {
 			// Held and halted, yet it answered REQA: it lost power, so it
 			// left the field and came back.
 			delete(r.held, key)
@@ -218,9 +220,8 @@ func (r *runner) poll(ctx context.Context, askTwice bool) error {
 			}
 		}
 		r.held[key] = &held{card: c}
-		if err := r.emit(ctx, Presented, c); err != nil {
-			return err
-		}
+		r.recent = map[string]bool{key: true}
+		return r.emit(ctx, Presented, c)
 	}
 	return nil
 }
