@@ -2,6 +2,7 @@ package terminal
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -39,7 +40,7 @@ func BenchmarkTap(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st, err := store.Open(store.Options{Path: filepath.Join(b.TempDir(), "bench.db"), DeviceID: "T-BENCH"})
+		st, err := store.Open(store.Options{Path: filepath.Join(benchDir(b), "bench.db"), DeviceID: "T-BENCH"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,4 +97,18 @@ func BenchmarkTap(b *testing.B) {
 		b.ReportMetric(lat[len(lat)/2], "p50-ms")
 		b.ReportMetric(lat[min(len(lat)-1, len(lat)*99/100)], "p99-ms")
 	})
+}
+
+// benchDir is where the benchmark's store lives: KIUMTAP_BENCH_DIR, to
+// compare disks, or a temporary directory.
+func benchDir(b *testing.B) string {
+	if d := os.Getenv("KIUMTAP_BENCH_DIR"); d != "" {
+		dir, err := os.MkdirTemp(d, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	return b.TempDir()
 }
