@@ -100,6 +100,27 @@ type Presence struct {
 	LastTap time.Time `json:"last_tap,omitzero"` // last tap of any outcome that named the child
 }
 
+// After returns the presence that follows a decision taken at time at: an
+// accepted tap moves the child in or out, any tap naming the child is its
+// last tap, and a new day starts from nothing (an auto_check_out closes the
+// day it belongs to). A card no child holds changes nothing.
+func (p Presence) After(d Decision, at time.Time) Presence {
+	if d.ChildID == "" || d.Outcome == UnknownCard {
+		return p
+	}
+	if day := DateOf(at); p.Day != day && d.Outcome != AutoCheckOut {
+		p = Presence{Day: day}
+	}
+	switch d.Outcome {
+	case CheckIn:
+		p.Inside, p.Since = true, at
+	case CheckOut, AutoCheckOut:
+		p.Inside, p.Since = false, at
+	}
+	p.LastTap = at
+	return p
+}
+
 // Decision is the answer to a tap.
 type Decision struct {
 	Outcome Outcome

@@ -243,3 +243,30 @@ func TestMaskName(t *testing.T) {
 		}
 	}
 }
+
+func TestPresenceAfter(t *testing.T) {
+	in := Presence{Day: d("2026-11-23"), Inside: true, Since: at("2026-11-23 15:00:00"), LastTap: at("2026-11-23 15:00:00")}
+	for _, tc := range []struct {
+		name   string
+		dec    Decision
+		when   string
+		inside bool
+		day    string
+		since  string
+	}{
+		{"departure", Decision{Outcome: CheckOut, ChildID: "c1"}, "2026-11-23 17:00:00", false, "2026-11-23", "2026-11-23 17:00:00"},
+		{"refusal keeps presence", Decision{Outcome: NoData, ChildID: "c1"}, "2026-11-23 16:00:00", true, "2026-11-23", "2026-11-23 15:00:00"},
+		{"next day starts empty", Decision{Outcome: NotInUse, ChildID: "c1"}, "2026-11-24 15:00:00", false, "2026-11-24", ""},
+		{"auto check-out closes its own day", Decision{Outcome: AutoCheckOut, ChildID: "c1"}, "2026-11-24 08:00:00", false, "2026-11-23", "2026-11-24 08:00:00"},
+		{"unknown card changes nothing", Decision{Outcome: UnknownCard, ChildID: "c1"}, "2026-11-23 16:00:00", true, "2026-11-23", "2026-11-23 15:00:00"},
+	} {
+		got := in.After(tc.dec, at(tc.when))
+		var since time.Time
+		if tc.since != "" {
+			since = at(tc.since)
+		}
+		if got.Inside != tc.inside || got.Day != d(tc.day) || !got.Since.Equal(since) {
+			t.Errorf("%s: %+v", tc.name, got)
+		}
+	}
+}

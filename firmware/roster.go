@@ -131,11 +131,7 @@ func (r *Roster) Validate() error {
 	}
 	for i, t := range r.Centre.Terms {
 		f := fmt.Sprintf("centre.terms[%d]", i)
-		if t.From.IsZero() || t.To.IsZero() {
-			bad(f, "from and to are required")
-		} else if t.To.Before(t.From) {
-			bad(f, "ends (%s) before it starts (%s)", t.To, t.From)
-		}
+		checkPeriod(bad, f, t.From, t.To)
 		if t.Hours.End <= t.Hours.Start {
 			bad(f+".hours", "closes (%s) no later than it opens (%s)", t.Hours.End, t.Hours.Start)
 		}
@@ -193,11 +189,7 @@ func (r *Roster) Validate() error {
 		default:
 			bad(f+".status", "%q is not applied, scheduled, in_use, rejected, cancelled or ended", b.Status)
 		}
-		if b.From.IsZero() || b.To.IsZero() {
-			bad(f, "from and to are required")
-		} else if b.To.Before(b.From) {
-			bad(f, "ends (%s) before it starts (%s)", b.To, b.From)
-		}
+		checkPeriod(bad, f, b.From, b.To)
 		if b.Window.End <= b.Window.Start {
 			bad(f+".window", "ends (%s) no later than it starts (%s)", b.Window.End, b.Window.Start)
 		}
@@ -222,6 +214,14 @@ func (r *Roster) Validate() error {
 		r.booked[b.ChildID] = append(r.booked[b.ChildID], b)
 	}
 	return errors.Join(errs...)
+}
+
+func checkPeriod(bad func(string, string, ...any), field string, from, to Date) {
+	if from.IsZero() || to.IsZero() {
+		bad(field, "from and to are required")
+	} else if to.Before(from) {
+		bad(field, "ends (%s) before it starts (%s)", to, from)
+	}
 }
 
 func checkWeekdays(bad func(string, string, ...any), field string, days []time.Weekday) {

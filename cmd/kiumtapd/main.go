@@ -127,10 +127,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if roster != nil {
 		cur, _, err := st.Roster()
-		if errors.Is(err, store.ErrNoRoster) || (err == nil && roster.Revision > cur.Revision) {
+		switch {
+		case errors.Is(err, store.ErrNoRoster) || (err == nil && roster.Revision > cur.Revision):
 			if err := st.ApplyRoster(roster, time.Now()); err != nil {
 				return err
 			}
+		case err == nil:
+			log.Info("roster file not newer than the stored roster; keeping the stored one", "file_revision", roster.Revision, "stored_revision", cur.Revision)
+		default:
+			return err
 		}
 	}
 

@@ -439,21 +439,9 @@ func (s *Store) record(tx *bolt.Tx, at Stamp, cardKey string, uid []byte, rev ui
 	if err := putU64(meta, kSeq, seq); err != nil {
 		return Event{}, err
 	}
-	if dec.ChildID != "" && (dec.Outcome != firmware.UnknownCard) {
+	if dec.ChildID != "" && dec.Outcome != firmware.UnknownCard {
 		pb := tx.Bucket(bPresence)
-		p := getPresence(pb, dec.ChildID)
-		today := firmware.DateOf(at.Time)
-		if p.Day != today && dec.Outcome != firmware.AutoCheckOut {
-			p = firmware.Presence{Day: today}
-		}
-		switch dec.Outcome {
-		case firmware.CheckIn:
-			p.Inside, p.Since = true, at.Time
-		case firmware.CheckOut, firmware.AutoCheckOut:
-			p.Inside, p.Since = false, at.Time
-		}
-		p.LastTap = at.Time
-		raw, err := json.Marshal(p)
+		raw, err := json.Marshal(getPresence(pb, dec.ChildID).After(dec, at.Time))
 		if err != nil {
 			return Event{}, err
 		}

@@ -225,18 +225,7 @@ func replay(t *testing.T, s *Store) map[string]firmware.Presence {
 		if ev.ChildID == "" || ev.Outcome == firmware.UnknownCard {
 			return true
 		}
-		p := out[ev.ChildID]
-		if day := firmware.DateOf(ev.Time); p.Day != day && ev.Outcome != firmware.AutoCheckOut {
-			p = firmware.Presence{Day: day}
-		}
-		switch ev.Outcome {
-		case firmware.CheckIn:
-			p.Inside, p.Since = true, ev.Time
-		case firmware.CheckOut, firmware.AutoCheckOut:
-			p.Inside, p.Since = false, ev.Time
-		}
-		p.LastTap = ev.Time
-		out[ev.ChildID] = p
+		out[ev.ChildID] = out[ev.ChildID].After(firmware.Decision{Outcome: ev.Outcome, ChildID: ev.ChildID}, ev.Time)
 		return true
 	})
 	if err != nil {

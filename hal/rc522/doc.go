@@ -16,10 +16,11 @@
 // field collide bit by bit and are resolved one after the other. A selected
 // card is sent to HALT (HLTA), so it no longer answers REQA: a card left on
 // the reader is reported once. Presence is then checked with WUPA, which
-// wakes halted cards, followed by a SELECT of the held UID and HLTA again;
-// a card that misses Options.RemovalMisses checks in a row is Removed. A
-// card that answers REQA although it is held was powered down in between:
-// it left and came back, a second presentation.
+// wakes halted cards, a SELECT of the held UID and a REQA: a card that
+// stayed falls back to HALT, one that was taken away and brought back
+// (selected from IDLE) falls back to IDLE, where the next poll finds it as
+// a second presentation. A card that misses Options.RemovalMisses checks in
+// a row is Removed.
 //
 // # SPI economy
 //
@@ -28,7 +29,7 @@
 // one transaction and reads ComIrqReg, ErrorReg, FIFOLevelReg, ControlReg,
 // CollReg and the expected answer bytes in one more; it keeps the Transceive
 // command running between frames and computes CRC_A in software. With the IRQ
-// pin, an idle poll costs three transactions.
+// pin, an idle poll costs four transactions.
 //
 // # Register access
 //

@@ -14,7 +14,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"image"
 	"image/color"
 	"sort"
 	"sync"
@@ -172,5 +171,3 @@ func Galmuri11() (*Face, error) {
 
 // ErrNoGlyphs is returned by ParseBDF for a file without characters.
 var ErrNoGlyphs = errors.New("font: BDF file without characters")
-
-var _ image.Image = (*image.Gray)(nil)
