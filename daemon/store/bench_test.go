@@ -22,9 +22,14 @@ func fill(b *testing.B, s *Store, n int) {
 			for i := range batch {
 				at := now.Add(time.Duration(done+i) * time.Second)
 				dec := firmware.Decision{Outcome: firmware.CheckIn, Reason: firmware.ReasonArrival, ChildID: fmt.Sprintf("c%d", 1+(done+i)%3)}
-				if _, err := s.record(tx, stamp(at), ck(byte(1+(done+i)%3)), nil, 1, dec); err != nil {
+				b, err := s.newBatch(stamp(at), ck(byte(1+(done+i)%3)), nil, 1, []firmware.Decision{dec}, func(string) firmware.Presence { return firmware.Presence{} })
+				if err != nil {
 					return err
 				}
+				if err := b.apply(tx); err != nil {
+					return err
+				}
+				s.seq = b.last()
 			}
 			return nil
 		})

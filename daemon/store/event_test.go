@@ -70,7 +70,7 @@ func FuzzUnmarshalEvent(f *testing.F) {
 	})
 }
 
-func mustMarshal(t *testing.T, ev Event) []byte {
+func mustMarshal(t testing.TB, ev Event) []byte {
 	b, err := ev.marshal()
 	if err != nil {
 		t.Fatal(err)

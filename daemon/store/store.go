@@ -1,13 +1,17 @@
-// Package store is the terminal's bbolt database: the roster and its card
-// index, each child's presence for the day, the event log that is also the
-// outbox to the portal, and the device's metadata (schema version, device
-// ID, boot counter, last sequence).
+// Package store is the terminal's durable state: a bbolt database with the
+// roster and its card index, each child's presence for the day, the event
+// log that is also the outbox to the portal, and the device's metadata
+// (schema version, device ID, boot counter, last sequence), fronted by a
+// journal for taps.
 //
-// One tap is one read-write transaction that records the decision, the
-// event and the presence change together, committed with fsync before the
-// caller shows any feedback. Sequences come from the same transaction, so
-// they never repeat across restarts or crashes. Nothing here deletes an
-// event: acknowledgement by the portal is the sync's business.
+// A tap is one batch — its event, its sequence and the child's presence
+// change — written as one journal record with one fdatasync before the
+// caller shows any feedback. A goroutine then applies the batch to bbolt in
+// one transaction; reads see journaled batches at once, whether bbolt has
+// them yet or not. Opening the store applies whatever the journal holds
+// that bbolt does not (after a crash or a power cut), so sequences never
+// repeat and presence always agrees with the events. Nothing here deletes
+// an event: acknowledgement by the portal is the sync's business.
 package store
 
 import (
@@ -18,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -74,6 +79,8 @@ type Options struct {
 	LockTimeout time.Duration
 	// NoSync skips fsync: for benchmarks that measure without the disk.
 	NoSync bool
+	// JournalPath is the tap journal's file; default Path + ".journal".
+	JournalPath string
 	// ReadOnly opens an existing store for reading (kiumctl), without
 	// counting a boot. It cannot be opened while kiumtapd holds the store.
 	ReadOnly bool
@@ -92,6 +99,30 @@ type Store struct {
 	mu       sync.RWMutex
 	roster   *firmware.Roster
 	received time.Time
+
+	// Writers of batches (Tap, CloseDay) hold tapMu: it orders sequences
+	// and journal records.
+	tapMu sync.Mutex
+	seq   uint64 // the last sequence given out
+	jr    *journal
+
+	// pmu guards pending: batches journaled and not yet committed to
+	// bbolt, in order. The applier removes them only after bbolt's commit.
+	pmu      sync.Mutex
+	applied  *sync.Cond // broadcast on every apply attempt
+	pending  []*batch
+	applyErr error  // of the last apply attempt
+	started  uint64 // apply attempts started...
+	done     uint64 // ...and finished
+	closed   bool   // the applier has stopped
+	kick     chan struct{}
+	stop     chan struct{}
+	stopped  chan struct{}
+
+	replayed int // batches applied from the journal by Open
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens or creates the store, runs migrations and counts a boot.
@@ -138,7 +169,171 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.openJournal(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// openJournal brings bbolt up to date with the journal and starts the
+// applier. A read-only store keeps what bbolt lacks as pending instead.
+func (s *Store) openJournal() error {
+	path := s.opts.JournalPath
+	if path == "" {
+		path = s.opts.Path + ".journal"
+	}
+	jr, recs, err := openJournal(path, s.opts.NoSync, s.opts.ReadOnly)
+	if err != nil {
+		return err
+	}
+	s.applied = sync.NewCond(&s.pmu)
+	var inDB uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		inDB, _ = getU64(tx.Bucket(bMeta), kSeq)
+		return nil
+	}); err != nil {
+		jr.close()
+		return err
+	}
+	s.seq = inDB
+	for _, b := range recs {
+		if b.last() > inDB {
+			s.pending = append(s.pending, b)
+			s.seq = b.last()
+		}
+	}
+	if s.opts.ReadOnly {
+		jr.close()
+		return nil
+	}
+	if len(s.pending) > 0 {
+		s.log.Info("store: applying taps from the journal", "batches", len(s.pending), "from", s.pending[0].first(), "to", s.seq)
+		err := s.write(func(tx *bolt.Tx) error {
+			for _, b := range s.pending {
+				if err := b.apply(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			jr.close()
+			return fmt.Errorf("store: applying the journal %s to %s: %w; both files keep every tap", path, s.opts.Path, err)
+		}
+		s.replayed = len(s.pending)
+		s.pending = nil
+	}
+	jr.restart()
+	if err := jr.shrink(); err != nil {
+		s.log.Warn("store: the journal stays large", "err", err)
+	}
+	s.jr = jr
+	s.kick = make(chan struct{}, 1)
+	s.stop = make(chan struct{})
+	s.stopped = make(chan struct{})
+	go s.applier()
+	return nil
+}
+
+// applier commits journaled batches to bbolt, all that are pending in one
+// transaction, retrying with backoff while bbolt cannot take them (a full
+// disk): the journal keeps them meanwhile.
+func (s *Store) applier() {
+	defer close(s.stopped)
+	const minWait, maxWait = 50 * time.Millisecond, 5 * time.Second
+	wait := minWait
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		stopping := false
+		select {
+		case <-s.kick:
+		case <-retry.C:
+		case <-s.stop:
+			stopping = true
+		}
+		s.pmu.Lock()
+		todo := slices.Clone(s.pending)
+		s.started++
+		s.pmu.Unlock()
+		var err error
+		if len(todo) > 0 {
+			err = s.write(func(tx *bolt.Tx) error {
+				for _, b := range todo {
+					if err := b.apply(tx); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		s.pmu.Lock()
+		s.applyErr = err
+		s.done++
+		if err == nil {
+			s.pending = slices.Clone(s.pending[len(todo):])
+		}
+		s.applied.Broadcast()
+		s.pmu.Unlock()
+		if stopping {
+			s.pmu.Lock()
+			s.closed = true
+			s.applied.Broadcast()
+			s.pmu.Unlock()
+			if err != nil {
+				s.log.Error("store: closing with taps only in the journal; they are applied when the store is next opened", "err", err)
+			}
+			return
+		}
+		if err != nil {
+			s.log.Error("store: applying taps to the database; the journal keeps them, retrying", "err", err, "in", wait)
+			retry.Reset(wait)
+			wait = min(2*wait, maxWait)
+		} else {
+			wait = minWait
+		}
+	}
+}
+
+// Replayed is how many taps (batches) Open found in the journal only and
+// applied to bbolt: taps of a crash or power cut.
+func (s *Store) Replayed() int { return s.replayed }
+
+// Sync waits until bbolt holds every tap journaled so far, or the attempt
+// to apply them fails.
+func (s *Store) Sync() error {
+	if s.jr == nil {
+		return nil
+	}
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	for len(s.pending) > 0 {
+		want := s.started + 1 // an attempt that starts after now
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		for s.done < want && !s.closed {
+			s.applied.Wait()
+		}
+		if s.closed {
+			return errors.New("store: closed")
+		}
+		if len(s.pending) > 0 && s.applyErr != nil {
+			return s.applyErr
+		}
+	}
+	return nil
+}
+
+// snapshot returns the pending batches; reads merge those that bbolt does
+// not have yet. Take it before opening the read transaction: a batch gone
+// from pending is already committed, so that transaction sees it.
+func (s *Store) snapshot() []*batch {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	return slices.Clone(s.pending)
 }
 
 func (s *Store) init(tx *bolt.Tx) error {
@@ -204,8 +399,17 @@ func (s *Store) init(tx *bolt.Tx) error {
 	return putU64(meta, kBoots, s.boots)
 }
 
-// Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+// Close applies what is pending to bbolt and closes the store.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.jr != nil {
+			close(s.stop)
+			<-s.stopped
+		}
+		s.closeErr = errors.Join(s.jr.close(), s.db.Close())
+	})
+	return s.closeErr
+}
 
 // DeviceID is the device the store belongs to.
 func (s *Store) DeviceID() string { return s.device }
@@ -352,104 +556,151 @@ type TapRequest struct {
 }
 
 // Tap decides a tap and records it: the event, its sequence and the
-// child's presence change commit together, with fsync, before it returns.
-// An error means nothing was recorded and no feedback but an error signal
-// may be given.
+// child's presence change are journaled together, with fdatasync, before it
+// returns. An error means nothing was recorded and no feedback but an error
+// signal may be given.
 func (s *Store) Tap(req TapRequest) (Event, firmware.Decision, error) {
+	if s.jr == nil {
+		return Event{}, firmware.Decision{}, errors.New("store: opened read-only")
+	}
 	r, received, err := s.Roster()
 	if err != nil {
 		return Event{}, firmware.Decision{}, err
 	}
-	var ev Event
+	s.tapMu.Lock()
+	defer s.tapMu.Unlock()
+	var b *batch
 	var dec firmware.Decision
-	err = s.write(func(tx *bolt.Tx) error {
-		pb := tx.Bucket(bPresence)
+	err = s.withPresence(func(presence func(string) firmware.Presence) error {
 		dec = firmware.Decide(firmware.Input{
 			Tap:       firmware.Tap{CardKey: req.CardKey, At: req.At.Time},
 			Roster:    r,
 			RosterAge: req.At.Time.Sub(received),
-			Presence:  func(id string) firmware.Presence { return getPresence(pb, id) },
+			Presence:  presence,
 			Settings:  req.Settings,
 		})
 		var err error
-		ev, err = s.record(tx, req.At, req.CardKey, req.UID, r.Revision, dec)
+		b, err = s.newBatch(req.At, req.CardKey, req.UID, r.Revision, []firmware.Decision{dec}, presence)
 		return err
 	})
+	if err == nil {
+		err = s.commit(b)
+	}
 	if err != nil {
 		return Event{}, firmware.Decision{}, fmt.Errorf("store: recording a tap: %w", err)
 	}
-	return ev, dec, nil
+	return b.events[0], dec, nil
 }
 
 // CloseDay records the auto_check_out events due at the stamp's time.
 func (s *Store) CloseDay(at Stamp, settings firmware.Settings) ([]Event, error) {
+	if s.jr == nil {
+		return nil, errors.New("store: opened read-only")
+	}
 	r, _, err := s.Roster()
 	if err != nil {
 		return nil, err
 	}
-	var evs []Event
-	err = s.write(func(tx *bolt.Tx) error {
-		evs = evs[:0]
-		pb := tx.Bucket(bPresence)
-		all := map[string]firmware.Presence{}
-		if err := pb.ForEach(func(k, v []byte) error {
-			p, err := decodePresence(v)
-			if err != nil {
-				return fmt.Errorf("presence of %q: %w", k, err)
-			}
-			all[string(k)] = p
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, dec := range firmware.CloseDay(r, all, at.Time, settings) {
-			ev, err := s.record(tx, at, "", nil, r.Revision, dec)
-			if err != nil {
-				return err
-			}
-			evs = append(evs, ev)
-		}
-		return nil
-	})
+	s.tapMu.Lock()
+	defer s.tapMu.Unlock()
+	all, err := s.Presence()
 	if err != nil {
 		return nil, fmt.Errorf("store: closing the day: %w", err)
 	}
-	return evs, nil
+	decs := firmware.CloseDay(r, all, at.Time, settings)
+	if len(decs) == 0 {
+		return nil, nil
+	}
+	b, err := s.newBatch(at, "", nil, r.Revision, decs, func(id string) firmware.Presence { return all[id] })
+	if err == nil {
+		err = s.commit(b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: closing the day: %w", err)
+	}
+	return b.events, nil
 }
 
-// record appends the event of a decision and applies its presence change.
-func (s *Store) record(tx *bolt.Tx, at Stamp, cardKey string, uid []byte, rev uint64, dec firmware.Decision) (Event, error) {
-	meta := tx.Bucket(bMeta)
-	seq, _ := getU64(meta, kSeq)
-	seq++
-	ev := Event{
-		Seq: seq, Time: at.Time, ClockSynced: at.Synced, BootID: at.BootID, Mono: at.Mono,
-		CardKey: cardKey, UID: uid, ChildID: dec.ChildID,
-		Outcome: dec.Outcome, Reason: dec.Reason, Flags: dec.Flags, RosterRev: rev,
-	}
-	raw, err := ev.marshal()
-	if err != nil {
-		return Event{}, err
-	}
-	events := tx.Bucket(bEvents)
-	events.FillPercent = 1 // appends only: pack pages full
-	if err := events.Put(seqKey(seq), raw); err != nil {
-		return Event{}, err
-	}
-	if err := putU64(meta, kSeq, seq); err != nil {
-		return Event{}, err
-	}
-	if dec.ChildID != "" && dec.Outcome != firmware.UnknownCard {
+// withPresence calls fn with a lookup of each child's presence: the latest
+// pending batch's if any, else bbolt's.
+func (s *Store) withPresence(fn func(func(string) firmware.Presence) error) error {
+	pend := s.snapshot()
+	return s.db.View(func(tx *bolt.Tx) error {
 		pb := tx.Bucket(bPresence)
-		raw, err := json.Marshal(getPresence(pb, dec.ChildID).After(dec, at.Time))
+		return fn(func(id string) firmware.Presence {
+			for i := len(pend) - 1; i >= 0; i-- {
+				for k := len(pend[i].presence) - 1; k >= 0; k-- {
+					if p := pend[i].presence[k]; p.child == id {
+						v, _ := decodePresence(p.raw)
+						return v
+					}
+				}
+			}
+			return getPresence(pb, id)
+		})
+	})
+}
+
+// newBatch makes the events of decisions, with the sequences that follow
+// s.seq, and the presence they leave. The caller holds tapMu.
+func (s *Store) newBatch(at Stamp, cardKey string, uid []byte, rev uint64, decs []firmware.Decision, presence func(string) firmware.Presence) (*batch, error) {
+	b := &batch{}
+	seq := s.seq
+	after := map[string]firmware.Presence{}
+	for _, dec := range decs {
+		seq++
+		ev := Event{
+			Seq: seq, Time: at.Time, ClockSynced: at.Synced, BootID: at.BootID, Mono: at.Mono,
+			CardKey: cardKey, UID: uid, ChildID: dec.ChildID,
+			Outcome: dec.Outcome, Reason: dec.Reason, Flags: dec.Flags, RosterRev: rev,
+		}
+		raw, err := ev.marshal()
 		if err != nil {
-			return Event{}, err
+			return nil, err
 		}
-		if err := pb.Put([]byte(dec.ChildID), raw); err != nil {
-			return Event{}, err
+		b.events, b.raw = append(b.events, ev), append(b.raw, raw)
+		if dec.ChildID == "" || dec.Outcome == firmware.UnknownCard {
+			continue
 		}
+		p, ok := after[dec.ChildID]
+		if !ok {
+			p = presence(dec.ChildID)
+		}
+		p = p.After(dec, at.Time)
+		after[dec.ChildID] = p
+		pj, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		b.presence = append(b.presence, childPresence{dec.ChildID, pj})
 	}
-	return ev, nil
+	return b, nil
+}
+
+// commit journals a batch durably and hands it to the applier. The caller
+// holds tapMu.
+func (s *Store) commit(b *batch) error {
+	s.pmu.Lock()
+	if len(s.pending) == 0 {
+		// bbolt has every record the journal holds: start it again.
+		s.jr.restart()
+	}
+	s.pmu.Unlock()
+	if err := s.jr.append(b.encode()); err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return fmt.Errorf("%w: %v", ErrDiskFull, err)
+		}
+		return err
+	}
+	s.seq = b.last()
+	s.pmu.Lock()
+	s.pending = append(s.pending, b)
+	s.pmu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 func getPresence(pb *bolt.Bucket, child string) firmware.Presence {
@@ -471,15 +722,28 @@ func decodePresence(raw []byte) (firmware.Presence, error) {
 // Presence returns every child's stored presence.
 func (s *Store) Presence() (map[string]firmware.Presence, error) {
 	out := map[string]firmware.Presence{}
+	pend := s.snapshot()
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bPresence).ForEach(func(k, v []byte) error {
+		if err := tx.Bucket(bPresence).ForEach(func(k, v []byte) error {
 			p, err := decodePresence(v)
 			if err != nil {
 				return fmt.Errorf("store: presence of %q: %w", k, err)
 			}
 			out[string(k)] = p
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		inDB, _ := getU64(tx.Bucket(bMeta), kSeq)
+		for _, b := range pend {
+			if b.last() <= inDB {
+				continue
+			}
+			for _, p := range b.presence {
+				out[p.child], _ = decodePresence(p.raw)
+			}
+		}
+		return nil
 	})
 	return out, err
 }
@@ -487,6 +751,7 @@ func (s *Store) Presence() (map[string]firmware.Presence, error) {
 // Events calls fn for each stored event with a sequence of at least from,
 // in order, until fn returns false.
 func (s *Store) Events(from uint64, fn func(Event) bool) error {
+	pend := s.snapshot()
 	return s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bEvents).Cursor()
 		for k, v := c.Seek(seqKey(from)); k != nil; k, v = c.Next() {
@@ -496,6 +761,14 @@ func (s *Store) Events(from uint64, fn func(Event) bool) error {
 			}
 			if !fn(ev) {
 				return nil
+			}
+		}
+		inDB, _ := getU64(tx.Bucket(bMeta), kSeq)
+		for _, b := range pend {
+			for _, ev := range b.events {
+				if ev.Seq > inDB && ev.Seq >= from && !fn(ev) {
+					return nil
+				}
 			}
 		}
 		return nil
@@ -512,6 +785,7 @@ type Outbox struct {
 // Outbox returns the outbox's depth and age.
 func (s *Store) Outbox() (Outbox, error) {
 	var o Outbox
+	pend := s.snapshot()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEvents)
 		o.Depth = b.Stats().KeyN
@@ -522,6 +796,19 @@ func (s *Store) Outbox() (Outbox, error) {
 				return err
 			}
 			o.Oldest = ev.Time
+		}
+		inDB := o.LastSeq
+		for _, b := range pend {
+			for _, ev := range b.events {
+				if ev.Seq <= inDB {
+					continue
+				}
+				if o.Depth == 0 {
+					o.Oldest = ev.Time
+				}
+				o.Depth++
+				o.LastSeq = ev.Seq
+			}
 		}
 		return nil
 	})
@@ -537,9 +824,14 @@ func (s *Store) Size() (int64, error) {
 	return fi.Size(), nil
 }
 
-// Check runs bbolt's consistency check.
+// Check runs bbolt's consistency check, with the database to itself: in a
+// read transaction it would race the applier's commits.
 func (s *Store) Check() error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	check := s.db.Update
+	if s.opts.ReadOnly {
+		check = s.db.View
+	}
+	return check(func(tx *bolt.Tx) error {
 		var errs []error
 		for err := range tx.Check() {
 			errs = append(errs, err)
