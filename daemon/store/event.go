@@ -13,18 +13,21 @@ import (
 // Event is one tap (or an automatic check-out) as the terminal recorded it.
 // It stays in the store until the portal acknowledges it.
 type Event struct {
-	Seq         uint64           `json:"seq"`
-	Time        time.Time        `json:"time"`         // wall clock at the tap
-	ClockSynced bool             `json:"clock_synced"` // false: Time may be far off (a Pi booting in 1970)
-	BootID      [16]byte         `json:"-"`            // which boot of the device...
-	Mono        time.Duration    `json:"mono"`         // ...and how long after it: lets the portal correct Time
-	CardKey     string           `json:"card,omitempty"`
-	UID         []byte           `json:"uid,omitempty"` // only when configured
-	ChildID     string           `json:"child,omitempty"`
-	Outcome     firmware.Outcome `json:"outcome"`
-	Reason      firmware.Reason  `json:"reason"`
-	Flags       []firmware.Flag  `json:"flags,omitempty"`
-	RosterRev   uint64           `json:"roster_revision"`
+	Seq         uint64    `json:"seq"`
+	Time        time.Time `json:"time"`         // wall clock at the tap
+	ClockSynced bool      `json:"clock_synced"` // false: Time may be far off (a Pi booting in 1970)
+	// ClockCorrected: Time was set afterwards from the portal's clock, by
+	// boot ID and Mono (see Store.CorrectClock).
+	ClockCorrected bool             `json:"clock_corrected,omitempty"`
+	BootID         [16]byte         `json:"-"`    // which boot of the device...
+	Mono           time.Duration    `json:"mono"` // ...and how long after it: lets the portal correct Time
+	CardKey        string           `json:"card,omitempty"`
+	UID            []byte           `json:"uid,omitempty"` // only when configured
+	ChildID        string           `json:"child,omitempty"`
+	Outcome        firmware.Outcome `json:"outcome"`
+	Reason         firmware.Reason  `json:"reason"`
+	Flags          []firmware.Flag  `json:"flags,omitempty"`
+	RosterRev      uint64           `json:"roster_revision"`
 }
 
 // ID is the event's identity across the system: device ID and sequence.
@@ -52,6 +55,9 @@ func (e Event) marshal() ([]byte, error) {
 	var bits byte
 	if e.ClockSynced {
 		bits |= 1
+	}
+	if e.ClockCorrected {
+		bits |= 2
 	}
 	b = append(b, bits)
 	b = append(b, e.BootID[:]...)
@@ -140,6 +146,7 @@ func unmarshalEvent(b []byte) (Event, error) {
 	bits := r.bytes(1)
 	if len(bits) == 1 {
 		e.ClockSynced = bits[0]&1 != 0
+		e.ClockCorrected = bits[0]&2 != 0
 	}
 	copy(e.BootID[:], r.bytes(16))
 	e.Mono = time.Duration(r.varint())

@@ -16,7 +16,9 @@ package store
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +62,7 @@ var (
 	kDevice   = []byte("device")
 	kBoots    = []byte("boots")
 	kSeq      = []byte("seq")
+	kLog      = []byte("log")
 	kRoster   = []byte("current")
 	kReceived = []byte("received")
 )
@@ -94,6 +97,7 @@ type Store struct {
 	opts   Options
 	log    *slog.Logger
 	device string
+	logID  string
 	boots  uint64
 
 	mu       sync.RWMutex
@@ -390,10 +394,23 @@ func (s *Store) init(tx *bolt.Tx) error {
 	if s.opts.DeviceID != "" && s.opts.DeviceID != s.device {
 		return fmt.Errorf("store: %s belongs to device %q, not %q: a store moves with its terminal", s.opts.Path, s.device, s.opts.DeviceID)
 	}
+	s.logID = string(meta.Get(kLog))
 	boots, _ := getU64(meta, kBoots)
 	if !tx.Writable() {
 		s.boots = boots
 		return nil
+	}
+	if s.logID == "" {
+		// The log's identity: sequences restart at 1 only in a new store,
+		// and the portal tells the two apart by it.
+		var id [8]byte
+		if _, err := rand.Read(id[:]); err != nil {
+			return err
+		}
+		s.logID = hex.EncodeToString(id[:])
+		if err := meta.Put(kLog, []byte(s.logID)); err != nil {
+			return err
+		}
 	}
 	s.boots = boots + 1
 	return putU64(meta, kBoots, s.boots)
@@ -413,6 +430,9 @@ func (s *Store) Close() error {
 
 // DeviceID is the device the store belongs to.
 func (s *Store) DeviceID() string { return s.device }
+
+// LogID identifies this store's event log: sequences are unique within it.
+func (s *Store) LogID() string { return s.logID }
 
 // Boots is how many times the store has been opened, this time included.
 func (s *Store) Boots() uint64 { return s.boots }
@@ -779,6 +799,7 @@ func (s *Store) Events(from uint64, fn func(Event) bool) error {
 type Outbox struct {
 	Depth   int
 	Oldest  time.Time // of the first waiting event
+	First   uint64    // its sequence; 0 when none waits
 	LastSeq uint64
 }
 
@@ -795,7 +816,7 @@ func (s *Store) Outbox() (Outbox, error) {
 			if err != nil {
 				return err
 			}
-			o.Oldest = ev.Time
+			o.Oldest, o.First = ev.Time, ev.Seq
 		}
 		inDB := o.LastSeq
 		for _, b := range pend {
@@ -804,7 +825,7 @@ func (s *Store) Outbox() (Outbox, error) {
 					continue
 				}
 				if o.Depth == 0 {
-					o.Oldest = ev.Time
+					o.Oldest, o.First = ev.Time, ev.Seq
 				}
 				o.Depth++
 				o.LastSeq = ev.Seq

@@ -283,3 +283,50 @@ func TestPresenceAgreesWithEvents(t *testing.T) {
 }
 
 func jsonRoster() ([]byte, error) { return json.Marshal(testRoster(3)) }
+
+// Acknowledged events leave the log, others stay; times of a boot without a
+// set clock are corrected from the portal's, once.
+func TestAckAndCorrectClock(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "kiumtap.db"))
+	s.ApplyRoster(testRoster(1), kst("2026-11-23 08:00:00"))
+	boot := [16]byte{7}
+	for i := range 6 {
+		at := Stamp{Time: time.Unix(int64(i), 0), Synced: false, BootID: boot, Mono: time.Duration(i) * time.Second}
+		if i >= 4 {
+			at = stamp(kst("2026-11-23 15:00:00").Add(time.Duration(i) * time.Minute))
+		}
+		if _, _, err := s.Tap(TapRequest{At: at, CardKey: ck(5)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.LogID() == "" {
+		t.Fatal("no log ID")
+	}
+	n, err := s.Ack([][2]uint64{{1, 2}, {4, 4}, {9, 12}})
+	if err != nil || n != 3 {
+		t.Fatalf("Ack: %d, %v; want 3", n, err)
+	}
+	if n, _ := s.Ack([][2]uint64{{1, 2}}); n != 0 {
+		t.Fatalf("acking again deleted %d", n)
+	}
+	o, _ := s.Outbox()
+	if o.Depth != 3 || o.First != 3 || o.LastSeq != 6 {
+		t.Fatalf("outbox %+v", o)
+	}
+	base := kst("2026-11-23 14:00:00")
+	if n, err := s.CorrectClock(boot, base); err != nil || n != 1 {
+		t.Fatalf("CorrectClock: %d, %v; want 1 (seq 3)", n, err)
+	}
+	s.Events(0, func(ev Event) bool {
+		if ev.Seq == 3 && (!ev.ClockCorrected || !ev.Time.Equal(base.Add(2*time.Second))) {
+			t.Errorf("event 3: %+v", ev)
+		}
+		if ev.Seq > 4 && ev.ClockCorrected {
+			t.Errorf("event %d had a set clock and was corrected", ev.Seq)
+		}
+		return true
+	})
+	if n, _ := s.CorrectClock(boot, base.Add(time.Hour)); n != 0 {
+		t.Fatalf("corrected twice: %d", n)
+	}
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Ack deletes the events in the inclusive sequence ranges: the portal has
+// stored them. Sequences not in the log (already acknowledged, or never
+// there) are ignored. It returns how many events it deleted.
+func (s *Store) Ack(ranges [][2]uint64) (int, error) {
+	// An event still pending would come back once applied: let bbolt have
+	// everything first. On failure (a full disk) the pending events are
+	// simply acknowledged again when re-sent.
+	s.Sync()
+	n := 0
+	err := s.write(func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bEvents)
+		var keys [][]byte
+		for _, r := range ranges {
+			c := b.Cursor()
+			for k, _ := c.Seek(seqKey(r[0])); k != nil && bytesToSeq(k) <= r[1]; k, _ = c.Next() {
+				keys = append(keys, k)
+			}
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: deleting acknowledged events: %w", err)
+	}
+	return n, nil
+}
+
+func bytesToSeq(k []byte) uint64 {
+	var v uint64
+	for _, c := range k {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+// CorrectClock sets the times of stored events recorded while the clock
+// was not set, during boot, from base: the wall time at that boot's
+// monotonic zero, as learnt from the portal. Each gets Time = base + Mono
+// and ClockCorrected. It returns how many events it corrected.
+func (s *Store) CorrectClock(boot [16]byte, base time.Time) (int, error) {
+	s.Sync()
+	n := 0
+	err := s.write(func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bEvents)
+		type kv struct{ k, v []byte }
+		var changed []kv
+		err := b.ForEach(func(k, v []byte) error {
+			ev, err := unmarshalEvent(v)
+			if err != nil {
+				return fmt.Errorf("event %X: %w", k, err)
+			}
+			if ev.ClockSynced || ev.ClockCorrected || ev.BootID != boot {
+				return nil
+			}
+			ev.Time, ev.ClockCorrected = base.Add(ev.Mono), true
+			raw, err := ev.marshal()
+			if err != nil {
+				return err
+			}
+			changed = append(changed, kv{append([]byte(nil), k...), raw})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range changed {
+			if err := b.Put(c.k, c.v); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: correcting event times: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,459 @@
+// Package protocol is the contract between terminals and the portal over
+// MQTT, as docs/protocol.md writes it down: the topic tree, each message's
+// JSON form, the signed envelope of what the portal sends, size limits, and
+// the roster digest and delta rules. Both sides (daemon/uplink on the
+// terminal, portal/ on the portal) use it; neither talks MQTT here.
+//
+// Every decoder takes outside input: it bounds sizes, rejects unknown
+// fields and versions, and returns an error naming what is wrong, never a
+// panic.
+package protocol
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"kiumtap/firmware"
+)
+
+// Version is the protocol version: in every topic and every payload.
+const Version = 1
+
+// Size limits of payloads, in bytes. Larger messages are rejected unread.
+const (
+	MaxRoster  = 1 << 20 // a snapshot (signed envelope); a delta too
+	MaxMessage = 64 << 10
+)
+
+// Prefix is the root of the topic tree.
+const Prefix = "kium/v1"
+
+// Topics of one device.
+type Topics struct{ Centre, Device string }
+
+func (t Topics) dev(leaf string) string {
+	return Prefix + "/c/" + t.Centre + "/d/" + t.Device + "/" + leaf
+}
+
+// Events: terminal → portal, QoS 1, one event per message.
+func (t Topics) Events() string { return t.dev("events") }
+
+// Ack: portal → terminal, QoS 1.
+func (t Topics) Ack() string { return t.dev("ack") }
+
+// Status: terminal → portal, QoS 1, retained; the last will is "offline".
+func (t Topics) Status() string { return t.dev("status") }
+
+// Cmd: portal → terminal, QoS 1, signed.
+func (t Topics) Cmd() string { return t.dev("cmd") }
+
+// Reply: terminal → portal, QoS 1, answers to commands.
+func (t Topics) Reply() string { return t.dev("reply") }
+
+// Roster: portal → terminals of the centre, QoS 1, retained, signed snapshot.
+func (t Topics) Roster() string { return Prefix + "/c/" + t.Centre + "/roster" }
+
+// Delta: portal → terminals of the centre, QoS 1, signed.
+func (t Topics) Delta() string { return Prefix + "/c/" + t.Centre + "/roster/delta" }
+
+// ParseDeviceTopic splits kium/v1/c/C/d/D/leaf; ok is false for any other
+// shape.
+func ParseDeviceTopic(topic string) (centre, device, leaf string, ok bool) {
+	p := strings.Split(topic, "/")
+	if len(p) != 7 || p[0]+"/"+p[1] != Prefix || p[2] != "c" || p[4] != "d" || p[3] == "" || p[5] == "" {
+		return "", "", "", false
+	}
+	return p[3], p[5], p[6], true
+}
+
+// ValidID reports whether s can be a centre or device ID: it is a topic
+// level, so 1 to 64 of [A-Za-z0-9_.-].
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// decode decodes one JSON value strictly: unknown fields and trailing data
+// are errors.
+func decode(raw []byte, limit int, what string, v any) error {
+	if len(raw) > limit {
+		return fmt.Errorf("%s: %d bytes, more than the %d allowed", what, len(raw), limit)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%s: data after the JSON value", what)
+	}
+	return nil
+}
+
+func checkVersion(what string, v int) error {
+	if v != Version {
+		return fmt.Errorf("%s: version %d, this side speaks %d", what, v, Version)
+	}
+	return nil
+}
+
+// Event is a terminal's event on the wire.
+type Event struct {
+	V           int       `json:"v"`
+	ID          string    `json:"id"` // device-seq
+	Centre      string    `json:"centre"`
+	Device      string    `json:"device"`
+	Log         string    `json:"log"` // the store's identity: sequences restart only with a new log
+	Seq         uint64    `json:"seq"`
+	Time        time.Time `json:"time"`
+	ClockSynced bool      `json:"clock_synced"`
+	Corrected   bool      `json:"clock_corrected,omitempty"`
+	BootID      string    `json:"boot_id"`
+	MonoNS      int64     `json:"mono_ns"`
+	Card        string    `json:"card,omitempty"`
+	UID         string    `json:"uid,omitempty"`
+	Child       string    `json:"child,omitempty"`
+	Outcome     string    `json:"outcome"`
+	Reason      string    `json:"reason"`
+	Flags       []string  `json:"flags,omitempty"`
+	RosterRev   uint64    `json:"roster_revision"`
+}
+
+// DecodeEvent decodes and checks an event message.
+func DecodeEvent(raw []byte) (*Event, error) {
+	var e Event
+	if err := decode(raw, MaxMessage, "event", &e); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("event", e.V); err != nil {
+		return nil, err
+	}
+	switch {
+	case !ValidID(e.Centre) || !ValidID(e.Device):
+		return nil, errors.New("event: bad centre or device ID")
+	case e.Seq == 0:
+		return nil, errors.New("event: sequence 0")
+	case e.ID != fmt.Sprintf("%s-%d", e.Device, e.Seq):
+		return nil, fmt.Errorf("event: ID %q is not device-seq", e.ID)
+	case e.Log == "" || len(e.Log) > 64:
+		return nil, errors.New("event: bad log")
+	case e.Outcome == "":
+		return nil, errors.New("event: no outcome")
+	}
+	return &e, nil
+}
+
+// Range is an inclusive range of sequences.
+type Range [2]uint64
+
+// Ack tells a terminal which events the portal has stored.
+type Ack struct {
+	V      int     `json:"v"`
+	Device string  `json:"device"`
+	Log    string  `json:"log"`
+	Ranges []Range `json:"ranges"`
+	// Time is the portal's clock when it sent the ack: a terminal whose
+	// clock is not set corrects its events with it.
+	Time time.Time `json:"time"`
+}
+
+// MaxRanges bounds an ack.
+const MaxRanges = 256
+
+// DecodeAck decodes and checks an ack.
+func DecodeAck(raw []byte) (*Ack, error) {
+	var a Ack
+	if err := decode(raw, MaxMessage, "ack", &a); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("ack", a.V); err != nil {
+		return nil, err
+	}
+	if len(a.Ranges) == 0 || len(a.Ranges) > MaxRanges {
+		return nil, fmt.Errorf("ack: %d ranges (1 to %d)", len(a.Ranges), MaxRanges)
+	}
+	for _, r := range a.Ranges {
+		if r[0] == 0 || r[1] < r[0] {
+			return nil, fmt.Errorf("ack: bad range %v", r)
+		}
+	}
+	return &a, nil
+}
+
+// Status is a terminal's retained status.
+type Status struct {
+	V             int        `json:"v"`
+	State         string     `json:"state"` // "online" or "offline"
+	Time          time.Time  `json:"time"`
+	Version       string     `json:"version,omitempty"`
+	OutboxDepth   int        `json:"outbox_depth"`
+	OldestAgeS    float64    `json:"oldest_unacked_age_s"`
+	RosterRev     uint64     `json:"roster_revision"`
+	RosterAgeS    float64    `json:"roster_age_s"`
+	ClockSynced   bool       `json:"clock_synced"`
+	ReaderHealthy bool       `json:"reader_healthy"`
+	ReaderResets  int        `json:"reader_recoveries"`
+	Rejected      *Rejection `json:"last_rejection,omitempty"`
+}
+
+// Rejection reports a message from the portal that the terminal refused.
+type Rejection struct {
+	Topic  string    `json:"topic"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// Signed is the envelope of everything the portal sends that changes a
+// terminal: Payload is the message's JSON, Sig its Ed25519 signature.
+type Signed struct {
+	V       int    `json:"v"`
+	Payload []byte `json:"payload"` // base64 in JSON
+	Sig     []byte `json:"sig"`     // base64 in JSON
+}
+
+// Sign wraps payload in a signed envelope.
+func Sign(key ed25519.PrivateKey, payload []byte) []byte {
+	out, _ := json.Marshal(Signed{V: Version, Payload: payload, Sig: ed25519.Sign(key, payload)})
+	return out
+}
+
+// ErrSignature: the envelope's signature does not verify.
+var ErrSignature = errors.New("bad signature")
+
+// Open checks a signed envelope of at most limit bytes and returns its
+// payload.
+func Open(pub ed25519.PublicKey, raw []byte, limit int) ([]byte, error) {
+	var s Signed
+	if err := decode(raw, limit, "signed message", &s); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("signed message", s.V); err != nil {
+		return nil, err
+	}
+	if len(s.Sig) == 0 {
+		return nil, fmt.Errorf("signed message: unsigned: %w", ErrSignature)
+	}
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, s.Payload, s.Sig) {
+		return nil, fmt.Errorf("signed message: %w", ErrSignature)
+	}
+	return s.Payload, nil
+}
+
+// ParsePublicKey reads an Ed25519 public key in base64 or hex.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	for _, dec := range []func(string) ([]byte, error){base64.StdEncoding.DecodeString, hex.DecodeString} {
+		if b, err := dec(strings.TrimSpace(s)); err == nil && len(b) == ed25519.PublicKeySize {
+			return ed25519.PublicKey(b), nil
+		}
+	}
+	return nil, errors.New("not an Ed25519 public key (32 bytes, base64 or hex)")
+}
+
+// Snapshot is a whole roster; its Digest covers the roster.
+type Snapshot struct {
+	V      int              `json:"v"`
+	Kind   string           `json:"kind"` // "snapshot"
+	Centre string           `json:"centre"`
+	Digest string           `json:"digest"`
+	Roster *firmware.Roster `json:"roster"`
+}
+
+// Delta changes roster Base into roster Roster.Revision = Revision.
+type Delta struct {
+	V        int                       `json:"v"`
+	Kind     string                    `json:"kind"` // "delta"
+	Centre   string                    `json:"centre"`
+	Base     uint64                    `json:"base"`
+	Revision uint64                    `json:"revision"`
+	Issued   time.Time                 `json:"issued"`
+	Digest   string                    `json:"digest"`             // of the roster after the delta
+	Calendar *firmware.Centre          `json:"calendar,omitempty"` // replaces the centre and its calendar
+	Children Changes[firmware.Child]   `json:"children"`
+	Cards    Changes[firmware.Card]    `json:"cards"`
+	Bookings Changes[firmware.Booking] `json:"bookings"`
+}
+
+// Changes to one list of the roster: records upserted by their ID, IDs
+// removed.
+type Changes[T any] struct {
+	Upsert []T      `json:"upsert,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// DecodeSnapshot decodes a snapshot's payload (already out of its
+// envelope), validates the roster and checks its digest and centre.
+func DecodeSnapshot(payload []byte, centre string) (*firmware.Roster, error) {
+	var s Snapshot
+	if err := decode(payload, MaxRoster, "roster snapshot", &s); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("roster snapshot", s.V); err != nil {
+		return nil, err
+	}
+	if s.Kind != "snapshot" || s.Roster == nil {
+		return nil, errors.New("roster snapshot: not a snapshot")
+	}
+	if s.Centre != centre || s.Roster.Centre.ID != centre {
+		return nil, fmt.Errorf("roster snapshot: for centre %q, this terminal is in %q", s.Centre, centre)
+	}
+	if err := s.Roster.Validate(); err != nil {
+		return nil, fmt.Errorf("roster snapshot: %w", err)
+	}
+	if d := Digest(s.Roster); d != s.Digest {
+		return nil, fmt.Errorf("roster snapshot: digest %s, the roster's is %s", s.Digest, d)
+	}
+	return s.Roster, nil
+}
+
+// ErrGap: a delta does not apply to the roster at hand; ask for a snapshot.
+var ErrGap = errors.New("delta does not follow the current revision")
+
+// DecodeDelta decodes a delta's payload (already out of its envelope).
+func DecodeDelta(payload []byte, centre string) (*Delta, error) {
+	var d Delta
+	if err := decode(payload, MaxRoster, "roster delta", &d); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("roster delta", d.V); err != nil {
+		return nil, err
+	}
+	if d.Kind != "delta" {
+		return nil, errors.New("roster delta: not a delta")
+	}
+	if d.Centre != centre {
+		return nil, fmt.Errorf("roster delta: for centre %q, this terminal is in %q", d.Centre, centre)
+	}
+	if d.Revision <= d.Base {
+		return nil, fmt.Errorf("roster delta: revision %d does not follow base %d", d.Revision, d.Base)
+	}
+	return &d, nil
+}
+
+// Apply makes the roster that d turns cur into, validated and with its
+// digest checked. cur is not changed. A delta whose base is not cur's
+// revision gives ErrGap.
+func (d *Delta) Apply(cur *firmware.Roster) (*firmware.Roster, error) {
+	if cur == nil || cur.Revision != d.Base {
+		have := uint64(0)
+		if cur != nil {
+			have = cur.Revision
+		}
+		return nil, fmt.Errorf("roster delta %d→%d on revision %d: %w", d.Base, d.Revision, have, ErrGap)
+	}
+	next := &firmware.Roster{Revision: d.Revision, Issued: d.Issued, Centre: cur.Centre}
+	if d.Calendar != nil {
+		next.Centre = *d.Calendar
+	}
+	next.Children = applyChanges(cur.Children, d.Children, func(c firmware.Child) string { return c.ID })
+	next.Cards = applyChanges(cur.Cards, d.Cards, func(c firmware.Card) string { return c.Key })
+	next.Bookings = applyChanges(cur.Bookings, d.Bookings, func(b firmware.Booking) string { return b.ID })
+	if err := next.Validate(); err != nil {
+		return nil, fmt.Errorf("roster delta %d→%d: %w", d.Base, d.Revision, err)
+	}
+	if got := Digest(next); got != d.Digest {
+		return nil, fmt.Errorf("roster delta %d→%d: digest %s, the result's is %s", d.Base, d.Revision, d.Digest, got)
+	}
+	return next, nil
+}
+
+func applyChanges[T any](cur []T, ch Changes[T], id func(T) string) []T {
+	drop := map[string]bool{}
+	for _, r := range ch.Remove {
+		drop[r] = true
+	}
+	for _, u := range ch.Upsert {
+		drop[id(u)] = true
+	}
+	out := make([]T, 0, len(cur)+len(ch.Upsert))
+	for _, c := range cur {
+		if !drop[id(c)] {
+			out = append(out, c)
+		}
+	}
+	return append(out, ch.Upsert...)
+}
+
+// Digest is the roster's SHA-256 in hex over its canonical form: the JSON
+// of firmware.Roster with children, cards and bookings sorted by ID (cards
+// by key), no HTML escaping and no whitespace. Both sides compute it the
+// same way; docs/protocol.md spells the form out.
+func Digest(r *firmware.Roster) string {
+	c := *r
+	c.Children = slices.Clone(r.Children)
+	c.Cards = slices.Clone(r.Cards)
+	c.Bookings = slices.Clone(r.Bookings)
+	slices.SortFunc(c.Children, func(a, b firmware.Child) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(c.Cards, func(a, b firmware.Card) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(c.Bookings, func(a, b firmware.Booking) int { return strings.Compare(a.ID, b.ID) })
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&c); err != nil {
+		return "unencodable: " + err.Error()
+	}
+	sum := sha256.Sum256(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+// Command is a signed instruction to one terminal.
+type Command struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"`
+	Centre  string          `json:"centre"`
+	Device  string          `json:"device"`
+	Name    string          `json:"name"` // "ping", "resync"
+	Expires time.Time       `json:"expires"`
+	Args    json.RawMessage `json:"args,omitempty"`
+}
+
+// Commands a terminal knows.
+const (
+	CmdPing   = "ping"
+	CmdResync = "resync"
+)
+
+// DecodeCommand decodes a command's payload (already out of its envelope)
+// and checks it is for this device and not expired at now.
+func DecodeCommand(payload []byte, centre, device string, now time.Time) (*Command, error) {
+	var c Command
+	if err := decode(payload, MaxMessage, "command", &c); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("command", c.V); err != nil {
+		return nil, err
+	}
+	switch {
+	case c.ID == "" || len(c.ID) > 128:
+		return &c, errors.New("command: bad ID")
+	case c.Centre != centre || c.Device != device:
+		return &c, fmt.Errorf("command: for %s/%s, this terminal is %s/%s", c.Centre, c.Device, centre, device)
+	case c.Expires.IsZero() || now.After(c.Expires):
+		return &c, fmt.Errorf("command: expired at %v", c.Expires)
+	}
+	return &c, nil
+}
+
+// Reply answers a command.
+type Reply struct {
+	V      int             `json:"v"`
+	ID     string          `json:"id"`
+	OK     bool            `json:"ok"`
+	Error  string          `json:"error,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+}
