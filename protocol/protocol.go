@@ -391,13 +391,14 @@ func applyChanges[T any](cur []T, ch Changes[T], id func(T) string) []T {
 
 // Digest is the roster's SHA-256 in hex over its canonical form: the JSON
 // of firmware.Roster with children, cards and bookings sorted by ID (cards
-// by key), no HTML escaping and no whitespace. Both sides compute it the
+// by key), empty lists as [], no HTML escaping and no whitespace. Both sides compute it the
 // same way; docs/protocol.md spells the form out.
 func Digest(r *firmware.Roster) string {
 	c := *r
-	c.Children = slices.Clone(r.Children)
-	c.Cards = slices.Clone(r.Cards)
-	c.Bookings = slices.Clone(r.Bookings)
+	// Clones, never nil: an empty list is [] in the canonical form.
+	c.Children = append([]firmware.Child{}, r.Children...)
+	c.Cards = append([]firmware.Card{}, r.Cards...)
+	c.Bookings = append([]firmware.Booking{}, r.Bookings...)
 	slices.SortFunc(c.Children, func(a, b firmware.Child) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(c.Cards, func(a, b firmware.Card) int { return strings.Compare(a.Key, b.Key) })
 	slices.SortFunc(c.Bookings, func(a, b firmware.Booking) int { return strings.Compare(a.ID, b.ID) })

@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,13 +33,18 @@ import (
 	"kiumtap/daemon/localapi"
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/terminal"
+	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
 	"kiumtap/hal/display"
 	"kiumtap/hal/indicator"
 	"kiumtap/hal/pi"
 	"kiumtap/hal/rc522"
 	"kiumtap/internal/cli"
+	"kiumtap/protocol"
 )
+
+// version is set at build time: -ldflags "-X main.version=…".
+var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -167,8 +174,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	taps := make(chan tapped, 16)
 	removed := make(chan rc522.Event, 16)
+	clk := clock.New(clock.Options{})
+	up, err := openUplink(cfg, st, clk, dev, log)
+	if err != nil {
+		return err
+	}
 	term, err := terminal.New(terminal.Options{
-		Store: st, Clock: clock.New(clock.Options{}), Key: cfg.Key(), RawUID: cfg.StoreRawUID,
+		Store: st, Clock: clk, Key: cfg.Key(), RawUID: cfg.StoreRawUID,
 		Settings: cfg.Settings(), Language: firmware.Language(cfg.Language), Logger: log,
 		DiskWarnFree: mib(cfg.DiskWarnFree),
 		Show: func(f firmware.Feedback) {
@@ -181,6 +193,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		},
 		Tapped: func(ev store.Event, dec firmware.Decision) {
+			if up != nil {
+				up.Notify()
+			}
 			fmt.Fprintf(stdout, "    event #%d %s (%s) %s\n", ev.Seq, dec.Outcome, dec.Reason, flags(dec.Flags))
 			if *demo {
 				taps <- tapped{ev, dec}
@@ -195,7 +210,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	events := make(chan rc522.Event, 16)
 	toTerm := make(chan rc522.Event, 16)
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	if up != nil {
+		go func() { errc <- up.Run(ctx) }()
+	}
 	go func() { errc <- dev.Run(ctx, events) }()
 	go func() { errc <- ind.Run(ctx) }()
 	go func() { errc <- term.Run(ctx, toTerm) }()
@@ -225,6 +243,44 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// openUplink makes the link to the portal when a broker is configured.
+func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc522.Dev, log *slog.Logger) (*uplink.Uplink, error) {
+	m := cfg.MQTT
+	if m.Broker == "" {
+		log.Warn("no mqtt.broker configured: working offline; every event stays in the outbox")
+		return nil, nil
+	}
+	key, err := protocol.ParsePublicKey(m.PortalKey)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.portal_key: %w", err)
+	}
+	var tc *tls.Config
+	if m.CA != "" {
+		pem, err := os.ReadFile(m.CA)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt.ca: %s holds no PEM certificate", m.CA)
+		}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if m.Cert != "" {
+			pair, err := tls.LoadX509KeyPair(m.Cert, m.Key)
+			if err != nil {
+				return nil, fmt.Errorf("mqtt.cert/mqtt.key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+	}
+	return uplink.New(uplink.Options{
+		Broker: m.Broker, Centre: m.CentreID, Device: cfg.DeviceID, Password: m.Password, TLS: tc, PortalKey: key,
+		Store: st, Clock: clk, Window: m.Window, Heartbeat: time.Duration(m.Heartbeat), Version: version, Logger: log,
+		// Healthy until a hard reset has failed to bring the chip back.
+		Reader: func() (bool, int) { s := dev.Stats(); return s.ResetFailures == 0, int(s.Recoveries) },
+	})
 }
 
 // openScreen opens the SSD1306, or a virtual one for the emulated

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/protocol"
 )
 
 // Duration is a time.Duration written as "60s" or "72h".
@@ -79,6 +80,30 @@ type Config struct {
 		RxGainDB   int      `json:"rx_gain_db"`
 		AllowClone bool     `json:"allow_clone"`
 	} `json:"reader"`
+	// MQTT is the link to the portal (docs/protocol.md). Without a broker
+	// the terminal works offline only and keeps every event.
+	MQTT MQTT `json:"mqtt"`
+}
+
+// MQTT configures the uplink to the portal.
+type MQTT struct {
+	// Broker URL, tcp://host:1883 or ssl://host:8883; empty: no uplink.
+	Broker string `json:"broker"`
+	// CentreID is the centre's ID: the MQTT username and a topic level.
+	CentreID string `json:"centre_id"`
+	Password string `json:"password"`
+	// CA, Cert, Key: PEM files for TLS (the broker's CA; this terminal's
+	// client certificate and key).
+	CA   string `json:"ca"`
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+	// PortalKey is the portal's Ed25519 public key (base64 or hex): rosters
+	// and commands must carry its signature.
+	PortalKey string `json:"portal_key"`
+	// Window of events in flight; default 1000. Heartbeat of the status;
+	// default 30s.
+	Window    int      `json:"window"`
+	Heartbeat Duration `json:"heartbeat"`
 }
 
 // Key returns the decoded centre key.
@@ -174,6 +199,29 @@ func Parse(b []byte) (*Config, error) {
 	}
 	if c.Reader.Kind != "pi" && c.Reader.Kind != "emu" {
 		bad("reader.kind", "%q is not pi or emu", c.Reader.Kind)
+	}
+	if m := c.MQTT; m.Broker != "" {
+		if !strings.HasPrefix(m.Broker, "tcp://") && !strings.HasPrefix(m.Broker, "ssl://") {
+			bad("mqtt.broker", "%q: want tcp://host:port or ssl://host:port", m.Broker)
+		}
+		if !protocol.ValidID(m.CentreID) {
+			bad("mqtt.centre_id", "want 1-64 of A-Z a-z 0-9 _ . - (it is the MQTT username and a topic level)")
+		}
+		if !protocol.ValidID(c.DeviceID) {
+			bad("device_id", "with mqtt, want 1-64 of A-Z a-z 0-9 _ . - (it is the MQTT client ID and a topic level)")
+		}
+		if _, err := protocol.ParsePublicKey(m.PortalKey); err != nil {
+			bad("mqtt.portal_key", "%v", err)
+		}
+		if strings.HasPrefix(m.Broker, "ssl://") && m.CA == "" {
+			bad("mqtt.ca", "an ssl:// broker needs the CA file")
+		}
+		if (m.Cert == "") != (m.Key == "") {
+			bad("mqtt.cert", "cert and key go together")
+		}
+		if m.Window < 0 || m.Heartbeat < 0 {
+			bad("mqtt.window", "window and heartbeat must not be negative")
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -1,0 +1,160 @@
+// Package ingest is the portal's side of the events stream: it checks each
+// terminal event, stores it once and in order, and says what to
+// acknowledge. It speaks no MQTT: the bridge feeds it messages and sends
+// the acks it returns.
+//
+// Events of one device's log are stored strictly in sequence: an event
+// beyond a gap is dropped unacknowledged, so the terminal sends it again
+// after the missing ones (go-back-N, see docs/protocol.md). An event
+// already stored is a duplicate: counted, acknowledged again, not stored.
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"kiumtap/protocol"
+)
+
+// Store keeps events. Implementations must make Put durable before it
+// returns: an ack follows.
+type Store interface {
+	// Last is the highest sequence stored for the device's log, 0 if none.
+	Last(device, log string) (uint64, error)
+	// Put stores the event that follows Last.
+	Put(e *protocol.Event) error
+}
+
+// Stats count what Handle saw.
+type Stats struct {
+	Stored, Duplicates, OutOfOrder, Malformed int
+}
+
+type key struct{ centre, device, log string }
+
+// Ingest handles event messages.
+type Ingest struct {
+	store Store
+
+	mu    sync.Mutex
+	due   map[key]protocol.Range // to acknowledge: lowest seen, last stored
+	stats Stats
+}
+
+// New makes an Ingest over a store.
+func New(s Store) *Ingest { return &Ingest{store: s, due: map[key]protocol.Range{}} }
+
+// Handle takes one message from a device's events topic. A malformed
+// message is an error and is dropped: the terminal cannot fix it by
+// sending it again, so it is counted and logged by the caller.
+func (g *Ingest) Handle(topic string, raw []byte) error {
+	centre, device, leaf, ok := protocol.ParseDeviceTopic(topic)
+	if !ok || leaf != "events" {
+		g.count(func(s *Stats) { s.Malformed++ })
+		return fmt.Errorf("ingest: %q is not an events topic", topic)
+	}
+	e, err := protocol.DecodeEvent(raw)
+	if err != nil {
+		g.count(func(s *Stats) { s.Malformed++ })
+		return fmt.Errorf("ingest: %s: %w", topic, err)
+	}
+	if e.Centre != centre || e.Device != device {
+		g.count(func(s *Stats) { s.Malformed++ })
+		return fmt.Errorf("ingest: event of %s/%s on %s", e.Centre, e.Device, topic)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	last, err := g.store.Last(device, e.Log)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	k := key{centre, device, e.Log}
+	switch {
+	case e.Seq <= last:
+		g.stats.Duplicates++
+	case e.Seq == last+1:
+		if err := g.store.Put(e); err != nil {
+			return fmt.Errorf("ingest: storing %s: %w", e.ID, err)
+		}
+		g.stats.Stored++
+		last = e.Seq
+	default:
+		g.stats.OutOfOrder++
+		return nil
+	}
+	r, ok := g.due[k]
+	if !ok || e.Seq < r[0] {
+		r[0] = e.Seq
+	}
+	r[1] = last
+	g.due[k] = r
+	return nil
+}
+
+func (g *Ingest) count(f func(*Stats)) {
+	g.mu.Lock()
+	f(&g.stats)
+	g.mu.Unlock()
+}
+
+// Stats returns the counts so far.
+func (g *Ingest) Stats() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stats
+}
+
+// Ack is one ack to send.
+type Ack struct {
+	Topic   string
+	Payload []byte
+}
+
+// Acks returns the acks due since the last call, one per device log,
+// stamped with now (the portal's clock).
+func (g *Ingest) Acks(now time.Time) []Ack {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Ack
+	for k, r := range g.due {
+		raw, _ := json.Marshal(protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{r}, Time: now.UTC()})
+		out = append(out, Ack{Topic: protocol.Topics{Centre: k.centre, Device: k.device}.Ack(), Payload: raw})
+		delete(g.due, k)
+	}
+	return out
+}
+
+// Memory is a Store in memory, for tests and the demo.
+type Memory struct {
+	mu     sync.Mutex
+	last   map[[2]string]uint64
+	events []protocol.Event
+}
+
+// NewMemory makes an empty Memory.
+func NewMemory() *Memory { return &Memory{last: map[[2]string]uint64{}} }
+
+// Last implements Store.
+func (m *Memory) Last(device, log string) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last[[2]string{device, log}], nil
+}
+
+// Put implements Store.
+func (m *Memory) Put(e *protocol.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.last[[2]string{e.Device, e.Log}] = e.Seq
+	m.events = append(m.events, *e)
+	return nil
+}
+
+// Events returns the stored events in the order stored.
+func (m *Memory) Events() []protocol.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]protocol.Event(nil), m.events...)
+}
