@@ -1,0 +1,641 @@
+// Package uplink is the terminal's MQTT link to the portal: it sends the
+// store's outbox as events and deletes them only when the portal
+// acknowledges them end to end, takes signed rosters (snapshots and
+// deltas) and commands, and keeps a retained status with a last will.
+//
+// The store's outbox is the only source of truth. The MQTT session is
+// clean and paho's own store is not relied on: after every (re)connect the
+// uplink sends again from the first unacknowledged event, and when acks
+// stop coming while events are in flight it goes back to that event too
+// (go-back-N); the portal drops duplicates by sequence. docs/protocol.md is
+// the contract.
+package uplink
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/daemon/store"
+	"kiumtap/firmware"
+	"kiumtap/protocol"
+)
+
+// Stamper says what time it is (package clock).
+type Stamper interface{ Stamp() store.Stamp }
+
+// Options configure an Uplink. Zero values take the documented defaults.
+type Options struct {
+	// Broker URL: tcp://host:1883 or ssl://host:8883.
+	Broker string
+	// Centre and Device: the topic levels, the MQTT username (centre) and
+	// client ID (device) the broker's ACL expects.
+	Centre, Device string
+	Password       string
+	TLS            *tls.Config // for ssl:// brokers
+	// PortalKey verifies rosters and commands.
+	PortalKey ed25519.PublicKey
+
+	Store *store.Store
+	Clock Stamper
+	// Window bounds events sent and not yet acknowledged; default 1000.
+	Window int
+	// ResendAfter: with events in flight and no ack for this long, send
+	// again from the first unacknowledged; default 10 s.
+	ResendAfter time.Duration
+	// Heartbeat refreshes the retained status; default 30 s.
+	Heartbeat time.Duration
+	// Reconnect backoff, doubled per failure with ±25 % jitter; defaults
+	// 500 ms and 60 s.
+	BackoffMin, BackoffMax time.Duration
+	// Version of the software, in the status.
+	Version string
+	// Reader reports the reader's health for the status; optional.
+	Reader func() (healthy bool, recoveries int)
+	// RosterApplied is told of each roster applied; optional.
+	RosterApplied func(*firmware.Roster)
+	Logger        *slog.Logger
+}
+
+// Stats count what the uplink did.
+type Stats struct {
+	Connects, Published, Resends, Acked int
+	Rejected                            int
+	LastRejection                       *protocol.Rejection
+}
+
+// Uplink links a terminal to the portal.
+type Uplink struct {
+	o      Options
+	topics protocol.Topics
+	log    *slog.Logger
+	notify chan struct{}
+
+	mu    sync.Mutex
+	stats Stats
+	// base is the wall time at this boot's monotonic zero, learnt from the
+	// portal's acks while the terminal's clock is not set.
+	base time.Time
+}
+
+// New checks the options.
+func New(o Options) (*Uplink, error) {
+	switch {
+	case o.Broker == "":
+		return nil, errors.New("uplink: no broker URL")
+	case !protocol.ValidID(o.Centre) || !protocol.ValidID(o.Device):
+		return nil, fmt.Errorf("uplink: centre %q and device %q must be 1-64 of A-Z a-z 0-9 _ . -", o.Centre, o.Device)
+	case len(o.PortalKey) != ed25519.PublicKeySize:
+		return nil, errors.New("uplink: the portal's public key is required to check rosters and commands")
+	case o.Store == nil || o.Clock == nil:
+		return nil, errors.New("uplink: Store and Clock are required")
+	}
+	if o.Window <= 0 {
+		o.Window = 1000
+	}
+	if o.ResendAfter <= 0 {
+		o.ResendAfter = 10 * time.Second
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 30 * time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 500 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1)}, nil
+}
+
+// Notify says the outbox has new events. It never blocks.
+func (u *Uplink) Notify() {
+	select {
+	case u.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the counts so far.
+func (u *Uplink) Stats() Stats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.stats
+}
+
+// Run keeps the link up until ctx ends, reconnecting with backoff.
+func (u *Uplink) Run(ctx context.Context) error {
+	wait := u.o.BackoffMin
+	for ctx.Err() == nil {
+		s, err := u.connect(ctx)
+		if err != nil {
+			d := jitter(wait)
+			u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", u.o.Broker, "err", err, "retry_in", d.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+			wait = min(2*wait, u.o.BackoffMax)
+			continue
+		}
+		wait = u.o.BackoffMin
+		err = s.run(ctx)
+		s.close(ctx.Err() != nil)
+		if ctx.Err() == nil {
+			u.log.Warn("uplink: connection lost", "err", err)
+		}
+	}
+	return ctx.Err()
+}
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+type message struct {
+	topic string
+	raw   []byte
+}
+
+// session is one MQTT connection.
+type session struct {
+	u    *Uplink
+	c    mqtt.Client
+	msgs chan message
+	lost chan error
+
+	next         uint64 // next sequence to send
+	first        uint64 // first unacknowledged; 0 when the outbox is empty
+	lastProgress time.Time
+	wantSnapshot bool
+	seenCmds     map[string]time.Time
+}
+
+func (u *Uplink) connect(ctx context.Context) (*session, error) {
+	s := &session{u: u, msgs: make(chan message, 4096), lost: make(chan error, 1), seenCmds: map[string]time.Time{}}
+	offline, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline"})
+	o := mqtt.NewClientOptions().
+		AddBroker(u.o.Broker).
+		SetClientID(u.o.Device).
+		SetUsername(u.o.Centre).
+		SetPassword(u.o.Password).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetConnectTimeout(10*time.Second).
+		SetKeepAlive(30*time.Second).
+		SetPingTimeout(10*time.Second).
+		SetWriteTimeout(10*time.Second).
+		SetOrderMatters(false).
+		SetBinaryWill(u.topics.Status(), offline, 1, true).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case s.lost <- err:
+			default:
+			}
+		}).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {})
+	if u.o.TLS != nil {
+		o.SetTLSConfig(u.o.TLS)
+	}
+	s.c = mqtt.NewClient(o)
+	tok := s.c.Connect()
+	if !tok.WaitTimeout(15 * time.Second) {
+		s.c.Disconnect(0)
+		return nil, errors.New("connecting: no answer in 15 s")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, fmt.Errorf("connecting: %w", err)
+	}
+	u.mu.Lock()
+	u.stats.Connects++
+	u.mu.Unlock()
+	handler := func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case s.msgs <- message{m.Topic(), m.Payload()}:
+		case <-ctx.Done():
+		}
+	}
+	subs := map[string]byte{u.topics.Ack(): 1, u.topics.Cmd(): 1, u.topics.Delta(): 1}
+	st := s.c.SubscribeMultiple(subs, handler)
+	if !st.WaitTimeout(10*time.Second) || st.Error() != nil {
+		s.c.Disconnect(0)
+		return nil, fmt.Errorf("subscribing: %v", st.Error())
+	}
+	for topic, code := range st.(*mqtt.SubscribeToken).Result() {
+		if code == 0x80 {
+			s.c.Disconnect(0)
+			return nil, fmt.Errorf("the broker refused the subscription to %s: check its ACL (username = centre, client ID = device)", topic)
+		}
+	}
+	if err := s.subscribeSnapshot(ctx); err != nil {
+		s.c.Disconnect(0)
+		return nil, err
+	}
+	return s, nil
+}
+
+// subscribeSnapshot asks for the retained roster snapshot: subscribing
+// delivers it. The subscription ends once a snapshot is taken.
+func (s *session) subscribeSnapshot(ctx context.Context) error {
+	s.wantSnapshot = true
+	st := s.c.Subscribe(s.u.topics.Roster(), 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case s.msgs <- message{m.Topic(), m.Payload()}:
+		case <-ctx.Done():
+		}
+	})
+	if !st.WaitTimeout(10*time.Second) || st.Error() != nil {
+		return fmt.Errorf("subscribing to the roster: %v", st.Error())
+	}
+	return nil
+}
+
+func (s *session) close(stopping bool) {
+	if stopping && s.c.IsConnected() {
+		// A clean stop: say so, since the will is sent only on a lost link.
+		raw, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Time: time.Now().UTC()})
+		s.c.Publish(s.u.topics.Status(), 1, true, raw).WaitTimeout(2 * time.Second)
+	}
+	s.c.Disconnect(250)
+}
+
+func (s *session) run(ctx context.Context) error {
+	u := s.u
+	if err := s.restart(); err != nil {
+		return err
+	}
+	s.publishStatus()
+	heartbeat := time.NewTicker(u.o.Heartbeat)
+	defer heartbeat.Stop()
+	check := time.NewTicker(min(u.o.ResendAfter/4, time.Second))
+	defer check.Stop()
+	for {
+		if err := s.fill(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.lost:
+			return err
+		case m := <-s.msgs:
+			s.handle(ctx, m)
+		case <-u.notify:
+		case <-heartbeat.C:
+			s.publishStatus()
+		case <-check.C:
+			if s.first != 0 && s.next > s.first && time.Since(s.lastProgress) > u.o.ResendAfter {
+				u.log.Info("uplink: no ack in time; sending again from the first unacknowledged", "seq", s.first, "in_flight", s.next-s.first)
+				u.mu.Lock()
+				u.stats.Resends++
+				u.mu.Unlock()
+				if err := s.restart(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// restart sends again from the first unacknowledged event.
+func (s *session) restart() error {
+	first, last, err := s.u.o.Store.Waiting()
+	if err != nil {
+		return fmt.Errorf("reading the outbox: %w", err)
+	}
+	s.first, s.next = first, first
+	if s.next == 0 {
+		s.next = last + 1
+	}
+	s.lastProgress = time.Now()
+	return nil
+}
+
+// fill sends events while the window has room.
+func (s *session) fill() error {
+	u := s.u
+	for {
+		if s.first == 0 {
+			// Idle until now: is there something new?
+			first, _, err := u.o.Store.Waiting()
+			if err != nil {
+				return err
+			}
+			if first == 0 {
+				return nil
+			}
+			s.first, s.lastProgress = first, time.Now()
+			s.next = max(s.next, first)
+		}
+		room := u.o.Window - int(s.next-s.first)
+		if room <= 0 {
+			return nil
+		}
+		var batch []store.Event
+		if err := u.o.Store.Events(s.next, func(ev store.Event) bool {
+			batch = append(batch, ev)
+			return len(batch) < min(room, 256)
+		}); err != nil {
+			return fmt.Errorf("reading the outbox: %w", err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, ev := range batch {
+			raw, err := json.Marshal(u.wire(ev))
+			if err != nil {
+				return err
+			}
+			if t := s.c.Publish(u.topics.Events(), 1, false, raw); t.Error() != nil {
+				return fmt.Errorf("publishing event %d: %w", ev.Seq, t.Error())
+			}
+			s.next = ev.Seq + 1
+		}
+		u.mu.Lock()
+		u.stats.Published += len(batch)
+		u.mu.Unlock()
+	}
+}
+
+// wire is an event as the protocol sends it.
+func (u *Uplink) wire(ev store.Event) protocol.Event {
+	w := protocol.Event{
+		V: protocol.Version, ID: ev.ID(u.o.Device), Centre: u.o.Centre, Device: u.o.Device, Log: u.o.Store.LogID(),
+		Seq: ev.Seq, Time: ev.Time.UTC(), ClockSynced: ev.ClockSynced, Corrected: ev.ClockCorrected,
+		BootID: ev.BootIDString(), MonoNS: int64(ev.Mono), Card: ev.CardKey, Child: ev.ChildID,
+		Outcome: string(ev.Outcome), Reason: string(ev.Reason), RosterRev: ev.RosterRev,
+	}
+	if len(ev.UID) > 0 {
+		w.UID = hex.EncodeToString(ev.UID)
+	}
+	for _, f := range ev.Flags {
+		w.Flags = append(w.Flags, string(f))
+	}
+	u.mu.Lock()
+	base := u.base
+	u.mu.Unlock()
+	if !ev.ClockSynced && !ev.ClockCorrected && !base.IsZero() && ev.BootID == u.o.Clock.Stamp().BootID {
+		w.Time, w.Corrected = base.Add(ev.Mono).UTC(), true
+	}
+	return w
+}
+
+func (s *session) handle(ctx context.Context, m message) {
+	t := s.u.topics
+	switch m.topic {
+	case t.Ack():
+		s.ack(m.raw)
+	case t.Roster():
+		s.snapshot(m)
+	case t.Delta():
+		s.delta(ctx, m)
+	case t.Cmd():
+		s.command(ctx, m)
+	}
+}
+
+func (s *session) ack(raw []byte) {
+	u := s.u
+	a, err := protocol.DecodeAck(raw)
+	if err != nil {
+		u.reject(u.topics.Ack(), err)
+		return
+	}
+	if a.Device != u.o.Device || a.Log != u.o.Store.LogID() {
+		u.log.Info("uplink: ack for another log ignored", "device", a.Device, "log", a.Log)
+		return
+	}
+	ranges := make([][2]uint64, len(a.Ranges))
+	for i, r := range a.Ranges {
+		ranges[i] = r
+	}
+	n, err := u.o.Store.Ack(ranges)
+	if err != nil {
+		u.log.Error("uplink: deleting acknowledged events", "err", err)
+		return
+	}
+	if n > 0 {
+		s.lastProgress = time.Now()
+		u.mu.Lock()
+		u.stats.Acked += n
+		u.mu.Unlock()
+	}
+	if first, _, err := u.o.Store.Waiting(); err == nil {
+		s.first = first
+		if s.first != 0 && s.next < s.first {
+			s.next = s.first
+		}
+	}
+	if st := u.o.Clock.Stamp(); !st.Synced && !a.Time.IsZero() {
+		u.correctClock(st, a.Time)
+	}
+}
+
+// correctClock learns the wall time from the portal and fixes the stored
+// events of this boot, once per boot.
+func (u *Uplink) correctClock(now store.Stamp, portal time.Time) {
+	u.mu.Lock()
+	known := !u.base.IsZero()
+	if !known {
+		u.base = portal.Add(-now.Mono)
+	}
+	base := u.base
+	u.mu.Unlock()
+	if known {
+		return
+	}
+	n, err := u.o.Store.CorrectClock(now.BootID, base)
+	if err != nil {
+		u.log.Error("uplink: correcting event times", "err", err)
+		return
+	}
+	u.log.Info("uplink: the clock is not set; event times corrected from the portal's clock", "events", n, "portal_time", portal)
+}
+
+// reject reports a refused message from the portal: logged, counted and
+// put in the status.
+func (u *Uplink) reject(topic string, err error) {
+	r := &protocol.Rejection{Topic: topic, Reason: err.Error(), Time: time.Now().UTC()}
+	u.log.Warn("uplink: message from the portal refused; nothing changed", "topic", topic, "err", err)
+	u.mu.Lock()
+	u.stats.Rejected++
+	u.stats.LastRejection = r
+	u.mu.Unlock()
+}
+
+func (s *session) snapshot(m message) {
+	applied, err := s.u.takeSnapshot(m.raw)
+	if err != nil {
+		s.u.reject(m.topic, err)
+		s.publishStatus()
+		return
+	}
+	if applied {
+		s.publishStatus()
+	}
+	if s.wantSnapshot {
+		s.wantSnapshot = false
+		s.c.Unsubscribe(s.u.topics.Roster())
+	}
+}
+
+// takeSnapshot checks a snapshot message and applies it when it is newer
+// than the current roster; the same revision is ignored.
+func (u *Uplink) takeSnapshot(raw []byte) (applied bool, err error) {
+	payload, err := protocol.Open(u.o.PortalKey, raw, protocol.MaxRoster)
+	if err != nil {
+		return false, err
+	}
+	r, err := protocol.DecodeSnapshot(payload, u.o.Centre)
+	if err != nil {
+		return false, err
+	}
+	cur, _, _ := u.o.Store.Roster()
+	switch {
+	case cur != nil && r.Revision < cur.Revision:
+		return false, fmt.Errorf("roster snapshot revision %d is older than the current %d (a replay?)", r.Revision, cur.Revision)
+	case cur != nil && r.Revision == cur.Revision:
+		return false, nil
+	}
+	return true, u.apply(r)
+}
+
+func (u *Uplink) apply(r *firmware.Roster) error {
+	if err := u.o.Store.ApplyRoster(r, time.Now()); err != nil {
+		return err
+	}
+	u.log.Info("uplink: roster applied", "revision", r.Revision, "children", len(r.Children))
+	if u.o.RosterApplied != nil {
+		u.o.RosterApplied(r)
+	}
+	return nil
+}
+
+func (s *session) delta(ctx context.Context, m message) {
+	applied, err := s.u.takeDelta(m.raw)
+	if errors.Is(err, errNeedSnapshot) && !s.wantSnapshot {
+		if err := s.subscribeSnapshot(ctx); err != nil {
+			s.u.log.Warn("uplink: asking for a snapshot", "err", err)
+		}
+	}
+	if err != nil {
+		s.u.reject(m.topic, err)
+	}
+	if err != nil || applied {
+		s.publishStatus()
+	}
+}
+
+// errNeedSnapshot marks a delta that does not apply: a gap or a digest
+// mismatch, which the retained snapshot sets right.
+var errNeedSnapshot = errors.New("asking for a snapshot")
+
+// takeDelta checks a delta message and applies it on the current roster.
+func (u *Uplink) takeDelta(raw []byte) (applied bool, err error) {
+	payload, err := protocol.Open(u.o.PortalKey, raw, protocol.MaxRoster)
+	if err != nil {
+		return false, err
+	}
+	d, err := protocol.DecodeDelta(payload, u.o.Centre)
+	if err != nil {
+		return false, err
+	}
+	cur, _, _ := u.o.Store.Roster()
+	if cur != nil && d.Revision <= cur.Revision {
+		if d.Revision < cur.Revision {
+			return false, fmt.Errorf("roster delta to revision %d, older than the current %d (a replay?)", d.Revision, cur.Revision)
+		}
+		return false, nil
+	}
+	next, err := d.Apply(cur)
+	if err != nil {
+		return false, fmt.Errorf("%w; %w", err, errNeedSnapshot)
+	}
+	return true, u.apply(next)
+}
+
+func (s *session) command(ctx context.Context, m message) {
+	u := s.u
+	payload, err := protocol.Open(u.o.PortalKey, m.raw, protocol.MaxMessage)
+	var c *protocol.Command
+	if err == nil {
+		c, err = protocol.DecodeCommand(payload, u.o.Centre, u.o.Device, time.Now())
+	}
+	if err != nil {
+		u.reject(m.topic, err)
+		s.publishStatus()
+		if c != nil && c.ID != "" {
+			s.reply(protocol.Reply{ID: c.ID, Error: err.Error()})
+		}
+		return
+	}
+	for id, exp := range s.seenCmds {
+		if time.Now().After(exp) {
+			delete(s.seenCmds, id)
+		}
+	}
+	if _, seen := s.seenCmds[c.ID]; seen {
+		return // a duplicate delivery: answered already
+	}
+	s.seenCmds[c.ID] = c.Expires
+	switch c.Name {
+	case protocol.CmdPing:
+		res, _ := json.Marshal(map[string]any{"time": time.Now().UTC()})
+		s.reply(protocol.Reply{ID: c.ID, OK: true, Result: res})
+	case protocol.CmdResync:
+		if err := s.subscribeSnapshot(ctx); err != nil {
+			s.reply(protocol.Reply{ID: c.ID, Error: err.Error()})
+			return
+		}
+		s.reply(protocol.Reply{ID: c.ID, OK: true})
+	default:
+		s.reply(protocol.Reply{ID: c.ID, Error: fmt.Sprintf("unknown command %q", c.Name)})
+	}
+}
+
+func (s *session) reply(r protocol.Reply) {
+	r.V = protocol.Version
+	raw, _ := json.Marshal(r)
+	s.c.Publish(s.u.topics.Reply(), 1, false, raw)
+}
+
+// Status is the terminal's status as it would publish it now.
+func (u *Uplink) Status() protocol.Status {
+	now := u.o.Clock.Stamp()
+	st := protocol.Status{V: protocol.Version, State: "online", Time: now.Time.UTC(), Version: u.o.Version, ClockSynced: now.Synced}
+	if o, err := u.o.Store.Outbox(); err == nil {
+		st.OutboxDepth = o.Depth
+		if o.Depth > 0 {
+			st.OldestAgeS = now.Time.Sub(o.Oldest).Seconds()
+		}
+	}
+	if r, at, err := u.o.Store.Roster(); err == nil {
+		st.RosterRev, st.RosterAgeS = r.Revision, now.Time.Sub(at).Seconds()
+	}
+	if u.o.Reader != nil {
+		st.ReaderHealthy, st.ReaderResets = u.o.Reader()
+	}
+	u.mu.Lock()
+	st.Rejected = u.stats.LastRejection
+	u.mu.Unlock()
+	return st
+}
+
+func (s *session) publishStatus() {
+	raw, _ := json.Marshal(s.u.Status())
+	s.c.Publish(s.u.topics.Status(), 1, true, raw)
+}
