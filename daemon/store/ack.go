@@ -92,3 +92,26 @@ func (s *Store) CorrectClock(boot [16]byte, base time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// Waiting returns the sequence of the first event waiting for the portal
+// (0 when none waits) and the last sequence given out. It is cheap, unlike
+// Outbox, which counts.
+func (s *Store) Waiting() (first, last uint64, err error) {
+	pend := s.snapshot()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		last, _ = getU64(tx.Bucket(bMeta), kSeq)
+		if k, _ := tx.Bucket(bEvents).Cursor().First(); k != nil {
+			first = bytesToSeq(k)
+		}
+		for _, b := range pend {
+			if b.last() > last {
+				if first == 0 {
+					first = max(b.first(), last+1)
+				}
+				last = b.last()
+			}
+		}
+		return nil
+	})
+	return first, last, err
+}
