@@ -27,6 +27,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'Idle' -benchtime 300x ./hal/rc522/
 	$(GO) test -run '^$$' -bench 'TapAppend' -benchtime 1000x ./daemon/store/
 	$(GO) test -run '^$$' -bench 'Tap' -benchtime 200x ./daemon/terminal/
+	$(GO) test -run '^$$' -bench 'OutboxDrain' -benchtime 3x ./daemon/uplink/
+	$(GO) test -run '^$$' -bench 'RosterApply' -benchtime 50x ./daemon/uplink/
 
 ## cross: the terminal's binaries for the Pi boards we support
 cross:

@@ -31,8 +31,12 @@ const Version = 1
 // Size limits of payloads, in bytes. Larger messages are rejected unread.
 const (
 	MaxRoster  = 1 << 20 // a snapshot (signed envelope); a delta too
+	MaxEvents  = 256 << 10
 	MaxMessage = 64 << 10
 )
+
+// MaxBatch is the most events one events message may carry.
+const MaxBatch = 256
 
 // Prefix is the root of the topic tree.
 const Prefix = "kium/v1"
@@ -44,7 +48,8 @@ func (t Topics) dev(leaf string) string {
 	return Prefix + "/c/" + t.Centre + "/d/" + t.Device + "/" + leaf
 }
 
-// Events: terminal → portal, QoS 1, one event per message.
+// Events: terminal → portal, QoS 1, a batch of consecutive events per
+// message.
 func (t Topics) Events() string { return t.dev("events") }
 
 // Ack: portal → terminal, QoS 1.
@@ -135,28 +140,57 @@ type Event struct {
 	RosterRev   uint64    `json:"roster_revision"`
 }
 
-// DecodeEvent decodes and checks an event message.
-func DecodeEvent(raw []byte) (*Event, error) {
-	var e Event
-	if err := decode(raw, MaxMessage, "event", &e); err != nil {
+// Batch is an events message: 1 to MaxBatch consecutive events of one
+// device's log, in sequence order.
+type Batch struct {
+	V      int     `json:"v"`
+	Events []Event `json:"events"`
+}
+
+// DecodeBatch decodes and checks an events message.
+func DecodeBatch(raw []byte) ([]Event, error) {
+	var b Batch
+	if err := decode(raw, MaxEvents, "events", &b); err != nil {
 		return nil, err
 	}
-	if err := checkVersion("event", e.V); err != nil {
+	if err := checkVersion("events", b.V); err != nil {
 		return nil, err
+	}
+	if len(b.Events) == 0 || len(b.Events) > MaxBatch {
+		return nil, fmt.Errorf("events: %d in one message (1 to %d)", len(b.Events), MaxBatch)
+	}
+	for i := range b.Events {
+		e := &b.Events[i]
+		if err := e.check(); err != nil {
+			return nil, fmt.Errorf("events[%d]: %w", i, err)
+		}
+		if i > 0 {
+			p := &b.Events[i-1]
+			if e.Seq != p.Seq+1 || e.Log != p.Log || e.Device != p.Device || e.Centre != p.Centre {
+				return nil, fmt.Errorf("events[%d]: not the event after %s", i, p.ID)
+			}
+		}
+	}
+	return b.Events, nil
+}
+
+func (e *Event) check() error {
+	if err := checkVersion("event", e.V); err != nil {
+		return err
 	}
 	switch {
 	case !ValidID(e.Centre) || !ValidID(e.Device):
-		return nil, errors.New("event: bad centre or device ID")
+		return errors.New("bad centre or device ID")
 	case e.Seq == 0:
-		return nil, errors.New("event: sequence 0")
+		return errors.New("sequence 0")
 	case e.ID != fmt.Sprintf("%s-%d", e.Device, e.Seq):
-		return nil, fmt.Errorf("event: ID %q is not device-seq", e.ID)
+		return fmt.Errorf("ID %q is not device-seq", e.ID)
 	case e.Log == "" || len(e.Log) > 64:
-		return nil, errors.New("event: bad log")
+		return errors.New("bad log")
 	case e.Outcome == "":
-		return nil, errors.New("event: no outcome")
+		return errors.New("no outcome")
 	}
-	return &e, nil
+	return nil
 }
 
 // Range is an inclusive range of sequences.

@@ -108,7 +108,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"ack bad range", func(b []byte) error { _, err := DecodeAck(b); return err }, `{"v":1,"device":"T","log":"x","ranges":[[5,4]]}`},
 		{"ack unknown field", func(b []byte) error { _, err := DecodeAck(b); return err }, `{"v":1,"device":"T","log":"x","ranges":[[1,4]],"x":1}`},
 		{"ack version", func(b []byte) error { _, err := DecodeAck(b); return err }, `{"v":2,"device":"T","log":"x","ranges":[[1,4]]}`},
-		{"event id", func(b []byte) error { _, err := DecodeEvent(b); return err }, `{"v":1,"id":"T-2","centre":"c","device":"T","log":"l","seq":1,"outcome":"check_in"}`},
+		{"event id", func(b []byte) error { _, err := DecodeBatch(b); return err }, `{"v":1,"events":[{"v":1,"id":"T-2","centre":"c","device":"T","log":"l","seq":1,"outcome":"check_in"}]}`},
+		{"events not consecutive", func(b []byte) error { _, err := DecodeBatch(b); return err }, `{"v":1,"events":[{"v":1,"id":"T-1","centre":"c","device":"T","log":"l","seq":1,"outcome":"check_in"},{"v":1,"id":"T-3","centre":"c","device":"T","log":"l","seq":3,"outcome":"check_in"}]}`},
+		{"no events", func(b []byte) error { _, err := DecodeBatch(b); return err }, `{"v":1,"events":[]}`},
 		{"command expired", func(b []byte) error { _, err := DecodeCommand(b, "c", "T", now); return err }, `{"v":1,"id":"1","centre":"c","device":"T","name":"ping","expires":"2026-11-23T05:00:00Z"}`},
 		{"command other device", func(b []byte) error { _, err := DecodeCommand(b, "c", "T", now); return err }, `{"v":1,"id":"1","centre":"c","device":"U","name":"ping","expires":"2026-11-23T07:00:00Z"}`},
 		{"snapshot malformed", func(b []byte) error { _, err := DecodeSnapshot(b, "c"); return err }, `{"v":1,"kind":"snapshot",`},
@@ -188,7 +190,12 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
-func FuzzDecodeEvent(f *testing.F) {
-	f.Add([]byte(`{"v":1,"id":"T-1-5","centre":"c","device":"T-1","log":"l","seq":5,"time":"2026-11-23T06:00:00Z","clock_synced":true,"boot_id":"00","mono_ns":1,"outcome":"check_in","reason":"arrival","roster_revision":1}`))
-	f.Fuzz(func(t *testing.T, b []byte) { DecodeEvent(b) })
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add([]byte(`{"v":1,"events":[{"v":1,"id":"T-1-5","centre":"c","device":"T-1","log":"l","seq":5,"time":"2026-11-23T06:00:00Z","clock_synced":true,"boot_id":"00","mono_ns":1,"outcome":"check_in","reason":"arrival","roster_revision":1}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, err := DecodeBatch(b)
+		if err == nil && (len(evs) == 0 || len(evs) > MaxBatch) {
+			t.Fatalf("%d events accepted", len(evs))
+		}
+	})
 }

@@ -100,7 +100,7 @@ type MQTT struct {
 	// PortalKey is the portal's Ed25519 public key (base64 or hex): rosters
 	// and commands must carry its signature.
 	PortalKey string `json:"portal_key"`
-	// Window of events in flight; default 1000. Heartbeat of the status;
+	// Window of events in flight; default 5000. Heartbeat of the status;
 	// default 30s.
 	Window    int      `json:"window"`
 	Heartbeat Duration `json:"heartbeat"`

@@ -33,6 +33,11 @@ func TestParse(t *testing.T) {
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"kind": "usb"}}`, `key "reader.kind"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "disk_warn_free_mib": [10, 100]}`, `key "disk_warn_free_mib"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"rx_gain_db": "33"}}`, `key "reader.rx_gain_db"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "mqtt.example:1883"}}`, `key "mqtt.broker"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "tcp://h:1883", "centre_id": "a/b"}}`, `key "mqtt.centre_id"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "tcp://h:1883", "centre_id": "m1", "portal_key": "xyz"}}`, `key "mqtt.portal_key"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "ssl://h:8883", "centre_id": "m1", "portal_key": "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="}}`, `key "mqtt.ca"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"brokr": "tcp://h:1883"}}`, `unknown field "brokr"`},
 		{`{} {}`, `more than one JSON value`},
 	} {
 		_, err := Parse([]byte(tc.in))

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,8 +49,11 @@ type Options struct {
 
 	Store *store.Store
 	Clock Stamper
-	// Window bounds events sent and not yet acknowledged; default 1000.
+	// Window bounds events sent and not yet acknowledged; default 5000.
 	Window int
+	// Batch is the most events in one message; default 64, at most
+	// protocol.MaxBatch. A lone tap goes out at once, alone.
+	Batch int
 	// ResendAfter: with events in flight and no ack for this long, send
 	// again from the first unacknowledged; default 10 s.
 	ResendAfter time.Duration
@@ -72,6 +76,8 @@ type Stats struct {
 	Connects, Published, Resends, Acked int
 	Rejected                            int
 	LastRejection                       *protocol.Rejection
+	// Rejections are the last (up to 32) refused messages, oldest first.
+	Rejections []protocol.Rejection
 }
 
 // Uplink links a terminal to the portal.
@@ -101,7 +107,10 @@ func New(o Options) (*Uplink, error) {
 		return nil, errors.New("uplink: Store and Clock are required")
 	}
 	if o.Window <= 0 {
-		o.Window = 1000
+		o.Window = 5000
+	}
+	if o.Batch <= 0 || o.Batch > protocol.MaxBatch {
+		o.Batch = 64
 	}
 	if o.ResendAfter <= 0 {
 		o.ResendAfter = 10 * time.Second
@@ -133,7 +142,9 @@ func (u *Uplink) Notify() {
 func (u *Uplink) Stats() Stats {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.stats
+	s := u.stats
+	s.Rejections = slices.Clone(s.Rejections)
+	return s
 }
 
 // Run keeps the link up until ctx ends, reconnecting with backoff.
@@ -348,23 +359,28 @@ func (s *session) fill() error {
 		var batch []store.Event
 		if err := u.o.Store.Events(s.next, func(ev store.Event) bool {
 			batch = append(batch, ev)
-			return len(batch) < min(room, 256)
+			return len(batch) < min(room, u.o.Batch)
 		}); err != nil {
 			return fmt.Errorf("reading the outbox: %w", err)
 		}
 		if len(batch) == 0 {
 			return nil
 		}
-		for _, ev := range batch {
-			raw, err := json.Marshal(u.wire(ev))
-			if err != nil {
-				return err
-			}
-			if t := s.c.Publish(u.topics.Events(), 1, false, raw); t.Error() != nil {
-				return fmt.Errorf("publishing event %d: %w", ev.Seq, t.Error())
-			}
-			s.next = ev.Seq + 1
+		msg := protocol.Batch{V: protocol.Version, Events: make([]protocol.Event, len(batch))}
+		for i, ev := range batch {
+			msg.Events[i] = u.wire(ev)
 		}
+		raw, err := json.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		if len(raw) > protocol.MaxEvents {
+			return fmt.Errorf("events %d..%d make a message of %d bytes", batch[0].Seq, batch[len(batch)-1].Seq, len(raw))
+		}
+		if t := s.c.Publish(u.topics.Events(), 1, false, raw); t.Error() != nil {
+			return fmt.Errorf("publishing events %d..: %w", batch[0].Seq, t.Error())
+		}
+		s.next = batch[len(batch)-1].Seq + 1
 		u.mu.Lock()
 		u.stats.Published += len(batch)
 		u.mu.Unlock()
@@ -474,6 +490,10 @@ func (u *Uplink) reject(topic string, err error) {
 	u.mu.Lock()
 	u.stats.Rejected++
 	u.stats.LastRejection = r
+	u.stats.Rejections = append(u.stats.Rejections, *r)
+	if len(u.stats.Rejections) > 32 {
+		u.stats.Rejections = u.stats.Rejections[1:]
+	}
 	u.mu.Unlock()
 }
 

@@ -55,22 +55,32 @@ func (g *Ingest) Handle(topic string, raw []byte) error {
 		g.count(func(s *Stats) { s.Malformed++ })
 		return fmt.Errorf("ingest: %q is not an events topic", topic)
 	}
-	e, err := protocol.DecodeEvent(raw)
+	evs, err := protocol.DecodeBatch(raw)
 	if err != nil {
 		g.count(func(s *Stats) { s.Malformed++ })
 		return fmt.Errorf("ingest: %s: %w", topic, err)
 	}
-	if e.Centre != centre || e.Device != device {
+	if evs[0].Centre != centre || evs[0].Device != device {
 		g.count(func(s *Stats) { s.Malformed++ })
-		return fmt.Errorf("ingest: event of %s/%s on %s", e.Centre, e.Device, topic)
+		return fmt.Errorf("ingest: events of %s/%s on %s", evs[0].Centre, evs[0].Device, topic)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	last, err := g.store.Last(device, e.Log)
+	for i := range evs {
+		if err := g.put(&evs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// put stores one event if it is the next of its log. The caller holds mu.
+func (g *Ingest) put(e *protocol.Event) error {
+	last, err := g.store.Last(e.Device, e.Log)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	k := key{centre, device, e.Log}
+	k := key{e.Centre, e.Device, e.Log}
 	switch {
 	case e.Seq <= last:
 		g.stats.Duplicates++

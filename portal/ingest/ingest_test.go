@@ -10,7 +10,7 @@ import (
 )
 
 func event(seq uint64) []byte {
-	raw, _ := json.Marshal(protocol.Event{V: 1, ID: fmt.Sprintf("T-1-%d", seq), Centre: "m1", Device: "T-1", Log: "L", Seq: seq, Outcome: "check_in"})
+	raw, _ := json.Marshal(protocol.Batch{V: 1, Events: []protocol.Event{{V: 1, ID: fmt.Sprintf("T-1-%d", seq), Centre: "m1", Device: "T-1", Log: "L", Seq: seq, Outcome: "check_in"}}})
 	return raw
 }
 
