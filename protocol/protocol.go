@@ -202,6 +202,10 @@ type Ack struct {
 	Device string  `json:"device"`
 	Log    string  `json:"log"`
 	Ranges []Range `json:"ranges"`
+	// Next, when set, says the portal dropped events beyond a gap and
+	// expects this sequence next: the terminal goes back to it at once
+	// instead of waiting for acks to stop.
+	Next uint64 `json:"next,omitempty"`
 	// Time is the portal's clock when it sent the ack: a terminal whose
 	// clock is not set corrects its events with it.
 	Time time.Time `json:"time"`
@@ -219,8 +223,8 @@ func DecodeAck(raw []byte) (*Ack, error) {
 	if err := checkVersion("ack", a.V); err != nil {
 		return nil, err
 	}
-	if len(a.Ranges) == 0 || len(a.Ranges) > MaxRanges {
-		return nil, fmt.Errorf("ack: %d ranges (1 to %d)", len(a.Ranges), MaxRanges)
+	if (len(a.Ranges) == 0 && a.Next == 0) || len(a.Ranges) > MaxRanges {
+		return nil, fmt.Errorf("ack: %d ranges (1 to %d, or 0 with next)", len(a.Ranges), MaxRanges)
 	}
 	for _, r := range a.Ranges {
 		if r[0] == 0 || r[1] < r[0] {

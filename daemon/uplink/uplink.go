@@ -49,7 +49,8 @@ type Options struct {
 
 	Store *store.Store
 	Clock Stamper
-	// Window bounds events sent and not yet acknowledged; default 5000.
+	// Window bounds events sent and not yet acknowledged; default 5000,
+	// at least 64.
 	Window int
 	// Batch is the most events in one message; default 64, at most
 	// protocol.MaxBatch. A lone tap goes out at once, alone.
@@ -109,6 +110,7 @@ func New(o Options) (*Uplink, error) {
 	if o.Window <= 0 {
 		o.Window = 5000
 	}
+	o.Window = max(o.Window, minWindow)
 	if o.Batch <= 0 || o.Batch > protocol.MaxBatch {
 		o.Batch = 64
 	}
@@ -190,6 +192,12 @@ type session struct {
 
 	next         uint64 // next sequence to send
 	first        uint64 // first unacknowledged; 0 when the outbox is empty
+	// cwnd is the window in use: halved when events were lost on the way
+	// (a broker's queue overflowing), grown by a batch per ack up to
+	// Options.Window. recover is where the last going back started: until
+	// acks pass it, news of a gap is of the old sending.
+	cwnd    int
+	recover uint64
 	lastProgress time.Time
 	wantSnapshot bool
 	seenCmds     map[string]time.Time
@@ -311,19 +319,31 @@ func (s *session) run(ctx context.Context) error {
 		case <-check.C:
 			if s.first != 0 && s.next > s.first && time.Since(s.lastProgress) > u.o.ResendAfter {
 				u.log.Info("uplink: no ack in time; sending again from the first unacknowledged", "seq", s.first, "in_flight", s.next-s.first)
-				u.mu.Lock()
-				u.stats.Resends++
-				u.mu.Unlock()
-				if err := s.restart(); err != nil {
-					return err
-				}
+				s.goBack()
 			}
 		}
 	}
 }
 
-// restart sends again from the first unacknowledged event.
+// minWindow is the least window going back leaves.
+const minWindow = 64
+
+// goBack sends again from the first unacknowledged event, with half the
+// window: events were lost on the way.
+func (s *session) goBack() {
+	s.recover = s.next
+	s.next = s.first
+	s.cwnd = max(s.cwnd/2, minWindow)
+	s.lastProgress = time.Now()
+	s.u.mu.Lock()
+	s.u.stats.Resends++
+	s.u.mu.Unlock()
+}
+
+// restart sends again from the first unacknowledged event, as on a new
+// connection.
 func (s *session) restart() error {
+	s.cwnd, s.recover = s.u.o.Window, 0
 	first, last, err := s.u.o.Store.Waiting()
 	if err != nil {
 		return fmt.Errorf("reading the outbox: %w", err)
@@ -352,7 +372,7 @@ func (s *session) fill() error {
 			s.first, s.lastProgress = first, time.Now()
 			s.next = max(s.next, first)
 		}
-		room := u.o.Window - int(s.next-s.first)
+		room := s.cwnd - int(s.next-s.first)
 		if room <= 0 {
 			return nil
 		}
@@ -446,6 +466,7 @@ func (s *session) ack(raw []byte) {
 	}
 	if n > 0 {
 		s.lastProgress = time.Now()
+		s.cwnd = min(s.cwnd+max(u.o.Batch, minWindow/2), u.o.Window)
 		u.mu.Lock()
 		u.stats.Acked += n
 		u.mu.Unlock()
@@ -455,6 +476,11 @@ func (s *session) ack(raw []byte) {
 		if s.first != 0 && s.next < s.first {
 			s.next = s.first
 		}
+	}
+	inRecovery := s.recover != 0 && s.first != 0 && s.first <= s.recover
+	if a.Next != 0 && a.Next == s.first && s.next > s.first && !inRecovery {
+		u.log.Debug("uplink: the portal missed events; sending again", "from", s.first)
+		s.goBack()
 	}
 	if st := u.o.Clock.Stamp(); !st.Synced && !a.Time.IsZero() {
 		u.correctClock(st, a.Time)

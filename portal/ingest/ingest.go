@@ -34,17 +34,24 @@ type Stats struct {
 
 type key struct{ centre, device, log string }
 
+// due is what to acknowledge to one log: the stored range seen since the
+// last ack, and whether an event beyond a gap was dropped.
+type due struct {
+	r    protocol.Range // r[0] == 0: nothing stored seen
+	next uint64         // set on a gap: the sequence expected
+}
+
 // Ingest handles event messages.
 type Ingest struct {
 	store Store
 
 	mu    sync.Mutex
-	due   map[key]protocol.Range // to acknowledge: lowest seen, last stored
+	due   map[key]*due
 	stats Stats
 }
 
 // New makes an Ingest over a store.
-func New(s Store) *Ingest { return &Ingest{store: s, due: map[key]protocol.Range{}} }
+func New(s Store) *Ingest { return &Ingest{store: s, due: map[key]*due{}} }
 
 // Handle takes one message from a device's events topic. A malformed
 // message is an error and is dropped: the terminal cannot fix it by
@@ -81,6 +88,11 @@ func (g *Ingest) put(e *protocol.Event) error {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	k := key{e.Centre, e.Device, e.Log}
+	d := g.due[k]
+	if d == nil {
+		d = &due{}
+		g.due[k] = d
+	}
 	switch {
 	case e.Seq <= last:
 		g.stats.Duplicates++
@@ -90,16 +102,16 @@ func (g *Ingest) put(e *protocol.Event) error {
 		}
 		g.stats.Stored++
 		last = e.Seq
+		d.next = 0
 	default:
 		g.stats.OutOfOrder++
+		d.next = last + 1
 		return nil
 	}
-	r, ok := g.due[k]
-	if !ok || e.Seq < r[0] {
-		r[0] = e.Seq
+	if d.r[0] == 0 || e.Seq < d.r[0] {
+		d.r[0] = e.Seq
 	}
-	r[1] = last
-	g.due[k] = r
+	d.r[1] = last
 	return nil
 }
 
@@ -123,13 +135,18 @@ type Ack struct {
 }
 
 // Acks returns the acks due since the last call, one per device log,
-// stamped with now (the portal's clock).
+// stamped with now (the portal's clock). An ack names the stored range
+// seen since the last one and, after a gap, the sequence expected next.
 func (g *Ingest) Acks(now time.Time) []Ack {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Ack
-	for k, r := range g.due {
-		raw, _ := json.Marshal(protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{r}, Time: now.UTC()})
+	for k, d := range g.due {
+		a := protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{}, Next: d.next, Time: now.UTC()}
+		if d.r[0] != 0 {
+			a.Ranges = append(a.Ranges, d.r)
+		}
+		raw, _ := json.Marshal(a)
 		out = append(out, Ack{Topic: protocol.Topics{Centre: k.centre, Device: k.device}.Ack(), Payload: raw})
 		delete(g.due, k)
 	}
