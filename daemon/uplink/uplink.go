@@ -190,14 +190,14 @@ type session struct {
 	msgs chan message
 	lost chan error
 
-	next         uint64 // next sequence to send
-	first        uint64 // first unacknowledged; 0 when the outbox is empty
+	next  uint64 // next sequence to send
+	first uint64 // first unacknowledged; 0 when the outbox is empty
 	// cwnd is the window in use: halved when events were lost on the way
 	// (a broker's queue overflowing), grown by a batch per ack up to
 	// Options.Window. recover is where the last going back started: until
 	// acks pass it, news of a gap is of the old sending.
-	cwnd    int
-	recover uint64
+	cwnd         int
+	recover      uint64
 	lastProgress time.Time
 	wantSnapshot bool
 	seenCmds     map[string]time.Time
