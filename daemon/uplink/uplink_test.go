@@ -98,7 +98,8 @@ type terminal struct {
 	st  *store.Store
 	up  *Uplink
 	clk *clock
-	run func() // starts the uplink; stopped at cleanup
+	run  func() // starts the uplink; stopped at cleanup
+	stop func() // stops it and closes the store; also at cleanup
 }
 
 func newTerminal(t testing.TB, path, broker string, mod func(*Options)) *terminal {
@@ -125,7 +126,9 @@ func newTerminal(t testing.TB, path, broker string, mod func(*Options)) *termina
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	tm.run = func() { wg.Add(1); go func() { defer wg.Done(); up.Run(ctx) }() }
-	t.Cleanup(func() { cancel(); wg.Wait(); st.Close() })
+	var once sync.Once
+	tm.stop = func() { once.Do(func() { cancel(); wg.Wait(); st.Close() }) }
+	t.Cleanup(tm.stop)
 	return tm
 }
 
@@ -157,6 +160,7 @@ type portal struct {
 	in  *ingest.Ingest
 
 	onEvent func(*protocol.Event) // set before events flow; optional
+	stop    func()
 
 	mu       sync.Mutex
 	replies  []protocol.Reply
@@ -223,7 +227,9 @@ func newPortal(t testing.TB, broker string) *portal {
 			}
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done; p.c.Disconnect(100) })
+	var once sync.Once
+	p.stop = func() { once.Do(func() { cancel(); <-done; p.c.Disconnect(100) }) }
+	t.Cleanup(p.stop)
 	return p
 }
 
