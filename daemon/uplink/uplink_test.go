@@ -95,9 +95,9 @@ var key = []byte("centre-key-0123456789")
 
 // terminal is a store with a roster and an uplink on it.
 type terminal struct {
-	st  *store.Store
-	up  *Uplink
-	clk *clock
+	st   *store.Store
+	up   *Uplink
+	clk  *clock
 	run  func() // starts the uplink; stopped at cleanup
 	stop func() // stops it and closes the store; also at cleanup
 }
