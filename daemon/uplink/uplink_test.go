@@ -170,7 +170,7 @@ type portal struct {
 
 func newPortal(t testing.TB, broker string) *portal {
 	p := &portal{t: t, mem: ingest.NewMemory()}
-	p.in = ingest.New(p.mem)
+	p.in = ingest.New(p.mem, ingest.Options{})
 	o := mqtt.NewClientOptions().AddBroker(broker).SetClientID("portal-test").SetUsername("portal").SetPassword(portPass).
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(50 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
@@ -187,7 +187,7 @@ func newPortal(t testing.TB, broker string) *portal {
 						}
 					}
 				}
-				if err := p.in.Handle(m.Topic(), m.Payload()); err != nil {
+				if err := p.in.Handle(m.Topic(), m.Payload(), time.Now()); err != nil {
 					t.Errorf("portal: %v", err)
 				}
 			})

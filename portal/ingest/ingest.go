@@ -1,62 +1,90 @@
 // Package ingest is the portal's side of the events stream: it checks each
-// terminal event, stores it once and in order, and says what to
-// acknowledge. It speaks no MQTT: the bridge feeds it messages and sends
-// the acks it returns.
+// terminal message, stores its events once and in order, and says what to
+// acknowledge. It speaks no MQTT: the bridge feeds it messages (from one
+// or several subscribers) and sends the acks it returns.
 //
-// Events of one device's log are stored strictly in sequence: an event
-// beyond a gap is dropped unacknowledged, so the terminal sends it again
-// after the missing ones (go-back-N, see docs/protocol.md). An event
+// Events of one device's log are stored strictly in sequence. An event
+// beyond a gap is held a moment (bridge instances on a shared subscription
+// may take a terminal's consecutive messages out of order) and stored once
+// the gap fills; when the gap lasts, or too much is held, the ack names
+// the sequence expected and the terminal sends again from there. An event
 // already stored is a duplicate: counted, acknowledged again, not stored.
 package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"kiumtap/protocol"
 )
 
-// Store keeps events. Implementations must make Put durable before it
-// returns: an ack follows.
+// Store keeps events. Put must be durable before it returns: an ack
+// follows.
 type Store interface {
 	// Last is the highest sequence stored for the device's log, 0 if none.
 	Last(device, log string) (uint64, error)
-	// Put stores the event that follows Last.
-	Put(e *protocol.Event) error
+	// Put stores events that follow Last, consecutive, in one transaction.
+	Put(evs []protocol.Event) error
 }
 
 // Stats count what Handle saw.
 type Stats struct {
-	Stored, Duplicates, OutOfOrder, Malformed int
+	Stored, Duplicates, OutOfOrder, Malformed, UnknownCentre int
+}
+
+// ErrUnknownCentre: an event of a centre the portal does not serve.
+var ErrUnknownCentre = errors.New("unknown centre")
+
+// Options configure an Ingest.
+type Options struct {
+	// Centre reports whether the portal serves a centre; nil: all.
+	Centre func(id string) bool
+	// HoldGap is how long events beyond a gap wait for it to fill before
+	// the ack asks the terminal to send again; default 500 ms.
+	HoldGap time.Duration
+	// MaxHeld bounds the events held beyond gaps, per log; default 4096.
+	MaxHeld int
 }
 
 type key struct{ centre, device, log string }
 
-// due is what to acknowledge to one log: the stored range seen since the
-// last ack, and whether an event beyond a gap was dropped.
-type due struct {
-	r    protocol.Range // r[0] == 0: nothing stored seen
-	next uint64         // set on a gap: the sequence expected
+// state is one log's: what to acknowledge and what is held.
+type state struct {
+	r        protocol.Range // stored range seen since the last ack; r[0] == 0: none
+	held     map[uint64]protocol.Event
+	gapSince time.Time // first event held beyond the current gap
+	overflow bool      // events were dropped: ask for them at once
 }
 
-// Ingest handles event messages.
+// Ingest handles event messages. It is safe for concurrent use.
 type Ingest struct {
 	store Store
+	o     Options
 
 	mu    sync.Mutex
-	due   map[key]*due
+	logs  map[key]*state
 	stats Stats
 }
 
 // New makes an Ingest over a store.
-func New(s Store) *Ingest { return &Ingest{store: s, due: map[key]*due{}} }
+func New(s Store, o Options) *Ingest {
+	if o.HoldGap <= 0 {
+		o.HoldGap = 500 * time.Millisecond
+	}
+	if o.MaxHeld <= 0 {
+		o.MaxHeld = 4096
+	}
+	return &Ingest{store: s, o: o, logs: map[key]*state{}}
+}
 
 // Handle takes one message from a device's events topic. A malformed
-// message is an error and is dropped: the terminal cannot fix it by
-// sending it again, so it is counted and logged by the caller.
-func (g *Ingest) Handle(topic string, raw []byte) error {
+// message, or one of an unknown centre, is an error and is dropped
+// unacknowledged: the caller logs it.
+func (g *Ingest) Handle(topic string, raw []byte, now time.Time) error {
 	centre, device, leaf, ok := protocol.ParseDeviceTopic(topic)
 	if !ok || leaf != "events" {
 		g.count(func(s *Stats) { s.Malformed++ })
@@ -71,48 +99,70 @@ func (g *Ingest) Handle(topic string, raw []byte) error {
 		g.count(func(s *Stats) { s.Malformed++ })
 		return fmt.Errorf("ingest: events of %s/%s on %s", evs[0].Centre, evs[0].Device, topic)
 	}
+	if g.o.Centre != nil && !g.o.Centre(centre) {
+		g.count(func(s *Stats) { s.UnknownCentre++ })
+		return fmt.Errorf("ingest: %s: %w %q: add its roster source, or check the terminal's centre_id", topic, ErrUnknownCentre, centre)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for i := range evs {
-		if err := g.put(&evs[i]); err != nil {
-			return err
+	k := key{centre, device, evs[0].Log}
+	st := g.logs[k]
+	if st == nil {
+		st = &state{held: map[uint64]protocol.Event{}}
+		g.logs[k] = st
+	}
+	last, err := g.store.Last(device, evs[0].Log)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	for _, e := range evs {
+		switch {
+		case e.Seq <= last:
+			g.stats.Duplicates++
+			st.seen(e.Seq, last)
+		case len(st.held) >= g.o.MaxHeld:
+			st.overflow = true
+			g.stats.OutOfOrder++
+		default:
+			if _, dup := st.held[e.Seq]; dup {
+				g.stats.Duplicates++
+			}
+			st.held[e.Seq] = e
 		}
+	}
+	// Store what now follows last, held events included, in one go.
+	var run []protocol.Event
+	for next := last + 1; ; next++ {
+		e, ok := st.held[next]
+		if !ok {
+			break
+		}
+		run = append(run, e)
+	}
+	if len(run) > 0 {
+		if err := g.store.Put(run); err != nil {
+			return fmt.Errorf("ingest: storing %s..%s: %w", run[0].ID, run[len(run)-1].ID, err)
+		}
+		for _, e := range run {
+			delete(st.held, e.Seq)
+		}
+		g.stats.Stored += len(run)
+		last = run[len(run)-1].Seq
+		st.seen(run[0].Seq, last)
+	}
+	if len(st.held) == 0 {
+		st.gapSince, st.overflow = time.Time{}, false
+	} else if st.gapSince.IsZero() {
+		st.gapSince = now
 	}
 	return nil
 }
 
-// put stores one event if it is the next of its log. The caller holds mu.
-func (g *Ingest) put(e *protocol.Event) error {
-	last, err := g.store.Last(e.Device, e.Log)
-	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+func (st *state) seen(seq, last uint64) {
+	if st.r[0] == 0 || seq < st.r[0] {
+		st.r[0] = seq
 	}
-	k := key{e.Centre, e.Device, e.Log}
-	d := g.due[k]
-	if d == nil {
-		d = &due{}
-		g.due[k] = d
-	}
-	switch {
-	case e.Seq <= last:
-		g.stats.Duplicates++
-	case e.Seq == last+1:
-		if err := g.store.Put(e); err != nil {
-			return fmt.Errorf("ingest: storing %s: %w", e.ID, err)
-		}
-		g.stats.Stored++
-		last = e.Seq
-		d.next = 0
-	default:
-		g.stats.OutOfOrder++
-		d.next = last + 1
-		return nil
-	}
-	if d.r[0] == 0 || e.Seq < d.r[0] {
-		d.r[0] = e.Seq
-	}
-	d.r[1] = last
-	return nil
+	st.r[1] = last
 }
 
 func (g *Ingest) count(f func(*Stats)) {
@@ -134,26 +184,60 @@ type Ack struct {
 	Payload []byte
 }
 
-// Acks returns the acks due since the last call, one per device log,
-// stamped with now (the portal's clock). An ack names the stored range
-// seen since the last one and, after a gap, the sequence expected next.
+// Acks returns the acks due at now (the portal's clock), one per device
+// log: the stored range seen since the last ack and, when a gap has lasted
+// HoldGap or events beyond it were dropped, the sequence expected next
+// (held events are then dropped too: they come again in order).
 func (g *Ingest) Acks(now time.Time) []Ack {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Ack
-	for k, d := range g.due {
-		a := protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{}, Next: d.next, Time: now.UTC()}
-		if d.r[0] != 0 {
-			a.Ranges = append(a.Ranges, d.r)
+	keys := make([]key, 0, len(g.logs))
+	for k := range g.logs {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.device != b.device {
+			return cmp(a.device, b.device)
+		}
+		return cmp(a.log, b.log)
+	})
+	for _, k := range keys {
+		st := g.logs[k]
+		a := protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{}, Time: now.UTC()}
+		if st.r[0] != 0 {
+			a.Ranges = append(a.Ranges, st.r)
+		}
+		if len(st.held) > 0 && (st.overflow || now.Sub(st.gapSince) >= g.o.HoldGap) {
+			last, err := g.store.Last(k.device, k.log)
+			if err == nil {
+				a.Next = last + 1
+				g.stats.OutOfOrder += len(st.held)
+				clear(st.held)
+				st.gapSince, st.overflow = time.Time{}, false
+			}
+		}
+		if len(a.Ranges) == 0 && a.Next == 0 {
+			continue
 		}
 		raw, _ := json.Marshal(a)
 		out = append(out, Ack{Topic: protocol.Topics{Centre: k.centre, Device: k.device}.Ack(), Payload: raw})
-		delete(g.due, k)
+		st.r = protocol.Range{}
 	}
 	return out
 }
 
-// Memory is a Store in memory, for tests and the demo.
+func cmp(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Memory is a Store in memory, for tests.
 type Memory struct {
 	mu     sync.Mutex
 	last   map[[2]string]uint64
@@ -171,11 +255,17 @@ func (m *Memory) Last(device, log string) (uint64, error) {
 }
 
 // Put implements Store.
-func (m *Memory) Put(e *protocol.Event) error {
+func (m *Memory) Put(evs []protocol.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.last[[2]string{e.Device, e.Log}] = e.Seq
-	m.events = append(m.events, *e)
+	for _, e := range evs {
+		k := [2]string{e.Device, e.Log}
+		if e.Seq != m.last[k]+1 {
+			return fmt.Errorf("memory: %s does not follow %d", e.ID, m.last[k])
+		}
+		m.last[k] = e.Seq
+		m.events = append(m.events, e)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ func event(seq uint64) []byte {
 // are not stored; acks name what is stored.
 func TestHandleOrderAndAcks(t *testing.T) {
 	mem := NewMemory()
-	g := New(mem)
+	g := New(mem, Options{Centre: func(id string) bool { return id == "m1" }})
+	now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
 	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
 	for _, tc := range []struct {
 		seq  uint64
@@ -27,18 +29,18 @@ func TestHandleOrderAndAcks(t *testing.T) {
 		{1, Stats{Stored: 1}},
 		{2, Stats{Stored: 2}},
 		{2, Stats{Stored: 2, Duplicates: 1}},
-		{4, Stats{Stored: 2, Duplicates: 1, OutOfOrder: 1}},
-		{3, Stats{Stored: 3, Duplicates: 1, OutOfOrder: 1}},
-		{4, Stats{Stored: 4, Duplicates: 1, OutOfOrder: 1}},
+		{4, Stats{Stored: 2, Duplicates: 1}}, // held beyond the gap
+		{3, Stats{Stored: 4, Duplicates: 1}}, // the gap fills: 3 and 4
+		{4, Stats{Stored: 4, Duplicates: 2}},
 	} {
-		if err := g.Handle(topic, event(tc.seq)); err != nil {
+		if err := g.Handle(topic, event(tc.seq), now); err != nil {
 			t.Fatal(err)
 		}
 		if got := g.Stats(); got != tc.want {
 			t.Fatalf("after seq %d: %+v, want %+v", tc.seq, got, tc.want)
 		}
 	}
-	acks := g.Acks(time.Now())
+	acks := g.Acks(now)
 	if len(acks) != 1 || acks[0].Topic != "kium/v1/c/m1/d/T-1/ack" {
 		t.Fatalf("acks %+v", acks)
 	}
@@ -46,24 +48,37 @@ func TestHandleOrderAndAcks(t *testing.T) {
 	if err != nil || a.Ranges[0] != (protocol.Range{1, 4}) || a.Log != "L" {
 		t.Fatalf("ack %+v, %v", a, err)
 	}
-	if len(g.Acks(time.Now())) != 0 {
+	if len(g.Acks(now)) != 0 {
 		t.Fatal("acks again with nothing new")
 	}
 	// A re-sent event is acknowledged again.
-	g.Handle(topic, event(2))
-	if a, _ := protocol.DecodeAck(g.Acks(time.Now())[0].Payload); a.Ranges[0] != (protocol.Range{2, 4}) {
+	g.Handle(topic, event(2), now)
+	if a, _ := protocol.DecodeAck(g.Acks(now)[0].Payload); a.Ranges[0] != (protocol.Range{2, 4}) {
 		t.Fatalf("re-ack %+v", a.Ranges)
+	}
+	// A gap that lasts: held, then given up with the sequence expected.
+	g.Handle(topic, event(7), now)
+	if len(g.Acks(now.Add(100*time.Millisecond))) != 0 {
+		t.Fatal("asked for the gap before it lasted")
+	}
+	a, _ = protocol.DecodeAck(g.Acks(now.Add(time.Second))[0].Payload)
+	if a.Next != 5 || len(a.Ranges) != 0 {
+		t.Fatalf("ack after a lasting gap: %+v", a)
+	}
+	zz, _ := json.Marshal(protocol.Batch{V: 1, Events: []protocol.Event{{V: 1, ID: "T-1-1", Centre: "zz", Device: "T-1", Log: "L", Seq: 1, Outcome: "check_in"}}})
+	if err := g.Handle("kium/v1/c/zz/d/T-1/events", zz, now); !errors.Is(err, ErrUnknownCentre) {
+		t.Fatalf("unknown centre: %v", err)
 	}
 	for _, bad := range []struct{ topic, raw string }{
 		{topic, `{"v":1`},
 		{"kium/v1/c/m1/d/T-2/events", string(event(5))},
 		{"kium/v1/c/m1/roster", string(event(5))},
 	} {
-		if err := g.Handle(bad.topic, []byte(bad.raw)); err == nil {
+		if err := g.Handle(bad.topic, []byte(bad.raw), now); err == nil {
 			t.Errorf("%s %s: accepted", bad.topic, bad.raw)
 		}
 	}
-	if g.Stats().Malformed != 3 || len(mem.Events()) != 4 {
+	if g.Stats().Malformed != 3 || g.Stats().UnknownCentre != 1 || len(mem.Events()) != 4 {
 		t.Fatalf("%+v, %d stored", g.Stats(), len(mem.Events()))
 	}
 }
