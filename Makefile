@@ -13,9 +13,9 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(CMDS)
 
-## run: the terminal on embedded defaults (emulated reader, scripted taps)
+## run: the whole product on embedded defaults: broker, bridge with console texts, terminal on the emulator, a scripted day
 run:
-	$(GO) run ./cmd/kiumtapd -demo
+	$(GO) run ./cmd/kiumdemo
 
 ## test: lint, make sure Mosquitto is here, then every test with the race detector
 test: lint mosquitto
@@ -29,6 +29,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'Tap' -benchtime 200x ./daemon/terminal/
 	$(GO) test -run '^$$' -bench 'OutboxDrain' -benchtime 3x ./daemon/uplink/
 	$(GO) test -run '^$$' -bench 'RosterApply' -benchtime 50x ./daemon/uplink/
+	$(GO) test -run '^$$' -bench 'BridgeIngest' -benchtime 3x ./portal/bridge/
+	$(GO) test -run '^$$' -bench 'TapToText' -benchtime 200x ./portal/bridge/
 
 ## cross: the terminal's binaries for the Pi boards we support
 cross:

@@ -130,7 +130,15 @@ func (g *Ingest) Handle(topic string, raw []byte, now time.Time) error {
 			st.held[e.Seq] = e
 		}
 	}
-	// Store what now follows last, held events included, in one go.
+	if err := g.drain(k, st, last, now); err != nil {
+		return err
+	}
+	return nil
+}
+
+// drain stores the held events that follow last, in one go. Another
+// instance sharing the store may have filled the gap. The caller holds mu.
+func (g *Ingest) drain(k key, st *state, last uint64, now time.Time) error {
 	var run []protocol.Event
 	for next := last + 1; ; next++ {
 		e, ok := st.held[next]
@@ -150,9 +158,17 @@ func (g *Ingest) Handle(topic string, raw []byte, now time.Time) error {
 		last = run[len(run)-1].Seq
 		st.seen(run[0].Seq, last)
 	}
-	if len(st.held) == 0 {
+	for seq := range st.held {
+		if seq <= last { // stored meanwhile by another instance
+			delete(st.held, seq)
+			g.stats.Duplicates++
+		}
+	}
+	switch {
+	case len(st.held) == 0:
 		st.gapSince, st.overflow = time.Time{}, false
-	} else if st.gapSince.IsZero() {
+	case st.gapSince.IsZero() || len(run) > 0:
+		// A new gap, or progress on the old one: its age starts now.
 		st.gapSince = now
 	}
 	return nil
@@ -204,6 +220,12 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 	})
 	for _, k := range keys {
 		st := g.logs[k]
+		if len(st.held) > 0 {
+			// Another instance sharing the store may have filled the gap.
+			if last, err := g.store.Last(k.device, k.log); err == nil {
+				g.drain(k, st, last, now)
+			}
+		}
 		a := protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{}, Time: now.UTC()}
 		if st.r[0] != 0 {
 			a.Ranges = append(a.Ranges, st.r)

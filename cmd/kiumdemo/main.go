@@ -1,0 +1,604 @@
+// Command kiumdemo is the whole product in one process tree on embedded
+// defaults (make run): an MQTT broker (mochi-mqtt), the portal bridge with
+// console texts, and a terminal on the timed MFRC522 emulator. It plays a
+// scripted day (testdata/demo/day.json) at accelerated speed, prints every
+// screen and every parent's text as they happen, checks each outcome
+// against the script, ends with a summary and exits 0 when all went as
+// scripted.
+//
+//	kiumdemo [-script testdata/demo/day.json] [-speed N] [-interactive]
+//
+// With -interactive, type a card's name (as in the script's "cards") and
+// Enter to tap it; "quit" ends.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"kiumtap/daemon/store"
+	"kiumtap/daemon/terminal"
+	"kiumtap/daemon/uplink"
+	"kiumtap/firmware"
+	"kiumtap/hal/rc522"
+	"kiumtap/hal/rc522/rc522emu"
+	"kiumtap/portal/bridge"
+	"kiumtap/portal/sms"
+	"kiumtap/portal/source"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "kiumdemo:", err)
+		os.Exit(1)
+	}
+}
+
+// Script is a scripted day.
+type Script struct {
+	Start string            `json:"start"` // HH:MM the day starts
+	Speed float64           `json:"speed"` // demo seconds per real second
+	Cards map[string]string `json:"cards"` // name -> UID in hex
+	Steps []Step            `json:"steps"`
+}
+
+// Step is one moment of the day.
+type Step struct {
+	At      string `json:"at"`
+	Say     string `json:"say"`
+	Tap     string `json:"tap,omitempty"`    // a card's name
+	Expect  string `json:"expect,omitempty"` // the outcome the tap must get
+	Replace *struct {
+		Child string `json:"child"`
+		Card  string `json:"card"`
+	} `json:"replace,omitempty"` // staff bind a spare card at the portal
+	Drop       string `json:"drop,omitempty"`        // the network drops for this long (demo time)
+	ExpectAuto string `json:"expect_auto,omitempty"` // a child checked out automatically by then
+}
+
+var centreKey = []byte("kiumtap-demo-centre-key!")
+
+func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) error {
+	fs := flag.NewFlagSet("kiumdemo", flag.ContinueOnError)
+	scriptPath := fs.String("script", "testdata/demo/day.json", "the scripted day")
+	speed := fs.Float64("speed", 0, "demo seconds per real second (default: the script's)")
+	interactive := fs.Bool("interactive", false, "tap cards from the keyboard instead of the script")
+	verbose := fs.Bool("v", false, "log what the daemons log")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(*scriptPath)
+	if err != nil {
+		return fmt.Errorf("the script: %w (run from the repository root, or give -script)", err)
+	}
+	var sc Script
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sc); err != nil {
+		return fmt.Errorf("script %s: %w", *scriptPath, err)
+	}
+	if *speed > 0 {
+		sc.Speed = *speed
+	}
+	if sc.Speed <= 0 {
+		sc.Speed = 600
+	}
+	d, err := setUp(ctx, &sc, out, *verbose)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if *interactive {
+		return d.interactive(ctx, stdin)
+	}
+	if err := d.play(ctx); err != nil {
+		return err
+	}
+	return d.summary()
+}
+
+// demo is the running product.
+type demo struct {
+	sc    *Script
+	out   io.Writer
+	mu    sync.Mutex // serialises output lines
+	clock *demoClock
+
+	dir     string
+	broker  *mochi.Server
+	link    *link
+	bridge  *bridge.Bridge
+	bstore  *bridge.Store
+	st      *store.Store
+	up      *uplink.Uplink
+	term    *terminal.Terminal
+	chip    *rc522emu.Chip
+	dev     *rc522.Dev
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	taps    chan store.Event
+	removed chan struct{}
+	cards   map[string]*rc522emu.Card
+	srcPath string
+
+	texts    int
+	outcomes map[firmware.Outcome]int
+}
+
+func (d *demo) println(format string, a ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, format+"\n", a...)
+}
+
+func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo, error) {
+	start, err := time.ParseInLocation("15:04", sc.Start, firmware.KST)
+	if err != nil {
+		return nil, fmt.Errorf("script start %q: want HH:MM", sc.Start)
+	}
+	today := firmware.DateOf(time.Now())
+	dayStart := time.Date(today.Year, today.Month, today.Day, start.Hour(), start.Minute(), 0, 0, firmware.KST)
+	d := &demo{sc: sc, out: out, clock: &demoClock{start: dayStart, real: time.Now(), speed: sc.Speed},
+		taps: make(chan store.Event, 16), removed: make(chan struct{}, 16), cards: map[string]*rc522emu.Card{}, outcomes: map[firmware.Outcome]int{}}
+	for name, h := range sc.Cards {
+		uid, err := hex.DecodeString(h)
+		if err != nil || len(uid) < 4 {
+			return nil, fmt.Errorf("script card %q: UID %q is not 4, 7 or 10 bytes of hex", name, h)
+		}
+		d.cards[name] = rc522emu.NewCard(uid, rc522emu.CardOptions{})
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if d.dir, err = os.MkdirTemp("", "kiumdemo"); err != nil {
+		return nil, err
+	}
+	ctx, d.cancel = context.WithCancel(ctx)
+
+	// The broker, embedded.
+	d.broker = mochi.New(&mochi.Options{Logger: logger, InlineClient: false})
+	d.broker.AddHook(new(auth.AllowHook), nil)
+	tcp := listeners.NewTCP(listeners.Config{ID: "demo", Address: "127.0.0.1:0"})
+	if err := d.broker.AddListener(tcp); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	go d.broker.Serve()
+	brokerAddr := tcp.Address()
+	d.link, err = newLink(brokerAddr)
+	if err != nil {
+		return nil, err
+	}
+
+	// The portal: a roster source for today, the bridge with console texts.
+	src := demoSource(today, d.uid)
+	srcDir := filepath.Join(d.dir, "sources")
+	os.MkdirAll(srcDir, 0o700)
+	d.srcPath = filepath.Join(srcDir, "mangwon1.json")
+	if err := writeSource(d.srcPath, src); err != nil {
+		return nil, err
+	}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	if d.bstore, err = bridge.OpenStore(filepath.Join(d.dir, "bridge.db")); err != nil {
+		return nil, err
+	}
+	d.bridge, err = bridge.New(bridge.Options{
+		Broker: "tcp://" + brokerAddr, Key: priv, Store: d.bstore, SourceDir: srcDir,
+		Provider: consoleTexts{d}, From: "0212345678", Logger: logger, Now: d.clock.Now,
+		RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.bridge.Run(ctx) }()
+
+	// The terminal: the store, the timed emulator, the tap loop, the uplink.
+	if d.st, err = store.Open(store.Options{Path: filepath.Join(d.dir, "kiumtap.db"), DeviceID: "mangwon1-door", Logger: logger}); err != nil {
+		return nil, err
+	}
+	d.chip = rc522emu.New(rc522emu.Options{Timed: true})
+	if d.dev, err = rc522.New(d.chip, d.chip.RST(), d.chip.IRQ(), rc522.Options{Logger: logger}); err != nil {
+		return nil, err
+	}
+	d.up, err = uplink.New(uplink.Options{Broker: "tcp://" + d.link.addr(), Centre: "mangwon1", Device: "mangwon1-door",
+		PortalKey: priv.Public().(ed25519.PublicKey), Store: d.st, Clock: d.clock, Version: "demo", Logger: logger,
+		ResendAfter: 2 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second, Heartbeat: 5 * time.Second,
+		RosterApplied: func(r *firmware.Roster) { d.println("    [terminal] roster revision %d applied", r.Revision) },
+		Reader:        func() (bool, int) { s := d.dev.Stats(); return s.ResetFailures == 0, int(s.Recoveries) }})
+	if err != nil {
+		return nil, err
+	}
+	d.term, err = terminal.New(terminal.Options{Store: d.st, Clock: d.clock, Key: centreKey, Language: firmware.Korean,
+		Every: 100 * time.Millisecond, Logger: logger,
+		Settings: firmware.Settings{DuplicateWindow: 2 * time.Minute},
+		Show: func(f firmware.Feedback) {
+			d.println("    %s  screen: %-44s [%s]", d.clock.Now().Format("15:04"), strings.Join(f.Lines, " / "), f.Pattern)
+		},
+		Tapped: func(ev store.Event, dec firmware.Decision) {
+			d.up.Notify()
+			d.mu.Lock()
+			d.outcomes[dec.Outcome]++
+			d.mu.Unlock()
+			select {
+			case d.taps <- ev:
+			default:
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	events := make(chan rc522.Event, 16)
+	toTerm := make(chan rc522.Event, 16)
+	d.wg.Add(4)
+	go func() { defer d.wg.Done(); d.dev.Run(ctx, events) }()
+	go func() { defer d.wg.Done(); d.term.Run(ctx, toTerm) }()
+	go func() { defer d.wg.Done(); d.up.Run(ctx) }()
+	go func() {
+		defer d.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev := <-events:
+				if ev.Kind == rc522.Removed {
+					select {
+					case d.removed <- struct{}{}:
+					default:
+					}
+				}
+				toTerm <- ev
+			}
+		}
+	}()
+	d.println("kiumdemo: broker %s, bridge with console texts, terminal mangwon1-door on the timed MFRC522 emulator", brokerAddr)
+	d.println("the day runs %g× faster than real time; store files in %s\n", sc.Speed, d.dir)
+	if err := d.waitFor(ctx, 15*time.Second, "the terminal to get its roster over MQTT", func() bool { _, _, err := d.st.Roster(); return err == nil }); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *demo) uid(name string) []byte { return d.cards[name].UID() }
+
+func (d *demo) close() {
+	d.cancel()
+	d.wg.Wait()
+	d.chip.Close()
+	d.st.Close()
+	d.bstore.Close()
+	d.link.close()
+	d.broker.Close()
+	os.RemoveAll(d.dir)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func (d *demo) waitFor(ctx context.Context, limit time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waited %v for %s", limit, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// tap puts a card on the reader until the terminal has decided, then
+// takes it away.
+func (d *demo) tap(ctx context.Context, name string) (store.Event, error) {
+	c := d.cards[name]
+	if c == nil {
+		return store.Event{}, fmt.Errorf("no card %q in the script", name)
+	}
+	for len(d.taps) > 0 {
+		<-d.taps
+	}
+	d.chip.Place(c)
+	defer func() {
+		d.chip.Remove(c)
+		select {
+		case <-d.removed:
+		case <-time.After(2 * time.Second):
+		}
+	}()
+	select {
+	case ev := <-d.taps:
+		return ev, nil
+	case <-time.After(5 * time.Second):
+		return store.Event{}, fmt.Errorf("the terminal did not decide on card %q in 5 s", name)
+	case <-ctx.Done():
+		return store.Event{}, ctx.Err()
+	}
+}
+
+func (d *demo) play(ctx context.Context) error {
+	var failures []string
+	for _, s := range d.sc.Steps {
+		at, err := d.clock.at(s.At)
+		if err != nil {
+			return err
+		}
+		if err := d.clock.sleepUntil(ctx, at); err != nil {
+			return err
+		}
+		if s.Say != "" {
+			d.println("\n%s — %s", s.At, s.Say)
+		}
+		switch {
+		case s.Tap != "":
+			ev, err := d.tap(ctx, s.Tap)
+			if err != nil {
+				return err
+			}
+			if s.Expect != "" && string(ev.Outcome) != s.Expect {
+				failures = append(failures, fmt.Sprintf("%s: %s got %s (%s), the script expects %s", s.At, s.Tap, ev.Outcome, ev.Reason, s.Expect))
+			}
+		case s.Replace != nil:
+			rev := d.rosterRev()
+			if err := d.replaceCard(s.Replace.Child, s.Replace.Card); err != nil {
+				return err
+			}
+			if err := d.waitFor(ctx, 15*time.Second, "the new roster at the terminal", func() bool { return d.rosterRev() > rev }); err != nil {
+				return err
+			}
+		case s.Drop != "":
+			dur, err := time.ParseDuration(s.Drop)
+			if err != nil {
+				return fmt.Errorf("step %s: drop %q: %w", s.At, s.Drop, err)
+			}
+			d.link.drop(time.Duration(float64(dur) / d.sc.Speed))
+		case s.ExpectAuto != "":
+			if err := d.waitFor(ctx, 10*time.Second, "the automatic check-out of "+s.ExpectAuto, func() bool { return d.autoOut(s.ExpectAuto) }); err != nil {
+				failures = append(failures, err.Error())
+			}
+		}
+	}
+	d.println("\nend of the day: waiting for every event to be acknowledged and every text sent")
+	if err := d.waitFor(ctx, 30*time.Second, "the outbox to empty and the texts to go", func() bool {
+		f, _, _ := d.st.Waiting()
+		return f == 0 && d.pendingTexts() == 0
+	}); err != nil {
+		failures = append(failures, err.Error())
+	}
+	if len(failures) > 0 {
+		return fmt.Errorf("the day did not go as scripted:\n  %s", strings.Join(failures, "\n  "))
+	}
+	return nil
+}
+
+func (d *demo) rosterRev() uint64 {
+	r, _, err := d.st.Roster()
+	if err != nil {
+		return 0
+	}
+	return r.Revision
+}
+
+func (d *demo) autoOut(child string) bool {
+	found := false
+	d.bstore.Events("mangwon1", func(e protocolEvent) bool {
+		if e.Child == child && e.Outcome == string(firmware.AutoCheckOut) {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+func (d *demo) pendingTexts() int {
+	n := 0
+	d.bstore.Jobs(func(j bridge.Job) bool {
+		if j.State == bridge.JobPending || j.State == bridge.JobSending {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// replaceCard binds a spare card to a child at the portal: the old card
+// becomes replaced, the spare active, and the bridge publishes.
+func (d *demo) replaceCard(child, card string) error {
+	src, err := source.Load(d.srcPath)
+	if err != nil {
+		return err
+	}
+	now := d.clock.Now()
+	for i := range src.Roster.Cards {
+		if c := &src.Roster.Cards[i]; c.ChildID == child && c.State == firmware.CardActive {
+			c.State, c.Since = firmware.CardReplaced, now
+		}
+	}
+	src.Roster.Cards = append(src.Roster.Cards, firmware.Card{Key: firmware.CardKey(centreKey, d.uid(card)), ChildID: child, State: firmware.CardActive, Since: now})
+	return writeSource(d.srcPath, src)
+}
+
+func (d *demo) summary() error {
+	o, _ := d.st.Outbox()
+	st := d.up.Stats()
+	var keys []string
+	for k, n := range d.outcomes {
+		keys = append(keys, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(keys)
+	bs := d.bridge.Stats()
+	d.println("\nsummary: taps by outcome: %s", strings.Join(keys, ", "))
+	d.println("         texts sent to parents: %d (failed %d); events acknowledged by the portal: %d of %d (outbox now %d)",
+		bs.TextsSent, bs.TextsFailed, st.Acked, o.LastSeq, o.Depth)
+	d.println("         link: %d connections, %d times sent again; rosters published: %d", st.Connects, st.Resends, bs.Published)
+	return nil
+}
+
+func (d *demo) interactive(ctx context.Context, stdin io.Reader) error {
+	names := make([]string, 0, len(d.cards))
+	for n := range d.cards {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	d.println("type a card's name and Enter to tap it (%s); quit to end", strings.Join(names, ", "))
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		switch name {
+		case "":
+			continue
+		case "quit", "exit":
+			return d.summary()
+		}
+		if _, err := d.tap(ctx, name); err != nil {
+			d.println("%v", err)
+		}
+	}
+	return d.summary()
+}
+
+// consoleTexts prints each parent's text as it is sent.
+type consoleTexts struct{ d *demo }
+
+func (consoleTexts) Name() string { return "console" }
+
+func (c consoleTexts) Send(_ context.Context, m sms.Message) (sms.Receipt, error) {
+	to := m.To
+	if len(to) >= 8 {
+		to = to[:3] + "-****-" + to[len(to)-4:]
+	}
+	c.d.println("    %s  text → %s: %s", c.d.clock.Now().Format("15:04"), to, m.Text.Body)
+	return sms.Receipt{ID: "demo-" + m.Key}, nil
+}
+
+// demoClock runs the scripted day faster than real time.
+type demoClock struct {
+	start, real time.Time
+	speed       float64
+}
+
+func (c *demoClock) Now() time.Time {
+	return c.start.Add(time.Duration(float64(time.Since(c.real)) * c.speed))
+}
+
+func (c *demoClock) Stamp() store.Stamp {
+	now := c.Now()
+	return store.Stamp{Time: now, Synced: true, Mono: time.Since(c.real)}
+}
+
+func (c *demoClock) at(hhmm string) (time.Time, error) {
+	t, err := time.ParseInLocation("15:04", hhmm, firmware.KST)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("step at %q: want HH:MM", hhmm)
+	}
+	return time.Date(c.start.Year(), c.start.Month(), c.start.Day(), t.Hour(), t.Minute(), 0, 0, firmware.KST), nil
+}
+
+func (c *demoClock) sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Duration(float64(t.Sub(c.Now())) / c.speed)
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// link is the centre's network between the terminal and the broker: a
+// TCP proxy that can drop.
+type link struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	until  time.Time
+}
+
+func newLink(target string) (*link, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	l := &link{ln: ln, target: target}
+	go l.serve()
+	return l, nil
+}
+
+func (l *link) addr() string { return l.ln.Addr().String() }
+
+func (l *link) serve() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		down := time.Now().Before(l.until)
+		l.mu.Unlock()
+		if down {
+			c.Close()
+			continue
+		}
+		u, err := net.Dial("tcp", l.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		l.mu.Lock()
+		l.conns = append(l.conns, c, u)
+		l.mu.Unlock()
+		go func() { io.Copy(u, c); u.Close() }()
+		go func() { io.Copy(c, u); c.Close() }()
+	}
+}
+
+// drop cuts every connection and refuses new ones for d.
+func (l *link) drop(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.until = time.Now().Add(d)
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.conns = nil
+}
+
+func (l *link) close() { l.ln.Close(); l.drop(0) }
+
+func writeSource(path string, src *source.Source) error {
+	raw, err := json.MarshalIndent(src, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

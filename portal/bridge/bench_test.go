@@ -1,0 +1,202 @@
+package bridge_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/daemon/store"
+	"kiumtap/daemon/terminal"
+	"kiumtap/daemon/uplink"
+	"kiumtap/firmware"
+	"kiumtap/hal/rc522"
+	"kiumtap/hal/rc522/rc522emu"
+	"kiumtap/portal/bridge"
+	"kiumtap/portal/sms"
+	"kiumtap/protocol"
+)
+
+// BenchmarkBridgeIngest: a terminal's stream of 20,000 events, 64 to a
+// message, published at QoS 1 through Mosquitto; events/s until the bridge
+// has stored every event with its texts queued, and acknowledged them.
+// The baseline, in the same run, is a bare paho subscriber receiving the
+// same stream at QoS 1 through the same broker (baseline-events/s).
+func BenchmarkBridgeIngest(b *testing.B) {
+	const n = 20_000
+	mq := startTestBroker(b)
+	pub := publisher(b, mq.URL())
+	var ingest, baseline time.Duration
+	for i := range b.N {
+		b.StopTimer()
+		// Baseline: a bare subscriber.
+		var got atomic.Int64
+		done := make(chan struct{})
+		msgs := streamMessages(n, "base")
+		sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL()).SetClientID("bare").SetUsername("portal").SetPassword(portalPass))
+		if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			b.Fatal(tok.Error())
+		}
+		topic := protocol.Topics{Centre: "mangwon1", Device: "door"}.Events()
+		want := int64(totalBytes(msgs))
+		var once sync.Once
+		sub.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+			if got.Add(int64(len(m.Payload()))) >= want {
+				once.Do(func() { close(done) })
+			}
+		}).Wait()
+		start := time.Now()
+		publishAll(b, pub, msgs)
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			b.Fatal("the bare subscriber did not get the stream")
+		}
+		baseline += time.Since(start)
+		sub.Disconnect(100)
+
+		// The bridge.
+		dir := b.TempDir()
+		writeTestSource(b, dir)
+		st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		texts := &countTexts{}
+		bs, stop := runBridges(b, mq.URL(), st, dir, 1, texts)
+		msgs = streamMessages(n, "L"+string(rune('a'+i)))
+		b.StartTimer()
+		start = time.Now()
+		publishAll(b, pub, msgs)
+		for bs[0].Stats().Ingest.Stored < n {
+			time.Sleep(time.Millisecond)
+		}
+		ingest += time.Since(start)
+		b.StopTimer()
+		stop()
+		st.Close()
+	}
+	eps := float64(n*b.N) / ingest.Seconds()
+	base := float64(n*b.N) / baseline.Seconds()
+	b.ReportMetric(eps, "events/s")
+	b.ReportMetric(base, "baseline-events/s")
+	b.ReportMetric(eps/base, "ratio")
+}
+
+func totalBytes(msgs [][]byte) int {
+	n := 0
+	for _, m := range msgs {
+		n += len(m)
+	}
+	return n
+}
+
+// BenchmarkTapToText: from the REQA that finds a card on the timed
+// emulator to the fake provider receiving the text request, through the
+// terminal (decision, journal), its uplink, Mosquitto and the bridge
+// (ingest, store, text queue). Each op is one check-in or check-out.
+func BenchmarkTapToText(b *testing.B) {
+	mq := startTestBroker(b)
+	dir := b.TempDir()
+	writeTestSource(b, dir)
+	st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	received := make(chan time.Time, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(`{"id":"x"}`))
+		select {
+		case received <- at:
+		default:
+		}
+	}))
+	defer hook.Close()
+	_, stopBridge := runBridgesWith(b, mq.URL(), st, dir, sms.NewWebhook(sms.WebhookOptions{URL: hook.URL, Secret: hookSecret}))
+	defer stopBridge()
+
+	var mu sync.Mutex
+	var placedAt, firstREQA time.Time
+	chip := rc522emu.New(rc522emu.Options{Timed: true, OnFrame: func(data []byte, bits int, at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		if bits == 7 && data[0] == 0x26 && !placedAt.IsZero() && firstREQA.IsZero() && at.After(placedAt) {
+			firstREQA = at
+		}
+	}})
+	defer chip.Close()
+	dev, err := rc522.New(chip, chip.RST(), chip.IRQ(), rc522.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tst, err := store.Open(store.Options{Path: filepath.Join(dir, "kiumtap.db"), DeviceID: "door"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tst.Close()
+	clk := &clock{now: time.Now()}
+	up, err := uplink.New(uplink.Options{Broker: mq.URL(), Centre: "mangwon1", Device: "door", Password: termPass,
+		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: tst, Clock: clk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	term, err := terminal.New(terminal.Options{Store: tst, Clock: clk, Key: centreKey, Show: func(firmware.Feedback) {},
+		Tapped: func(store.Event, firmware.Decision) { up.Notify() }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	events := make(chan rc522.Event, 16)
+	wg.Add(3)
+	go func() { defer wg.Done(); dev.Run(ctx, events) }()
+	go func() { defer wg.Done(); term.Run(ctx, events) }()
+	go func() { defer wg.Done(); up.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, _, err := tst.Roster(); err != nil; _, _, err = tst.Roster() {
+		if time.Now().After(deadline) {
+			b.Fatal("no roster at the terminal")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	card := rc522emu.NewCard(uids["c2"], rc522emu.CardOptions{}) // one guardian: one text per tap
+	var lat []float64
+	b.ResetTimer()
+	for i := range b.N {
+		clk.add(3 * time.Minute) // beyond the duplicate window: in, out, in…
+		time.Sleep(time.Duration(i*7919%45) * time.Millisecond)
+		mu.Lock()
+		placedAt, firstREQA = time.Now(), time.Time{}
+		mu.Unlock()
+		chip.Place(card)
+		var at time.Time
+		select {
+		case at = <-received:
+		case <-time.After(10 * time.Second):
+			b.Fatal("no text request within 10 s")
+		}
+		mu.Lock()
+		lat = append(lat, float64(at.Sub(firstREQA))/float64(time.Millisecond))
+		placedAt = time.Time{}
+		mu.Unlock()
+		chip.Remove(card)
+		time.Sleep(300 * time.Millisecond) // until it is seen leaving
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(lat[len(lat)/2], "p50-ms")
+	b.ReportMetric(lat[min(len(lat)-1, len(lat)*99/100)], "p99-ms")
+}

@@ -1,0 +1,551 @@
+// Package bridge is the portal's peer of the terminals (kiumbridge): it
+// takes their events from MQTT through a shared subscription, stores each
+// once and in order with the texts it calls for, acknowledges what is
+// stored, sends exactly one text per guardian per accepted tap, and
+// publishes each centre's roster as signed snapshots and deltas.
+package bridge
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/firmware"
+	"kiumtap/portal/ingest"
+	"kiumtap/portal/sms"
+	"kiumtap/portal/source"
+	"kiumtap/protocol"
+)
+
+// Options configure a Bridge. Zero values take the documented defaults.
+type Options struct {
+	Broker   string // tcp://host:1883 or ssl://host:8883
+	Username string // default "portal"
+	Password string
+	TLS      *tls.Config
+	// ClientID prefix; instance i connects as ClientID-i. Default
+	// "kiumbridge" plus the host name.
+	ClientID string
+	// Group of the shared subscription ($share/Group/...); default
+	// "kiumbridge". Bridges in one group split the terminals' messages.
+	Group string
+	// Instances is how many MQTT connections share the subscription in
+	// this process; default 1.
+	Instances int
+	// Key signs rosters and commands.
+	Key ed25519.PrivateKey
+	// Store keeps events, texts and published rosters.
+	Store *Store
+	// SourceDir holds one roster source per centre, CENTRE.json (package
+	// source); it is read at start and watched for changes.
+	SourceDir string
+	// Provider sends texts from the sender number From.
+	Provider sms.Provider
+	From     string
+	// AutoCheckOut: "text" (default) tells guardians of an automatic
+	// check-out; "hold" stores the text without sending it.
+	AutoCheckOut string
+	// AckEvery is how often acks go out; default 50 ms.
+	AckEvery time.Duration
+	// Workers send texts in parallel; default 4.
+	Workers int
+	// Retry backoff of texts: doubled per attempt from RetryMin (default 1 s)
+	// up to RetryMax (default 5 min).
+	RetryMin, RetryMax time.Duration
+	Now                func() time.Time
+	Logger             *slog.Logger
+	// Sent, if set, is told of every text the provider accepted.
+	Sent func(Job, sms.Text)
+}
+
+// Stats count what the bridge did.
+type Stats struct {
+	Ingest                   ingest.Stats
+	TextsSent, TextsFailed   int
+	TextRetries, Published   int
+	RostersRejected, Dropped int
+}
+
+// Bridge is the portal side of the terminals.
+type Bridge struct {
+	o   Options
+	in  *ingest.Ingest
+	log *slog.Logger
+
+	mu      sync.Mutex
+	sources map[string]*source.Source
+	mtimes  map[string]time.Time
+	stats   Stats
+	clients []mqtt.Client
+	kick    chan struct{}
+}
+
+// New checks the options and loads the roster sources.
+func New(o Options) (*Bridge, error) {
+	switch {
+	case o.Broker == "":
+		return nil, errors.New("bridge: no broker URL")
+	case len(o.Key) != ed25519.PrivateKeySize:
+		return nil, errors.New("bridge: the signing key (Ed25519) is required: rosters and commands are signed")
+	case o.Store == nil || o.Provider == nil:
+		return nil, errors.New("bridge: Store and Provider are required")
+	case o.SourceDir == "":
+		return nil, errors.New("bridge: no roster source directory")
+	}
+	if o.Username == "" {
+		o.Username = "portal"
+	}
+	if o.ClientID == "" {
+		h, _ := os.Hostname()
+		o.ClientID = "kiumbridge-" + h
+	}
+	if o.Group == "" {
+		o.Group = "kiumbridge"
+	}
+	if o.Instances <= 0 {
+		o.Instances = 1
+	}
+	if o.AutoCheckOut == "" {
+		o.AutoCheckOut = "text"
+	}
+	if o.AutoCheckOut != "text" && o.AutoCheckOut != "hold" {
+		return nil, fmt.Errorf("bridge: auto_check_out %q is not text or hold", o.AutoCheckOut)
+	}
+	if o.AckEvery <= 0 {
+		o.AckEvery = 50 * time.Millisecond
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves})
+	o.Store.JobsFor = b.jobsFor
+	if _, err := b.reload(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bridge) serves(centre string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sources[centre] != nil
+}
+
+func (b *Bridge) source(centre string) *source.Source {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sources[centre]
+}
+
+// Stats returns the counts so far.
+func (b *Bridge) Stats() Stats {
+	b.mu.Lock()
+	s := b.stats
+	b.mu.Unlock()
+	s.Ingest = b.in.Stats()
+	return s
+}
+
+// textKind is the text an outcome calls for; "" for none.
+func textKind(outcome string) sms.Kind {
+	switch firmware.Outcome(outcome) {
+	case firmware.CheckIn:
+		return sms.Arrival
+	case firmware.CheckOut:
+		return sms.Departure
+	case firmware.AutoCheckOut:
+		return sms.AutoCheckOut
+	}
+	return "" // refused taps are for staff, not parents
+}
+
+// jobsFor makes the texts of an event: one per guardian who wants them.
+func (b *Bridge) jobsFor(e *protocol.Event) []Job {
+	kind := textKind(e.Outcome)
+	src := b.source(e.Centre)
+	if kind == "" || src == nil || e.Child == "" {
+		return nil
+	}
+	now := b.o.Now()
+	var out []Job
+	for i, to := range src.Phones(e.Child) {
+		j := Job{ID: fmt.Sprintf("%s/%d", e.ID, i), EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: string(kind),
+			At: e.Time, To: to, Created: now, State: JobPending, NextAt: now}
+		if kind == sms.AutoCheckOut && b.o.AutoCheckOut == "hold" {
+			j.State, j.Reason = JobHeld, "automatic check-outs are held (auto_check_out: hold)"
+		}
+		out = append(out, j)
+	}
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+	return out
+}
+
+// Run connects, ingests, acknowledges, texts and publishes rosters until
+// ctx ends.
+func (b *Bridge) Run(ctx context.Context) error {
+	for i := range b.o.Instances {
+		c, err := b.connect(ctx, i)
+		if err != nil {
+			return err
+		}
+		b.mu.Lock()
+		b.clients = append(b.clients, c)
+		b.mu.Unlock()
+		defer c.Disconnect(250)
+	}
+	for _, centre := range b.centres() {
+		if err := b.Publish(centre); err != nil {
+			b.log.Error("bridge: publishing a roster", "centre", centre, "err", err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); b.acker(ctx) }()
+	go func() { defer wg.Done(); b.texter(ctx) }()
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		case <-watch.C:
+			changed, err := b.reload()
+			if err != nil {
+				b.log.Error("bridge: a roster source is refused; the last good one stays", "err", err)
+			}
+			for _, centre := range changed {
+				if err := b.Publish(centre); err != nil {
+					b.log.Error("bridge: publishing a roster", "centre", centre, "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (b *Bridge) centres() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for c := range b.sources {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
+	topic := "$share/" + b.o.Group + "/" + protocol.Prefix + "/c/+/d/+/events"
+	handler := func(_ mqtt.Client, m mqtt.Message) {
+		if err := b.in.Handle(m.Topic(), m.Payload(), b.o.Now()); err != nil {
+			b.log.Warn("bridge: events refused; not acknowledged", "topic", m.Topic(), "err", err)
+		}
+	}
+	o := mqtt.NewClientOptions().AddBroker(b.o.Broker).SetClientID(fmt.Sprintf("%s-%d", b.o.ClientID, i)).
+		SetUsername(b.o.Username).SetPassword(b.o.Password).
+		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(500 * time.Millisecond).SetMaxReconnectInterval(10 * time.Second).
+		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).SetOrderMatters(true).
+		SetOnConnectHandler(func(c mqtt.Client) {
+			t := c.Subscribe(topic, 1, handler)
+			if t.WaitTimeout(10*time.Second) && t.Error() == nil {
+				b.log.Info("bridge: subscribed", "topic", topic, "instance", i)
+			} else {
+				b.log.Error("bridge: subscribing", "topic", topic, "err", t.Error())
+			}
+		}).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) { b.log.Warn("bridge: connection lost; reconnecting", "err", err) })
+	if b.o.TLS != nil {
+		o.SetTLSConfig(b.o.TLS)
+	}
+	c := mqtt.NewClient(o)
+	t := c.Connect()
+	select {
+	case <-t.Done():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := t.Error(); err != nil {
+		return nil, fmt.Errorf("bridge: connecting to %s: %w", b.o.Broker, err)
+	}
+	return c, nil
+}
+
+// client is a connected MQTT client, nil when none is.
+func (b *Bridge) client() mqtt.Client {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.clients {
+		if c.IsConnectionOpen() {
+			return c
+		}
+	}
+	return nil
+}
+
+func (b *Bridge) acker(ctx context.Context) {
+	t := time.NewTicker(b.o.AckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c := b.client()
+			if c == nil {
+				continue // acks come again: Ingest keeps what is due until sent
+			}
+			for _, a := range b.in.Acks(b.o.Now()) {
+				c.Publish(a.Topic, 1, false, a.Payload)
+			}
+		}
+	}
+}
+
+// texter sends due texts. A text the provider took just before a crash is
+// sent again after it, with the same idempotency key.
+func (b *Bridge) texter(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		jobs, err := b.o.Store.Claim(b.o.Now(), 64, nil)
+		if err != nil {
+			b.log.Error("bridge: reading the text queue", "err", err)
+		}
+		b.sendAll(ctx, jobs)
+		if len(jobs) == 64 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Bridge) sendAll(ctx context.Context, jobs []Job) {
+	if len(jobs) == 0 {
+		return
+	}
+	sem := make(chan struct{}, b.o.Workers)
+	var wg sync.WaitGroup
+	done := make([]Job, len(jobs))
+	texts := make([]sms.Text, len(jobs))
+	for i, j := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			done[i], texts[i] = b.send(ctx, j)
+		}()
+	}
+	wg.Wait()
+	// One transaction for the batch: a crash before it leaves the batch in
+	// doubt, sent again with the same idempotency keys.
+	if err := b.o.Store.Finish(done...); err != nil {
+		b.log.Error("bridge: recording texts", "err", err)
+		return
+	}
+	for i, j := range done {
+		switch j.State {
+		case JobSent:
+			if b.o.Sent != nil {
+				b.o.Sent(j, texts[i])
+			}
+		case JobFailed:
+			b.log.Error("bridge: text refused by the provider for good; staff must check the number", "job", j.ID, "child", j.Child, "reason", j.Reason)
+		default:
+			b.log.Warn("bridge: text not sent; retrying", "job", j.ID, "attempt", j.Attempts, "next", j.NextAt, "err", j.Reason)
+		}
+	}
+}
+
+func (b *Bridge) send(ctx context.Context, j Job) (Job, sms.Text) {
+	src := b.source(j.Centre)
+	centreName, childName := j.Centre, j.Child
+	if src != nil {
+		centreName = src.Roster.Centre.Name
+		if c := src.Roster.ChildByID(j.Child); c != nil {
+			childName = c.Name
+		}
+	}
+	text := sms.Render(sms.Kind(j.Kind), centreName, childName, j.At)
+	r, err := b.o.Provider.Send(ctx, sms.Message{Key: j.ID, To: j.To, From: b.o.From, Text: text})
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case err == nil:
+		j.State, j.Receipt, j.SentAt, j.Reason = JobSent, r.ID, now, ""
+		b.stats.TextsSent++
+	case sms.IsPermanent(err):
+		j.State, j.Reason = JobFailed, err.Error()
+		b.stats.TextsFailed++
+	default:
+		wait := b.o.RetryMin << min(j.Attempts-1, 20)
+		j.State, j.Reason, j.NextAt = JobPending, err.Error(), now.Add(min(wait, b.o.RetryMax))
+		b.stats.TextRetries++
+	}
+	return j, text
+}
+
+// reload reads the source directory and returns the centres whose source
+// changed. A bad file is refused and its last good source kept.
+func (b *Bridge) reload() ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(b.o.SourceDir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	var errs []error
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			continue
+		}
+		b.mu.Lock()
+		same := b.mtimes[f].Equal(fi.ModTime())
+		b.mu.Unlock()
+		if same {
+			continue
+		}
+		src, err := source.Load(f)
+		b.mu.Lock()
+		b.mtimes[f] = fi.ModTime()
+		b.mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+			continue
+		}
+		centre := src.Roster.Centre.ID
+		if want := strings.TrimSuffix(filepath.Base(f), ".json"); want != centre {
+			errs = append(errs, fmt.Errorf("%s holds centre %q: name the file %s.json", f, centre, centre))
+			continue
+		}
+		b.mu.Lock()
+		b.sources[centre] = src
+		b.mu.Unlock()
+		changed = append(changed, centre)
+	}
+	return changed, errors.Join(errs...)
+}
+
+// Publish publishes a centre's roster when its source differs from what
+// was last published: a retained signed snapshot with the next revision,
+// then the delta from the previous one.
+func (b *Bridge) Publish(centre string) error {
+	src := b.source(centre)
+	if src == nil {
+		return fmt.Errorf("no roster source for centre %q", centre)
+	}
+	prev, err := b.o.Store.Published(centre)
+	if err != nil {
+		return err
+	}
+	next := *src.Roster
+	if prev != nil {
+		next.Revision, next.Issued = prev.Roster.Revision, prev.Roster.Issued
+		if protocol.Digest(&next) == prev.Digest {
+			return nil // unchanged
+		}
+		next.Revision = prev.Roster.Revision + 1
+	} else {
+		next.Revision = max(next.Revision, 1)
+	}
+	next.Issued = b.o.Now().UTC()
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	snap := &protocol.Snapshot{V: protocol.Version, Kind: "snapshot", Centre: centre, Digest: protocol.Digest(&next), Roster: &next}
+	c := b.client()
+	if c == nil {
+		return errors.New("not connected; the roster goes out on the next change or restart")
+	}
+	raw, _ := json.Marshal(snap)
+	topics := protocol.Topics{Centre: centre}
+	if t := c.Publish(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return fmt.Errorf("publishing roster %d of %s: %v", next.Revision, centre, t.Error())
+	}
+	if prev != nil {
+		d := Diff(prev.Roster, &next)
+		raw, _ := json.Marshal(d)
+		if t := c.Publish(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+			b.log.Warn("bridge: publishing a delta; terminals take the snapshot", "err", t.Error())
+		}
+	}
+	if err := b.o.Store.SetPublished(snap); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.stats.Published++
+	b.mu.Unlock()
+	b.log.Info("bridge: roster published", "centre", centre, "revision", next.Revision, "children", len(next.Children))
+	return nil
+}
+
+// Diff is the delta that turns prev into next.
+func Diff(prev, next *firmware.Roster) *protocol.Delta {
+	d := &protocol.Delta{V: protocol.Version, Kind: "delta", Centre: next.Centre.ID, Base: prev.Revision, Revision: next.Revision,
+		Issued: next.Issued, Digest: protocol.Digest(next)}
+	pc, _ := json.Marshal(prev.Centre)
+	nc, _ := json.Marshal(next.Centre)
+	if string(pc) != string(nc) {
+		c := next.Centre
+		d.Calendar = &c
+	}
+	d.Children = changes(prev.Children, next.Children, func(c firmware.Child) string { return c.ID })
+	d.Cards = changes(prev.Cards, next.Cards, func(c firmware.Card) string { return c.Key })
+	d.Bookings = changes(prev.Bookings, next.Bookings, func(c firmware.Booking) string { return c.ID })
+	return d
+}
+
+func changes[T any](prev, next []T, id func(T) string) protocol.Changes[T] {
+	var ch protocol.Changes[T]
+	old := map[string]string{}
+	for _, p := range prev {
+		raw, _ := json.Marshal(p)
+		old[id(p)] = string(raw)
+	}
+	seen := map[string]bool{}
+	for _, n := range next {
+		seen[id(n)] = true
+		raw, _ := json.Marshal(n)
+		if old[id(n)] != string(raw) {
+			ch.Upsert = append(ch.Upsert, n)
+		}
+	}
+	for _, p := range prev {
+		if !seen[id(p)] {
+			ch.Remove = append(ch.Remove, id(p))
+		}
+	}
+	return ch
+}

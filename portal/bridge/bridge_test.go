@@ -1,0 +1,230 @@
+package bridge_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/daemon/store"
+	"kiumtap/daemon/uplink"
+	"kiumtap/firmware"
+	"kiumtap/internal/mosqtest"
+	"kiumtap/portal/bridge"
+	"kiumtap/portal/sms"
+	"kiumtap/protocol"
+)
+
+// countTexts is a provider that counts what it is asked to send.
+type countTexts struct {
+	mu   sync.Mutex
+	keys map[string]int
+}
+
+func (*countTexts) Name() string { return "count" }
+
+func (c *countTexts) Send(_ context.Context, m sms.Message) (sms.Receipt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.keys == nil {
+		c.keys = map[string]int{}
+	}
+	c.keys[m.Key]++
+	return sms.Receipt{ID: m.Key}, nil
+}
+
+func startTestBroker(t testing.TB) *mosqtest.Broker {
+	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"mangwon1": termPass, "portal": portalPass}, ACL: string(acl),
+		Extra: "max_queued_messages 100000\n"})
+}
+
+func writeTestSource(t testing.TB, dir string) {
+	raw, _ := json.Marshal(testSource(firmware.DateOf(time.Now())))
+	if err := os.WriteFile(filepath.Join(dir, "mangwon1.json"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// streamMessages is a terminal's stream of n events, 64 to a message, as
+// the uplink sends them: check-ins and check-outs of c1, c2 and c5.
+func streamMessages(n int, log string) [][]byte {
+	var out [][]byte
+	start := time.Now()
+	kids := []string{"c1", "c2", "c5"}
+	for first := 1; first <= n; first += 64 {
+		b := protocol.Batch{V: 1}
+		for seq := first; seq < first+64 && seq <= n; seq++ {
+			o := firmware.CheckIn
+			if (seq/3)%2 == 1 {
+				o = firmware.CheckOut
+			}
+			b.Events = append(b.Events, protocol.Event{V: 1, ID: fmt.Sprintf("door-%d", seq), Centre: "mangwon1", Device: "door", Log: log,
+				Seq: uint64(seq), Time: start.Add(time.Duration(seq) * time.Second), ClockSynced: true, BootID: "00", Child: kids[seq%3],
+				Outcome: string(o), Reason: "test", RosterRev: 1})
+		}
+		raw, _ := json.Marshal(b)
+		out = append(out, raw)
+	}
+	return out
+}
+
+func publisher(t testing.TB, broker string) mqtt.Client {
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("door").SetUsername("mangwon1").SetPassword(termPass).SetCleanSession(true))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publisher: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+// publishAll sends the messages at QoS 1, all at once, then awaits them.
+func publishAll(t testing.TB, c mqtt.Client, msgs [][]byte) {
+	topic := protocol.Topics{Centre: "mangwon1", Device: "door"}.Events()
+	toks := make([]mqtt.Token, len(msgs))
+	for i, m := range msgs {
+		toks[i] = c.Publish(topic, 1, false, m)
+	}
+	for _, tok := range toks {
+		if !tok.WaitTimeout(time.Minute) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+}
+
+func runBridgesWith(t testing.TB, broker string, st *bridge.Store, srcDir string, texts sms.Provider) ([]*bridge.Bridge, func()) {
+	return runBridges(t, broker, st, srcDir, 1, texts)
+}
+
+// runBridges starts n bridges on one shared subscription, sharing one
+// store.
+func runBridges(t testing.TB, broker string, st *bridge.Store, srcDir string, n int, texts sms.Provider) ([]*bridge.Bridge, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var out []*bridge.Bridge
+	for i := range n {
+		b, err := bridge.New(bridge.Options{Broker: broker, Password: portalPass, ClientID: fmt.Sprintf("bridge%d", i), Key: portalKey,
+			Store: st, SourceDir: srcDir, Provider: texts, From: "0212345678"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+		wg.Add(1)
+		go func() { defer wg.Done(); b.Run(ctx) }()
+	}
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return out, stop
+}
+
+func stored(t testing.TB, st *bridge.Store) (n int, inOrder bool) {
+	inOrder = true
+	var last uint64
+	st.Events("mangwon1", func(e protocol.Event) bool {
+		n++
+		if e.Seq != last+1 {
+			inOrder = false
+		}
+		last = e.Seq
+		return true
+	})
+	return n, inOrder
+}
+
+// Two bridge instances on one shared subscription take a terminal's
+// 10,000-event stream: every event stored once, in order, with its texts
+// queued and sent once, and the terminal's outbox empty. They share the
+// store (one process); across hosts a shared database is needed (README).
+func TestTwoBridges(t *testing.T) {
+	mq := startTestBroker(t)
+	dir := t.TempDir()
+	writeTestSource(t, dir)
+	st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	texts := &countTexts{}
+	bs, _ := runBridges(t, mq.URL(), st, dir, 2, texts)
+	const n = 10_000
+	tm := fillTerminal(t, filepath.Join(dir, "kiumtap.db"), mq.URL(), n)
+	waitFor(t, 120*time.Second, "the terminal's outbox to empty", func() bool { f, _, _ := tm.Waiting(); return f == 0 })
+	got, inOrder := stored(t, st)
+	if got != n || !inOrder {
+		t.Fatalf("%d of %d events stored (in order: %v)", got, n, inOrder)
+	}
+	var dup, byInstance []int
+	for _, b := range bs {
+		s := b.Stats()
+		dup = append(dup, s.Ingest.Duplicates)
+		byInstance = append(byInstance, s.Ingest.Stored)
+	}
+	if byInstance[0] == 0 || byInstance[1] == 0 {
+		t.Fatalf("one instance did all the work: %v", byInstance)
+	}
+	want := 0
+	st.Events("mangwon1", func(e protocol.Event) bool {
+		if e.Outcome == string(firmware.CheckIn) || e.Outcome == string(firmware.CheckOut) {
+			want += guardiansTexted[e.Child]
+		}
+		return true
+	})
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d texts", want), func() bool {
+		texts.mu.Lock()
+		defer texts.mu.Unlock()
+		return len(texts.keys) >= want
+	})
+	texts.mu.Lock()
+	defer texts.mu.Unlock()
+	for k, c := range texts.keys {
+		if c != 1 {
+			t.Fatalf("text %s sent %d times", k, c)
+		}
+	}
+	if len(texts.keys) != want {
+		t.Fatalf("%d texts, want %d", len(texts.keys), want)
+	}
+	t.Logf("stored by instance %v, duplicates seen %v, %d texts", byInstance, dup, want)
+}
+
+// fillTerminal makes a terminal with n taps of c1, c2 and c5 in its outbox
+// and starts its uplink.
+func fillTerminal(t testing.TB, path, broker string, n int) *store.Store {
+	st, err := store.Open(store.Options{Path: path, DeviceID: "door", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := testSource(firmware.DateOf(time.Now()))
+	if err := st.ApplyRoster(src.Roster, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{now: time.Now()}
+	kids := []string{"c1", "c2", "c5"}
+	for i := range n {
+		clk.add(70 * time.Second)
+		if _, _, err := st.Tap(store.TapRequest{At: clk.Stamp(), CardKey: firmware.CardKey(centreKey, uids[kids[i%3]])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up, err := uplink.New(uplink.Options{Broker: broker, Centre: "mangwon1", Device: "door", Password: termPass,
+		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: st, Clock: clk, ResendAfter: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); up.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; st.Close() })
+	return st
+}

@@ -1,0 +1,284 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"kiumtap/protocol"
+)
+
+// Store is the bridge's bbolt database: every stored event, the last
+// sequence of each terminal log, the text queue, and the rosters
+// published. Events and the texts they call for are written in one
+// transaction, so a crash leaves both or neither.
+//
+// bbolt is one process's: bridge instances that share it run in one
+// process (see README, "Several bridges"). Several hosts need the same
+// Store on a shared database.
+type Store struct {
+	db *bolt.DB
+	// JobsFor says which texts an event calls for; set before Put is used.
+	JobsFor func(e *protocol.Event) []Job
+}
+
+var (
+	bEvents = []byte("events")
+	bLast   = []byte("last")
+	bJobs   = []byte("jobs")  // done: sent, failed, held
+	bQueue  = []byte("queue") // to do: pending, sending
+	bRoster = []byte("rosters")
+)
+
+// OpenStore opens or creates the bridge's store.
+func OpenStore(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("bridge store %s is held by another process: one kiumbridge per store (instances sharing it run in one process, -instances)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening bridge store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bEvents, bLast, bJobs, bQueue, bRoster} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bridge store %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+func lastKey(device, log string) []byte { return []byte(device + "\x00" + log) }
+
+func eventKey(e *protocol.Event) []byte {
+	k := []byte(e.Centre + "\x00" + e.Device + "\x00" + e.Log + "\x00")
+	return binary.BigEndian.AppendUint64(k, e.Seq)
+}
+
+// Last implements ingest.Store.
+func (s *Store) Last(device, log string) (uint64, error) {
+	var last uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bLast).Get(lastKey(device, log)); len(v) == 8 {
+			last = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return last, err
+}
+
+// Put implements ingest.Store: the events, their log's last sequence and
+// the texts they call for, in one transaction. Events another instance
+// stored meanwhile are skipped; a gap is an error.
+func (s *Store) Put(evs []protocol.Event) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		eb, lb := tx.Bucket(bEvents), tx.Bucket(bLast)
+		for i := range evs {
+			e := &evs[i]
+			lk := lastKey(e.Device, e.Log)
+			var last uint64
+			if v := lb.Get(lk); len(v) == 8 {
+				last = binary.BigEndian.Uint64(v)
+			}
+			if e.Seq <= last {
+				continue // stored by another instance sharing the store
+			}
+			if e.Seq != last+1 {
+				return fmt.Errorf("event %s does not follow %d", e.ID, last)
+			}
+			raw, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := eb.Put(eventKey(e), raw); err != nil {
+				return err
+			}
+			if err := lb.Put(lk, binary.BigEndian.AppendUint64(nil, e.Seq)); err != nil {
+				return err
+			}
+			if s.JobsFor == nil {
+				continue
+			}
+			for _, j := range s.JobsFor(e) {
+				if err := putJob(tx, j); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Events calls fn for each stored event of a centre (all when centre is
+// empty), until fn returns false.
+func (s *Store) Events(centre string, fn func(protocol.Event) bool) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEvents).Cursor()
+		prefix := []byte(centre)
+		if centre != "" {
+			prefix = append(prefix, 0)
+		}
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var e protocol.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("stored event %q: %w", k, err)
+			}
+			if !fn(e) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Job states.
+const (
+	JobPending = "pending" // to send, at NextAt
+	JobSending = "sending" // being handed to the provider (in memory only)
+	JobSent    = "sent"
+	JobFailed  = "failed" // the provider refused for good: Reason says why
+	JobHeld    = "held"   // not to be sent (automatic check-outs, per configuration)
+)
+
+// Job is one text to one guardian.
+type Job struct {
+	ID       string    `json:"id"` // event ID + "/" + guardian index: the provider's idempotency key
+	EventID  string    `json:"event"`
+	Centre   string    `json:"centre"`
+	Child    string    `json:"child"`
+	Kind     string    `json:"kind"` // arrival, departure, auto_check_out
+	At       time.Time `json:"at"`   // the tap
+	To       string    `json:"to"`
+	Created  time.Time `json:"created"`
+	State    string    `json:"state"`
+	Attempts int       `json:"attempts"`
+	NextAt   time.Time `json:"next_at"`
+	Receipt  string    `json:"receipt,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	SentAt   time.Time `json:"sent_at,omitzero"`
+	// ClaimedAt is when a texter took the job.
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+}
+
+// putJob files a job by its state: pending and sending ones in the
+// queue, the others with the done.
+func putJob(tx *bolt.Tx, j Job) error {
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	q, done := tx.Bucket(bQueue), tx.Bucket(bJobs)
+	if j.State == JobPending || j.State == JobSending {
+		return q.Put([]byte(j.ID), raw)
+	}
+	if err := q.Delete([]byte(j.ID)); err != nil {
+		return err
+	}
+	return done.Put([]byte(j.ID), raw)
+}
+
+// Jobs calls fn for every job, to do first, until fn returns false.
+func (s *Store) Jobs(fn func(Job) bool) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bQueue, bJobs} {
+			err := tx.Bucket(b).ForEach(func(k, v []byte) error {
+				var j Job
+				if err := json.Unmarshal(v, &j); err != nil {
+					return fmt.Errorf("stored job %q: %w", k, err)
+				}
+				if !fn(j) {
+					return errStop
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+var errStop = errors.New("stop")
+
+// Claim returns up to n jobs due at now that are not in claimed (jobs
+// this process is sending). It writes nothing: a job stays pending on disk
+// until Finish records its outcome, so a crash leaves it to be sent again,
+// with the same idempotency key.
+func (s *Store) Claim(now time.Time, n int, claimed map[string]bool) ([]Job, error) {
+	var out []Job
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bQueue).Cursor()
+		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
+			if claimed[string(k)] {
+				continue
+			}
+			var j Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("stored job %q: %w", k, err)
+			}
+			if j.NextAt.After(now) {
+				continue
+			}
+			j.State, j.ClaimedAt = JobSending, time.Now()
+			j.Attempts++
+			out = append(out, j)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Finish records jobs' outcomes, in one transaction.
+func (s *Store) Finish(jobs ...Job) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, j := range jobs {
+			if err := putJob(tx, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Published is the roster last published for a centre, nil if none.
+func (s *Store) Published(centre string) (*protocol.Snapshot, error) {
+	var snap *protocol.Snapshot
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bRoster).Get([]byte(centre))
+		if v == nil {
+			return nil
+		}
+		snap = &protocol.Snapshot{}
+		return json.Unmarshal(v, snap)
+	})
+	return snap, err
+}
+
+// SetPublished records the roster published for a centre.
+func (s *Store) SetPublished(snap *protocol.Snapshot) error {
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bRoster).Put([]byte(snap.Centre), raw) })
+}
