@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,13 +27,15 @@ import (
 	"kiumtap/protocol"
 )
 
-// BenchmarkBridgeIngest: a terminal's stream of 20,000 events, 64 to a
-// message, published at QoS 1 through Mosquitto; events/s until the bridge
-// has stored every event with its texts queued, and acknowledged them.
-// The baseline, in the same run, is a bare paho subscriber receiving the
-// same stream at QoS 1 through the same broker (baseline-events/s).
+// BenchmarkBridgeIngest: 100 terminals' live taps, 200 each, every tap
+// its own message (as a terminal sends a tap the moment it happens),
+// published at QoS 1 through Mosquitto: events/s until the bridge has
+// stored every event with its texts queued, and acknowledged it. The
+// baseline, in the same run, is a bare paho subscriber receiving the same
+// stream at QoS 1 through the same broker (baseline-events/s).
 func BenchmarkBridgeIngest(b *testing.B) {
-	const n = 20_000
+	const devices, per = 100, 200
+	const n = devices * per
 	mq := startTestBroker(b)
 	pub := publisher(b, mq.URL())
 	var ingest, baseline time.Duration
@@ -41,21 +44,20 @@ func BenchmarkBridgeIngest(b *testing.B) {
 		// Baseline: a bare subscriber.
 		var got atomic.Int64
 		done := make(chan struct{})
-		msgs := streamMessages(n, "base")
+		topics, msgs := streamMessages(devices, per, 1, "base")
 		sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL()).SetClientID("bare").SetUsername("portal").SetPassword(portalPass))
 		if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			b.Fatal(tok.Error())
 		}
-		topic := protocol.Topics{Centre: "mangwon1", Device: "door"}.Events()
 		want := int64(totalBytes(msgs))
 		var once sync.Once
-		sub.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+		sub.Subscribe(protocol.Prefix+"/c/+/d/+/events", 1, func(_ mqtt.Client, m mqtt.Message) {
 			if got.Add(int64(len(m.Payload()))) >= want {
 				once.Do(func() { close(done) })
 			}
 		}).Wait()
 		start := time.Now()
-		publishAll(b, pub, msgs)
+		publishAll(b, pub, topics, msgs)
 		select {
 		case <-done:
 		case <-time.After(2 * time.Minute):
@@ -71,12 +73,11 @@ func BenchmarkBridgeIngest(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		texts := &countTexts{}
-		bs, stop := runBridges(b, mq.URL(), st, dir, 1, texts)
-		msgs = streamMessages(n, "L"+string(rune('a'+i)))
+		bs, stop := runBridges(b, mq.URL(), st, dir, 1, &countTexts{})
+		topics, msgs = streamMessages(devices, per, 1, fmt.Sprintf("L%d", i))
 		b.StartTimer()
 		start = time.Now()
-		publishAll(b, pub, msgs)
+		publishAll(b, pub, topics, msgs)
 		for bs[0].Stats().Ingest.Stored < n {
 			time.Sleep(time.Millisecond)
 		}

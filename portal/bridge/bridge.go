@@ -56,7 +56,8 @@ type Options struct {
 	// AutoCheckOut: "text" (default) tells guardians of an automatic
 	// check-out; "hold" stores the text without sending it.
 	AutoCheckOut string
-	// AckEvery is how often acks go out; default 50 ms.
+	// AckEvery is how often acks go out, one per terminal naming what was
+	// stored since the last; default 50 ms.
 	AckEvery time.Duration
 	// Workers send texts in parallel; default 4.
 	Workers int
@@ -89,6 +90,7 @@ type Bridge struct {
 	stats   Stats
 	clients []mqtt.Client
 	kick    chan struct{}
+	taken   chan struct{}
 }
 
 // New checks the options and loads the roster sources.
@@ -140,7 +142,7 @@ func New(o Options) (*Bridge, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1)}
 	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves})
 	o.Store.JobsFor = b.jobsFor
 	if _, err := b.reload(); err != nil {
@@ -227,7 +229,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); b.acker(ctx) }()
+	go func() { defer wg.Done(); b.ingester(ctx) }()
 	go func() { defer wg.Done(); b.texter(ctx) }()
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
@@ -263,8 +265,13 @@ func (b *Bridge) centres() []string {
 func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 	topic := "$share/" + b.o.Group + "/" + protocol.Prefix + "/c/+/d/+/events"
 	handler := func(_ mqtt.Client, m mqtt.Message) {
-		if err := b.in.Handle(m.Topic(), m.Payload(), b.o.Now()); err != nil {
+		if err := b.in.Take(m.Topic(), m.Payload(), b.o.Now()); err != nil {
 			b.log.Warn("bridge: events refused; not acknowledged", "topic", m.Topic(), "err", err)
+			return
+		}
+		select {
+		case b.taken <- struct{}{}:
+		default:
 		}
 	}
 	o := mqtt.NewClientOptions().AddBroker(b.o.Broker).SetClientID(fmt.Sprintf("%s-%d", b.o.ClientID, i)).
@@ -309,21 +316,32 @@ func (b *Bridge) client() mqtt.Client {
 	return nil
 }
 
-func (b *Bridge) acker(ctx context.Context) {
+// ingester stores what the subscribers took, many messages to a
+// transaction (group commit), and acknowledges it.
+func (b *Bridge) ingester(ctx context.Context) {
 	t := time.NewTicker(b.o.AckEvery)
 	defer t.Stop()
 	for {
+		ack := false
 		select {
 		case <-ctx.Done():
 			return
+		case <-b.taken:
 		case <-t.C:
-			c := b.client()
-			if c == nil {
-				continue // acks come again: Ingest keeps what is due until sent
-			}
-			for _, a := range b.in.Acks(b.o.Now()) {
-				c.Publish(a.Topic, 1, false, a.Payload)
-			}
+			ack = true
+		}
+		if err := b.in.Flush(b.o.Now()); err != nil {
+			b.log.Error("bridge: storing events; they stay unacknowledged and come again", "err", err)
+		}
+		if !ack {
+			continue // acks go every AckEvery: one per terminal, naming all it stored
+		}
+		c := b.client()
+		if c == nil {
+			continue // acks come again: Ingest keeps what is due until sent
+		}
+		for _, a := range b.in.Acks(b.o.Now()) {
+			c.Publish(a.Topic, 1, false, a.Payload)
 		}
 	}
 }
@@ -334,7 +352,7 @@ func (b *Bridge) texter(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		jobs, err := b.o.Store.Claim(b.o.Now(), 64, nil)
+		jobs, err := b.o.Store.Claim(b.o.Now(), 64)
 		if err != nil {
 			b.log.Error("bridge: reading the text queue", "err", err)
 		}
@@ -346,10 +364,19 @@ func (b *Bridge) texter(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-b.kick:
+			// Let a burst gather: one transaction records a batch.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(textLinger):
+			}
 		case <-t.C:
 		}
 	}
 }
+
+// textLinger is how long the texter lets new texts gather before sending.
+const textLinger = 10 * time.Millisecond
 
 func (b *Bridge) sendAll(ctx context.Context, jobs []Job) {
 	if len(jobs) == 0 {

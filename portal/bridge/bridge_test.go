@@ -56,31 +56,37 @@ func writeTestSource(t testing.TB, dir string) {
 	}
 }
 
-// streamMessages is a terminal's stream of n events, 64 to a message, as
-// the uplink sends them: check-ins and check-outs of c1, c2 and c5.
-func streamMessages(n int, log string) [][]byte {
-	var out [][]byte
+// streamMessages is the stream of devices terminals with perDevice taps
+// each (check-ins and check-outs of c1, c2 and c5), batch events to a
+// message, the terminals' messages interleaved. Topics go with them.
+func streamMessages(devices, perDevice, batch int, log string) (topics []string, msgs [][]byte) {
 	start := time.Now()
 	kids := []string{"c1", "c2", "c5"}
-	for first := 1; first <= n; first += 64 {
-		b := protocol.Batch{V: 1}
-		for seq := first; seq < first+64 && seq <= n; seq++ {
-			o := firmware.CheckIn
-			if (seq/3)%2 == 1 {
-				o = firmware.CheckOut
+	for first := 1; first <= perDevice; first += batch {
+		for d := range devices {
+			dev := fmt.Sprintf("door%d", d)
+			b := protocol.Batch{V: 1}
+			for seq := first; seq < first+batch && seq <= perDevice; seq++ {
+				o := firmware.CheckIn
+				if (seq/3)%2 == 1 {
+					o = firmware.CheckOut
+				}
+				b.Events = append(b.Events, protocol.Event{V: 1, ID: fmt.Sprintf("%s-%d", dev, seq), Centre: "mangwon1", Device: dev, Log: log,
+					Seq: uint64(seq), Time: start.Add(time.Duration(seq) * time.Second), ClockSynced: true, BootID: "00", Child: kids[seq%3],
+					Outcome: string(o), Reason: "test", RosterRev: 1})
 			}
-			b.Events = append(b.Events, protocol.Event{V: 1, ID: fmt.Sprintf("door-%d", seq), Centre: "mangwon1", Device: "door", Log: log,
-				Seq: uint64(seq), Time: start.Add(time.Duration(seq) * time.Second), ClockSynced: true, BootID: "00", Child: kids[seq%3],
-				Outcome: string(o), Reason: "test", RosterRev: 1})
+			raw, _ := json.Marshal(b)
+			msgs = append(msgs, raw)
+			topics = append(topics, protocol.Topics{Centre: "mangwon1", Device: dev}.Events())
 		}
-		raw, _ := json.Marshal(b)
-		out = append(out, raw)
 	}
-	return out
+	return topics, msgs
 }
 
+// publisher publishes as the portal user: it may write every terminal's
+// topics, so one connection can play many terminals.
 func publisher(t testing.TB, broker string) mqtt.Client {
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("door").SetUsername("mangwon1").SetPassword(termPass).SetCleanSession(true))
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID("terminals").SetUsername("portal").SetPassword(portalPass).SetCleanSession(true))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publisher: %v", tok.Error())
 	}
@@ -89,11 +95,10 @@ func publisher(t testing.TB, broker string) mqtt.Client {
 }
 
 // publishAll sends the messages at QoS 1, all at once, then awaits them.
-func publishAll(t testing.TB, c mqtt.Client, msgs [][]byte) {
-	topic := protocol.Topics{Centre: "mangwon1", Device: "door"}.Events()
+func publishAll(t testing.TB, c mqtt.Client, topics []string, msgs [][]byte) {
 	toks := make([]mqtt.Token, len(msgs))
 	for i, m := range msgs {
-		toks[i] = c.Publish(topic, 1, false, m)
+		toks[i] = c.Publish(topics[i], 1, false, m)
 	}
 	for _, tok := range toks {
 		if !tok.WaitTimeout(time.Minute) || tok.Error() != nil {

@@ -324,7 +324,7 @@ func TestEndToEnd(t *testing.T) {
 		case 120:
 			mq.Restart()
 		}
-		time.Sleep(5 * time.Millisecond) // taps come at a pace
+		time.Sleep(30 * time.Millisecond) // taps come at a pace: some 10 s of them
 	}
 	want := 0
 	mu.Lock()
@@ -352,4 +352,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Logf("%d texts for %d taps; %d requests (repeats after a kill carry the same idempotency key); link cut %d times",
 		len(hook.keys), len(outcome), hook.n, px.Cuts())
+	if px.Cuts() == 0 {
+		t.Fatal("the link was never cut: the test proves less than it says")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,6 +25,10 @@ import (
 // Store on a shared database.
 type Store struct {
 	db *bolt.DB
+	// claimed are the jobs a texter of this process is sending: bridges
+	// sharing the store never send one twice.
+	mu      sync.Mutex
+	claimed map[string]bool
 	// JobsFor says which texts an event calls for; set before Put is used.
 	JobsFor func(e *protocol.Event) []Job
 }
@@ -57,7 +62,7 @@ func OpenStore(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("bridge store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, claimed: map[string]bool{}}, nil
 }
 
 // Close closes the store.
@@ -220,12 +225,15 @@ func (s *Store) Jobs(fn func(Job) bool) error {
 
 var errStop = errors.New("stop")
 
-// Claim returns up to n jobs due at now that are not in claimed (jobs
-// this process is sending). It writes nothing: a job stays pending on disk
-// until Finish records its outcome, so a crash leaves it to be sent again,
-// with the same idempotency key.
-func (s *Store) Claim(now time.Time, n int, claimed map[string]bool) ([]Job, error) {
+// Claim returns up to n jobs due at now that no texter of this process is
+// sending, and marks them so. It writes nothing to disk: a job stays
+// pending there until Finish records its outcome, so a crash leaves it to
+// be sent again, with the same idempotency key.
+func (s *Store) Claim(now time.Time, n int) ([]Job, error) {
 	var out []Job
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	claimed := s.claimed
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bQueue).Cursor()
 		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
@@ -245,11 +253,22 @@ func (s *Store) Claim(now time.Time, n int, claimed map[string]bool) ([]Job, err
 		}
 		return nil
 	})
+	for _, j := range out {
+		claimed[j.ID] = true
+	}
 	return out, err
 }
 
-// Finish records jobs' outcomes, in one transaction.
+// Finish records jobs' outcomes, in one transaction, and releases their
+// claims.
 func (s *Store) Finish(jobs ...Job) error {
+	defer func() {
+		s.mu.Lock()
+		for _, j := range jobs {
+			delete(s.claimed, j.ID)
+		}
+		s.mu.Unlock()
+	}()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, j := range jobs {
 			if err := putJob(tx, j); err != nil {

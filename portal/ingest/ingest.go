@@ -56,6 +56,8 @@ type key struct{ centre, device, log string }
 type state struct {
 	r        protocol.Range // stored range seen since the last ack; r[0] == 0: none
 	held     map[uint64]protocol.Event
+	last     uint64    // last stored, as this Ingest knows it
+	known    bool      // last was read from the store
 	gapSince time.Time // first event held beyond the current gap
 	overflow bool      // events were dropped: ask for them at once
 }
@@ -65,9 +67,10 @@ type Ingest struct {
 	store Store
 	o     Options
 
-	mu    sync.Mutex
-	logs  map[key]*state
-	stats Stats
+	flushMu sync.Mutex // one Flush at a time
+	mu      sync.Mutex // guards logs and stats; not held while storing
+	logs    map[key]*state
+	stats   Stats
 }
 
 // New makes an Ingest over a store.
@@ -81,10 +84,19 @@ func New(s Store, o Options) *Ingest {
 	return &Ingest{store: s, o: o, logs: map[key]*state{}}
 }
 
-// Handle takes one message from a device's events topic. A malformed
-// message, or one of an unknown centre, is an error and is dropped
-// unacknowledged: the caller logs it.
+// Handle takes one message from a device's events topic and stores what
+// it can at once (Take, then Flush).
 func (g *Ingest) Handle(topic string, raw []byte, now time.Time) error {
+	if err := g.Take(topic, raw, now); err != nil {
+		return err
+	}
+	return g.Flush(now)
+}
+
+// Take checks one message from a device's events topic and holds its
+// events for the next Flush. A malformed message, or one of an unknown
+// centre, is an error and is dropped unacknowledged: the caller logs it.
+func (g *Ingest) Take(topic string, raw []byte, now time.Time) error {
 	centre, device, leaf, ok := protocol.ParseDeviceTopic(topic)
 	if !ok || leaf != "events" {
 		g.count(func(s *Stats) { s.Malformed++ })
@@ -111,10 +123,14 @@ func (g *Ingest) Handle(topic string, raw []byte, now time.Time) error {
 		st = &state{held: map[uint64]protocol.Event{}}
 		g.logs[k] = st
 	}
-	last, err := g.store.Last(device, evs[0].Log)
-	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+	if !st.known {
+		last, err := g.store.Last(device, evs[0].Log)
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		st.last, st.known = last, true
 	}
+	last := st.last // may lag another instance's stores: Flush looks again
 	for _, e := range evs {
 		switch {
 		case e.Seq <= last:
@@ -130,46 +146,91 @@ func (g *Ingest) Handle(topic string, raw []byte, now time.Time) error {
 			st.held[e.Seq] = e
 		}
 	}
-	if err := g.drain(k, st, last, now); err != nil {
-		return err
+	if st.gapSince.IsZero() {
+		st.gapSince = now
 	}
 	return nil
 }
 
-// drain stores the held events that follow last, in one go. Another
-// instance sharing the store may have filled the gap. The caller holds mu.
-func (g *Ingest) drain(k key, st *state, last uint64, now time.Time) error {
-	var run []protocol.Event
-	for next := last + 1; ; next++ {
-		e, ok := st.held[next]
-		if !ok {
-			break
-		}
-		run = append(run, e)
+// Flush stores, in one transaction, every held event that follows its
+// log's last stored one: events of many messages and terminals share one
+// commit (and one fsync).
+func (g *Ingest) Flush(now time.Time) error {
+	g.flushMu.Lock()
+	defer g.flushMu.Unlock()
+	type runOf struct {
+		st  *state
+		evs []protocol.Event
 	}
-	if len(run) > 0 {
-		if err := g.store.Put(run); err != nil {
-			return fmt.Errorf("ingest: storing %s..%s: %w", run[0].ID, run[len(run)-1].ID, err)
+	var runs []runOf
+	var all []protocol.Event
+	g.mu.Lock()
+	for k, st := range g.logs {
+		if len(st.held) == 0 {
+			continue
 		}
-		for _, e := range run {
-			delete(st.held, e.Seq)
+		last := st.last
+		if _, next := st.held[last+1]; !next || !st.known {
+			// A gap, as far as this Ingest knows: another instance sharing
+			// the store may have filled it.
+			l, err := g.store.Last(k.device, k.log)
+			if err != nil {
+				g.mu.Unlock()
+				return fmt.Errorf("ingest: %w", err)
+			}
+			last, st.last, st.known = l, l, true
 		}
-		g.stats.Stored += len(run)
-		last = run[len(run)-1].Seq
-		st.seen(run[0].Seq, last)
+		for seq := range st.held {
+			if seq <= last { // stored meanwhile by another instance
+				delete(st.held, seq)
+				g.stats.Duplicates++
+			}
+		}
+		var run []protocol.Event
+		for next := last + 1; ; next++ {
+			e, ok := st.held[next]
+			if !ok {
+				break
+			}
+			run = append(run, e)
+			delete(st.held, next)
+		}
+		if len(run) == 0 {
+			if len(st.held) == 0 {
+				st.gapSince, st.overflow = time.Time{}, false
+			}
+			continue
+		}
+		runs = append(runs, runOf{st, run})
+		all = append(all, run...)
 	}
-	for seq := range st.held {
-		if seq <= last { // stored meanwhile by another instance
-			delete(st.held, seq)
-			g.stats.Duplicates++
+	g.mu.Unlock()
+	if len(all) == 0 {
+		return nil
+	}
+	// Subscribers go on taking messages meanwhile: the next commit carries
+	// all of them.
+	err := g.store.Put(all)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range runs {
+		if err != nil {
+			for _, e := range r.evs { // held again, for the next Flush
+				r.st.held[e.Seq] = e
+			}
+			continue
+		}
+		g.stats.Stored += len(r.evs)
+		r.st.last = max(r.st.last, r.evs[len(r.evs)-1].Seq)
+		r.st.seen(r.evs[0].Seq, r.st.last)
+		if len(r.st.held) == 0 {
+			r.st.gapSince, r.st.overflow = time.Time{}, false
+		} else {
+			r.st.gapSince = now // progress: the remaining gap's age starts now
 		}
 	}
-	switch {
-	case len(st.held) == 0:
-		st.gapSince, st.overflow = time.Time{}, false
-	case st.gapSince.IsZero() || len(run) > 0:
-		// A new gap, or progress on the old one: its age starts now.
-		st.gapSince = now
+	if err != nil {
+		return fmt.Errorf("ingest: storing %d events: %w", len(all), err)
 	}
 	return nil
 }
@@ -201,7 +262,7 @@ type Ack struct {
 }
 
 // Acks returns the acks due at now (the portal's clock), one per device
-// log: the stored range seen since the last ack and, when a gap has lasted
+// log (Flush first): the stored range seen since the last ack and, when a gap has lasted
 // HoldGap or events beyond it were dropped, the sequence expected next
 // (held events are then dropped too: they come again in order).
 func (g *Ingest) Acks(now time.Time) []Ack {
@@ -220,12 +281,6 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 	})
 	for _, k := range keys {
 		st := g.logs[k]
-		if len(st.held) > 0 {
-			// Another instance sharing the store may have filled the gap.
-			if last, err := g.store.Last(k.device, k.log); err == nil {
-				g.drain(k, st, last, now)
-			}
-		}
 		a := protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{}, Time: now.UTC()}
 		if st.r[0] != 0 {
 			a.Ranges = append(a.Ranges, st.r)

@@ -82,3 +82,25 @@ func TestHandleOrderAndAcks(t *testing.T) {
 		t.Fatalf("%+v, %d stored", g.Stats(), len(mem.Events()))
 	}
 }
+
+// FuzzTake: no message from a terminal crashes the ingest or stores what
+// does not follow.
+func FuzzTake(f *testing.F) {
+	f.Add("kium/v1/c/m1/d/T-1/events", event(1))
+	f.Add("kium/v1/c/m1/d/T-1/events", []byte(`{"v":1,"events":[]}`))
+	f.Add("kium/v1/c/m1/roster", event(2))
+	f.Fuzz(func(t *testing.T, topic string, raw []byte) {
+		mem := NewMemory()
+		g := New(mem, Options{})
+		now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+		if err := g.Handle(topic, raw, now); err != nil {
+			return
+		}
+		g.Acks(now.Add(time.Second))
+		for i, e := range mem.Events() {
+			if e.Seq != uint64(i+1) {
+				t.Fatalf("stored seq %d as event %d", e.Seq, i+1)
+			}
+		}
+	})
+}
