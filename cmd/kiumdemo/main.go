@@ -236,7 +236,7 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 		Every: 100 * time.Millisecond, Logger: logger,
 		// A tap takes some 0.1–0.3 s of real time, minutes of the
 		// accelerated day: a wider window than a real centre's 60 s.
-		Settings: firmware.Settings{DuplicateWindow: 5 * time.Minute},
+		Settings: firmware.Settings{DuplicateWindow: max(5*time.Minute, time.Duration(sc.Speed*float64(500*time.Millisecond)))},
 		Show: func(f firmware.Feedback) {
 			d.println("    %s  screen: %-44s [%s]", d.clock.Now().Format("15:04"), strings.Join(f.Lines, " / "), f.Pattern)
 		},
@@ -510,9 +510,11 @@ func (c *demoClock) Now() time.Time {
 }
 
 func (c *demoClock) Stamp() store.Stamp {
-	now := c.Now()
-	return store.Stamp{Time: now, Synced: true, Mono: time.Since(c.real)}
+	return store.Stamp{Time: c.Now(), Synced: true, Mono: time.Since(boot)}
 }
+
+// boot is when the demo's terminal "booted": its monotonic zero.
+var boot = time.Now()
 
 func (c *demoClock) at(hhmm string) (time.Time, error) {
 	t, err := time.ParseInLocation("15:04", hhmm, firmware.KST)
