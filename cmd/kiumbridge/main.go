@@ -4,6 +4,7 @@
 //	kiumbridge keygen -out FILE              make the roster-signing key; prints the public key for terminals
 //	kiumbridge roster push -config FILE [-centre C] SOURCE.json|STAFF.csv
 //	                                         check a roster source and hand it to the running bridge
+//	kiumbridge status -config FILE [-json]    a running bridge's status: connection, counts, texts refused and why
 //	kiumbridge texts -config FILE [-state failed] [-json]
 //	                                         the text queue: what was sent, what failed and why
 //	kiumbridge export -config FILE -centre C -month 2026-11 [-xlsx FILE]
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPush(args[2:], stdout)
 	case "texts":
 		return cmdTexts(args[1:], stdout)
+	case "status":
+		return cmdStatus(args[1:], stdout)
 	case "export":
 		return cmdExport(args[1:], stdout)
 	}
@@ -236,6 +239,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
 		Provider: cfg.provider(os.Stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
+		StatusFile: statusFile(cfg),
 	})
 	if err != nil {
 		return err
@@ -336,6 +340,43 @@ func decodeHex(s string) ([]byte, error) {
 		return nil, fmt.Errorf("-centre-key: want the centre's key, at least 16 bytes in hex")
 	}
 	return out, nil
+}
+
+func statusFile(cfg *Config) string { return cfg.Store + ".status.json" }
+
+func cmdStatus(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "configuration file")
+	asJSON := fs.Bool("json", false, "JSON")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(statusFile(cfg))
+	if err != nil {
+		return fmt.Errorf("no status from a bridge (%w): is kiumbridge run going with this config?", err)
+	}
+	if *asJSON {
+		_, err := stdout.Write(raw)
+		return err
+	}
+	var st bridge.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("status file %s: %w", statusFile(cfg), err)
+	}
+	age := time.Since(st.Time).Round(time.Second)
+	fmt.Fprintf(stdout, "bridge status of %s ago (written every 5 s; older means the bridge is not running)\n", age)
+	fmt.Fprintf(stdout, "connected: %v; centres: %s\n", st.Connected, strings.Join(st.Centres, ", "))
+	in := st.Stats.Ingest
+	fmt.Fprintf(stdout, "events: %d stored, %d duplicates, %d beyond a gap, %d malformed, %d of unknown centres\n", in.Stored, in.Duplicates, in.OutOfOrder, in.Malformed, in.UnknownCentre)
+	fmt.Fprintf(stdout, "texts: %d sent, %d refused, %d retries; rosters published: %d\n", st.Stats.TextsSent, st.Stats.TextsFailed, st.Stats.TextRetries, st.Stats.Published)
+	for _, j := range st.Failed {
+		fmt.Fprintf(stdout, "refused: %s child %s to %s: %s\n", j.ID, j.Child, sms.MaskNumber(j.To), j.Reason)
+	}
+	return nil
 }
 
 func cmdTexts(args []string, stdout io.Writer) error {

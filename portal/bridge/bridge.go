@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,19 @@ type Options struct {
 	Logger             *slog.Logger
 	// Sent, if set, is told of every text the provider accepted.
 	Sent func(Job, sms.Text)
+	// StatusFile is where the bridge writes its status every few seconds,
+	// for kiumbridge status; empty: nowhere.
+	StatusFile string
+}
+
+// Status is what the bridge reports of itself (kiumbridge status).
+type Status struct {
+	Time      time.Time `json:"time"`
+	Connected bool      `json:"connected"`
+	Centres   []string  `json:"centres"`
+	Stats     Stats     `json:"stats"`
+	// Failed are the latest texts providers refused for good, newest last.
+	Failed []Job `json:"failed,omitempty"`
 }
 
 // Stats count what the bridge did.
@@ -89,6 +103,7 @@ type Bridge struct {
 	mtimes  map[string]time.Time
 	stats   Stats
 	clients []mqtt.Client
+	failed  []Job // latest refused texts
 	kick    chan struct{}
 	taken   chan struct{}
 }
@@ -233,10 +248,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); b.texter(ctx) }()
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
-	for {
+	for tick := 0; ; tick++ {
+		if tick%5 == 0 {
+			b.writeStatus()
+		}
 		select {
 		case <-ctx.Done():
 			wg.Wait()
+			b.writeStatus()
 			return ctx.Err()
 		case <-watch.C:
 			changed, err := b.reload()
@@ -249,6 +268,27 @@ func (b *Bridge) Run(ctx context.Context) error {
 				}
 			}
 		}
+	}
+}
+
+// Status is the bridge's status now.
+func (b *Bridge) Status() Status {
+	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Centres: b.centres(), Stats: b.Stats()}
+	b.mu.Lock()
+	st.Failed = slices.Clone(b.failed)
+	b.mu.Unlock()
+	slices.Sort(st.Centres)
+	return st
+}
+
+func (b *Bridge) writeStatus() {
+	if b.o.StatusFile == "" {
+		return
+	}
+	raw, _ := json.MarshalIndent(b.Status(), "", "  ")
+	tmp := b.o.StatusFile + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err == nil {
+		err = os.Rename(tmp, b.o.StatusFile)
 	}
 }
 
@@ -409,6 +449,12 @@ func (b *Bridge) sendAll(ctx context.Context, jobs []Job) {
 			}
 		case JobFailed:
 			b.log.Error("bridge: text refused by the provider for good; staff must check the number", "job", j.ID, "child", j.Child, "reason", j.Reason)
+			b.mu.Lock()
+			b.failed = append(b.failed, j)
+			if len(b.failed) > 20 {
+				b.failed = b.failed[1:]
+			}
+			b.mu.Unlock()
 		default:
 			b.log.Warn("bridge: text not sent; retrying", "job", j.ID, "attempt", j.Attempts, "next", j.NextAt, "err", j.Reason)
 		}
