@@ -367,6 +367,12 @@ func (b *Bridge) ingester(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-b.taken:
+			// Let messages gather: one commit (and fsync) stores them all.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(ingestLinger):
+			}
 		case <-t.C:
 			ack = true
 		}
@@ -392,12 +398,12 @@ func (b *Bridge) texter(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		jobs, err := b.o.Store.Claim(b.o.Now(), 64)
+		jobs, err := b.o.Store.Claim(b.o.Now(), textBatch)
 		if err != nil {
 			b.log.Error("bridge: reading the text queue", "err", err)
 		}
 		b.sendAll(ctx, jobs)
-		if len(jobs) == 64 {
+		if len(jobs) == textBatch {
 			continue
 		}
 		select {
@@ -414,6 +420,13 @@ func (b *Bridge) texter(ctx context.Context) {
 		}
 	}
 }
+
+// ingestLinger is how long the ingester lets messages gather before a
+// commit.
+const ingestLinger = 3 * time.Millisecond
+
+// textBatch is the most texts sent, and recorded, together.
+const textBatch = 256
 
 // textLinger is how long the texter lets new texts gather before sending.
 const textLinger = 10 * time.Millisecond

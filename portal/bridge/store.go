@@ -178,23 +178,40 @@ type Job struct {
 	SentAt   time.Time `json:"sent_at,omitzero"`
 	// ClaimedAt is when a texter took the job.
 	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	// Q is the job's key in the queue: the order it was queued in.
+	Q uint64 `json:"q"`
 }
 
 // putJob files a job by its state: pending and sending ones in the
-// queue, the others with the done.
+// queue, the others with the done. Both buckets are keyed by sequence,
+// so writes append (IDs would land all over the tree).
 func putJob(tx *bolt.Tx, j Job) error {
+	q, done := tx.Bucket(bQueue), tx.Bucket(bJobs)
+	if j.Q == 0 {
+		seq, err := q.NextSequence()
+		if err != nil {
+			return err
+		}
+		j.Q = seq
+	}
 	raw, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	q, done := tx.Bucket(bQueue), tx.Bucket(bJobs)
+	qk := binary.BigEndian.AppendUint64(nil, j.Q)
 	if j.State == JobPending || j.State == JobSending {
-		return q.Put([]byte(j.ID), raw)
+		q.FillPercent = 0.9
+		return q.Put(qk, raw)
 	}
-	if err := q.Delete([]byte(j.ID)); err != nil {
+	if err := q.Delete(qk); err != nil {
 		return err
 	}
-	return done.Put([]byte(j.ID), raw)
+	seq, err := done.NextSequence()
+	if err != nil {
+		return err
+	}
+	done.FillPercent = 1
+	return done.Put(binary.BigEndian.AppendUint64(nil, seq), raw)
 }
 
 // Jobs calls fn for every job, to do first, until fn returns false.
@@ -237,12 +254,12 @@ func (s *Store) Claim(now time.Time, n int) ([]Job, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bQueue).Cursor()
 		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
-			if claimed[string(k)] {
-				continue
-			}
 			var j Job
 			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("stored job %q: %w", k, err)
+				return fmt.Errorf("stored job %x: %w", k, err)
+			}
+			if claimed[j.ID] {
+				continue
 			}
 			if j.NextAt.After(now) {
 				continue
