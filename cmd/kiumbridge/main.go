@@ -281,65 +281,13 @@ func cmdPush(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	src, err := pushSource(cfg.Sources, *centre, *keyHex, fs.Arg(0), time.Now())
+	src, err := source.Push(cfg.Sources, *centre, *keyHex, fs.Arg(0), time.Now())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "roster of %s (%d children, %d cards, %d bookings) handed to the bridge; it publishes the next revision\n",
 		src.Roster.Centre.ID, len(src.Roster.Children), len(src.Roster.Cards), len(src.Roster.Bookings))
 	return nil
-}
-
-// pushSource checks a source (JSON, or a CSV staff list merged into the
-// centre's current source) and writes it atomically where the bridge
-// watches.
-func pushSource(dir, centre, keyHex, file string, now time.Time) (*source.Source, error) {
-	var src *source.Source
-	var err error
-	if strings.HasSuffix(strings.ToLower(file), ".csv") {
-		if centre == "" {
-			return nil, fmt.Errorf("%w: a CSV staff list needs -centre", errUsage)
-		}
-		base, err := source.Load(filepath.Join(dir, centre+".json"))
-		if err != nil {
-			return nil, fmt.Errorf("the current source of %s (the CSV updates it): %w", centre, err)
-		}
-		key, err := decodeHex(keyHex)
-		if err != nil {
-			return nil, err
-		}
-		f, err := os.Open(file)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if src, err = source.ImportCSV(f, base, key, now); err != nil {
-			return nil, err
-		}
-	} else if src, err = source.Load(file); err != nil {
-		return nil, err
-	}
-	if centre != "" && src.Roster.Centre.ID != centre {
-		return nil, fmt.Errorf("the source is of centre %q, not %q", src.Roster.Centre.ID, centre)
-	}
-	raw, err := json.MarshalIndent(src, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	dst := filepath.Join(dir, src.Roster.Centre.ID+".json")
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
-		return nil, err
-	}
-	return src, os.Rename(tmp, dst)
-}
-
-func decodeHex(s string) ([]byte, error) {
-	var out []byte
-	if _, err := fmt.Sscanf(s, "%x", &out); err != nil || len(out) < 16 {
-		return nil, fmt.Errorf("-centre-key: want the centre's key, at least 16 bytes in hex")
-	}
-	return out, nil
 }
 
 func statusFile(cfg *Config) string { return cfg.Store + ".status.json" }

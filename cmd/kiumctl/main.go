@@ -3,6 +3,8 @@
 //	kiumctl status [-json]                      roster, who is inside, outbox
 //	kiumctl events [-day D] [-outcome O] [-child C] [-json]
 //	kiumctl roster show [-json]
+//	kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|STAFF.csv
+//	                                            (portal side) hand a roster source to kiumbridge
 //	kiumctl reader probe [-reader pi|emu] [-wait 10s] [-record FILE|-]
 //
 // status, events and roster ask a running kiumtapd on its socket (-socket),
@@ -29,6 +31,7 @@ import (
 	"kiumtap/hal/rc522"
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/cli"
+	"kiumtap/portal/source"
 )
 
 func main() {
@@ -49,6 +52,7 @@ Commands:
   status         the roster's revision and age, who is inside, the outbox
   events         events, filtered by -day, -outcome, -child
   roster show    the children, their cards and bookings
+  roster push    (portal side) check a roster source and hand it to kiumbridge
   reader probe   reset the card reader, wait for a card, print what it read`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return query(ctx, "status", args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "events":
 		return query(ctx, "events", args[1:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "roster" && args[1] == "push":
+		return rosterPush(args[2:], stdout)
 	case len(args) >= 2 && args[0] == "roster" && args[1] == "show":
 		return query(ctx, "roster", args[2:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "reader" && args[1] == "probe":
@@ -137,5 +143,24 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *record != "-" {
 		fmt.Fprintf(stdout, "recorded %d SPI transactions to %s\n", len(rec.Ops), *record)
 	}
+	return nil
+}
+
+// rosterPush checks a roster source (or a staff list) and writes it where
+// kiumbridge watches; the bridge publishes the next revision.
+func rosterPush(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("roster push", flag.ContinueOnError)
+	dir := fs.String("sources", "/etc/kiumbridge/sources", "kiumbridge's roster source directory")
+	centre := fs.String("centre", "", "centre ID (required for a CSV staff list)")
+	key := fs.String("centre-key", "", "the centre's card key in hex (for a CSV with card UIDs)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		return fmt.Errorf("%w: kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|STAFF.csv", cli.ErrUsage)
+	}
+	src, err := source.Push(*dir, *centre, *key, fs.Arg(0), time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "roster of %s (%d children, %d cards, %d bookings) handed to kiumbridge; it publishes the next revision\n",
+		src.Roster.Centre.ID, len(src.Roster.Children), len(src.Roster.Cards), len(src.Roster.Bookings))
 	return nil
 }

@@ -1,8 +1,14 @@
 package bridge
 
 import (
+	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"kiumtap/portal/ingest"
+	"kiumtap/portal/sms"
 
 	"kiumtap/firmware"
 	"kiumtap/portal/source"
@@ -40,5 +46,62 @@ func TestJobsFor(t *testing.T) {
 		if jobs := b.jobsFor(&protocol.Event{ID: "d-2", Centre: "zz", Child: "c1", Outcome: "check_in"}); len(jobs) != 0 {
 			t.Fatal("texts for an unknown centre")
 		}
+	}
+}
+
+// flaky answers garbage first, then hangs past the client's patience, then
+// takes the text.
+type flaky struct{ calls int }
+
+func (*flaky) Name() string { return "flaky" }
+
+func (f *flaky) Send(ctx context.Context, m sms.Message) (sms.Receipt, error) {
+	f.calls++
+	switch f.calls {
+	case 1:
+		return sms.Receipt{}, &sms.Error{Provider: "flaky", Status: 200, Reason: "answered <html>garbage</html>"}
+	case 2:
+		return sms.Receipt{}, &sms.Error{Provider: "flaky", Reason: "no answer in 10 s", Err: context.DeadlineExceeded}
+	case 3:
+		return sms.Receipt{}, &sms.Error{Provider: "flaky", Status: 400, Reason: "invalid recipient", Permanent: true}
+	}
+	return sms.Receipt{ID: "ok"}, nil
+}
+
+// A provider answering garbage or hanging is retried with backoff and
+// counted; one refusing a number fails the text for good, with the reason.
+func TestTextRetries(t *testing.T) {
+	st, err := OpenStore(t.TempDir() + "/b.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	f := &flaky{}
+	b := &Bridge{o: Options{Store: st, Provider: f, Now: clock, RetryMin: time.Second, RetryMax: time.Minute, Workers: 1},
+		log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{}, in: ingest.New(st, ingest.Options{})}
+	j := Job{ID: "d-1/0", EventID: "d-1", Centre: "m1", Child: "c1", Kind: "arrival", To: "01012345678", State: JobPending, NextAt: now}
+	if err := st.Finish(j); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{JobPending, JobPending, JobFailed} {
+		jobs, err := st.Claim(now, 10)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("round %d: %d jobs due, %v", i, len(jobs), err)
+		}
+		b.sendAll(context.Background(), jobs)
+		var got Job
+		st.Jobs(func(j Job) bool { got = j; return false })
+		if got.State != want {
+			t.Fatalf("round %d: %s (%s), want %s", i, got.State, got.Reason, want)
+		}
+		if want == JobPending && !got.NextAt.After(now) {
+			t.Fatalf("round %d: retried without backoff", i)
+		}
+		now = got.NextAt
+	}
+	if s := b.Stats(); s.TextRetries != 2 || s.TextsFailed != 1 || !strings.Contains(b.Status().Failed[0].Reason, "invalid recipient") {
+		t.Fatalf("stats %+v, status %+v", s, b.Status())
 	}
 }

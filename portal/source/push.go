@@ -1,0 +1,63 @@
+package source
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Push checks a roster source and writes it, atomically, into dir as
+// CENTRE.json, where a running bridge picks it up and publishes the next
+// revision. file is a source (JSON), or a staff list (CSV) merged into the
+// centre's current source in dir; a CSV needs the centre and, for card
+// UIDs, the centre's key in hex.
+func Push(dir, centre, keyHex, file string, now time.Time) (*Source, error) {
+	var src *Source
+	if strings.HasSuffix(strings.ToLower(file), ".csv") {
+		if centre == "" {
+			return nil, errors.New("a CSV staff list updates a centre's source: name the centre")
+		}
+		base, err := Load(filepath.Join(dir, centre+".json"))
+		if err != nil {
+			return nil, fmt.Errorf("the current source of %s (the CSV updates it): %w", centre, err)
+		}
+		key, err := hex.DecodeString(keyHex)
+		if err != nil || len(key) < 16 {
+			return nil, errors.New("the centre's card key: want at least 16 bytes in hex")
+		}
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if src, err = ImportCSV(f, base, key, now); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if src, err = Load(file); err != nil {
+			return nil, err
+		}
+	}
+	if centre != "" && src.Roster.Centre.ID != centre {
+		return nil, fmt.Errorf("the source is of centre %q, not %q", src.Roster.Centre.ID, centre)
+	}
+	raw, err := json.MarshalIndent(src, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	dst := filepath.Join(dir, src.Roster.Centre.ID+".json")
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", dst, err)
+	}
+	return src, nil
+}
