@@ -179,6 +179,11 @@ func BenchmarkTapToText(b *testing.B) {
 	for i := range b.N {
 		clk.add(3 * time.Minute) // beyond the duplicate window: in, out, in…
 		time.Sleep(time.Duration(i*7919%45) * time.Millisecond)
+		select {
+		case <-received:
+			b.Fatal("a text came with no tap")
+		default:
+		}
 		mu.Lock()
 		placedAt, firstREQA = time.Now(), time.Time{}
 		mu.Unlock()
@@ -190,6 +195,9 @@ func BenchmarkTapToText(b *testing.B) {
 			b.Fatal("no text request within 10 s")
 		}
 		mu.Lock()
+		if firstREQA.IsZero() {
+			b.Fatal("a text before the card's first REQA")
+		}
 		lat = append(lat, float64(at.Sub(firstREQA))/float64(time.Millisecond))
 		placedAt = time.Time{}
 		mu.Unlock()

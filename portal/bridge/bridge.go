@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -106,6 +107,7 @@ type Bridge struct {
 	failed  []Job // latest refused texts
 	kick    chan struct{}
 	taken   chan struct{}
+	burstAt atomic.Int64 // unix ns of the last commit of a burst
 }
 
 // New checks the options and loads the roster sources.
@@ -216,10 +218,6 @@ func (b *Bridge) jobsFor(e *protocol.Event) []Job {
 			j.State, j.Reason = JobHeld, "automatic check-outs are held (auto_check_out: hold)"
 		}
 		out = append(out, j)
-	}
-	select {
-	case b.kick <- struct{}{}:
-	default:
 	}
 	return out
 }
@@ -376,8 +374,19 @@ func (b *Bridge) ingester(ctx context.Context) {
 		case <-t.C:
 			ack = true
 		}
+		before := b.in.Stats().Stored
 		if err := b.in.Flush(b.o.Now()); err != nil {
 			b.log.Error("bridge: storing events; they stay unacknowledged and come again", "err", err)
+		}
+		if n := b.in.Stats().Stored - before; n > 0 {
+			// Committed: the texts of these events are visible now.
+			select {
+			case b.kick <- struct{}{}:
+			default:
+			}
+			if n >= burstEvents {
+				b.burstAt.Store(time.Now().UnixNano())
+			}
 		}
 		if !ack {
 			continue // acks go every AckEvery: one per terminal, naming all it stored
@@ -398,6 +407,17 @@ func (b *Bridge) texter(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
+		// While terminals pour in a backlog (after an outage), storing and
+		// acknowledging go first: texts take the gaps, a batch every
+		// burstYield, instead of sharing the CPU as equals. A lone tap's
+		// text goes at once.
+		if since := time.Since(time.Unix(0, b.burstAt.Load())); since < burstYield {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(burstYield - since):
+			}
+		}
 		jobs, err := b.o.Store.Claim(b.o.Now(), textBatch)
 		if err != nil {
 			b.log.Error("bridge: reading the text queue", "err", err)
@@ -424,6 +444,13 @@ func (b *Bridge) texter(ctx context.Context) {
 // ingestLinger is how long the ingester lets messages gather before a
 // commit.
 const ingestLinger = 3 * time.Millisecond
+
+// A commit of at least burstEvents events marks a burst; the texter then
+// yields for burstYield.
+const (
+	burstEvents = 16
+	burstYield  = 100 * time.Millisecond
+)
 
 // textBatch is the most texts sent, and recorded, together.
 const textBatch = 256
