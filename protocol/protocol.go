@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -105,7 +106,7 @@ func decode(raw []byte, limit int, what string, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("%s: data after the JSON value", what)
 	}
 	return nil

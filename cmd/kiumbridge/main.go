@@ -339,7 +339,7 @@ func cmdTexts(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := bridge.OpenStore(cfg.Store)
+	st, err := bridge.OpenStoreReadOnly(cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -380,7 +380,7 @@ func cmdExport(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := bridge.OpenStore(cfg.Store)
+	st, err := bridge.OpenStoreReadOnly(cfg.Store)
 	if err != nil {
 		return err
 	}

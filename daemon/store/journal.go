@@ -130,6 +130,8 @@ func (j *journal) append(payload []byte) error {
 	}
 	if !j.noSync {
 		if err := syscall.Fdatasync(int(j.f.Fd())); err != nil {
+			// The tap is refused: make sure a replay never finds it.
+			j.f.WriteAt(make([]byte, recordHeader), j.off)
 			return fmt.Errorf("store: syncing the journal: %w", err)
 		}
 	}

@@ -138,7 +138,7 @@ func TestPendingVisible(t *testing.T) {
 	}
 	checkLog(t, ro, "check_in c1")
 	ro.Close()
-	fi, _ := os.Stat(path + ".journal")
+	fi, _ := os.Stat(journalOf(t, path))
 	if fi == nil || fi.Size() == 0 {
 		t.Fatal("the read-only open lost the journal")
 	}
@@ -200,11 +200,45 @@ func TestJournalShrinks(t *testing.T) {
 	if s.Replayed() != n {
 		t.Fatalf("%d taps replayed, want %d", s.Replayed(), n)
 	}
-	fi, err := os.Stat(path + ".journal")
+	fi, err := os.Stat(journalOf(t, path))
 	if err != nil || fi.Size() != journalChunk {
 		t.Fatalf("journal of %v bytes (%v) after Open, want %d", fi.Size(), err, journalChunk)
 	}
 	if o, _ := s.Outbox(); o.Depth != n {
 		t.Fatalf("outbox of %d, want %d", o.Depth, n)
+	}
+}
+
+func journalOf(t *testing.T, path string) string {
+	m, _ := filepath.Glob(path + ".*.journal")
+	if len(m) != 1 {
+		t.Fatalf("journals beside %s: %v", path, m)
+	}
+	return m[0]
+}
+
+// A store made anew beside an old journal (the old database moved aside)
+// does not take up the old journal's taps.
+func TestNewStoreIgnoresOldJournal(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kiumtap.db")
+	s, err := Open(Options{Path: path, DeviceID: "T-0001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ApplyRoster(testRoster(1), kst("2026-11-23 08:00:00"))
+	stopApplier(s)
+	s.Tap(TapRequest{At: stamp(kst("2026-11-23 14:00:00")), CardKey: ck(1)})
+	crash(s)
+	if err := os.Rename(path, path+".old"); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(Options{Path: path, DeviceID: "T-0001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if o, _ := s.Outbox(); o.Depth != 0 || s.Replayed() != 0 {
+		t.Fatalf("the new store took up %d old taps", o.Depth)
 	}
 }

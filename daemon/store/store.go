@@ -82,7 +82,9 @@ type Options struct {
 	LockTimeout time.Duration
 	// NoSync skips fsync: for benchmarks that measure without the disk.
 	NoSync bool
-	// JournalPath is the tap journal's file; default Path + ".journal".
+	// JournalPath is the tap journal's file; default Path + "." + the
+	// log ID + ".journal", so that a new store (a new log) never takes up
+	// the journal of one moved aside.
 	JournalPath string
 	// ReadOnly opens an existing store for reading (kiumctl), without
 	// counting a boot. It cannot be opened while kiumtapd holds the store.
@@ -156,7 +158,7 @@ func Open(opts Options) (*Store, error) {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s is locked after %v: is kiumtapd (or another kiumtap program) running? kiumctl asks a running kiumtapd through its socket", ErrLocked, opts.Path, opts.LockTimeout)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
-		return nil, fmt.Errorf("%w: %s: %v; move it aside to start a new store (events in it are not lost if the file is kept)", ErrForeign, opts.Path, err)
+		return nil, fmt.Errorf("%w: %s: %v; move it and its .journal file aside to start a new store (events in them are not lost if the files are kept)", ErrForeign, opts.Path, err)
 	case err != nil:
 		return nil, fmt.Errorf("store: opening %s: %w", opts.Path, err)
 	}
@@ -185,7 +187,7 @@ func Open(opts Options) (*Store, error) {
 func (s *Store) openJournal() error {
 	path := s.opts.JournalPath
 	if path == "" {
-		path = s.opts.Path + ".journal"
+		path = s.opts.Path + "." + s.logID + ".journal"
 	}
 	jr, recs, err := openJournal(path, s.opts.NoSync, s.opts.ReadOnly)
 	if err != nil {
@@ -206,6 +208,12 @@ func (s *Store) openJournal() error {
 			s.pending = append(s.pending, b)
 			s.seq = b.last()
 		}
+	}
+	if len(s.pending) > 0 && s.pending[0].first() > inDB+1 {
+		// Not this database's journal: its taps do not follow the stored
+		// ones. Keep both; apply nothing.
+		jr.close()
+		return fmt.Errorf("store: the journal %s holds taps %d..%d, but %s ends at %d: they do not belong together; move the journal aside (it keeps those taps) and start again", path, s.pending[0].first(), s.seq, s.opts.Path, inDB)
 	}
 	if s.opts.ReadOnly {
 		jr.close()

@@ -93,6 +93,8 @@ type Uplink struct {
 	// base is the wall time at this boot's monotonic zero, learnt from the
 	// portal's acks while the terminal's clock is not set.
 	base time.Time
+	// seenCmds are command IDs run, until they expire.
+	seenCmds map[string]time.Time
 }
 
 // New checks the options.
@@ -129,7 +131,7 @@ func New(o Options) (*Uplink, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1)}, nil
+	return &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1), seenCmds: map[string]time.Time{}}, nil
 }
 
 // Notify says the outbox has new events. It never blocks.
@@ -200,11 +202,10 @@ type session struct {
 	recover      uint64
 	lastProgress time.Time
 	wantSnapshot bool
-	seenCmds     map[string]time.Time
 }
 
 func (u *Uplink) connect(ctx context.Context) (*session, error) {
-	s := &session{u: u, msgs: make(chan message, 4096), lost: make(chan error, 1), seenCmds: map[string]time.Time{}}
+	s := &session{u: u, msgs: make(chan message, 4096), lost: make(chan error, 1)}
 	offline, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline"})
 	o := mqtt.NewClientOptions().
 		AddBroker(u.o.Broker).
@@ -449,6 +450,7 @@ func (s *session) ack(raw []byte) {
 	a, err := protocol.DecodeAck(raw)
 	if err != nil {
 		u.reject(u.topics.Ack(), err)
+		s.publishStatus()
 		return
 	}
 	if a.Device != u.o.Device || a.Log != u.o.Store.LogID() {
@@ -476,6 +478,12 @@ func (s *session) ack(raw []byte) {
 		if s.first != 0 && s.next < s.first {
 			s.next = s.first
 		}
+	}
+	if a.Next != 0 && s.first != 0 && a.Next < s.first {
+		// The portal lost events it had acknowledged (a store restored
+		// from a backup?): this terminal cannot send them again.
+		u.reject(u.topics.Ack(), fmt.Errorf("the portal expects event %d, but this terminal holds events from %d on: events %d..%d were acknowledged and deleted here; the portal must record the gap (its store lost them)", a.Next, s.first, a.Next, s.first-1))
+		s.publishStatus()
 	}
 	inRecovery := s.recover != 0 && s.first != 0 && s.first <= s.recover
 	if a.Next != 0 && a.Next == s.first && s.next > s.first && !inRecovery {
@@ -629,15 +637,18 @@ func (s *session) command(ctx context.Context, m message) {
 		}
 		return
 	}
-	for id, exp := range s.seenCmds {
+	u.mu.Lock()
+	for id, exp := range u.seenCmds {
 		if time.Now().After(exp) {
-			delete(s.seenCmds, id)
+			delete(u.seenCmds, id)
 		}
 	}
-	if _, seen := s.seenCmds[c.ID]; seen {
-		return // a duplicate delivery: answered already
+	_, seen := u.seenCmds[c.ID]
+	u.seenCmds[c.ID] = c.Expires
+	u.mu.Unlock()
+	if seen {
+		return // a duplicate delivery, on this connection or an earlier one: answered already
 	}
-	s.seenCmds[c.ID] = c.Expires
 	switch c.Name {
 	case protocol.CmdPing:
 		res, _ := json.Marshal(map[string]any{"time": time.Now().UTC()})

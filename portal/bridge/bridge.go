@@ -212,7 +212,9 @@ func (b *Bridge) jobsFor(e *protocol.Event) []Job {
 	now := b.o.Now()
 	var out []Job
 	for i, to := range src.Phones(e.Child) {
-		j := Job{ID: fmt.Sprintf("%s/%d", e.ID, i), EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: string(kind),
+		// Unique across logs: a terminal whose store was replaced starts
+		// its sequences again.
+		j := Job{ID: fmt.Sprintf("%s/%s/%d/%d", e.Device, e.Log, e.Seq, i), EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: string(kind),
 			At: e.Time, To: to, Created: now, State: JobPending, NextAt: now}
 		if kind == sms.AutoCheckOut && b.o.AutoCheckOut == "hold" {
 			j.State, j.Reason = JobHeld, "automatic check-outs are held (auto_check_out: hold)"
@@ -235,10 +237,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 		b.mu.Unlock()
 		defer c.Disconnect(250)
 	}
+	// Every centre's roster goes out at start (again: the broker may have
+	// lost its retained copy), and any that fails is tried each second.
+	unpublished := map[string]bool{}
 	for _, centre := range b.centres() {
-		if err := b.Publish(centre); err != nil {
-			b.log.Error("bridge: publishing a roster", "centre", centre, "err", err)
-		}
+		unpublished[centre] = true
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -261,10 +264,15 @@ func (b *Bridge) Run(ctx context.Context) error {
 				b.log.Error("bridge: a roster source is refused; the last good one stays", "err", err)
 			}
 			for _, centre := range changed {
-				if err := b.Publish(centre); err != nil {
-					b.log.Error("bridge: publishing a roster", "centre", centre, "err", err)
-				}
+				unpublished[centre] = true
 			}
+		}
+		for centre := range unpublished {
+			if err := b.Publish(centre); err != nil {
+				b.log.Error("bridge: publishing a roster; trying again in a second", "centre", centre, "err", err)
+				continue
+			}
+			delete(unpublished, centre)
 		}
 	}
 }
@@ -314,8 +322,14 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 	}
 	o := mqtt.NewClientOptions().AddBroker(b.o.Broker).SetClientID(fmt.Sprintf("%s-%d", b.o.ClientID, i)).
 		SetUsername(b.o.Username).SetPassword(b.o.Password).
-		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(500 * time.Millisecond).SetMaxReconnectInterval(10 * time.Second).
+		// The first connection is not retried: a wrong password, host or
+		// certificate stops kiumbridge with the broker's answer. Later
+		// drops reconnect on their own.
+		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(false).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
+			b.log.Warn("bridge: reconnecting to the broker", "broker", b.o.Broker)
+		}).
 		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).SetOrderMatters(true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			t := c.Subscribe(topic, 1, handler)
@@ -453,7 +467,9 @@ const (
 )
 
 // textBatch is the most texts sent, and recorded, together.
-const textBatch = 256
+// A crash before a batch is recorded sends it again: small batches keep
+// that window small for providers without an idempotency key.
+const textBatch = 32
 
 // textLinger is how long the texter lets new texts gather before sending.
 const textLinger = 10 * time.Millisecond
@@ -587,7 +603,7 @@ func (b *Bridge) Publish(centre string) error {
 	if prev != nil {
 		next.Revision, next.Issued = prev.Roster.Revision, prev.Roster.Issued
 		if protocol.Digest(&next) == prev.Digest {
-			return nil // unchanged
+			return b.republish(prev) // unchanged: the same snapshot, retained again
 		}
 		next.Revision = prev.Roster.Revision + 1
 	} else {
@@ -621,6 +637,20 @@ func (b *Bridge) Publish(centre string) error {
 	b.stats.Published++
 	b.mu.Unlock()
 	b.log.Info("bridge: roster published", "centre", centre, "revision", next.Revision, "children", len(next.Children))
+	return nil
+}
+
+// republish publishes a stored snapshot again, retained: a new broker, or
+// one that lost its retained messages, has it again.
+func (b *Bridge) republish(snap *protocol.Snapshot) error {
+	c := b.client()
+	if c == nil {
+		return errors.New("not connected")
+	}
+	raw, _ := json.Marshal(snap)
+	if t := c.Publish(protocol.Topics{Centre: snap.Centre}.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return fmt.Errorf("publishing roster %d of %s again: %v", snap.Roster.Revision, snap.Centre, t.Error())
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -45,7 +46,7 @@ var (
 func OpenStore(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("bridge store %s is held by another process: one kiumbridge per store (instances sharing it run in one process, -instances)", path)
+		return nil, fmt.Errorf("bridge store %s is held by another process: one kiumbridge per store (instances sharing it run in one process: the config's \"instances\")", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening bridge store %s: %w", path, err)
@@ -61,6 +62,22 @@ func OpenStore(path string) (*Store, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bridge store %s: %w", path, err)
+	}
+	return &Store{db: db, claimed: map[string]bool{}}, nil
+}
+
+// OpenStoreReadOnly opens an existing store for reading (kiumbridge texts
+// and export). A running bridge holds the store: it cannot be opened then.
+func OpenStoreReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("bridge store: %w (check the config's store)", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("bridge store %s is held by the running kiumbridge: stop it, or read a copy of the store (kiumbridge status works while it runs)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening bridge store %s: %w", path, err)
 	}
 	return &Store{db: db, claimed: map[string]bool{}}, nil
 }

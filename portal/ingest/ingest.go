@@ -146,7 +146,7 @@ func (g *Ingest) Take(topic string, raw []byte, now time.Time) error {
 			st.held[e.Seq] = e
 		}
 	}
-	if st.gapSince.IsZero() {
+	if len(st.held) > 0 && st.gapSince.IsZero() {
 		st.gapSince = now
 	}
 	return nil
@@ -167,6 +167,7 @@ func (g *Ingest) Flush(now time.Time) error {
 	g.mu.Lock()
 	for k, st := range g.logs {
 		if len(st.held) == 0 {
+			st.gapSince, st.overflow = time.Time{}, false
 			continue
 		}
 		last := st.last
