@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -34,6 +33,7 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/cli"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
@@ -175,28 +175,7 @@ func (c *Config) provider(stdout io.Writer) sms.Provider {
 	return sms.NewConsole(stdout)
 }
 
-func (c *Config) tls() (*tls.Config, error) {
-	if c.CA == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(c.CA)
-	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ca: %s holds no PEM certificate", c.CA)
-	}
-	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	if c.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("cert/key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
-}
+func (c *Config) tls() (*tls.Config, error) { return cli.TLS(c.CA, c.Cert, c.Key) }
 
 // ReadKey reads a signing key file written by keygen: the base64 seed.
 func ReadKey(path string) (ed25519.PrivateKey, error) {

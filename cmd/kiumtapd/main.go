@@ -11,8 +11,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -256,24 +254,9 @@ func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc
 	if err != nil {
 		return nil, fmt.Errorf("mqtt.portal_key: %w", err)
 	}
-	var tc *tls.Config
-	if m.CA != "" {
-		pem, err := os.ReadFile(m.CA)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt.ca: %s holds no PEM certificate", m.CA)
-		}
-		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		if m.Cert != "" {
-			pair, err := tls.LoadX509KeyPair(m.Cert, m.Key)
-			if err != nil {
-				return nil, fmt.Errorf("mqtt.cert/mqtt.key: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{pair}
-		}
+	tc, err := cli.TLS(m.CA, m.Cert, m.Key)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.%w", err)
 	}
 	return uplink.New(uplink.Options{
 		Broker: m.Broker, Centre: m.CentreID, Device: cfg.DeviceID, Password: m.Password, TLS: tc, PortalKey: key,

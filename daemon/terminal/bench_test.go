@@ -26,15 +26,8 @@ func (wallClock) Stamp() store.Stamp { return store.Stamp{Time: time.Now(), Sync
 // feedback.
 func BenchmarkTap(b *testing.B) {
 	b.Run("emulator=timed", func(b *testing.B) {
-		var mu sync.Mutex
-		var placedAt, firstREQA time.Time
-		chip := rc522emu.New(rc522emu.Options{Timed: true, OnFrame: func(data []byte, bits int, at time.Time) {
-			mu.Lock()
-			defer mu.Unlock()
-			if bits == 7 && data[0] == 0x26 && !placedAt.IsZero() && firstREQA.IsZero() && at.After(placedAt) {
-				firstREQA = at
-			}
-		}})
+		var probe rc522emu.REQAProbe
+		chip := rc522emu.New(rc522emu.Options{Timed: true, OnFrame: probe.OnFrame})
 		defer chip.Close()
 		dev, err := rc522.New(chip, chip.RST(), chip.IRQ(), rc522.Options{})
 		if err != nil {
@@ -72,9 +65,7 @@ func BenchmarkTap(b *testing.B) {
 		b.ResetTimer()
 		for i := range b.N {
 			time.Sleep(time.Duration(i*7919%45) * time.Millisecond)
-			mu.Lock()
-			placedAt, firstREQA = time.Now(), time.Time{}
-			mu.Unlock()
+			probe.Placed()
 			chip.Place(card)
 			var at time.Time
 			select {
@@ -82,13 +73,10 @@ func BenchmarkTap(b *testing.B) {
 			case <-time.After(5 * time.Second):
 				b.Fatal("no feedback within 5 s")
 			}
-			mu.Lock()
-			lat = append(lat, float64(at.Sub(firstREQA))/float64(time.Millisecond))
+			lat = append(lat, float64(at.Sub(probe.First()))/float64(time.Millisecond))
 			if testing.Verbose() && lat[len(lat)-1] > 8 {
 				b.Logf("slow tap %.1f ms", lat[len(lat)-1])
 			}
-			placedAt = time.Time{}
-			mu.Unlock()
 			chip.Remove(card)
 			time.Sleep(300 * time.Millisecond) // until it is seen leaving
 		}

@@ -128,15 +128,8 @@ func BenchmarkTapToText(b *testing.B) {
 	_, stopBridge := runBridgesWith(b, mq.URL(), st, dir, sms.NewWebhook(sms.WebhookOptions{URL: hook.URL, Secret: hookSecret}))
 	defer stopBridge()
 
-	var mu sync.Mutex
-	var placedAt, firstREQA time.Time
-	chip := rc522emu.New(rc522emu.Options{Timed: true, OnFrame: func(data []byte, bits int, at time.Time) {
-		mu.Lock()
-		defer mu.Unlock()
-		if bits == 7 && data[0] == 0x26 && !placedAt.IsZero() && firstREQA.IsZero() && at.After(placedAt) {
-			firstREQA = at
-		}
-	}})
+	var probe rc522emu.REQAProbe
+	chip := rc522emu.New(rc522emu.Options{Timed: true, OnFrame: probe.OnFrame})
 	defer chip.Close()
 	dev, err := rc522.New(chip, chip.RST(), chip.IRQ(), rc522.Options{})
 	if err != nil {
@@ -184,9 +177,7 @@ func BenchmarkTapToText(b *testing.B) {
 			b.Fatal("a text came with no tap")
 		default:
 		}
-		mu.Lock()
-		placedAt, firstREQA = time.Now(), time.Time{}
-		mu.Unlock()
+		probe.Placed()
 		chip.Place(card)
 		var at time.Time
 		select {
@@ -194,13 +185,11 @@ func BenchmarkTapToText(b *testing.B) {
 		case <-time.After(10 * time.Second):
 			b.Fatal("no text request within 10 s")
 		}
-		mu.Lock()
-		if firstREQA.IsZero() {
+		first := probe.First()
+		if first.IsZero() {
 			b.Fatal("a text before the card's first REQA")
 		}
-		lat = append(lat, float64(at.Sub(firstREQA))/float64(time.Millisecond))
-		placedAt = time.Time{}
-		mu.Unlock()
+		lat = append(lat, float64(at.Sub(first))/float64(time.Millisecond))
 		chip.Remove(card)
 		time.Sleep(300 * time.Millisecond) // until it is seen leaving
 	}
