@@ -587,69 +587,66 @@ func (b *Bridge) reload() ([]string, error) {
 	return changed, errors.Join(errs...)
 }
 
-// Publish publishes a centre's roster when its source differs from what
-// was last published: a retained signed snapshot with the next revision,
-// then the delta from the previous one.
+// Publish publishes a centre's roster. A source that differs from the
+// latest revision becomes the next revision, recorded first; then the
+// latest revision goes out: its snapshot, signed and retained, and the
+// delta that led to it. Publishing an unchanged revision again is harmless
+// (terminals ignore a revision they hold) and puts the retained snapshot
+// back on a broker that lost it.
 func (b *Bridge) Publish(centre string) error {
 	src := b.source(centre)
 	if src == nil {
 		return fmt.Errorf("no roster source for centre %q", centre)
 	}
-	prev, err := b.o.Store.Published(centre)
+	latest, err := b.o.Store.Published(centre)
 	if err != nil {
 		return err
 	}
 	next := *src.Roster
-	if prev != nil {
-		next.Revision, next.Issued = prev.Roster.Revision, prev.Roster.Issued
-		if protocol.Digest(&next) == prev.Digest {
-			return b.republish(prev) // unchanged: the same snapshot, retained again
-		}
-		next.Revision = prev.Roster.Revision + 1
+	changed := true
+	if latest != nil {
+		prev := latest.Snapshot.Roster
+		next.Revision, next.Issued = prev.Revision, prev.Issued
+		changed = protocol.Digest(&next) != latest.Snapshot.Digest
+		next.Revision = prev.Revision + 1
 	} else {
 		next.Revision = max(next.Revision, 1)
 	}
-	next.Issued = b.o.Now().UTC()
-	if err := next.Validate(); err != nil {
-		return err
-	}
-	snap := &protocol.Snapshot{V: protocol.Version, Kind: "snapshot", Centre: centre, Digest: protocol.Digest(&next), Roster: &next}
-	c := b.client()
-	if c == nil {
-		return errors.New("not connected; the roster goes out on the next change or restart")
-	}
-	raw, _ := json.Marshal(snap)
-	topics := protocol.Topics{Centre: centre}
-	if t := c.Publish(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		return fmt.Errorf("publishing roster %d of %s: %v", next.Revision, centre, t.Error())
-	}
-	if prev != nil {
-		d := Diff(prev.Roster, &next)
-		raw, _ := json.Marshal(d)
-		if t := c.Publish(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-			b.log.Warn("bridge: publishing a delta; terminals take the snapshot", "err", t.Error())
+	if changed {
+		next.Issued = b.o.Now().UTC()
+		if err := next.Validate(); err != nil {
+			return err
 		}
+		p := &Published{Snapshot: &protocol.Snapshot{V: protocol.Version, Kind: "snapshot", Centre: centre, Digest: protocol.Digest(&next), Roster: &next}}
+		if latest != nil {
+			p.Delta = Diff(latest.Snapshot.Roster, &next)
+		}
+		if err := b.o.Store.SetPublished(p); err != nil {
+			return err
+		}
+		latest = p
 	}
-	if err := b.o.Store.SetPublished(snap); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	b.stats.Published++
-	b.mu.Unlock()
-	b.log.Info("bridge: roster published", "centre", centre, "revision", next.Revision, "children", len(next.Children))
-	return nil
-}
-
-// republish publishes a stored snapshot again, retained: a new broker, or
-// one that lost its retained messages, has it again.
-func (b *Bridge) republish(snap *protocol.Snapshot) error {
 	c := b.client()
 	if c == nil {
 		return errors.New("not connected")
 	}
+	snap := latest.Snapshot
 	raw, _ := json.Marshal(snap)
-	if t := c.Publish(protocol.Topics{Centre: snap.Centre}.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		return fmt.Errorf("publishing roster %d of %s again: %v", snap.Roster.Revision, snap.Centre, t.Error())
+	topics := protocol.Topics{Centre: centre}
+	if t := c.Publish(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return fmt.Errorf("publishing roster %d of %s: %v", snap.Roster.Revision, centre, t.Error())
+	}
+	if latest.Delta != nil {
+		raw, _ := json.Marshal(latest.Delta)
+		if t := c.Publish(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+			return fmt.Errorf("publishing the delta to roster %d of %s: %v", snap.Roster.Revision, centre, t.Error())
+		}
+	}
+	if changed {
+		b.mu.Lock()
+		b.stats.Published++
+		b.mu.Unlock()
+		b.log.Info("bridge: roster published", "centre", centre, "revision", snap.Roster.Revision, "children", len(snap.Roster.Children))
 	}
 	return nil
 }

@@ -313,25 +313,33 @@ func (s *Store) Finish(jobs ...Job) error {
 	})
 }
 
-// Published is the roster last published for a centre, nil if none.
-func (s *Store) Published(centre string) (*protocol.Snapshot, error) {
-	var snap *protocol.Snapshot
+// Published is a centre's latest roster revision: the snapshot and the
+// delta that led to it (nil for the first revision).
+type Published struct {
+	Snapshot *protocol.Snapshot `json:"snapshot"`
+	Delta    *protocol.Delta    `json:"delta,omitempty"`
+}
+
+// Published returns a centre's latest roster revision, nil if none.
+func (s *Store) Published(centre string) (*Published, error) {
+	var p *Published
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bRoster).Get([]byte(centre))
 		if v == nil {
 			return nil
 		}
-		snap = &protocol.Snapshot{}
-		return json.Unmarshal(v, snap)
+		p = &Published{}
+		return json.Unmarshal(v, p)
 	})
-	return snap, err
+	return p, err
 }
 
-// SetPublished records the roster published for a centre.
-func (s *Store) SetPublished(snap *protocol.Snapshot) error {
-	raw, err := json.Marshal(snap)
+// SetPublished records a centre's latest roster revision, before it goes
+// out: a revision number is never given to two different rosters.
+func (s *Store) SetPublished(p *Published) error {
+	raw, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bRoster).Put([]byte(snap.Centre), raw) })
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bRoster).Put([]byte(p.Snapshot.Centre), raw) })
 }
