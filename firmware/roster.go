@@ -19,8 +19,12 @@ type Roster struct {
 	Children []Child   `json:"children"`
 	Cards    []Card    `json:"cards"`
 	Bookings []Booking `json:"bookings"`
+	// Staff may open card enrolment with their cards; a staff card never
+	// counts attendance and is never bound to a child.
+	Staff []Staff `json:"staff,omitempty"`
 
 	// Indexes built by Index; not part of the wire form.
+	byStaff map[string]*Staff
 	byCard  map[string]*Card
 	byChild map[string]*Child
 	booked  map[string][]*Booking
@@ -49,6 +53,13 @@ type Term struct {
 	Hours    Window `json:"hours"`
 	// Weekdays the centre opens; empty means Monday to Friday.
 	Weekdays []time.Weekday `json:"weekdays,omitempty"`
+}
+
+// Staff is a member of the centre's staff. Key is their card UID's HMAC.
+type Staff struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Key  string `json:"key"`
 }
 
 // Child is a child using the centre.
@@ -177,6 +188,26 @@ func (r *Roster) Validate() error {
 		}
 		r.byCard[c.Key] = c
 	}
+	r.byStaff = map[string]*Staff{}
+	ids := map[string]bool{}
+	for i := range r.Staff {
+		st := &r.Staff[i]
+		f := fmt.Sprintf("staff[%d]", i)
+		if st.ID == "" || ids[st.ID] {
+			bad(f+".id", "missing or used twice: %q", st.ID)
+		}
+		ids[st.ID] = true
+		if len(st.Key) != 32 || strings.Trim(st.Key, "0123456789abcdef") != "" {
+			bad(f+".key", "want the card's HMAC as 32 lower-case hex digits, got %q", st.Key)
+		}
+		if c := r.byCard[st.Key]; c != nil {
+			bad(f+".key", "a staff card is also bound to child %q: staff cards are never children's", c.ChildID)
+		}
+		if r.byStaff[st.Key] != nil {
+			bad(f+".key", "the same card for two staff")
+		}
+		r.byStaff[st.Key] = st
+	}
 	r.booked = map[string][]*Booking{}
 	for i := range r.Bookings {
 		b := &r.Bookings[i]
@@ -234,6 +265,9 @@ func checkWeekdays(bad func(string, string, ...any), field string, days []time.W
 
 // CardByKey returns the binding of a card, or nil.
 func (r *Roster) CardByKey(key string) *Card { return r.byCard[key] }
+
+// StaffByKey returns the staff member of a card key, or nil.
+func (r *Roster) StaffByKey(key string) *Staff { return r.byStaff[key] }
 
 // ChildByID returns a child, or nil.
 func (r *Roster) ChildByID(id string) *Child { return r.byChild[id] }
