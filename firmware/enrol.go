@@ -22,7 +22,7 @@ const (
 // Refusal reasons of enrolment.
 const (
 	RefuseUnknownChild     Reason = "unknown_child"
-	RefuseStaffCard        Reason = "staff_card"         // staff cards are never children's
+	RefuseStaffCard        Reason = "staff_card"          // staff cards are never children's
 	RefuseCardOfOther      Reason = "card_of_other_child" // active for another child: not silently taken
 	RefuseAlreadyBound     Reason = "card_already_bound"  // this child's active card already
 	RefuseNoActiveCard     Reason = "no_active_card"
@@ -35,7 +35,9 @@ type Refused struct {
 	Detail string
 }
 
-func (e *Refused) Error() string { return fmt.Sprintf("enrolment refused (%s): %s", e.Reason, e.Detail) }
+func (e *Refused) Error() string {
+	return fmt.Sprintf("enrolment refused (%s): %s", e.Reason, e.Detail)
+}
 
 // BindingChange is one change of a child's card: the audit record.
 type BindingChange struct {
