@@ -1,0 +1,126 @@
+package firmware
+
+import (
+	"slices"
+	"time"
+)
+
+// Button is one of the terminal's two enrolment buttons.
+type Button int
+
+// Buttons.
+const (
+	ButtonNext   Button = iota // scroll to the next child
+	ButtonChoose               // choose the child shown
+)
+
+// Enroller is the terminal's enrolment mode, as pure logic: a staff card
+// opens it; the buttons scroll and choose a child; the next card presented
+// is bound to that child; the staff card again cancels, and so does
+// silence for Timeout. It decides what to show and what to bind; the
+// caller binds (Bind), records and shows.
+type Enroller struct {
+	// Timeout ends enrolment without a change; default 60 s.
+	Timeout time.Duration
+
+	staff  *Staff
+	list   []string // child IDs, in scrolling order
+	cursor int
+	child  string // chosen; waiting for a card
+	until  time.Time
+}
+
+// Step is what the terminal does after an enrolment input.
+type Step struct {
+	Screen []string
+	// Bind, when set, asks the caller to bind Card to Child for staff By.
+	Bind *struct{ Child, Card, By string }
+	Done bool // enrolment ended (cancelled, timed out, or a card handed over)
+}
+
+// Active reports whether enrolment is open.
+func (e *Enroller) Active() bool { return e.staff != nil }
+
+// Tap handles a card presented. handled is false when enrolment is closed
+// and the card is not a staff card: then it is an ordinary tap.
+func (e *Enroller) Tap(r *Roster, card string, now time.Time) (s Step, handled bool) {
+	st := r.StaffByKey(card)
+	switch {
+	case !e.Active() && st == nil:
+		return Step{}, false
+	case !e.Active():
+		e.start(r, st, now)
+		return e.screen(r), true
+	case st != nil && st.ID == e.staff.ID:
+		e.stop()
+		return Step{Screen: []string{"등록 취소", "변경 없음"}, Done: true}, true
+	case e.child == "":
+		e.until = now.Add(e.timeout())
+		return Step{Screen: append(e.screen(r).Screen[:2:2], "아이를 먼저 고르세요")}, true
+	}
+	child, by := e.child, e.staff.ID
+	e.stop()
+	return Step{Bind: &struct{ Child, Card, By string }{child, card, by}, Done: true}, true
+}
+
+// Press handles a button.
+func (e *Enroller) Press(r *Roster, b Button, now time.Time) Step {
+	if !e.Active() || len(e.list) == 0 {
+		return Step{}
+	}
+	e.until = now.Add(e.timeout())
+	switch b {
+	case ButtonNext:
+		if e.child == "" {
+			e.cursor = (e.cursor + 1) % len(e.list)
+		}
+	case ButtonChoose:
+		e.child = e.list[e.cursor]
+	}
+	return e.screen(r)
+}
+
+// Tick ends enrolment when it has been silent for Timeout.
+func (e *Enroller) Tick(now time.Time) Step {
+	if e.Active() && now.After(e.until) {
+		e.stop()
+		return Step{Screen: []string{"시간 초과", "변경 없음"}, Done: true}
+	}
+	return Step{}
+}
+
+func (e *Enroller) timeout() time.Duration {
+	if e.Timeout <= 0 {
+		return time.Minute
+	}
+	return e.Timeout
+}
+
+func (e *Enroller) start(r *Roster, st *Staff, now time.Time) {
+	e.staff, e.cursor, e.child, e.until = st, 0, "", now.Add(e.timeout())
+	// Children with an in-use booking and no active card first, then all.
+	var first, rest []string
+	for _, c := range r.Children {
+		hasCard := slices.ContainsFunc(r.Cards, func(k Card) bool { return k.ChildID == c.ID && k.State == CardActive })
+		inUse := slices.ContainsFunc(r.BookingsOf(c.ID), func(b *Booking) bool { return b.Status == InUse })
+		if inUse && !hasCard {
+			first = append(first, c.ID)
+		} else {
+			rest = append(rest, c.ID)
+		}
+	}
+	e.list = append(first, rest...)
+}
+
+func (e *Enroller) stop() { e.staff, e.list, e.child = nil, nil, "" }
+
+func (e *Enroller) screen(r *Roster) Step {
+	if len(e.list) == 0 {
+		return Step{Screen: []string{"카드 등록", "아이가 없습니다"}}
+	}
+	if e.child != "" {
+		return Step{Screen: []string{MaskName(r.ChildByID(e.child).Name), "카드를 대주세요"}}
+	}
+	c := r.ChildByID(e.list[e.cursor])
+	return Step{Screen: []string{"카드 등록", MaskName(c.Name), "다음 ▶ / 선택 ●"}}
+}

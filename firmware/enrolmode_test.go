@@ -1,0 +1,56 @@
+package firmware
+
+import (
+	"testing"
+	"time"
+)
+
+// The device flow: a staff card opens enrolment, the buttons scroll and
+// choose, the next card is handed over for binding; the staff card again
+// cancels and silence times out, leaving nothing half-bound.
+func TestEnroller(t *testing.T) {
+	r := withStaff(t)
+	// c9 has an in-use booking and no card: listed first.
+	r.Children = append(r.Children, Child{"c9", "한지민"})
+	r.Bookings = append(r.Bookings, Booking{ID: "b9", ChildID: "c9", Type: Regular, Status: InUse, From: d("2026-09-01"), To: d("2026-12-31"), Weekdays: wk, Window: w("13:00", "18:00")})
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	now := at("2026-11-23 15:00:00")
+	var e Enroller
+	if _, handled := e.Tap(r, key(1), now); handled {
+		t.Fatal("a child's card outside enrolment was taken by it")
+	}
+	s, handled := e.Tap(r, key(90), now)
+	if !handled || !e.Active() || s.Screen[1] != MaskName("한지민") {
+		t.Fatalf("opening: %v %+v", handled, s)
+	}
+	if s, _ := e.Tap(r, key(50), now); s.Bind != nil || e.child != "" {
+		t.Fatalf("a card before a child was chosen: %+v", s)
+	}
+	s = e.Press(r, ButtonNext, now)
+	if s.Screen[1] != MaskName("김민준") {
+		t.Fatalf("next: %+v", s)
+	}
+	s = e.Press(r, ButtonChoose, now)
+	if s.Screen[1] != "카드를 대주세요" {
+		t.Fatalf("choose: %+v", s)
+	}
+	s, _ = e.Tap(r, key(50), now.Add(10*time.Second))
+	if s.Bind == nil || s.Bind.Child != "c1" || s.Bind.Card != key(50) || s.Bind.By != "s1" || !s.Done || e.Active() {
+		t.Fatalf("the card: %+v", s)
+	}
+	// Cancel with the staff card, and time out: nothing to bind.
+	e.Tap(r, key(90), now)
+	e.Press(r, ButtonChoose, now)
+	if s, _ := e.Tap(r, key(90), now); s.Bind != nil || !s.Done || e.Active() {
+		t.Fatalf("cancel: %+v", s)
+	}
+	e.Tap(r, key(90), now)
+	if s := e.Tick(now.Add(30 * time.Second)); s.Done {
+		t.Fatal("timed out early")
+	}
+	if s := e.Tick(now.Add(61 * time.Second)); !s.Done || e.Active() || s.Bind != nil {
+		t.Fatalf("timeout: %+v", s)
+	}
+}
