@@ -264,9 +264,18 @@ func cmdPush(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "roster of %s (%d children, %d cards, %d bookings) handed to the bridge; it publishes the next revision\n",
-		src.Roster.Centre.ID, len(src.Roster.Children), len(src.Roster.Cards), len(src.Roster.Bookings))
+	fmt.Fprintf(stdout, "%s handed to the bridge; it publishes the next revision\n", src.Summary())
 	return nil
+}
+
+// readStore loads the config and opens its store for reading.
+func readStore(cfgPath string) (*Config, *bridge.Store, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := bridge.OpenStoreReadOnly(cfg.Store)
+	return cfg, st, err
 }
 
 func statusFile(cfg *Config) string { return cfg.Store + ".status.json" }
@@ -314,11 +323,7 @@ func cmdTexts(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := bridge.OpenStoreReadOnly(cfg.Store)
+	_, st, err := readStore(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -355,11 +360,7 @@ func cmdExport(args []string, stdout io.Writer) error {
 	if _, err := time.Parse("2006-01", *month); err != nil {
 		return fmt.Errorf("-month %q: want YYYY-MM", *month)
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := bridge.OpenStoreReadOnly(cfg.Store)
+	cfg, st, err := readStore(*cfgPath)
 	if err != nil {
 		return err
 	}

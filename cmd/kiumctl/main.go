@@ -160,7 +160,6 @@ func rosterPush(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "roster of %s (%d children, %d cards, %d bookings) handed to kiumbridge; it publishes the next revision\n",
-		src.Roster.Centre.ID, len(src.Roster.Children), len(src.Roster.Cards), len(src.Roster.Bookings))
+	fmt.Fprintf(stdout, "%s handed to kiumbridge; it publishes the next revision\n", src.Summary())
 	return nil
 }

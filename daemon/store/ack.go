@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -22,7 +23,7 @@ func (s *Store) Ack(ranges [][2]uint64) (int, error) {
 		var keys [][]byte
 		for _, r := range ranges {
 			c := b.Cursor()
-			for k, _ := c.Seek(seqKey(r[0])); k != nil && bytesToSeq(k) <= r[1]; k, _ = c.Next() {
+			for k, _ := c.Seek(seqKey(r[0])); k != nil && binary.BigEndian.Uint64(k) <= r[1]; k, _ = c.Next() {
 				keys = append(keys, k)
 			}
 		}
@@ -38,14 +39,6 @@ func (s *Store) Ack(ranges [][2]uint64) (int, error) {
 		return 0, fmt.Errorf("store: deleting acknowledged events: %w", err)
 	}
 	return n, nil
-}
-
-func bytesToSeq(k []byte) uint64 {
-	var v uint64
-	for _, c := range k {
-		v = v<<8 | uint64(c)
-	}
-	return v
 }
 
 // CorrectClock sets the times of stored events recorded while the clock
@@ -101,7 +94,7 @@ func (s *Store) Waiting() (first, last uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		last, _ = getU64(tx.Bucket(bMeta), kSeq)
 		if k, _ := tx.Bucket(bEvents).Cursor().First(); k != nil {
-			first = bytesToSeq(k)
+			first = binary.BigEndian.Uint64(k)
 		}
 		for _, b := range pend {
 			if b.last() > last {

@@ -76,7 +76,6 @@ type Options struct {
 type Stats struct {
 	Connects, Published, Resends, Acked int
 	Rejected                            int
-	LastRejection                       *protocol.Rejection
 	// Rejections are the last (up to 32) refused messages, oldest first.
 	Rejections []protocol.Rejection
 }
@@ -523,7 +522,6 @@ func (u *Uplink) reject(topic string, err error) {
 	u.log.Warn("uplink: message from the portal refused; nothing changed", "topic", topic, "err", err)
 	u.mu.Lock()
 	u.stats.Rejected++
-	u.stats.LastRejection = r
 	u.stats.Rejections = append(u.stats.Rejections, *r)
 	if len(u.stats.Rejections) > 32 {
 		u.stats.Rejections = u.stats.Rejections[1:]
@@ -687,7 +685,9 @@ func (u *Uplink) Status() protocol.Status {
 		st.ReaderHealthy, st.ReaderResets = u.o.Reader()
 	}
 	u.mu.Lock()
-	st.Rejected = u.stats.LastRejection
+	if n := len(u.stats.Rejections); n > 0 {
+		st.Rejected = &u.stats.Rejections[n-1]
+	}
 	u.mu.Unlock()
 	return st
 }

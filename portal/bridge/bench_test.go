@@ -125,7 +125,7 @@ func BenchmarkTapToText(b *testing.B) {
 		}
 	}))
 	defer hook.Close()
-	_, stopBridge := runBridgesWith(b, mq.URL(), st, dir, sms.NewWebhook(sms.WebhookOptions{URL: hook.URL, Secret: hookSecret}))
+	_, stopBridge := runBridges(b, mq.URL(), st, dir, 1, sms.NewWebhook(sms.WebhookOptions{URL: hook.URL, Secret: hookSecret}))
 	defer stopBridge()
 
 	var probe rc522emu.REQAProbe

@@ -87,10 +87,9 @@ type Status struct {
 
 // Stats count what the bridge did.
 type Stats struct {
-	Ingest                   ingest.Stats
-	TextsSent, TextsFailed   int
-	TextRetries, Published   int
-	RostersRejected, Dropped int
+	Ingest                 ingest.Stats
+	TextsSent, TextsFailed int
+	TextRetries, Published int
 }
 
 // Bridge is the portal side of the terminals.

@@ -107,10 +107,6 @@ func publishAll(t testing.TB, c mqtt.Client, topics []string, msgs [][]byte) {
 	}
 }
 
-func runBridgesWith(t testing.TB, broker string, st *bridge.Store, srcDir string, texts sms.Provider) ([]*bridge.Bridge, func()) {
-	return runBridges(t, broker, st, srcDir, 1, texts)
-}
-
 // runBridges starts n bridges on one shared subscription, sharing one
 // store.
 func runBridges(t testing.TB, broker string, st *bridge.Store, srcDir string, n int, texts sms.Provider) ([]*bridge.Bridge, func()) {

@@ -61,3 +61,8 @@ func Push(dir, centre, keyHex, file string, now time.Time) (*Source, error) {
 	}
 	return src, nil
 }
+
+// Summary names a source's centre and counts what it holds.
+func (s *Source) Summary() string {
+	return fmt.Sprintf("roster of %s (%d children, %d cards, %d bookings)", s.Roster.Centre.ID, len(s.Roster.Children), len(s.Roster.Cards), len(s.Roster.Bookings))
+}
