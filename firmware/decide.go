@@ -49,6 +49,7 @@ const (
 	ReasonCardUnbound      Reason = "card_not_registered"
 	ReasonCardReplaced     Reason = "card_replaced"
 	ReasonCardRevoked      Reason = "card_revoked"
+	ReasonCardConflict     Reason = "card_bound_elsewhere" // lost a conflict (docs/protocol.md)
 	ReasonChildNotInRoster Reason = "child_not_in_roster"
 	ReasonClosingTime      Reason = "closing_time"
 	ReasonDayRolledOver    Reason = "day_rolled_over"
@@ -168,6 +169,8 @@ func decide(in Input, s Settings) Decision {
 		return Decision{Outcome: ReplacedCard, Reason: ReasonCardReplaced, ChildID: card.ChildID}
 	case card.State == CardRevoked:
 		return Decision{Outcome: ReplacedCard, Reason: ReasonCardRevoked, ChildID: card.ChildID}
+	case card.State == CardConflict:
+		return Decision{Outcome: ReplacedCard, Reason: ReasonCardConflict, ChildID: card.ChildID}
 	case r.ChildByID(card.ChildID) == nil:
 		return Decision{Outcome: UnknownCard, Reason: ReasonChildNotInRoster, ChildID: card.ChildID}
 	}

@@ -2,6 +2,7 @@ package firmware
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -26,7 +27,8 @@ const (
 	RefuseCardOfOther      Reason = "card_of_other_child" // active for another child: not silently taken
 	RefuseAlreadyBound     Reason = "card_already_bound"  // this child's active card already
 	RefuseNoActiveCard     Reason = "no_active_card"
-	RefuseScheduledBooking Reason = "scheduled_booking" // Q18: cancel the 이용예정 booking first
+	RefuseScheduledBooking Reason = "scheduled_booking"    // Q18: cancel the 이용예정 booking first
+	RefuseBoundElsewhere   Reason = "card_bound_elsewhere" // lost a conflict: revoke it where it is bound first
 )
 
 // Refused is an enrolment change the rules refuse.
@@ -59,6 +61,8 @@ func Bind(r *Roster, child, card, by string, flow Flow, at time.Time) (*Roster, 
 		return nil, ch, &Refused{RefuseUnknownChild, fmt.Sprintf("no child %q in the roster", child)}
 	case r.StaffByKey(card) != nil:
 		return nil, ch, &Refused{RefuseStaffCard, "this is a staff card; give the child a card of their own"}
+	case c != nil && c.State == CardConflict:
+		return nil, ch, &Refused{RefuseBoundElsewhere, "this card was bound first at another centre or to another child; revoke it there first"}
 	case c != nil && c.State == CardActive && c.ChildID == child:
 		return nil, ch, &Refused{RefuseAlreadyBound, "this card is the child's already"}
 	case c != nil && c.State == CardActive:
@@ -124,5 +128,45 @@ func (r *Roster) clone() *Roster {
 	c.Cards = slices.Clone(r.Cards)
 	c.Bookings = slices.Clone(r.Bookings)
 	c.Staff = slices.Clone(r.Staff)
+	c.Applied = maps.Clone(r.Applied)
 	return &c
+}
+
+// AppliedKey is the key of Roster.Applied for a terminal's log.
+func AppliedKey(device, log string) string { return device + "/" + log }
+
+// Replay puts binding changes made on a terminal, not yet taken into the
+// portal's roster r, back on top of it, in order. The rules were checked
+// when each change was made; here a change simply wins over r, except one
+// for a child r no longer has, or a card r says is a staff card, which is
+// skipped. r is not changed; the result is validated.
+func Replay(r *Roster, chs []BindingChange) (*Roster, error) {
+	if len(chs) == 0 {
+		return r, nil
+	}
+	next := r.clone()
+	for _, ch := range chs {
+		if next.ChildByID(ch.Child) == nil || (ch.NewCard != "" && next.StaffByKey(ch.NewCard) != nil) {
+			continue
+		}
+		found := false
+		for i := range next.Cards {
+			c := &next.Cards[i]
+			switch {
+			case ch.NewCard != "" && c.Key == ch.NewCard:
+				c.ChildID, c.State, c.Since, found = ch.Child, CardActive, ch.At, true
+			case ch.NewCard != "" && c.ChildID == ch.Child && c.State == CardActive:
+				c.State, c.Since = CardReplaced, ch.At
+			case ch.NewCard == "" && c.Key == ch.OldCard && c.ChildID == ch.Child:
+				c.State, c.Since = CardRevoked, ch.At
+			}
+		}
+		if ch.NewCard != "" && !found {
+			next.Cards = append(next.Cards, Card{Key: ch.NewCard, ChildID: ch.Child, State: CardActive, Since: ch.At})
+		}
+	}
+	if err := next.Validate(); err != nil {
+		return nil, fmt.Errorf("replaying the terminal's binding changes: %w", err)
+	}
+	return next, nil
 }

@@ -19,22 +19,35 @@ const (
 // is bound to that child; the staff card again cancels, and so does
 // silence for Timeout. It decides what to show and what to bind; the
 // caller binds (Bind), records and shows.
+//
+// The portal may also open it for one child (StartFor): then the next card
+// presented is bound to that child, and any staff card cancels.
 type Enroller struct {
 	// Timeout ends enrolment without a change; default 60 s.
 	Timeout time.Duration
+	// PortalTimeout is Timeout for an enrolment the portal opened, which
+	// staff may have to walk to; default 5 min.
+	PortalTimeout time.Duration
 
 	staff  *Staff
 	list   []string // child IDs, in scrolling order
 	cursor int
 	child  string // chosen; waiting for a card
+	flow   Flow
 	until  time.Time
+}
+
+// Binding is a card to bind to a child, handed over by the Enroller.
+type Binding struct {
+	Child, Card, By string
+	Flow            Flow
 }
 
 // Step is what the terminal does after an enrolment input.
 type Step struct {
 	Screen []string
 	// Bind, when set, asks the caller to bind Card to Child for staff By.
-	Bind *struct{ Child, Card, By string }
+	Bind *Binding
 	Done bool // enrolment ended (cancelled, timed out, or a card handed over)
 }
 
@@ -51,16 +64,16 @@ func (e *Enroller) Tap(r *Roster, card string, now time.Time) (s Step, handled b
 	case !e.Active():
 		e.start(r, st, now)
 		return e.screen(r), true
-	case st != nil && st.ID == e.staff.ID:
+	case st != nil && (st.ID == e.staff.ID || e.flow == FlowPortal):
 		e.stop()
 		return Step{Screen: []string{"등록 취소", "변경 없음"}, Done: true}, true
 	case e.child == "":
 		e.until = now.Add(e.timeout())
 		return Step{Screen: append(e.screen(r).Screen[:2:2], "아이를 먼저 고르세요")}, true
 	}
-	child, by := e.child, e.staff.ID
+	b := &Binding{Child: e.child, Card: card, By: e.staff.ID, Flow: e.flow}
 	e.stop()
-	return Step{Bind: &struct{ Child, Card, By string }{child, card, by}, Done: true}, true
+	return Step{Bind: b, Done: true}, true
 }
 
 // Press handles a button.
@@ -89,7 +102,26 @@ func (e *Enroller) Tick(now time.Time) Step {
 	return Step{}
 }
 
+// StartFor opens enrolment for one child, at the portal's request (by
+// names the portal user): the next card presented is bound to the child.
+// It replaces an enrolment already open.
+func (e *Enroller) StartFor(r *Roster, child, by string, now time.Time) (Step, error) {
+	c := r.ChildByID(child)
+	if c == nil {
+		return Step{}, &Refused{RefuseUnknownChild, "no child " + child + " in the terminal's roster"}
+	}
+	e.staff, e.list, e.cursor, e.child, e.flow = &Staff{ID: by}, []string{child}, 0, child, FlowPortal
+	e.until = now.Add(e.timeout())
+	return e.screen(r), nil
+}
+
 func (e *Enroller) timeout() time.Duration {
+	if e.flow == FlowPortal {
+		if e.PortalTimeout <= 0 {
+			return 5 * time.Minute
+		}
+		return e.PortalTimeout
+	}
 	if e.Timeout <= 0 {
 		return time.Minute
 	}
@@ -97,7 +129,8 @@ func (e *Enroller) timeout() time.Duration {
 }
 
 func (e *Enroller) start(r *Roster, st *Staff, now time.Time) {
-	e.staff, e.cursor, e.child, e.until = st, 0, "", now.Add(e.timeout())
+	e.staff, e.cursor, e.child, e.flow = st, 0, "", FlowDevice
+	e.until = now.Add(e.timeout())
 	// Children with an in-use booking and no active card first, then all.
 	var first, rest []string
 	for _, c := range r.Children {

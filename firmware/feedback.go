@@ -29,6 +29,8 @@ const (
 	PatternUnknown   = "unknown"    // red, two beeps
 	PatternReplaced  = "replaced"   // red, three beeps
 	PatternError     = "error"      // red blinking, long beep
+	PatternEnrol     = "enrol"      // amber steady, no sound: enrolment open
+	PatternBound     = "bound"      // green, one long beep: a card bound
 )
 
 // FeedbackFor says what to show for a decision. name is the child's
@@ -66,6 +68,9 @@ func FeedbackFor(d Decision, name string, at time.Time, lang Language) Feedback 
 	case UnknownCard:
 		return Feedback{PatternUnknown, []string{pick("등록되지 않은", "Card not"), pick("카드입니다", "registered")}}
 	case ReplacedCard:
+		if d.Reason == ReasonCardConflict {
+			return Feedback{PatternReplaced, []string{pick("다른 곳에 등록된", "Card registered"), pick("카드입니다", "elsewhere"), pick("선생님께 알려주세요", "Tell a teacher")}}
+		}
 		return Feedback{PatternReplaced, []string{pick("사용할 수 없는", "Card no longer"), pick("카드입니다", "valid"), pick("(교체·분실 카드)", "(replaced or lost)")}}
 	}
 	return ErrorFeedback(lang)
@@ -78,4 +83,32 @@ func ErrorFeedback(lang Language) Feedback {
 		return Feedback{PatternError, []string{"Not recorded", "Tell a teacher"}}
 	}
 	return Feedback{PatternError, []string{"기록하지 못했어요", "선생님께 알려주세요"}}
+}
+
+// EnrolFeedback shows an enrolment screen (Step.Screen).
+func EnrolFeedback(lines []string) Feedback { return Feedback{PatternEnrol, lines} }
+
+// BoundFeedback confirms a card bound to a child.
+func BoundFeedback(name string, replaced bool) Feedback {
+	l := []string{"카드 등록 완료", MaskName(name)}
+	if replaced {
+		l = append(l, "이전 카드는 사용 중지")
+	}
+	return Feedback{PatternBound, l}
+}
+
+// RefusedFeedback shows why an enrolment was refused, in a word for staff.
+func RefusedFeedback(why Reason) Feedback {
+	line := map[Reason]string{
+		RefuseUnknownChild:     "명단에 없는 아이",
+		RefuseStaffCard:        "교사 카드입니다",
+		RefuseCardOfOther:      "다른 아이의 카드",
+		RefuseAlreadyBound:     "이미 등록된 카드",
+		RefuseNoActiveCard:     "등록된 카드 없음",
+		RefuseScheduledBooking: "이용예정 예약 있음",
+	}[why]
+	if line == "" {
+		line = string(why)
+	}
+	return Feedback{PatternUnknown, []string{"등록할 수 없음", line, "선생님께 문의"}}
 }

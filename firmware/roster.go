@@ -22,6 +22,11 @@ type Roster struct {
 	// Staff may open card enrolment with their cards; a staff card never
 	// counts attendance and is never bound to a child.
 	Staff []Staff `json:"staff,omitempty"`
+	// Applied says which terminals' binding changes (card_bound events)
+	// this revision takes in: "device/log" to the last sequence taken. A
+	// terminal keeps its own later changes on top of the roster until a
+	// revision takes them in (or decides against them, as in a conflict).
+	Applied map[string]uint64 `json:"applied_bindings,omitempty"`
 
 	// Indexes built by Index; not part of the wire form.
 	byStaff map[string]*Staff
@@ -76,6 +81,9 @@ const (
 	CardActive   CardState = "active"
 	CardReplaced CardState = "replaced" // a spare was bound instead (Q20)
 	CardRevoked  CardState = "revoked"
+	// CardConflict: bound here while offline, but the same card was bound
+	// first elsewhere (another centre or child); see docs/protocol.md.
+	CardConflict CardState = "conflict"
 )
 
 // Card binds a card to a child. Key is the card UID's HMAC under the
@@ -179,9 +187,9 @@ func (r *Roster) Validate() error {
 			bad(f+".child", "no child %q in children", c.ChildID)
 		}
 		switch c.State {
-		case CardActive, CardReplaced, CardRevoked:
+		case CardActive, CardReplaced, CardRevoked, CardConflict:
 		default:
-			bad(f+".state", "%q is not active, replaced or revoked", c.State)
+			bad(f+".state", "%q is not active, replaced, revoked or conflict", c.State)
 		}
 		if prev := r.byCard[c.Key]; prev != nil {
 			bad(f+".key", "card bound twice (also to child %q)", prev.ChildID)
@@ -207,6 +215,11 @@ func (r *Roster) Validate() error {
 			bad(f+".key", "the same card for two staff")
 		}
 		r.byStaff[st.Key] = st
+	}
+	for k := range r.Applied {
+		if dev, log, ok := strings.Cut(k, "/"); !ok || dev == "" || log == "" {
+			bad("applied_bindings", "key %q is not device/log", k)
+		}
 	}
 	r.booked = map[string][]*Booking{}
 	for i := range r.Bookings {

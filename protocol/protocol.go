@@ -139,7 +139,15 @@ type Event struct {
 	Reason      string    `json:"reason"`
 	Flags       []string  `json:"flags,omitempty"`
 	RosterRev   uint64    `json:"roster_revision"`
+	// Binding changes (outcome card_bound) only: the card the new one
+	// replaced, and who bound it (a staff ID, or the portal user).
+	OldCard string `json:"old_card,omitempty"`
+	By      string `json:"by,omitempty"`
 }
+
+// OutcomeCardBound is the outcome of a binding change event: card bound
+// to child, by By, through the flow named in reason.
+const OutcomeCardBound = "card_bound"
 
 // Batch is an events message: 1 to MaxBatch consecutive events of one
 // device's log, in sequence order.
@@ -190,6 +198,8 @@ func (e *Event) check() error {
 		return errors.New("bad log")
 	case e.Outcome == "":
 		return errors.New("no outcome")
+	case e.Outcome == OutcomeCardBound && (e.Child == "" || len(e.Card) != 32 || len(e.UID) < 8 || e.By == ""):
+		return errors.New("a card_bound event needs child, card, uid and by")
 	}
 	return nil
 }
@@ -326,6 +336,9 @@ type Delta struct {
 	Children Changes[firmware.Child]   `json:"children"`
 	Cards    Changes[firmware.Card]    `json:"cards"`
 	Bookings Changes[firmware.Booking] `json:"bookings"`
+	Staff    Changes[firmware.Staff]   `json:"staff"`
+	// Applied, when present, replaces the roster's applied_bindings.
+	Applied map[string]uint64 `json:"applied_bindings,omitempty"`
 }
 
 // Changes to one list of the roster: records upserted by their ID, IDs
@@ -402,6 +415,11 @@ func (d *Delta) Apply(cur *firmware.Roster) (*firmware.Roster, error) {
 	next.Children = applyChanges(cur.Children, d.Children, func(c firmware.Child) string { return c.ID })
 	next.Cards = applyChanges(cur.Cards, d.Cards, func(c firmware.Card) string { return c.Key })
 	next.Bookings = applyChanges(cur.Bookings, d.Bookings, func(b firmware.Booking) string { return b.ID })
+	next.Staff = applyChanges(cur.Staff, d.Staff, func(s firmware.Staff) string { return s.ID })
+	next.Applied = cur.Applied
+	if d.Applied != nil {
+		next.Applied = d.Applied
+	}
 	if err := next.Validate(); err != nil {
 		return nil, fmt.Errorf("roster delta %d→%d: %w", d.Base, d.Revision, err)
 	}
@@ -429,8 +447,8 @@ func applyChanges[T any](cur []T, ch Changes[T], id func(T) string) []T {
 }
 
 // Digest is the roster's SHA-256 in hex over its canonical form: the JSON
-// of firmware.Roster with children, cards and bookings sorted by ID (cards
-// by key), empty lists as [], no HTML escaping and no whitespace. Both sides compute it the
+// of firmware.Roster with children, cards, bookings and staff sorted by ID
+// (cards by key), applied_bindings with its keys sorted, empty lists as [], no HTML escaping and no whitespace. Both sides compute it the
 // same way; docs/protocol.md spells the form out.
 func Digest(r *firmware.Roster) string {
 	c := *r
@@ -438,6 +456,13 @@ func Digest(r *firmware.Roster) string {
 	c.Children = append([]firmware.Child{}, r.Children...)
 	c.Cards = append([]firmware.Card{}, r.Cards...)
 	c.Bookings = append([]firmware.Booking{}, r.Bookings...)
+	if len(r.Staff) > 0 { // staff is omitted when empty
+		c.Staff = slices.Clone(r.Staff)
+		slices.SortFunc(c.Staff, func(a, b firmware.Staff) int { return strings.Compare(a.ID, b.ID) })
+	}
+	if len(r.Applied) == 0 {
+		c.Applied = nil
+	}
 	slices.SortFunc(c.Children, func(a, b firmware.Child) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(c.Cards, func(a, b firmware.Card) int { return strings.Compare(a.Key, b.Key) })
 	slices.SortFunc(c.Bookings, func(a, b firmware.Booking) int { return strings.Compare(a.ID, b.ID) })
@@ -457,7 +482,7 @@ type Command struct {
 	ID      string          `json:"id"`
 	Centre  string          `json:"centre"`
 	Device  string          `json:"device"`
-	Name    string          `json:"name"` // "ping", "resync"
+	Name    string          `json:"name"` // "ping", "resync", "enrol"
 	Expires time.Time       `json:"expires"`
 	Args    json.RawMessage `json:"args,omitempty"`
 }
@@ -466,7 +491,27 @@ type Command struct {
 const (
 	CmdPing   = "ping"
 	CmdResync = "resync"
+	CmdEnrol  = "enrol"
 )
+
+// EnrolArgs are the arguments of an enrol command: the next card presented
+// is bound to Child, by By (the portal user, for the audit).
+type EnrolArgs struct {
+	Child string `json:"child"`
+	By    string `json:"by"`
+}
+
+// DecodeEnrolArgs decodes and checks an enrol command's arguments.
+func DecodeEnrolArgs(raw json.RawMessage) (EnrolArgs, error) {
+	var a EnrolArgs
+	if err := decode(raw, MaxMessage, "enrol arguments", &a); err != nil {
+		return a, err
+	}
+	if a.Child == "" || len(a.Child) > 64 || a.By == "" || len(a.By) > 64 {
+		return a, errors.New("enrol arguments: child and by are required, 1 to 64 bytes each")
+	}
+	return a, nil
+}
 
 // DecodeCommand decodes a command's payload (already out of its envelope)
 // and checks it is for this device and not expired at now.

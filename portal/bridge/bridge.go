@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -663,6 +664,10 @@ func Diff(prev, next *firmware.Roster) *protocol.Delta {
 	d.Children = changes(prev.Children, next.Children, func(c firmware.Child) string { return c.ID })
 	d.Cards = changes(prev.Cards, next.Cards, func(c firmware.Card) string { return c.Key })
 	d.Bookings = changes(prev.Bookings, next.Bookings, func(c firmware.Booking) string { return c.ID })
+	d.Staff = changes(prev.Staff, next.Staff, func(s firmware.Staff) string { return s.ID })
+	if !maps.Equal(prev.Applied, next.Applied) {
+		d.Applied = maps.Clone(next.Applied) // only ever grows
+	}
 	return d
 }
 
