@@ -21,6 +21,8 @@ const (
 	UnknownCard  Outcome = "unknown_card"  // not bound to any child (Q17)
 	ReplacedCard Outcome = "replaced_card" // replaced or revoked (Q20)
 	AutoCheckOut Outcome = "auto_check_out"
+	// CardBound is not a tap: a card bound to a child (card enrolment).
+	CardBound Outcome = "card_bound"
 )
 
 func (o Outcome) String() string { return string(o) }

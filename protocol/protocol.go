@@ -147,7 +147,7 @@ type Event struct {
 
 // OutcomeCardBound is the outcome of a binding change event: card bound
 // to child, by By, through the flow named in reason.
-const OutcomeCardBound = "card_bound"
+const OutcomeCardBound = string(firmware.CardBound)
 
 // Batch is an events message: 1 to MaxBatch consecutive events of one
 // device's log, in sequence order.

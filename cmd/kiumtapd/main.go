@@ -173,11 +173,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	taps := make(chan tapped, 16)
 	removed := make(chan rc522.Event, 16)
 	clk := clock.New(clock.Options{})
-	up, err := openUplink(cfg, st, clk, dev, log)
+	var term *terminal.Terminal
+	enrol := func(child, by string) ([]string, error) { return term.EnrolFor(child, by) }
+	up, err := openUplink(cfg, st, clk, dev, enrol, log)
 	if err != nil {
 		return err
 	}
-	term, err := terminal.New(terminal.Options{
+	term, err = terminal.New(terminal.Options{
 		Store: st, Clock: clk, Key: cfg.Key(), RawUID: cfg.StoreRawUID,
 		Settings: cfg.Settings(), Language: firmware.Language(cfg.Language), Logger: log,
 		DiskWarnFree: mib(cfg.DiskWarnFree),
@@ -198,6 +200,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if *demo {
 				taps <- tapped{ev, dec}
 			}
+		},
+		Bound: func(ev store.Event, ch firmware.BindingChange) {
+			if up != nil {
+				up.Notify()
+			}
+			fmt.Fprintf(stdout, "    event #%d card_bound: child %s by %s (%s)\n", ev.Seq, ch.Child, ch.By, ch.Flow)
 		},
 	})
 	if err != nil {
@@ -244,7 +252,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // openUplink makes the link to the portal when a broker is configured.
-func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc522.Dev, log *slog.Logger) (*uplink.Uplink, error) {
+func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc522.Dev, enrol func(child, by string) ([]string, error), log *slog.Logger) (*uplink.Uplink, error) {
 	m := cfg.MQTT
 	if m.Broker == "" {
 		log.Warn("no mqtt.broker configured: working offline; every event stays in the outbox")
@@ -263,6 +271,7 @@ func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc
 		Store: st, Clock: clk, Window: m.Window, Heartbeat: time.Duration(m.Heartbeat), Version: version, Logger: log,
 		// Healthy until a hard reset has failed to bring the chip back.
 		Reader: func() (bool, int) { s := dev.Stats(); return s.ResetFailures == 0, int(s.Recoveries) },
+		Enrol:  enrol,
 	})
 }
 

@@ -15,6 +15,14 @@ type batch struct {
 	events   []Event
 	raw      [][]byte        // events[i] encoded
 	presence []childPresence // later entries for a child win
+	bindings []localBinding  // binding changes made here (Store.Bind)
+}
+
+// localBinding is a binding change made at this terminal, by the event
+// with sequence seq.
+type localBinding struct {
+	seq uint64
+	raw []byte // JSON of firmware.BindingChange
 }
 
 type childPresence struct {
@@ -25,8 +33,12 @@ type childPresence struct {
 func (b *batch) first() uint64 { return b.events[0].Seq }
 func (b *batch) last() uint64  { return b.events[len(b.events)-1].Seq }
 
-// batchVersion is the first byte of every encoded batch.
-const batchVersion = 1
+// batchVersion is the first byte of an encoded batch; batchVersionBinding
+// marks one with binding changes after the presence records.
+const (
+	batchVersion        = 1
+	batchVersionBinding = 2
+)
 
 // maxBatchEvents bounds a batch: a closing of the day writes one event per
 // child inside.
@@ -39,8 +51,14 @@ const maxBatchEvents = 1 << 14
 //	n times  uvarint length, stored event (see Event.marshal)
 //	m        uvarint, number of presence records
 //	m times  uvarint length, child ID, uvarint length, presence JSON
+//	version 2 only:
+//	k        uvarint, number of binding changes
+//	k times  uvarint sequence, uvarint length, firmware.BindingChange JSON
 func (b *batch) encode() []byte {
 	out := []byte{batchVersion}
+	if len(b.bindings) > 0 {
+		out[0] = batchVersionBinding
+	}
 	out = binary.AppendUvarint(out, uint64(len(b.raw)))
 	for _, r := range b.raw {
 		out = binary.AppendUvarint(out, uint64(len(r)))
@@ -53,12 +71,20 @@ func (b *batch) encode() []byte {
 		out = binary.AppendUvarint(out, uint64(len(p.raw)))
 		out = append(out, p.raw...)
 	}
+	if len(b.bindings) > 0 {
+		out = binary.AppendUvarint(out, uint64(len(b.bindings)))
+		for _, l := range b.bindings {
+			out = binary.AppendUvarint(out, l.seq)
+			out = binary.AppendUvarint(out, uint64(len(l.raw)))
+			out = append(out, l.raw...)
+		}
+	}
 	return out
 }
 
 // decodeBatch decodes a journal payload; damage is an error, never a panic.
 func decodeBatch(p []byte) (*batch, error) {
-	if len(p) == 0 || p[0] != batchVersion {
+	if len(p) == 0 || (p[0] != batchVersion && p[0] != batchVersionBinding) {
 		return nil, fmt.Errorf("store: journal record of unknown version (first byte % X)", p[:min(len(p), 1)])
 	}
 	r := &reader{b: p[1:]}
@@ -94,6 +120,26 @@ func decodeBatch(p []byte) (*batch, error) {
 				return nil, err
 			}
 			b.presence = append(b.presence, childPresence{child, append([]byte(nil), raw...)})
+		}
+	}
+	if p[0] == batchVersionBinding {
+		k := r.uvarint()
+		if k == 0 || k > n {
+			r.err = errShort
+		}
+		for i := uint64(0); i < k && r.err == nil; i++ {
+			seq := r.uvarint()
+			raw := r.blob()
+			if r.err != nil {
+				break
+			}
+			if seq < b.first() || seq > b.last() {
+				return nil, fmt.Errorf("store: journal record with a binding change of sequence %d outside its events", seq)
+			}
+			if _, err := decodeBinding(raw); err != nil {
+				return nil, err
+			}
+			b.bindings = append(b.bindings, localBinding{seq, append([]byte(nil), raw...)})
 		}
 	}
 	if r.err != nil {
@@ -142,6 +188,12 @@ func (b *batch) apply(tx *bolt.Tx) error {
 			return errors.New("store: a presence record without a child")
 		}
 		if err := pb.Put([]byte(p.child), p.raw); err != nil {
+			return err
+		}
+	}
+	bb := tx.Bucket(bBindings)
+	for _, l := range b.bindings {
+		if err := bb.Put(seqKey(l.seq), l.raw); err != nil {
 			return err
 		}
 	}

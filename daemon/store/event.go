@@ -28,6 +28,11 @@ type Event struct {
 	Reason         firmware.Reason  `json:"reason"`
 	Flags          []firmware.Flag  `json:"flags,omitempty"`
 	RosterRev      uint64           `json:"roster_revision"`
+	// Binding changes (Outcome firmware.CardBound) only: the card the new
+	// one (CardKey) replaced, and the staff ID or portal user who bound it.
+	// Reason is then the flow.
+	OldCard string `json:"old_card,omitempty"`
+	By      string `json:"by,omitempty"`
 }
 
 // ID is the event's identity across the system: device ID and sequence.
@@ -36,8 +41,12 @@ func (e *Event) ID(device string) string { return fmt.Sprintf("%s-%d", device, e
 // BootIDString is the boot ID in hex.
 func (e *Event) BootIDString() string { return hex.EncodeToString(e.BootID[:]) }
 
-// eventVersion is the first byte of every stored event.
-const eventVersion = 1
+// eventVersion is the first byte of a stored event; eventVersionBinding
+// marks one with the binding fields (OldCard, By) after the rest.
+const (
+	eventVersion        = 1
+	eventVersionBinding = 2
+)
 
 // maxField bounds every variable-length field, so a damaged record cannot
 // make the decoder allocate without end.
@@ -49,7 +58,12 @@ func (e Event) marshal() ([]byte, error) {
 		return nil, fmt.Errorf("store: event time %v out of range", e.Time)
 	}
 	b := make([]byte, 0, 128)
-	b = append(b, eventVersion)
+	binding := e.OldCard != "" || e.By != ""
+	if binding {
+		b = append(b, eventVersionBinding)
+	} else {
+		b = append(b, eventVersion)
+	}
 	b = binary.AppendUvarint(b, e.Seq)
 	b = binary.AppendVarint(b, e.Time.UnixNano())
 	var bits byte
@@ -82,6 +96,22 @@ func (e Event) marshal() ([]byte, error) {
 		b = append(b, f...)
 	}
 	b = binary.AppendUvarint(b, e.RosterRev)
+	if binding {
+		var old []byte
+		if e.OldCard != "" {
+			var err error
+			if old, err = hex.DecodeString(e.OldCard); err != nil {
+				return nil, fmt.Errorf("store: event old card key %q: %w", e.OldCard, err)
+			}
+		}
+		for _, f := range [][]byte{old, []byte(e.By)} {
+			if len(f) > maxField {
+				return nil, fmt.Errorf("store: event field of %d bytes (at most %d)", len(f), maxField)
+			}
+			b = binary.AppendUvarint(b, uint64(len(f)))
+			b = append(b, f...)
+		}
+	}
 	return b, nil
 }
 
@@ -137,7 +167,7 @@ func (r *reader) field() []byte { return r.bytes(r.uvarint()) }
 // never a panic.
 func unmarshalEvent(b []byte) (Event, error) {
 	var e Event
-	if len(b) == 0 || b[0] != eventVersion {
+	if len(b) == 0 || (b[0] != eventVersion && b[0] != eventVersionBinding) {
 		return e, fmt.Errorf("store: event record of unknown version (first byte % X)", b[:min(len(b), 1)])
 	}
 	r := &reader{b: b[1:]}
@@ -167,6 +197,12 @@ func unmarshalEvent(b []byte) (Event, error) {
 		e.Flags = append(e.Flags, firmware.Flag(r.field()))
 	}
 	e.RosterRev = r.uvarint()
+	if b[0] == eventVersionBinding {
+		if old := r.field(); len(old) > 0 {
+			e.OldCard = hex.EncodeToString(old)
+		}
+		e.By = string(r.field())
+	}
 	if r.err != nil {
 		return Event{}, fmt.Errorf("store: damaged event record: %w", r.err)
 	}

@@ -19,8 +19,13 @@ func sampleEvent() Event {
 	}
 }
 
+func bindingEvent() Event {
+	return Event{Seq: 7, Time: time.Date(2026, 11, 23, 6, 2, 0, 0, time.UTC), ClockSynced: true, CardKey: ck(50), UID: []byte{50, 1, 2, 3},
+		ChildID: "c1", Outcome: firmware.CardBound, Reason: "device", OldCard: ck(1), By: "s1", RosterRev: 3}
+}
+
 func TestEventRoundTrip(t *testing.T) {
-	for _, ev := range []Event{sampleEvent(), {Seq: 1, Time: time.Unix(0, 0), Outcome: firmware.UnknownCard, Reason: firmware.ReasonCardUnbound}} {
+	for _, ev := range []Event{sampleEvent(), bindingEvent(), {Seq: 1, Time: time.Unix(0, 0), Outcome: firmware.UnknownCard, Reason: firmware.ReasonCardUnbound}} {
 		raw, err := ev.marshal()
 		if err != nil {
 			t.Fatal(err)
@@ -50,6 +55,8 @@ func TestEventRoundTrip(t *testing.T) {
 
 func FuzzUnmarshalEvent(f *testing.F) {
 	raw, _ := sampleEvent().marshal()
+	f.Add(raw)
+	raw, _ = bindingEvent().marshal()
 	f.Add(raw)
 	f.Add([]byte{1})
 	f.Add([]byte{})

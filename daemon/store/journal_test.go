@@ -157,6 +157,10 @@ func FuzzReadJournal(f *testing.F) {
 	}
 	f.Add(rec(p))
 	f.Add(append(rec(p), rec(p)...))
+	bev := bindingEvent()
+	bb := &batch{events: []Event{bev}, raw: [][]byte{mustMarshal(f, bev)},
+		bindings: []localBinding{{bev.Seq, []byte(`{"child":"c1","old_card":"` + ck(1) + `","new_card":"` + ck(50) + `","by":"s1","flow":"device","at":"2026-11-23T06:02:00Z"}`)}}}
+	f.Add(rec(bb.encode()))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, b := range readRecords(data) {

@@ -49,7 +49,7 @@ var (
 )
 
 // SchemaVersion is the layout this code writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bMeta     = []byte("meta")
@@ -57,6 +57,7 @@ var (
 	bCards    = []byte("cards")
 	bPresence = []byte("presence")
 	bEvents   = []byte("events")
+	bBindings = []byte("bindings") // binding changes made here, by sequence (schema 2)
 
 	kSchema   = []byte("schema")
 	kDevice   = []byte("device")
@@ -68,7 +69,10 @@ var (
 )
 
 // migrations[i] brings a store from schema i+1 to i+2.
-var migrations []func(tx *bolt.Tx) error
+var migrations = []func(tx *bolt.Tx) error{
+	// 1 → 2: binding changes made at the terminal (card enrolment).
+	func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bBindings); return err },
+}
 
 // Options configure Open.
 type Options struct {
@@ -102,8 +106,13 @@ type Store struct {
 	logID  string
 	boots  uint64
 
+	// mu guards the rosters: the portal's (base) and the one decisions
+	// use (roster): base with this terminal's binding changes the portal
+	// has not taken in yet (changes) laid on top.
 	mu       sync.RWMutex
+	base     *firmware.Roster
 	roster   *firmware.Roster
+	changes  []change
 	received time.Time
 
 	// Writers of batches (Tap, CloseDay) hold tapMu: it orders sequences
@@ -177,6 +186,10 @@ func Open(opts Options) (*Store, error) {
 	}
 	if err := s.openJournal(); err != nil {
 		db.Close()
+		return nil, err
+	}
+	if err := s.loadBindings(); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -362,7 +375,7 @@ func (s *Store) init(tx *bolt.Tx) error {
 		if s.opts.DeviceID == "" {
 			return errors.New("store: a new store needs a device ID")
 		}
-		for _, b := range [][]byte{bMeta, bRoster, bCards, bPresence, bEvents} {
+		for _, b := range [][]byte{bMeta, bRoster, bCards, bPresence, bEvents, bBindings} {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return fmt.Errorf("store: creating bucket %s: %w", b, err)
 			}
@@ -393,7 +406,7 @@ func (s *Store) init(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	for _, b := range [][]byte{bRoster, bCards, bPresence, bEvents} {
+	for _, b := range [][]byte{bRoster, bCards, bPresence, bEvents, bBindings} {
 		if tx.Bucket(b) == nil {
 			return fmt.Errorf("%w: %s lacks bucket %s", ErrForeign, s.opts.Path, b)
 		}
@@ -514,8 +527,13 @@ func (s *Store) ApplyRoster(r *firmware.Roster, received time.Time) error {
 		return fmt.Errorf("store: applying roster revision %d: %w", r.Revision, err)
 	}
 	s.mu.Lock()
-	s.roster, s.received = r, received
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.base, s.received = r, received
+	if err := s.overlay(); err != nil {
+		// Applied; this terminal's later bindings are not on top of it
+		// until the portal takes them in. Their events are kept and sent.
+		s.log.Error("store: this terminal's binding changes do not lay over the new roster", "revision", r.Revision, "err", err)
+	}
 	return nil
 }
 
@@ -534,7 +552,7 @@ func (s *Store) loadRoster() error {
 		if err != nil {
 			return fmt.Errorf("store: the stored roster's reception time: %w", err)
 		}
-		s.roster, s.received = r, received
+		s.base, s.roster, s.received = r, r, received
 		return nil
 	})
 }
@@ -557,7 +575,20 @@ func DecodeRoster(raw []byte) (*firmware.Roster, error) {
 	return &r, nil
 }
 
-// Roster returns the current roster and when it was received.
+// PortalRoster returns the roster as the portal last sent it, without this
+// terminal's binding changes on top: the base of the next delta.
+func (s *Store) PortalRoster() (*firmware.Roster, time.Time, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.base == nil {
+		return nil, time.Time{}, ErrNoRoster
+	}
+	return s.base, s.received, nil
+}
+
+// Roster returns the roster decisions use, and when the portal's was
+// received: the portal's with this terminal's binding changes that it has
+// not taken in yet on top.
 func (s *Store) Roster() (*firmware.Roster, time.Time, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -1,5 +1,7 @@
 // Package terminal is the tap loop: a card event from the reader becomes a
-// decision recorded in the store, and only then feedback. It also closes
+// decision recorded in the store, and only then feedback. It also runs
+// card enrolment (a staff card, the buttons, or the portal's command open
+// it; the next card is bound and recorded before the confirmation), closes
 // the day (auto_check_out) and watches the disk.
 //
 // It owns the order of things — store before feedback — and nothing below:
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,7 +43,11 @@ type Options struct {
 	// DiskWarnFree are free-space levels in bytes, most lenient first.
 	DiskWarnFree []int64
 	// Every is how often the day is closed and the disk checked; default 1 min.
-	Every  time.Duration
+	Every time.Duration
+	// Enrol sets enrolment's timeouts (firmware.Enroller); zero: defaults.
+	Enrol struct{ Timeout, PortalTimeout time.Duration }
+	// Bound, if set, is told of every binding recorded, after Show.
+	Bound  func(store.Event, firmware.BindingChange)
 	Logger *slog.Logger
 }
 
@@ -48,6 +55,9 @@ type Options struct {
 type Terminal struct {
 	o        Options
 	warnedAt int // index into DiskWarnFree of the last level warned about
+
+	mu    sync.Mutex // one input at a time: taps, buttons, the portal, ticks
+	enrol firmware.Enroller
 }
 
 // New checks the options.
@@ -65,13 +75,17 @@ func New(o Options) (*Terminal, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Settings = o.Settings.WithDefaults()
-	return &Terminal{o: o, warnedAt: -1}, nil
+	t := &Terminal{o: o, warnedAt: -1}
+	t.enrol.Timeout, t.enrol.PortalTimeout = o.Enrol.Timeout, o.Enrol.PortalTimeout
+	return t, nil
 }
 
 // Run handles card events until ctx ends.
 func (t *Terminal) Run(ctx context.Context, events <-chan rc522.Event) error {
 	tick := time.NewTicker(t.o.Every)
 	defer tick.Stop()
+	second := time.NewTicker(time.Second)
+	defer second.Stop()
 	t.housekeeping()
 	for {
 		select {
@@ -81,18 +95,35 @@ func (t *Terminal) Run(ctx context.Context, events <-chan rc522.Event) error {
 			if ev.Kind == rc522.Presented {
 				t.Tap(ev.Card.UID)
 			}
+		case <-second.C:
+			t.Tick()
 		case <-tick.C:
 			t.housekeeping()
 		}
 	}
 }
 
-// Tap decides and records one presented card, then gives feedback. The
-// feedback comes only after the store has committed the tap.
+// Tap handles one presented card: an enrolment step when enrolment is open
+// or the card is a staff card, else a tap decided and recorded. Feedback
+// comes only after the store has committed what the card did. A staff
+// card never counts attendance: it returns a zero Event and Decision.
 func (t *Terminal) Tap(uid []byte) (store.Event, firmware.Decision, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at := t.o.Clock.Stamp()
+	key := firmware.CardKey(t.o.Key, uid)
+	if r, _, err := t.o.Store.Roster(); err == nil {
+		if step, handled := t.enrol.Tap(r, key, at.Time); handled {
+			if step.Bind == nil {
+				t.showStep(step)
+				return store.Event{}, firmware.Decision{}, nil
+			}
+			return t.bind(r, step.Bind, uid, at)
+		}
+	}
 	req := store.TapRequest{
-		At:       t.o.Clock.Stamp(),
-		CardKey:  firmware.CardKey(t.o.Key, uid),
+		At:       at,
+		CardKey:  key,
 		Settings: t.o.Settings,
 	}
 	if t.o.RawUID {
@@ -120,6 +151,83 @@ func (t *Terminal) Tap(uid []byte) (store.Event, firmware.Decision, error) {
 		t.o.Tapped(ev, dec)
 	}
 	return ev, dec, nil
+}
+
+// bind records a binding handed over by the Enroller, then confirms it,
+// or shows why the rules refuse it.
+func (t *Terminal) bind(r *firmware.Roster, b *firmware.Binding, uid []byte, at store.Stamp) (store.Event, firmware.Decision, error) {
+	ev, ch, err := t.o.Store.Bind(store.BindRequest{At: at, Child: b.Child, CardKey: b.Card, UID: uid, By: b.By, Flow: b.Flow})
+	var ref *firmware.Refused
+	switch {
+	case errors.As(err, &ref):
+		t.o.Show(firmware.RefusedFeedback(ref.Reason))
+		t.o.Logger.Warn("enrolment refused", "child", b.Child, "by", b.By, "flow", b.Flow, "reason", ref.Reason, "detail", ref.Detail)
+		return ev, firmware.Decision{}, err
+	case err != nil:
+		t.o.Show(firmware.ErrorFeedback(t.o.Language))
+		t.o.Logger.Error("binding not recorded; nothing changed", "child", b.Child, "err", err)
+		return ev, firmware.Decision{}, err
+	}
+	name := b.Child
+	if c := r.ChildByID(b.Child); c != nil {
+		name = c.Name
+	}
+	t.o.Show(firmware.BoundFeedback(name, ch.OldCard != ""))
+	t.o.Logger.Info("card bound", "seq", ev.Seq, "child", b.Child, "by", b.By, "flow", b.Flow, "replaced", ch.OldCard != "")
+	if t.o.Bound != nil {
+		t.o.Bound(ev, ch)
+	}
+	return ev, firmware.Decision{Outcome: firmware.CardBound, ChildID: b.Child}, nil
+}
+
+// Press handles an enrolment button.
+func (t *Terminal) Press(b firmware.Button) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, _, err := t.o.Store.Roster()
+	if err != nil {
+		return
+	}
+	t.showStep(t.enrol.Press(r, b, t.o.Clock.Stamp().Time))
+}
+
+// Tick ends an enrolment left silent for its timeout; Run calls it each
+// second.
+func (t *Terminal) Tick() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.showStep(t.enrol.Tick(t.o.Clock.Stamp().Time))
+}
+
+// EnrolFor opens enrolment for a child at the portal's request: the next
+// card presented is bound to the child. It returns the screen shown.
+func (t *Terminal) EnrolFor(child, by string) ([]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, _, err := t.o.Store.Roster()
+	if err != nil {
+		return nil, fmt.Errorf("no roster yet: %w", err)
+	}
+	step, err := t.enrol.StartFor(r, child, by, t.o.Clock.Stamp().Time)
+	if err != nil {
+		return nil, err
+	}
+	t.showStep(step)
+	t.o.Logger.Info("enrolment opened by the portal", "child", child, "by", by)
+	return step.Screen, nil
+}
+
+// Enrolling reports whether enrolment is open.
+func (t *Terminal) Enrolling() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.enrol.Active()
+}
+
+func (t *Terminal) showStep(s firmware.Step) {
+	if len(s.Screen) > 0 {
+		t.o.Show(firmware.EnrolFeedback(s.Screen))
+	}
 }
 
 // housekeeping closes the day and checks the disk.

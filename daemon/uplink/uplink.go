@@ -69,7 +69,11 @@ type Options struct {
 	Reader func() (healthy bool, recoveries int)
 	// RosterApplied is told of each roster applied; optional.
 	RosterApplied func(*firmware.Roster)
-	Logger        *slog.Logger
+	// Enrol opens enrolment for a child at the portal's request (the
+	// enrol command) and returns the screen shown; nil: the command is
+	// refused.
+	Enrol  func(child, by string) (screen []string, err error)
+	Logger *slog.Logger
 }
 
 // Stats count what the uplink did.
@@ -414,6 +418,7 @@ func (u *Uplink) wire(ev store.Event) protocol.Event {
 		Seq: ev.Seq, Time: ev.Time.UTC(), ClockSynced: ev.ClockSynced, Corrected: ev.ClockCorrected,
 		BootID: ev.BootIDString(), MonoNS: int64(ev.Mono), Card: ev.CardKey, Child: ev.ChildID,
 		Outcome: string(ev.Outcome), Reason: string(ev.Reason), RosterRev: ev.RosterRev,
+		OldCard: ev.OldCard, By: ev.By,
 	}
 	if len(ev.UID) > 0 {
 		w.UID = hex.EncodeToString(ev.UID)
@@ -556,7 +561,7 @@ func (u *Uplink) takeSnapshot(raw []byte) (applied bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	cur, _, _ := u.o.Store.Roster()
+	cur, _, _ := u.o.Store.PortalRoster()
 	switch {
 	case cur != nil && r.Revision < cur.Revision:
 		return false, fmt.Errorf("roster snapshot revision %d is older than the current %d (a replay?)", r.Revision, cur.Revision)
@@ -606,7 +611,9 @@ func (u *Uplink) takeDelta(raw []byte) (applied bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	cur, _, _ := u.o.Store.Roster()
+	// The delta applies to the portal's roster, not to the one with this
+	// terminal's binding changes on top.
+	cur, _, _ := u.o.Store.PortalRoster()
 	if cur != nil && d.Revision <= cur.Revision {
 		if d.Revision < cur.Revision {
 			return false, fmt.Errorf("roster delta to revision %d, older than the current %d (a replay?)", d.Revision, cur.Revision)
@@ -657,6 +664,21 @@ func (s *session) command(ctx context.Context, m message) {
 			return
 		}
 		s.reply(protocol.Reply{ID: c.ID, OK: true})
+	case protocol.CmdEnrol:
+		a, err := protocol.DecodeEnrolArgs(c.Args)
+		if err == nil && u.o.Enrol == nil {
+			err = errors.New("this terminal has no enrolment")
+		}
+		var screen []string
+		if err == nil {
+			screen, err = u.o.Enrol(a.Child, a.By)
+		}
+		if err != nil {
+			s.reply(protocol.Reply{ID: c.ID, Error: err.Error()})
+			return
+		}
+		res, _ := json.Marshal(map[string]any{"child": a.Child, "screen": screen})
+		s.reply(protocol.Reply{ID: c.ID, OK: true, Result: res})
 	default:
 		s.reply(protocol.Reply{ID: c.ID, Error: fmt.Sprintf("unknown command %q", c.Name)})
 	}
