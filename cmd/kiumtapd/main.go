@@ -33,6 +33,7 @@ import (
 	"kiumtap/daemon/terminal"
 	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
+	"kiumtap/hal/button"
 	"kiumtap/hal/display"
 	"kiumtap/hal/indicator"
 	"kiumtap/hal/pi"
@@ -223,6 +224,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { errc <- dev.Run(ctx, events) }()
 	go func() { errc <- ind.Run(ctx) }()
 	go func() { errc <- term.Run(ctx, toTerm) }()
+	if btn, err := openButtons(cfg, r, log); err != nil {
+		return err
+	} else if btn != nil {
+		go func() { errc <- btn.Run(ctx, term.Press) }()
+	}
 	go func() { errc <- localapi.Serve(ctx, cfg.Socket, localapi.Handler(st, time.Now)) }()
 	go func() {
 		for {
@@ -273,6 +279,26 @@ func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc
 		Reader: func() (bool, int) { s := dev.Stats(); return s.ResetFailures == 0, int(s.Recoveries) },
 		Enrol:  enrol,
 	})
+}
+
+// openButtons opens the enrolment buttons when they are configured. The
+// emulated terminal has none: the portal's enrol command (or a test)
+// drives enrolment there.
+func openButtons(cfg *config.Config, r *cli.Reader, log *slog.Logger) (*button.Buttons, error) {
+	b := cfg.Buttons
+	if b.Next == "" {
+		log.Info("no buttons configured: cards are enrolled from the portal (kiumctl enrol)")
+		return nil, nil
+	}
+	if r.Board == nil {
+		log.Warn("buttons configured, but the reader is emulated: no buttons")
+		return nil, nil
+	}
+	next, choose, err := r.Board.Buttons(b.Next, b.Choose)
+	if err != nil {
+		return nil, fmt.Errorf("buttons: %w", err)
+	}
+	return button.New(button.Options{Next: next, Choose: choose, Debounce: time.Duration(b.Debounce), Logger: log})
 }
 
 // openScreen opens the SSD1306, or a virtual one for the emulated

@@ -80,6 +80,17 @@ type Config struct {
 		RxGainDB   int      `json:"rx_gain_db"`
 		AllowClone bool     `json:"allow_clone"`
 	} `json:"reader"`
+	// Buttons are the two enrolment push buttons (to ground, with the
+	// internal pull-up; see the README's wiring table), by periph pin name:
+	// Next scrolls to the next child, Choose chooses the child shown. Both
+	// or neither; empty: no buttons, and cards are enrolled from the portal.
+	Buttons struct {
+		Next   string `json:"next"`   // e.g. "GPIO5" (header pin 29)
+		Choose string `json:"choose"` // e.g. "GPIO6" (header pin 31)
+		// Debounce is how long a button must stay down to count as a
+		// press; default 20ms (package button's), at most 1s.
+		Debounce Duration `json:"debounce"`
+	} `json:"buttons"`
 	// MQTT is the link to the portal (docs/protocol.md). Without a broker
 	// the terminal works offline only and keeps every event.
 	MQTT MQTT `json:"mqtt"`
@@ -199,6 +210,18 @@ func Parse(b []byte) (*Config, error) {
 	}
 	if c.Reader.Kind != "pi" && c.Reader.Kind != "emu" {
 		bad("reader.kind", "%q is not pi or emu", c.Reader.Kind)
+	}
+	switch b := c.Buttons; {
+	case b.Next == "" && b.Choose == "" && b.Debounce != 0:
+		bad("buttons.debounce", "set without buttons.next and buttons.choose")
+	case b.Next == "" && b.Choose != "":
+		bad("buttons.next", "missing: buttons.choose is set, and enrolment needs both buttons (or neither)")
+	case b.Next != "" && b.Choose == "":
+		bad("buttons.choose", "missing: buttons.next is set, and enrolment needs both buttons (or neither)")
+	case b.Next != "" && strings.EqualFold(b.Next, b.Choose):
+		bad("buttons.choose", "%q is buttons.next's pin too: wire each button to its own pin", b.Choose)
+	case b.Debounce < 0 || time.Duration(b.Debounce) > time.Second:
+		bad("buttons.debounce", "%v is outside 0 to 1s (0: the default, 20ms)", time.Duration(b.Debounce))
 	}
 	if m := c.MQTT; m.Broker != "" {
 		if !strings.HasPrefix(m.Broker, "tcp://") && !strings.HasPrefix(m.Broker, "ssl://") {

@@ -47,6 +47,42 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// The buttons are both given or neither, on two pins, with a sane
+// debounce time; none is no buttons.
+func TestButtons(t *testing.T) {
+	const head = `{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff"`
+	for _, tc := range []struct {
+		in, err      string // err: in the error; "": no error
+		next, choose string
+		debounce     time.Duration
+	}{
+		{in: `}`},
+		{in: `, "buttons": {}}`},
+		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6"}}`, next: "GPIO5", choose: "GPIO6"},
+		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6", "debounce": "35ms"}}`, next: "GPIO5", choose: "GPIO6", debounce: 35 * time.Millisecond},
+		{in: `, "buttons": {"next": "GPIO5"}}`, err: `key "buttons.choose": missing`},
+		{in: `, "buttons": {"choose": "GPIO6"}}`, err: `key "buttons.next": missing`},
+		{in: `, "buttons": {"next": "GPIO5", "choose": "gpio5"}}`, err: `key "buttons.choose": "gpio5" is buttons.next's pin too`},
+		{in: `, "buttons": {"debounce": "20ms"}}`, err: `key "buttons.debounce": set without`},
+		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6", "debounce": "-5ms"}}`, err: `key "buttons.debounce": -5ms is outside`},
+		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6", "debounce": "2s"}}`, err: `key "buttons.debounce": 2s is outside`},
+		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6", "debounce": "fast"}}`, err: `not a duration`},
+		{in: `, "buttons": {"nxt": "GPIO5"}}`, err: `unknown field "nxt"`},
+	} {
+		c, err := Parse([]byte(head + tc.in))
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Parse(%s) = %v, want an error with %q", tc.in, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("Parse(%s): %v", tc.in, err)
+		case c.Buttons.Next != tc.next || c.Buttons.Choose != tc.choose || time.Duration(c.Buttons.Debounce) != tc.debounce:
+			t.Errorf("Parse(%s): buttons %+v", tc.in, c.Buttons)
+		}
+	}
+}
+
 func TestLoadNamesTheFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kiumtapd.json")
 	os.WriteFile(path, []byte(`{"device_id": true}`), 0o600)

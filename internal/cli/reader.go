@@ -49,6 +49,9 @@ type Reader struct {
 	IRQ  gpio.PinIn
 	Pins indicator.Pins
 	Emu  *rc522emu.Chip // set for the emulated reader
+	// Board is the Raspberry Pi's, set for -reader pi: more parts (the
+	// enrolment buttons) are opened from it.
+	Board *pi.Board
 }
 
 // Close releases the SPI port.
@@ -69,7 +72,7 @@ func (f *ReaderFlags) Open() (*Reader, error) {
 		if err != nil {
 			return nil, err
 		}
-		r := &Reader{Port: b.SPI, RST: b.RST, Pins: b.Pins}
+		r := &Reader{Port: b.SPI, RST: b.RST, Pins: b.Pins, Board: b}
 		if b.IRQ != nil {
 			r.IRQ = b.IRQ
 		}

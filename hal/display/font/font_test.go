@@ -57,7 +57,7 @@ func TestGalmuri11(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range "김민준입실퇴실노데이터가힣AZaz09:()·" {
+	for _, r := range "김민준입실퇴실노데이터가힣AZaz09:()·▶●" {
 		if f.Glyph(r) == nil {
 			t.Errorf("no glyph for %q", r)
 		}

@@ -19,7 +19,8 @@ func keep(r rune) bool {
 	case r >= 0x20 && r <= 0x7E, // ASCII
 		r >= 0xAC00 && r <= 0xD7A3, // Hangul syllables
 		r >= 0x3131 && r <= 0x318E, // compatibility jamo
-		r == '·', r == '–', r == '—', r == '…', r == '※', r == '○', r == '×', r == '✓':
+		r == '·', r == '–', r == '—', r == '…', r == '※', r == '○', r == '×', r == '✓',
+		r == '▶', r == '●': // the enrolment screen's button hints
 		return true
 	}
 	return false
