@@ -7,7 +7,10 @@
 //   - rc522/rc522emu: a register-level MFRC522 emulator with virtual cards, for
 //     tests, benchmarks and the demo.
 //   - indicator: LEDs and buzzer with named, non-blocking patterns.
+//   - button: the two enrolment push buttons, debounced.
+//   - display: the small screen (SSD1306) and its Korean font.
 //   - pi: Raspberry Pi wiring through periph.io/x/host.
 //
-// Nothing under hal knows about children, bookings or the portal.
+// Nothing under hal knows about children, bookings or the portal (button
+// names its presses with firmware's Button values, nothing more).
 package hal
