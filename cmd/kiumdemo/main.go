@@ -75,6 +75,11 @@ type Step struct {
 		Child string `json:"child"`
 		Card  string `json:"card"`
 	} `json:"replace,omitempty"` // staff bind a spare card at the portal
+	Enrol *struct {
+		Staff string `json:"staff"` // the staff card's name
+		Child string `json:"child"` // child ID
+		Card  string `json:"card"`
+	} `json:"enrol,omitempty"` // staff bind a card at the door: staff card, buttons, the card
 	Drop       string `json:"drop,omitempty"`        // the network drops for this long (demo time)
 	ExpectAuto string `json:"expect_auto,omitempty"` // a child checked out automatically by then
 }
@@ -140,7 +145,9 @@ type demo struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	taps    chan store.Event
+	bound   chan store.Event
 	removed chan struct{}
+	screen  []string // the last screen shown
 	cards   map[string]*rc522emu.Card
 	srcPath string
 
@@ -162,7 +169,7 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 	today := firmware.DateOf(time.Now())
 	dayStart := time.Date(today.Year, today.Month, today.Day, start.Hour(), start.Minute(), 0, 0, firmware.KST)
 	d := &demo{sc: sc, out: out, clock: &demoClock{start: dayStart, real: time.Now(), speed: sc.Speed},
-		taps: make(chan store.Event, 16), removed: make(chan struct{}, 16), cards: map[string]*rc522emu.Card{}, outcomes: map[firmware.Outcome]int{}}
+		taps: make(chan store.Event, 16), removed: make(chan struct{}, 16), bound: make(chan store.Event, 4), cards: map[string]*rc522emu.Card{}, outcomes: map[firmware.Outcome]int{}}
 	for name, h := range sc.Cards {
 		uid, err := hex.DecodeString(h)
 		if err != nil || len(uid) < 4 {
@@ -237,8 +244,21 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 		// A tap takes some 0.1–0.3 s of real time, minutes of the
 		// accelerated day: a wider window than a real centre's 60 s.
 		Settings: firmware.Settings{DuplicateWindow: max(5*time.Minute, time.Duration(sc.Speed*float64(500*time.Millisecond)))},
+		// Enrolment waits for staff a minute of real time, not of the
+		// accelerated day.
+		Enrol: struct{ Timeout, PortalTimeout time.Duration }{time.Duration(sc.Speed * float64(time.Minute)), time.Duration(sc.Speed * float64(5*time.Minute))},
 		Show: func(f firmware.Feedback) {
+			d.mu.Lock()
+			d.screen = f.Lines
+			d.mu.Unlock()
 			d.println("    %s  screen: %-44s [%s]", d.clock.Now().Format("15:04"), strings.Join(f.Lines, " / "), f.Pattern)
+		},
+		Bound: func(ev store.Event, _ firmware.BindingChange) {
+			d.up.Notify()
+			select {
+			case d.bound <- ev:
+			default:
+			}
 		},
 		Tapped: func(ev store.Event, dec firmware.Decision) {
 			d.up.Notify()
@@ -320,6 +340,11 @@ func (d *demo) tap(ctx context.Context, name string) (store.Event, error) {
 	if c == nil {
 		return store.Event{}, fmt.Errorf("no card %q in the script", name)
 	}
+	if r, _, err := d.st.Roster(); err == nil && r.StaffByKey(firmware.CardKey(centreKey, c.UID())) != nil {
+		// A staff card opens or closes enrolment: no event.
+		was := d.term.Enrolling()
+		return store.Event{}, d.present(ctx, name, "the staff card to open or close enrolment", func() bool { return d.term.Enrolling() != was })
+	}
 	for len(d.taps) > 0 {
 		<-d.taps
 	}
@@ -369,6 +394,10 @@ func (d *demo) play(ctx context.Context) error {
 				return err
 			}
 			if err := d.waitFor(ctx, 15*time.Second, "the new roster at the terminal", func() bool { return d.rosterRev() > rev }); err != nil {
+				return err
+			}
+		case s.Enrol != nil:
+			if err := d.enrol(ctx, s.Enrol.Staff, s.Enrol.Child, s.Enrol.Card); err != nil {
 				return err
 			}
 		case s.Drop != "":
@@ -426,6 +455,77 @@ func (d *demo) pendingTexts() int {
 	return n
 }
 
+// present puts a card on the reader until cond holds, then takes it away.
+func (d *demo) present(ctx context.Context, name, what string, cond func() bool) error {
+	c := d.cards[name]
+	if c == nil {
+		return fmt.Errorf("no card %q in the script", name)
+	}
+	d.chip.Place(c)
+	err := d.waitFor(ctx, 5*time.Second, what, cond)
+	d.chip.Remove(c)
+	select {
+	case <-d.removed:
+	case <-time.After(2 * time.Second):
+	}
+	return err
+}
+
+// enrol binds a card at the door as staff do: the staff card opens
+// enrolment, Next until the child shows, Choose, then the card. It waits
+// for the portal to take the binding into its roster.
+func (d *demo) enrol(ctx context.Context, staff, child, card string) error {
+	r, _, err := d.st.Roster()
+	if err != nil {
+		return err
+	}
+	c := r.ChildByID(child)
+	if c == nil {
+		return fmt.Errorf("enrol: no child %q in the roster", child)
+	}
+	if err := d.present(ctx, staff, "enrolment to open", d.term.Enrolling); err != nil {
+		return err
+	}
+	shows := func(line string) bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.screen) > 1 && d.screen[1] == line
+	}
+	for i := 0; !shows(firmware.MaskName(c.Name)); i++ {
+		if i > len(r.Children) {
+			return fmt.Errorf("enrol: %s never showed", c.Name)
+		}
+		d.println("    [staff presses Next]")
+		d.term.Press(firmware.ButtonNext)
+	}
+	d.println("    [staff presses Choose]")
+	d.term.Press(firmware.ButtonChoose)
+	for len(d.bound) > 0 {
+		<-d.bound
+	}
+	var ev store.Event
+	if err := d.present(ctx, card, "the card to be bound", func() bool {
+		select {
+		case ev = <-d.bound:
+			return true
+		default:
+			return false
+		}
+	}); err != nil {
+		return err
+	}
+	key := firmware.AppliedKey(d.st.DeviceID(), d.st.LogID())
+	if err := d.waitFor(ctx, 15*time.Second, "the portal to take the binding in", func() bool {
+		p, _, _ := d.st.PortalRoster()
+		return p != nil && p.Applied[key] >= ev.Seq
+	}); err != nil {
+		return err
+	}
+	p, _, _ := d.st.PortalRoster()
+	d.println("    [portal] roster revision %d takes in the binding (event #%d)", p.Revision, ev.Seq)
+	return nil
+}
+
 // replaceCard binds a spare card to a child at the portal: the old card
 // becomes replaced, the spare active, and the bridge publishes.
 func (d *demo) replaceCard(child, card string) error {
@@ -455,6 +555,8 @@ func (d *demo) summary() error {
 	d.println("\nsummary: taps by outcome: %s", strings.Join(keys, ", "))
 	d.println("         texts sent to parents: %d (failed %d); events acknowledged by the portal: %d of %d (outbox now %d)",
 		bs.TextsSent, bs.TextsFailed, st.Acked, o.LastSeq, o.Depth)
+	seqs, _ := d.st.Bindings()
+	d.println("         cards bound at the door: %d", len(seqs))
 	d.println("         link: %d connections, %d times sent again; rosters published: %d", st.Connects, st.Resends, bs.Published)
 	return nil
 }
@@ -465,7 +567,7 @@ func (d *demo) interactive(ctx context.Context, stdin io.Reader) error {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	d.println("type a card's name and Enter to tap it (%s); quit to end", strings.Join(names, ", "))
+	d.println("type a card's name and Enter to tap it (%s); next and choose press the enrolment buttons (the teacher card opens enrolment); quit to end", strings.Join(names, ", "))
 	sc := bufio.NewScanner(stdin)
 	for sc.Scan() {
 		name := strings.TrimSpace(sc.Text())
@@ -474,6 +576,12 @@ func (d *demo) interactive(ctx context.Context, stdin io.Reader) error {
 			continue
 		case "quit", "exit":
 			return d.summary()
+		case "next":
+			d.term.Press(firmware.ButtonNext)
+			continue
+		case "choose":
+			d.term.Press(firmware.ButtonChoose)
+			continue
 		}
 		if _, err := d.tap(ctx, name); err != nil {
 			d.println("%v", err)

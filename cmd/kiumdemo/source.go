@@ -13,7 +13,7 @@ type protocolEvent = protocol.Event
 
 // demoSource is the centre's roster source for today: 김민준, 이서연 and
 // 정서준 in use every day; 박지호 only scheduled; 최하은 in use on every
-// weekday but today's. Opening hours 13:00–19:00, so a child who never
+// weekday but today's; teacher 박선생's staff card opens card enrolment. Opening hours 13:00–19:00, so a child who never
 // taps out is checked out automatically at 19:30.
 func demoSource(today firmware.Date, uid func(string) []byte) *source.Source {
 	all := []time.Weekday{0, 1, 2, 3, 4, 5, 6}
@@ -43,6 +43,7 @@ func demoSource(today firmware.Date, uid func(string) []byte) *source.Source {
 			{ID: "b4", ChildID: "c4", Type: firmware.Regular, Status: firmware.InUse, From: from, To: to, Weekdays: notToday, Window: booked},
 			{ID: "b5", ChildID: "c5", Type: firmware.Regular, Status: firmware.InUse, From: from, To: to, Weekdays: all, Window: booked},
 		},
+		Staff: []firmware.Staff{{ID: "t1", Name: "박선생", Key: key("teacher")}},
 	}
 	return &source.Source{Roster: r, Guardians: map[string][]source.Guardian{
 		"c1": {{Name: "김지현", Phone: "01012345678", Texts: true}, {Name: "김도윤", Phone: "01098765432", Texts: true}},
