@@ -12,6 +12,11 @@
 //
 // texts and export read the store, which a running bridge holds: run them
 // with the bridge stopped, or against a copy of the store.
+//
+// run also takes card bindings made at terminals into the roster sources
+// and answers kiumctl's cards, enrol and revoke on its control socket
+// (the config's "control"; default kiumbridge.sock beside the store, mode
+// 0600).
 package main
 
 import (
@@ -94,7 +99,10 @@ type Config struct {
 	Group        string `json:"group"`
 	Instances    int    `json:"instances"`
 	AutoCheckOut string `json:"auto_check_out"` // text or hold
-	SMS          struct {
+	// Control is the unix socket kiumctl's cards, enrol and revoke ask;
+	// default kiumbridge.sock beside the store.
+	Control string `json:"control"`
+	SMS     struct {
 		Provider  string `json:"provider"` // console, solapi, nhn, webhook
 		From      string `json:"from"`
 		APIKey    string `json:"api_key"`    // solapi
@@ -139,6 +147,9 @@ func parseConfig(raw []byte) (*Config, error) {
 	}
 	if c.SigningKey == "" {
 		bad("signing_key", "required: make one with kiumbridge keygen")
+	}
+	if c.Control == "" && c.Store != "" {
+		c.Control = filepath.Join(filepath.Dir(c.Store), "kiumbridge.sock")
 	}
 	switch c.SMS.Provider {
 	case "", "console":
@@ -218,7 +229,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
 		Provider: cfg.provider(os.Stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
-		StatusFile: statusFile(cfg),
+		StatusFile: statusFile(cfg), Control: cfg.Control,
 	})
 	if err != nil {
 		return err

@@ -118,3 +118,15 @@ func TestExport(t *testing.T) {
 		t.Fatalf("xlsx: %v", err)
 	}
 }
+
+// The control socket defaults to beside the store.
+func TestConfigControl(t *testing.T) {
+	c, err := parseConfig([]byte(`{"broker": "tcp://x:1", "store": "/var/lib/kiumbridge/bridge.db", "sources": "d", "signing_key": "k"}`))
+	if err != nil || c.Control != "/var/lib/kiumbridge/kiumbridge.sock" {
+		t.Fatalf("control %q, %v", c.Control, err)
+	}
+	c, err = parseConfig([]byte(`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "control": "/run/kb.sock"}`))
+	if err != nil || c.Control != "/run/kb.sock" {
+		t.Fatalf("control %q, %v", c.Control, err)
+	}
+}

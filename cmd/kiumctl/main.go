@@ -6,9 +6,24 @@
 //	kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|STAFF.csv
 //	                                            (portal side) hand a roster source to kiumbridge
 //	kiumctl reader probe [-reader pi|emu] [-wait 10s] [-record FILE|-]
+//	kiumctl cards list -centre C [-json]        (portal side) the children, their cards and states
+//	kiumctl cards history -centre C [-json] CHILD
+//	                                            (portal side) every change of a child's card
+//	kiumctl enrol -centre C -child X [-device D] [-by NAME]
+//	                                            (portal side) the terminal binds the next card presented
+//	kiumctl revoke -centre C -child X [-by NAME]
+//	                                            (portal side) revoke a child's active card
 //
 // status, events and roster ask a running kiumtapd on its socket (-socket),
 // or read a store file directly when kiumtapd is stopped (-store).
+//
+// cards, enrol and revoke ask a running kiumbridge on its control socket
+// (-bridge, the "control" of its config). enrol sends the terminal a
+// signed command and prints its answer, or that it did not answer; revoke
+// is refused, with the rule's reason and a non-zero exit status, while the
+// child has a scheduled (이용예정) booking (FAQ Q18) or no active card. A
+// card that lost a conflict (bound first elsewhere) moves only once it is
+// revoked where it won.
 //
 // probe resets the MFRC522, checks its version, waits for a card and prints
 // its UID, ATQA and SAK. With -record it prints the SPI transactions of the
@@ -53,7 +68,11 @@ Commands:
   events         events, filtered by -day, -outcome, -child
   roster show    the children, their cards and bookings
   roster push    (portal side) check a roster source and hand it to kiumbridge
-  reader probe   reset the card reader, wait for a card, print what it read`
+  reader probe   reset the card reader, wait for a card, print what it read
+  cards list     (portal side) the children of a centre, their cards and states
+  cards history  (portal side) every change of a child's card: applied, refused, lost
+  enrol          (portal side) the centre's terminal binds the next card presented to a child
+  revoke         (portal side) revoke a child's active card`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
@@ -67,6 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return query(ctx, "roster", args[2:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "reader" && args[1] == "probe":
 		return probe(ctx, args[2:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "cards" && (args[1] == "list" || args[1] == "history"):
+		return cardsCmd(ctx, "cards "+args[1], args[2:], stdout, stderr)
+	case len(args) >= 1 && (args[0] == "enrol" || args[0] == "revoke"):
+		return cardsCmd(ctx, args[0], args[1:], stdout, stderr)
 	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, args)

@@ -3,6 +3,13 @@
 // once and in order with the texts it calls for, acknowledges what is
 // stored, sends exactly one text per guardian per accepted tap, and
 // publishes each centre's roster as signed snapshots and deltas.
+//
+// It is also where card bindings made at terminals meet: it takes each
+// card_bound event into its centre's roster source, resolves conflicts
+// between centres (binding.go, binder.go), and answers kiumctl on a local
+// control socket: cards, their history, enrol and revoke (control.go). It
+// is the only writer of roster sources besides staff's pushes, which it
+// never undoes the terminals' bindings for.
 package bridge
 
 import (
@@ -14,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -74,6 +82,12 @@ type Options struct {
 	// StatusFile is where the bridge writes its status every few seconds,
 	// for kiumbridge status; empty: nowhere.
 	StatusFile string
+	// Control is the unix socket where kiumctl asks about cards and
+	// enrols or revokes them (mode 0600); empty: none.
+	Control string
+	// CommandWait is how long an enrol waits for the terminal's reply;
+	// default 10 s.
+	CommandWait time.Duration
 }
 
 // Status is what the bridge reports of itself (kiumbridge status).
@@ -108,6 +122,14 @@ type Bridge struct {
 	kick    chan struct{}
 	taken   chan struct{}
 	burstAt atomic.Int64 // unix ns of the last commit of a burst
+
+	regKey   []byte          // the card registry's key (binder.go)
+	bindKick chan struct{}   // binding jobs were queued
+	dirty    map[string]bool // centres to publish
+	// waiters are the enrol commands waiting for their reply, by ID.
+	waiters map[string]waiter
+	// failpoint stops a binding job at a named point (tests).
+	failpoint func(point string) error
 }
 
 // New checks the options and loads the roster sources.
@@ -156,12 +178,17 @@ func New(o Options) (*Bridge, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.CommandWait <= 0 {
+		o.CommandWait = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1)}
+	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
+		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}}
 	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves})
 	o.Store.JobsFor = b.jobsFor
+	o.Store.bindingFor = b.bindingFor
 	if _, err := b.reload(); err != nil {
 		return nil, err
 	}
@@ -224,9 +251,17 @@ func (b *Bridge) jobsFor(e *protocol.Event) []Job {
 	return out
 }
 
-// Run connects, ingests, acknowledges, texts and publishes rosters until
-// ctx ends.
+// Run connects, ingests, acknowledges, texts, applies bindings, publishes
+// rosters and answers on the control socket until ctx ends.
 func (b *Bridge) Run(ctx context.Context) error {
+	var ctl net.Listener
+	if b.o.Control != "" {
+		var err error
+		if ctl, err = listenControl(b.o.Control); err != nil {
+			return err
+		}
+		defer ctl.Close()
+	}
 	for i := range b.o.Instances {
 		c, err := b.connect(ctx, i)
 		if err != nil {
@@ -239,14 +274,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	// Every centre's roster goes out at start (again: the broker may have
 	// lost its retained copy), and any that fails is tried each second.
-	unpublished := map[string]bool{}
-	for _, centre := range b.centres() {
-		unpublished[centre] = true
-	}
+	b.markDirty(b.centres()...)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); b.ingester(ctx) }()
 	go func() { defer wg.Done(); b.texter(ctx) }()
+	go func() { defer wg.Done(); b.binder(ctx) }()
+	if ctl != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.serveControl(ctx, ctl) }()
+	}
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
 	for tick := 0; ; tick++ {
@@ -263,16 +300,32 @@ func (b *Bridge) Run(ctx context.Context) error {
 			if err != nil {
 				b.log.Error("bridge: a roster source is refused; the last good one stays", "err", err)
 			}
-			for _, centre := range changed {
-				unpublished[centre] = true
-			}
+			b.markDirty(changed...)
 		}
-		for centre := range unpublished {
-			if err := b.Publish(centre); err != nil {
-				b.log.Error("bridge: publishing a roster; trying again in a second", "centre", centre, "err", err)
-				continue
-			}
-			delete(unpublished, centre)
+		b.publishDirty()
+	}
+}
+
+// markDirty marks centres to publish.
+func (b *Bridge) markDirty(centres ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range centres {
+		b.dirty[c] = true
+	}
+}
+
+// publishDirty publishes the centres marked; any that fails stays marked
+// and is tried again a second later.
+func (b *Bridge) publishDirty() {
+	b.mu.Lock()
+	centres := slices.Sorted(maps.Keys(b.dirty))
+	clear(b.dirty)
+	b.mu.Unlock()
+	for _, centre := range centres {
+		if err := b.Publish(centre); err != nil {
+			b.log.Error("bridge: publishing a roster; trying again in a second", "centre", centre, "err", err)
+			b.markDirty(centre)
 		}
 	}
 }
@@ -332,11 +385,15 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 		}).
 		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).SetOrderMatters(true).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			t := c.Subscribe(topic, 1, handler)
-			if t.WaitTimeout(10*time.Second) && t.Error() == nil {
-				b.log.Info("bridge: subscribed", "topic", topic, "instance", i)
-			} else {
-				b.log.Error("bridge: subscribing", "topic", topic, "err", t.Error())
+			// Replies to commands go to every instance: the one that sent
+			// the command is waiting.
+			for topic, h := range map[string]mqtt.MessageHandler{topic: handler, replyTopic: b.onReply} {
+				t := c.Subscribe(topic, 1, h)
+				if t.WaitTimeout(10*time.Second) && t.Error() == nil {
+					b.log.Info("bridge: subscribed", "topic", topic, "instance", i)
+				} else {
+					b.log.Error("bridge: subscribing", "topic", topic, "err", t.Error())
+				}
 			}
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) { b.log.Warn("bridge: connection lost; reconnecting", "err", err) })
@@ -393,9 +450,14 @@ func (b *Bridge) ingester(ctx context.Context) {
 			b.log.Error("bridge: storing events; they stay unacknowledged and come again", "err", err)
 		}
 		if n := b.in.Stats().Stored - before; n > 0 {
-			// Committed: the texts of these events are visible now.
+			// Committed: the texts and binding jobs of these events are
+			// visible now.
 			select {
 			case b.kick <- struct{}{}:
+			default:
+			}
+			select {
+			case b.bindKick <- struct{}{}:
 			default:
 			}
 			if n >= burstEvents {
@@ -548,7 +610,13 @@ func (b *Bridge) send(ctx context.Context, j Job) (Job, sms.Text) {
 
 // reload reads the source directory and returns the centres whose source
 // changed. A bad file is refused and its last good source kept.
-func (b *Bridge) reload() ([]string, error) {
+func (b *Bridge) reload() ([]string, error) { return b.locked(nil) }
+
+// reloadLocked is reload with the sources held (locked). A source that
+// changed is reconciled with what the bridge recorded (terminals'
+// bindings it is behind on, conflicts lost) and written back if that
+// changes it.
+func (b *Bridge) reloadLocked() ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(b.o.SourceDir, "*.json"))
 	if err != nil {
 		return nil, err
@@ -579,6 +647,18 @@ func (b *Bridge) reload() ([]string, error) {
 			errs = append(errs, fmt.Errorf("%s holds centre %q: name the file %s.json", f, centre, centre))
 			continue
 		}
+		src, behind, err := b.reconcile(src)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+			continue
+		}
+		if behind {
+			b.log.Warn("bridge: a roster source was behind on what the bridge applied; laid over it again", "centre", centre)
+			if err := b.writeSource(src); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		b.mu.Lock()
 		b.sources[centre] = src
 		b.mu.Unlock()
@@ -594,6 +674,8 @@ func (b *Bridge) reload() ([]string, error) {
 // (terminals ignore a revision they hold) and puts the retained snapshot
 // back on a broker that lost it.
 func (b *Bridge) Publish(centre string) error {
+	b.o.Store.pub.Lock() // one revision number, one roster
+	defer b.o.Store.pub.Unlock()
 	src := b.source(centre)
 	if src == nil {
 		return fmt.Errorf("no roster source for centre %q", centre)

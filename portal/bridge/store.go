@@ -17,9 +17,11 @@ import (
 )
 
 // Store is the bridge's bbolt database: every stored event, the last
-// sequence of each terminal log, the text queue, and the rosters
-// published. Events and the texts they call for are written in one
-// transaction, so a crash leaves both or neither.
+// sequence of each terminal log, the text queue, the rosters published,
+// and the bindings' part (bindstore.go): their job queue, the card
+// registry and the audit records. Events and the texts or binding jobs
+// they call for are written in one transaction, so a crash leaves both or
+// neither.
 //
 // bbolt is one process's: bridge instances that share it run in one
 // process (see README, "Several bridges"). Several hosts need the same
@@ -32,6 +34,12 @@ type Store struct {
 	claimed map[string]bool
 	// JobsFor says which texts an event calls for; set before Put is used.
 	JobsFor func(e *protocol.Event) []Job
+	// bindingFor makes the binding job of a card_bound event (the
+	// bridge's, set by New); nil: none is queued.
+	bindingFor func(e *protocol.Event) *binding
+	// edit serialises changes to roster sources among the bridges that
+	// share the store; pub, the publishing of revisions.
+	edit, pub sync.Mutex
 }
 
 var (
@@ -52,7 +60,7 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("opening bridge store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bEvents, bLast, bJobs, bQueue, bRoster} {
+		for _, b := range append([][]byte{bEvents, bLast, bJobs, bQueue, bRoster}, bindBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -106,7 +114,9 @@ func (s *Store) Last(device, log string) (uint64, error) {
 
 // Put implements ingest.Store: the events, their log's last sequence and
 // the texts they call for, in one transaction. Events another instance
-// stored meanwhile are skipped; a gap is an error.
+// stored meanwhile are skipped; a gap is an error. A binding change
+// (card_bound) queues its binding job in the same transaction and is
+// stored without its raw UID.
 func (s *Store) Put(evs []protocol.Event) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		eb, lb := tx.Bucket(bEvents), tx.Bucket(bLast)
@@ -122,6 +132,16 @@ func (s *Store) Put(evs []protocol.Event) error {
 			}
 			if e.Seq != last+1 {
 				return fmt.Errorf("event %s does not follow %d", e.ID, last)
+			}
+			if e.Outcome == protocol.OutcomeCardBound {
+				if s.bindingFor != nil {
+					if err := putBindJob(tx, &bindJob{Binding: s.bindingFor(e)}); err != nil {
+						return err
+					}
+				}
+				c := *e
+				c.UID = "" // raw UIDs are not kept: the registry knows the card by its HMAC
+				e = &c
 			}
 			raw, err := json.Marshal(e)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -63,7 +64,8 @@ func (e *CSVError) Unwrap() error { return e.Err }
 
 // ImportCSV reads a staff list exported by a centre and returns base with
 // the list's children, cards, bookings and guardians. base's centre, its
-// calendar and its roster revision are kept; base itself is not changed.
+// calendar, its roster revision, its staff and its applied_bindings are
+// kept; base itself is not changed.
 //
 // # Format
 //
@@ -567,6 +569,11 @@ func (im *importer) build(base *Source, now time.Time) *Source {
 	r.Centre.Terms = slices.Clone(r.Centre.Terms)
 	r.Centre.Closed = slices.Clone(r.Centre.Closed)
 	r.Centre.Discretionary = slices.Clone(r.Centre.Discretionary)
+	// The staff list and the bindings the portal took in are not in a
+	// staff list's columns: they stay as the current source has them (a
+	// CSV merged into a source is never behind on terminals' bindings).
+	r.Staff = slices.Clone(base.Roster.Staff)
+	r.Applied = maps.Clone(base.Roster.Applied)
 	guardians := map[string][]Guardian{}
 	for _, id := range im.order {
 		c := im.children[id]

@@ -2,7 +2,6 @@ package source
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,14 @@ import (
 // centre's current source in dir; a CSV needs the centre and, for card
 // UIDs, the centre's key in hex.
 func Push(dir, centre, keyHex, file string, now time.Time) (*Source, error) {
+	// The bridge changes sources too (bindings made at terminals): the
+	// directory's lock keeps a push and a binding from overwriting each
+	// other.
+	unlock, err := Lock(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	var src *Source
 	if strings.HasSuffix(strings.ToLower(file), ".csv") {
 		if centre == "" {
@@ -39,7 +46,6 @@ func Push(dir, centre, keyHex, file string, now time.Time) (*Source, error) {
 			return nil, err
 		}
 	} else {
-		var err error
 		if src, err = Load(file); err != nil {
 			return nil, err
 		}
@@ -47,17 +53,8 @@ func Push(dir, centre, keyHex, file string, now time.Time) (*Source, error) {
 	if centre != "" && src.Roster.Centre.ID != centre {
 		return nil, fmt.Errorf("the source is of centre %q, not %q", src.Roster.Centre.ID, centre)
 	}
-	raw, err := json.MarshalIndent(src, "", "  ")
-	if err != nil {
+	if err := Write(filepath.Join(dir, src.Roster.Centre.ID+".json"), src); err != nil {
 		return nil, err
-	}
-	dst := filepath.Join(dir, src.Roster.Centre.ID+".json")
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", dst, err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", dst, err)
 	}
 	return src, nil
 }

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/firmware"
+	"kiumtap/internal/cli"
+	"kiumtap/internal/mosqtest"
+	"kiumtap/portal/bridge"
+	"kiumtap/portal/sms"
+	"kiumtap/portal/source"
+	"kiumtap/protocol"
+)
+
+const (
+	termPass   = "terminal-secret"
+	portalPass = "portal-secret"
+)
+
+var portalKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize))
+
+// cardSource: c1 and c2 in use, c3 scheduled (이용예정), each with a card.
+func cardSource() *source.Source {
+	today := firmware.DateOf(time.Now())
+	from, to := today.AddDays(-30), today.AddDays(30)
+	day := firmware.Window{Start: 0, End: 24 * 60}
+	all := []time.Weekday{0, 1, 2, 3, 4, 5, 6}
+	book := func(id, child string, st firmware.BookingStatus) firmware.Booking {
+		return firmware.Booking{ID: id, ChildID: child, Type: firmware.Regular, Status: st, From: from, To: to, Weekdays: all, Window: day}
+	}
+	return &source.Source{Roster: &firmware.Roster{Revision: 1,
+		Centre:   firmware.Centre{ID: "mangwon1", Name: "망원1동", Terms: []firmware.Term{{Name: "연중", From: from, To: to, Hours: day, Weekdays: all}}},
+		Children: []firmware.Child{{ID: "c1", Name: "김민준"}, {ID: "c2", Name: "이서연"}, {ID: "c3", Name: "박지호"}},
+		Cards: []firmware.Card{{Key: firmware.CardKey(key, []byte{1}), ChildID: "c1", State: firmware.CardActive},
+			{Key: firmware.CardKey(key, []byte{2}), ChildID: "c2", State: firmware.CardActive}, {Key: firmware.CardKey(key, []byte{3}), ChildID: "c3", State: firmware.CardActive}},
+		Bookings: []firmware.Booking{book("b1", "c1", firmware.InUse), book("b2", "c2", firmware.InUse), book("b3", "c3", firmware.Scheduled)}}}
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func connect(t *testing.T, broker, user, pass, id string) mqtt.Client {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(id).SetUsername(user).SetPassword(pass).SetCleanSession(true))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+// tapFrom publishes one tap event of a terminal, so the bridge knows it,
+// until the bridge has stored it (sent again every 2 s, as a terminal
+// does while no ack comes).
+func tapFrom(t *testing.T, c mqtt.Client, st *bridge.Store, device string) {
+	t.Helper()
+	e := protocol.Event{V: 1, ID: device + "-1", Centre: "mangwon1", Device: device, Log: "L" + device, Seq: 1, Time: time.Now(), ClockSynced: true,
+		BootID: "b", Card: firmware.CardKey(key, []byte{9}), Outcome: string(firmware.UnknownCard), Reason: "unknown_card", RosterRev: 1}
+	raw, _ := json.Marshal(protocol.Batch{V: 1, Events: []protocol.Event{e}})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if tok := c.Publish(protocol.Topics{Centre: "mangwon1", Device: device}.Events(), 1, false, raw); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		resend := time.Now().Add(2 * time.Second)
+		for time.Now().Before(resend) {
+			if d, _ := st.Devices("mangwon1"); slices.Contains(d, device) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's event not stored in 30 s", device)
+		}
+	}
+}
+
+// kiumctl's portal-side commands against a running bridge on a real
+// broker, with a test client playing terminal T-1: list, history, revoke
+// (refused on a scheduled booking, allowed otherwise), enrol (a signed
+// command on T-1's topic, answered), and the errors of a terminal that
+// does not answer, an unknown one, and a centre of several.
+func TestCardCommands(t *testing.T) {
+	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"mangwon1": termPass, "portal": portalPass}, ACL: string(acl)})
+	dir := t.TempDir()
+	if err := source.Write(filepath.Join(dir, "mangwon1.json"), cardSource()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sock := filepath.Join(dir, "kb.sock")
+	b, err := bridge.New(bridge.Options{Broker: mq.URL(), Password: portalPass, Key: portalKey, Store: st, SourceDir: dir,
+		Provider: sms.NewConsole(io.Discard), Control: sock, CommandWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if fi, err := waitSocket(t, sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket: %v %v", fi.Mode(), err)
+	}
+
+	kiumctl := func(args ...string) (string, error) {
+		var out, errs bytes.Buffer
+		err := run(context.Background(), args, &out, &errs)
+		return out.String() + errs.String(), err
+	}
+	out, err := kiumctl("cards", "list", "-bridge", sock, "-centre", "mangwon1")
+	t.Logf("kiumctl cards list -centre mangwon1:\n%s", out)
+	if err != nil || !strings.Contains(out, "김*준") || strings.Contains(out, "김민준") || strings.Count(out, "active") != 3 {
+		t.Fatalf("cards list: %v\n%s", err, out)
+	}
+	out, err = kiumctl("cards", "list", "-bridge", sock, "-centre", "mangwon1", "-json")
+	var view bridge.CardsView
+	if err != nil || json.Unmarshal([]byte(out), &view) != nil || len(view.Children) != 3 || view.Children[1].State != firmware.CardActive {
+		t.Fatalf("cards list -json: %v\n%s", err, out)
+	}
+	if _, err := kiumctl("cards", "list", "-bridge", sock); !errors.Is(err, cli.ErrUsage) {
+		t.Fatalf("no -centre: %v", err)
+	}
+	if _, err := kiumctl("cards", "list", "-bridge", sock, "-centre", "nowhere"); err == nil || !strings.Contains(err.Error(), "nowhere") {
+		t.Fatalf("an unknown centre: %v", err)
+	}
+
+	// Revoke: refused on a scheduled booking (Q18), allowed otherwise.
+	_, err = kiumctl("revoke", "-bridge", sock, "-centre", "mangwon1", "-child", "c3", "-by", "op.kim")
+	if err == nil || errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "scheduled_booking") || !strings.Contains(err.Error(), "Q18") {
+		t.Fatalf("revoking c3: %v", err)
+	}
+	out, err = kiumctl("revoke", "-bridge", sock, "-centre", "mangwon1", "-child", "c2", "-by", "op.kim")
+	if err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("revoking c2: %v\n%s", err, out)
+	}
+	src, _ := source.Load(filepath.Join(dir, "mangwon1.json"))
+	if c := src.Roster.CardByKey(firmware.CardKey(key, []byte{2})); c.State != firmware.CardRevoked {
+		t.Fatalf("c2's card in the source: %s", c.State)
+	}
+	if _, err := kiumctl("revoke", "-bridge", sock, "-centre", "mangwon1", "-child", "c2", "-by", "op.kim"); err == nil || !strings.Contains(err.Error(), "no_active_card") {
+		t.Fatalf("revoking c2 again: %v", err)
+	}
+	out, err = kiumctl("cards", "history", "-bridge", sock, "-centre", "mangwon1", "c2")
+	t.Logf("kiumctl cards history -centre mangwon1 c2:\n%s", out)
+	if err != nil || !strings.Contains(out, "applied") || !strings.Contains(out, "refused (no_active_card)") || !strings.Contains(out, "op.kim") || !strings.Contains(out, "portal") {
+		t.Fatalf("history of c2: %v\n%s", err, out)
+	}
+	out, err = kiumctl("cards", "history", "-bridge", sock, "-centre", "mangwon1", "-json", "c3")
+	var hist []bridge.Change
+	if err != nil || json.Unmarshal([]byte(out), &hist) != nil || len(hist) != 1 || hist[0].Reason != firmware.RefuseScheduledBooking {
+		t.Fatalf("history of c3: %v\n%s", err, out)
+	}
+
+	// Terminal T-1: it checks each command's signature and answers.
+	term := connect(t, mq.URL(), "mangwon1", termPass, "T-1")
+	var mu sync.Mutex
+	var got []protocol.Command
+	pub := portalKey.Public().(ed25519.PublicKey)
+	topics := protocol.Topics{Centre: "mangwon1", Device: "T-1"}
+	sub := term.Subscribe(topics.Cmd(), 1, func(c mqtt.Client, m mqtt.Message) {
+		payload, err := protocol.Open(pub, m.Payload(), protocol.MaxMessage)
+		if err != nil {
+			t.Errorf("the command's signature: %v", err)
+			return
+		}
+		cmd, err := protocol.DecodeCommand(payload, "mangwon1", "T-1", time.Now())
+		if err != nil {
+			t.Errorf("the command: %v", err)
+			return
+		}
+		args, err := protocol.DecodeEnrolArgs(cmd.Args)
+		if err != nil || cmd.Name != protocol.CmdEnrol {
+			t.Errorf("the command %s: %v", cmd.Name, err)
+			return
+		}
+		mu.Lock()
+		got = append(got, *cmd)
+		mu.Unlock()
+		rep := protocol.Reply{V: 1, ID: cmd.ID, OK: true}
+		if args.Child == "c2" {
+			rep.OK, rep.Error = false, "no child c2 in this terminal's roster"
+		} else {
+			rep.Result, _ = json.Marshal(map[string]any{"child": args.Child, "screen": []string{"김*준", "카드를 대주세요"}})
+		}
+		raw, _ := json.Marshal(rep)
+		c.Publish(topics.Reply(), 1, false, raw)
+	})
+	if !sub.WaitTimeout(10*time.Second) || sub.Error() != nil {
+		t.Fatal(sub.Error())
+	}
+	if _, err := kiumctl("enrol", "-bridge", sock, "-centre", "mangwon1", "-child", "c1", "-by", "op.kim"); err == nil || !strings.Contains(err.Error(), "no terminal") {
+		t.Fatalf("enrol before any terminal sent events: %v", err)
+	}
+	tapFrom(t, term, st, "T-1")
+
+	before := time.Now()
+	out, err = kiumctl("enrol", "-bridge", sock, "-centre", "mangwon1", "-child", "c1", "-by", "op.kim")
+	t.Logf("kiumctl enrol -centre mangwon1 -child c1:\n%s", out)
+	if err != nil || !strings.Contains(out, "T-1") || !strings.Contains(out, "카드를 대주세요") || !strings.Contains(out, "김*준") {
+		t.Fatalf("enrol: %v\n%s", err, out)
+	}
+	mu.Lock()
+	cmd := got[0]
+	mu.Unlock()
+	if cmd.Centre != "mangwon1" || cmd.Device != "T-1" || cmd.Expires.Before(before.Add(4*time.Minute)) || cmd.Expires.After(time.Now().Add(5*time.Minute)) {
+		t.Fatalf("the command: %+v", cmd)
+	}
+	if !strings.Contains(string(cmd.Args), `"by":"op.kim"`) {
+		t.Fatalf("args %s", cmd.Args)
+	}
+	if _, err := kiumctl("enrol", "-bridge", sock, "-centre", "mangwon1", "-child", "c2", "-by", "op.kim"); err == nil || !strings.Contains(err.Error(), "terminal T-1 refused") {
+		t.Fatalf("the terminal refusing: %v", err)
+	}
+	if _, err := kiumctl("enrol", "-bridge", sock, "-centre", "mangwon1", "-child", "c9", "-by", "op.kim"); err == nil || !strings.Contains(err.Error(), "unknown_child") {
+		t.Fatalf("a child not in the roster: %v", err)
+	}
+	if _, err := kiumctl("enrol", "-bridge", sock, "-centre", "mangwon1", "-child", "c1", "-device", "T-9", "-by", "op.kim"); err == nil || !strings.Contains(err.Error(), "T-9") || !strings.Contains(err.Error(), "T-1") {
+		t.Fatalf("an unknown terminal: %v", err)
+	}
+
+	// A second terminal, which never answers.
+	tapFrom(t, connect(t, mq.URL(), "portal", portalPass, "terminals"), st, "T-2")
+	if _, err := kiumctl("enrol", "-bridge", sock, "-centre", "mangwon1", "-child", "c1", "-by", "op.kim"); err == nil || !strings.Contains(err.Error(), "T-1, T-2") {
+		t.Fatalf("enrol at a centre of two terminals, none named: %v", err)
+	}
+	start := time.Now()
+	_, err = kiumctl("enrol", "-bridge", sock, "-centre", "mangwon1", "-child", "c1", "-device", "T-2", "-by", "op.kim")
+	if err == nil || !strings.Contains(err.Error(), "terminal T-2 did not answer") || !strings.Contains(err.Error(), "offline?") {
+		t.Fatalf("a terminal that does not answer: %v", err)
+	}
+	t.Logf("no answer reported after %v; %s", time.Since(start).Round(time.Millisecond), err)
+}
+
+// waitSocket waits for the control socket to answer.
+func waitSocket(t *testing.T, path string) (os.FileInfo, error) {
+	t.Helper()
+	waitUntil(t, 20*time.Second, "the control socket", func() bool {
+		var v bridge.CardsView
+		return askBridge(context.Background(), path, "GET", "/cards?centre=mangwon1", nil, &v) == nil
+	})
+	return os.Stat(path)
+}

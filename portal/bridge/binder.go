@@ -1,0 +1,408 @@
+package bridge
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"kiumtap/firmware"
+	"kiumtap/portal/source"
+	"kiumtap/protocol"
+)
+
+// registryLabel derives the card registry's key from the signing key: a
+// card is known across centres by HMAC-SHA256(registry key, UID), and the
+// raw UID is never kept.
+const registryLabel = "kiumtap card registry v1"
+
+func registryKey(k []byte) []byte {
+	key, err := hkdf.Key(sha256.New, k, nil, registryLabel, sha256.Size)
+	if err != nil {
+		panic(err) // only for a length SHA-256 cannot give
+	}
+	return key
+}
+
+// cardID is a card's identity across centres: the HMAC of its UID (hex,
+// as the event carries it; any other form is taken as its bytes).
+func (b *Bridge) cardID(uid string) string {
+	raw, err := hex.DecodeString(uid)
+	if err != nil {
+		raw = []byte(strings.ToUpper(uid))
+	}
+	m := hmac.New(sha256.New, b.regKey)
+	m.Write(raw)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// bindingFor makes a card_bound event's binding job (Store.Put calls it
+// in the event's transaction).
+func (b *Bridge) bindingFor(e *protocol.Event) *binding {
+	at := e.Time
+	if !e.ClockSynced && !e.Corrected {
+		at = b.o.Now() // the terminal's clock was not set: the binding counts as made when stored
+	}
+	return &binding{Centre: e.Centre, Device: e.Device, Log: e.Log, Seq: e.Seq, Child: e.Child, Card: e.Card, OldCard: e.OldCard,
+		By: e.By, Flow: firmware.Flow(e.Reason), At: at.UTC(), CardID: b.cardID(e.UID)}
+}
+
+// binder applies binding jobs as they are queued, until ctx ends. A job
+// that fails (a source cannot be written) is tried again each second;
+// the jobs after it wait, as a log's bindings apply in order.
+func (b *Bridge) binder(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if b.o.Store.bindingsQueued() {
+			if err := b.drain(); err != nil {
+				b.log.Error("bridge: applying a binding; trying again in a second", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.bindKick:
+		case <-t.C:
+		}
+	}
+}
+
+// drain applies every queued binding job, in order, then publishes the
+// centres whose source changed.
+func (b *Bridge) drain() error {
+	changed, err := b.locked(b.drainLocked)
+	b.markDirty(changed...)
+	b.publishDirty()
+	return err
+}
+
+// locked runs fn holding the sources: no other bridge of the store and no
+// roster push changes one meanwhile. Sources staff replaced are taken in
+// first. It returns the centres whose source changed.
+func (b *Bridge) locked(fn func() ([]string, error)) ([]string, error) {
+	b.o.Store.edit.Lock()
+	defer b.o.Store.edit.Unlock()
+	unlock, err := source.Lock(b.o.SourceDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	changed, err := b.reloadLocked()
+	if err != nil {
+		b.log.Error("bridge: a roster source is refused; the last good one stays", "err", err)
+	}
+	if fn == nil {
+		return changed, err
+	}
+	more, err := fn()
+	return append(changed, more...), err
+}
+
+func (b *Bridge) drainLocked() ([]string, error) {
+	var changed []string
+	for {
+		j, err := b.o.Store.nextBindJob()
+		if err != nil || j == nil {
+			return changed, err
+		}
+		c, err := b.runJob(j)
+		changed = append(changed, c...)
+		if err != nil {
+			return changed, fmt.Errorf("binding job %d: %w", j.Q, err)
+		}
+	}
+}
+
+// failpoint, when set (tests), is called at the named points of a job
+// and stops it there with its error, as a crash would.
+func (b *Bridge) fail(point string) error {
+	if b.failpoint == nil {
+		return nil
+	}
+	return b.failpoint(point)
+}
+
+// runJob plans a job if it is not yet (deciding and recording in one
+// transaction), writes its edits to the sources, then removes it. Killed
+// at any point, it is run again from the start: planned once, the edits
+// written again are harmless. It returns the centres changed.
+func (b *Bridge) runJob(j *bindJob) ([]string, error) {
+	if !j.Planned {
+		if err := b.plan(j); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.fail("planned"); err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, e := range j.Edits {
+		ok, err := b.applyEdit(e)
+		if err != nil {
+			return changed, err
+		}
+		if ok && !slices.Contains(changed, e.Centre) {
+			changed = append(changed, e.Centre)
+		}
+	}
+	if err := b.fail("written"); err != nil {
+		return changed, err
+	}
+	return changed, b.o.Store.removeBindJob(j.Q)
+}
+
+func (b *Bridge) rosterOf(centre string) *firmware.Roster {
+	if src := b.source(centre); src != nil {
+		return src.Roster
+	}
+	return nil
+}
+
+// plan decides a binding event and records, in one transaction: the
+// decision's audit records, the card's registry entry, what the event
+// applied to its centre, and the job's edits.
+func (b *Bridge) plan(j *bindJob) error {
+	bd := j.Binding
+	if bd == nil {
+		j.Planned = true
+		return nil
+	}
+	return b.o.Store.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
+		own := b.rosterOf(bd.Centre)
+		key := bd.appliedKey()
+		if own != nil && own.Applied[key] >= bd.Seq {
+			// Taken in already (a source pushed with it): nothing to do.
+			j.Planned, j.Edits = true, nil
+			return putBindJob(t.tx, j)
+		}
+		var edits []edit
+		var changes []Change
+		cur, err := t.holder(bd.CardID)
+		if err != nil {
+			return err
+		}
+		if cur != nil && !holds(b.rosterOf(cur.Centre), cur) {
+			// Its card is no longer active there (staff changed the
+			// source): it holds nothing, and what lost to it is freed.
+			e, c, err := t.drop(bd.CardID, cur, "its card is no longer active at "+cur.Centre)
+			if err != nil {
+				return err
+			}
+			edits, changes, cur = e, c, nil
+			if own != nil {
+				var ops []op
+				for _, e := range edits {
+					if e.Centre == bd.Centre {
+						ops = append(ops, e.Ops...)
+					}
+				}
+				if own, err = applyOps(own, ops); err != nil {
+					return err
+				}
+			}
+		}
+		v := decide(bd, own, cur)
+		ch := Change{Centre: bd.Centre, Outcome: v.Outcome, Reason: v.Reason, Detail: v.Detail, Device: bd.Device, Log: bd.Log, Seq: bd.Seq,
+			BindingChange: firmware.BindingChange{Child: bd.Child, NewCard: bd.Card, By: bd.By, Flow: bd.Flow, At: bd.At}}
+		if v.Outcome != ChangeRefused {
+			ch.OldCard = v.OldCard
+		}
+		changes = append([]Change{ch}, changes...)
+		if l := v.Lost; l != nil {
+			changes = append(changes, Change{Centre: l.Centre, Outcome: ChangeConflict, Reason: firmware.RefuseBoundElsewhere,
+				Detail: fmt.Sprintf("the same card was bound earlier at %s by %s (%s): this binding lost", bd.Centre, bd.Device, kst(bd.At)),
+				Device: l.Device, Log: l.Log, Seq: l.Seq,
+				BindingChange: firmware.BindingChange{Child: l.Child, NewCard: l.Card, By: l.By, Flow: l.Flow, At: l.At}})
+		}
+		if v.Holder != nil {
+			if err := t.setHolder(bd.CardID, v.Holder); err != nil {
+				return err
+			}
+		}
+		if own != nil {
+			edits = append(edits, edit{Centre: bd.Centre, Ops: v.Own, Applied: key, Seq: bd.Seq})
+			if err := t.applied(bd.Centre, key, bd.Seq, v.Own); err != nil {
+				return err
+			}
+		}
+		if v.Other != nil {
+			edits = append(edits, *v.Other)
+		}
+		if v.OldCard != "" && v.Outcome != ChangeRefused {
+			e, c, err := t.release(bd.Centre, v.OldCard, "replaced by a new card")
+			if err != nil {
+				return err
+			}
+			edits, changes = append(edits, e...), append(changes, c...)
+		}
+		for _, c := range changes {
+			if err := t.record(c); err != nil {
+				return err
+			}
+		}
+		j.Planned, j.Edits = true, edits
+		return putBindJob(t.tx, j)
+	})
+}
+
+// applyEdit writes one edit into its centre's source, atomically. An edit
+// whose applied_bindings the source has already is skipped: written
+// before a crash. It reports whether the source changed.
+func (b *Bridge) applyEdit(e edit) (bool, error) {
+	src := b.source(e.Centre)
+	if src == nil {
+		b.log.Warn("bridge: a binding change for a centre without a source; skipped", "centre", e.Centre)
+		return false, nil
+	}
+	if e.Applied != "" && src.Roster.Applied[e.Applied] >= e.Seq {
+		return false, nil
+	}
+	next, err := applyOps(src.Roster, e.Ops)
+	if err != nil {
+		// It fitted when decided: staff changed the source since. Trying
+		// again would not help.
+		b.log.Error("bridge: a binding change does not fit the centre's source any more; skipped", "centre", e.Centre, "err", err)
+		return false, nil
+	}
+	if e.Applied != "" {
+		if next.Applied == nil {
+			next.Applied = map[string]uint64{}
+		}
+		next.Applied[e.Applied] = e.Seq
+	}
+	if protocol.Digest(next) == protocol.Digest(src.Roster) {
+		return false, nil
+	}
+	return true, b.writeSource(&source.Source{Roster: next, Guardians: src.Guardians})
+}
+
+// writeSource writes a centre's source where it was read, atomically,
+// and keeps it as the centre's current source.
+func (b *Bridge) writeSource(src *source.Source) error {
+	path := filepath.Join(b.o.SourceDir, src.Roster.Centre.ID+".json")
+	if err := source.Write(path, src); err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.sources[src.Roster.Centre.ID] = src
+	b.mtimes[path] = fi.ModTime()
+	b.mu.Unlock()
+	return nil
+}
+
+// reconcile lays over a source what the bridge recorded for its centre:
+// the bindings of terminal logs whose applied_bindings the source is
+// behind on (a push from an older copy), and the conflicts its cards
+// lost. It reports whether that changed the source.
+func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
+	centre := src.Roster.Centre.ID
+	rec, err := b.o.Store.recorded(centre)
+	if err != nil {
+		return nil, false, err
+	}
+	have := src.Roster.Applied
+	var ops []op
+	for _, r := range rec.ops {
+		if r.Seq > have[r.Key] {
+			ops = append(ops, r.Ops...)
+		}
+	}
+	for _, card := range slices.Sorted(maps.Keys(rec.lost)) {
+		l := rec.lost[card]
+		ops = append(ops, op{Do: opState, Child: l.Child, Card: card, State: firmware.CardConflict, From: firmware.CardActive, At: l.At})
+	}
+	next, err := applyOps(src.Roster, ops)
+	if err != nil {
+		return nil, false, fmt.Errorf("laying the recorded bindings over the source of %s: %w", centre, err)
+	}
+	for k, seq := range rec.applied {
+		if next.Applied[k] < seq {
+			if next.Applied == nil {
+				next.Applied = map[string]uint64{}
+			}
+			next.Applied[k] = seq
+		}
+	}
+	if protocol.Digest(next) == protocol.Digest(src.Roster) {
+		return src, false, nil
+	}
+	return &source.Source{Roster: next, Guardians: src.Guardians}, true, nil
+}
+
+// Revoke revokes a child's active card from the portal (firmware.Unbind
+// against the centre's source): refused while the child has a scheduled
+// booking (FAQ Q18) or has no active card. Applied or refused, the change
+// is recorded; applied, it is written to the source and published. A
+// refusal is a *firmware.Refused.
+func (b *Bridge) Revoke(centre, child, by string) (Change, error) {
+	var out Change
+	changed, err := b.locked(func() ([]string, error) {
+		changed, err := b.drainLocked() // bindings that came first apply first
+		if err != nil {
+			return changed, err
+		}
+		src := b.source(centre)
+		if src == nil {
+			return changed, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+		}
+		now := b.o.Now().UTC()
+		_, ch, uerr := firmware.Unbind(src.Roster, child, by, firmware.FlowPortal, now)
+		var ref *firmware.Refused
+		if uerr != nil && !errors.As(uerr, &ref) {
+			return changed, uerr
+		}
+		out = Change{Centre: centre, BindingChange: ch, Outcome: ChangeApplied, Detail: "card revoked from the portal"}
+		j := &bindJob{Planned: true}
+		if ref != nil {
+			out.Outcome, out.Reason, out.Detail = ChangeRefused, ref.Reason, ref.Detail
+			out.OldCard = ""
+		} else {
+			j.Edits = []edit{{Centre: centre, Ops: []op{{Do: opState, Child: child, Card: ch.OldCard, State: firmware.CardRevoked, From: firmware.CardActive, At: now}}}}
+		}
+		err = b.o.Store.updateBindings(now, func(t *bindTx) error {
+			changes := []Change{out}
+			if ref == nil {
+				e, c, err := t.release(centre, ch.OldCard, "revoked by "+by)
+				if err != nil {
+					return err
+				}
+				j.Edits, changes = append(j.Edits, e...), append(changes, c...)
+			}
+			for _, c := range changes {
+				if err := t.record(c); err != nil {
+					return err
+				}
+			}
+			out.Recorded = t.now
+			if len(j.Edits) == 0 {
+				return nil
+			}
+			return putBindJob(t.tx, j)
+		})
+		if err != nil {
+			return changed, err
+		}
+		if ref != nil {
+			return changed, ref
+		}
+		more, err := b.runJob(j)
+		return append(changed, more...), err
+	})
+	b.markDirty(changed...)
+	b.publishDirty()
+	return out, err
+}

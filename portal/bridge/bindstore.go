@@ -1,0 +1,320 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"kiumtap/firmware"
+)
+
+// The store's part in bindings: the job queue, the card registry, the
+// audit records, and what was applied to each centre's source (so a
+// source staff replace with an older copy gets it again).
+var (
+	bBindQ    = []byte("bindq")    // q → bindJob: to apply, in order
+	bHistory  = []byte("bindlog")  // centre \0 child \0 n → Change: the audit records
+	bRegistry = []byte("registry") // card ID (HMAC of the UID) → holder
+	bRegIndex = []byte("regindex") // centre \0 card key → card ID, for the holders' cards
+	bLost     = []byte("lost")     // centre \0 card key → card ID, for cards that lost a conflict
+	bBindOps  = []byte("bindops")  // centre \0 n → opRecord: ops applied for a terminal's binding
+	bApplied  = []byte("applied")  // centre \0 device/log → the last sequence taken in
+)
+
+var bindBuckets = [][]byte{bBindQ, bHistory, bRegistry, bRegIndex, bLost, bBindOps, bApplied}
+
+// bindJob is one change to apply to roster sources: a card_bound event
+// (Binding), or a change made at the portal (a revoke), planned when made.
+// Once planned, Edits say what to write; writing them again is harmless.
+type bindJob struct {
+	Q       uint64   `json:"q"`
+	Binding *binding `json:"binding,omitempty"`
+	Planned bool     `json:"planned"`
+	Edits   []edit   `json:"edits,omitempty"`
+}
+
+// opRecord is what a terminal's binding event did to its centre's source.
+type opRecord struct {
+	Key string `json:"key"` // device/log
+	Seq uint64 `json:"seq"`
+	Ops []op   `json:"ops,omitempty"`
+}
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func key2(a, b string) []byte { return []byte(a + "\x00" + b) }
+
+// putBindJob queues or updates a job; a new job gets the next place.
+func putBindJob(tx *bolt.Tx, j *bindJob) error {
+	q := tx.Bucket(bBindQ)
+	if j.Q == 0 {
+		n, err := q.NextSequence()
+		if err != nil {
+			return err
+		}
+		j.Q = n
+	}
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return q.Put(u64(j.Q), raw)
+}
+
+// nextBindJob is the first queued job, nil if none.
+func (s *Store) nextBindJob() (*bindJob, error) {
+	var j *bindJob
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bBindQ).Cursor().First()
+		if k == nil {
+			return nil
+		}
+		j = &bindJob{}
+		if err := json.Unmarshal(v, j); err != nil {
+			return fmt.Errorf("stored binding job %x: %w", k, err)
+		}
+		return nil
+	})
+	return j, err
+}
+
+// bindingsQueued reports whether any binding job waits.
+func (s *Store) bindingsQueued() bool {
+	j, err := s.nextBindJob()
+	return j != nil || err != nil
+}
+
+func (s *Store) removeBindJob(q uint64) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bBindQ).Delete(u64(q)) })
+}
+
+// bindTx is a write transaction over the bindings' buckets.
+type bindTx struct {
+	tx  *bolt.Tx
+	now time.Time
+}
+
+func (s *Store) updateBindings(now time.Time, fn func(t *bindTx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(&bindTx{tx: tx, now: now}) })
+}
+
+func (t *bindTx) holder(cardID string) (*holder, error) {
+	v := t.tx.Bucket(bRegistry).Get([]byte(cardID))
+	if v == nil {
+		return nil, nil
+	}
+	var h holder
+	if err := json.Unmarshal(v, &h); err != nil {
+		return nil, fmt.Errorf("registry entry %s: %w", cardID, err)
+	}
+	return &h, nil
+}
+
+// setHolder records h as the card's holder, indexed by its centre and key.
+func (t *bindTx) setHolder(cardID string, h *holder) error {
+	raw, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bRegistry).Put([]byte(cardID), raw); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bRegIndex).Put(key2(h.Centre, h.Card), []byte(cardID)); err != nil {
+		return err
+	}
+	for _, l := range h.Losers {
+		if err := t.tx.Bucket(bLost).Put(key2(l.Centre, l.Card), []byte(cardID)); err != nil {
+			return err
+		}
+	}
+	// A card that held and now lost is a loser, not a holder.
+	for _, l := range h.Losers {
+		if v := t.tx.Bucket(bRegIndex).Get(key2(l.Centre, l.Card)); string(v) == cardID {
+			if err := t.tx.Bucket(bRegIndex).Delete(key2(l.Centre, l.Card)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// release ends the registry entry of the card key at centre, if it holds
+// a card: the bindings that lost to it are freed (their cards go from
+// conflict to revoked, so staff can bind them again). It returns the
+// edits that frees them, and their audit records.
+func (t *bindTx) release(centre, card, why string) ([]edit, []Change, error) {
+	ik := key2(centre, card)
+	id := t.tx.Bucket(bRegIndex).Get(ik)
+	if id == nil {
+		return nil, nil, nil
+	}
+	cardID := string(id)
+	if err := t.tx.Bucket(bRegIndex).Delete(ik); err != nil {
+		return nil, nil, err
+	}
+	h, err := t.holder(cardID)
+	if err != nil || h == nil || h.Centre != centre || h.Card != card {
+		return nil, nil, err
+	}
+	return t.drop(cardID, h, why)
+}
+
+// drop deletes a holder's registry entry and frees its losers.
+func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, error) {
+	if err := t.tx.Bucket(bRegistry).Delete([]byte(cardID)); err != nil {
+		return nil, nil, err
+	}
+	if v := t.tx.Bucket(bRegIndex).Get(key2(h.Centre, h.Card)); string(v) == cardID {
+		if err := t.tx.Bucket(bRegIndex).Delete(key2(h.Centre, h.Card)); err != nil {
+			return nil, nil, err
+		}
+	}
+	var edits []edit
+	var changes []Change
+	for _, l := range h.Losers {
+		if err := t.tx.Bucket(bLost).Delete(key2(l.Centre, l.Card)); err != nil {
+			return nil, nil, err
+		}
+		edits = append(edits, edit{Centre: l.Centre, Ops: []op{{Do: opState, Child: l.Child, Card: l.Card, State: firmware.CardRevoked, From: firmware.CardConflict, At: t.now}}})
+		c := Change{Centre: l.Centre, Outcome: ChangeReleased, Detail: fmt.Sprintf("the binding at %s that won this card ended (%s): the card is revoked here and may be bound again", h.Centre, why)}
+		c.Child, c.OldCard, c.By, c.Flow, c.At = l.Child, l.Card, "portal", firmware.FlowPortal, t.now
+		changes = append(changes, c)
+	}
+	return edits, changes, nil
+}
+
+// record appends an audit record.
+func (t *bindTx) record(c Change) error {
+	c.Recorded = t.now
+	b := t.tx.Bucket(bHistory)
+	n, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return b.Put(append([]byte(c.Centre+"\x00"+c.Child+"\x00"), u64(n)...), raw)
+}
+
+// applied records that a terminal's binding event was taken into its
+// centre's source, with the ops it applied there.
+func (t *bindTx) applied(centre, key string, seq uint64, ops []op) error {
+	b := t.tx.Bucket(bBindOps)
+	n, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(opRecord{Key: key, Seq: seq, Ops: ops})
+	if err != nil {
+		return err
+	}
+	if err := b.Put(append([]byte(centre+"\x00"), u64(n)...), raw); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bApplied).Put(key2(centre, key), u64(seq))
+}
+
+// History returns a centre's audit records of binding changes, of one
+// child (all children when child is empty), oldest first.
+func (s *Store) History(centre, child string) ([]Change, error) {
+	var out []Change
+	prefix := []byte(centre + "\x00")
+	if child != "" {
+		prefix = append(prefix, child+"\x00"...)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bHistory)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var ch Change
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return fmt.Errorf("stored binding record %q: %w", k, err)
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	slices.SortStableFunc(out, func(a, b Change) int { return a.Recorded.Compare(b.Recorded) })
+	return out, err
+}
+
+// recorded is what the bridge applied to a centre's source: the last
+// sequence of each terminal log taken in, the ops in the order applied,
+// and the cards that lost a conflict, by key.
+type recorded struct {
+	applied map[string]uint64
+	ops     []opRecord
+	lost    map[string]cardRef
+}
+
+func (s *Store) recorded(centre string) (recorded, error) {
+	r := recorded{applied: map[string]uint64{}, lost: map[string]cardRef{}}
+	prefix := []byte(centre + "\x00")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bApplied).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(v) == 8 {
+				r.applied[string(k[len(prefix):])] = binary.BigEndian.Uint64(v)
+			}
+		}
+		c = tx.Bucket(bBindOps).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var o opRecord
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("stored binding ops %q: %w", k, err)
+			}
+			r.ops = append(r.ops, o)
+		}
+		c = tx.Bucket(bLost).Cursor()
+		reg := tx.Bucket(bRegistry)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			card := string(k[len(prefix):])
+			var h holder
+			if raw := reg.Get(v); raw == nil || json.Unmarshal(raw, &h) != nil {
+				continue
+			}
+			for _, l := range h.Losers {
+				if l.Centre == centre && l.Card == card {
+					r.lost[card] = l
+				}
+			}
+		}
+		return nil
+	})
+	return r, err
+}
+
+// Devices returns the terminals of a centre the bridge has events from,
+// sorted.
+func (s *Store) Devices(centre string) ([]string, error) {
+	var out []string
+	prefix := []byte(centre + "\x00")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEvents).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
+			rest := k[len(prefix):]
+			i := bytes.IndexByte(rest, 0)
+			if i <= 0 {
+				k, _ = c.Next()
+				continue
+			}
+			dev := string(rest[:i])
+			out = append(out, dev)
+			// Skip the device's other events: device IDs never hold \x00
+			// or \x01.
+			k, _ = c.Seek(append(append(slices.Clone(prefix), dev...), 1))
+		}
+		return nil
+	})
+	return out, err
+}

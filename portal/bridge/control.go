@@ -1,0 +1,397 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/firmware"
+	"kiumtap/protocol"
+)
+
+// The control socket: kiumctl's questions about cards and its enrol and
+// revoke, on a local unix socket (Options.Control), as JSON over HTTP.
+//
+//	GET  /cards?centre=C             CardsView
+//	GET  /history?centre=C[&child=X] []Change, oldest first
+//	POST /enrol   EnrolRequest       EnrolResult: the terminal's answer
+//	POST /revoke  RevokeRequest      Change
+//
+// An error answers with a status and a ControlError: 400 a bad request,
+// 404 an unknown centre, 409 a refusal by the rules or by the terminal
+// (Reason names the rule), 503 no broker, 504 a terminal that did not
+// answer.
+
+// Errors of the control socket's operations.
+var (
+	ErrUnknownCentre = errors.New("no roster source for centre")
+	ErrDevice        = errors.New("terminal")
+	ErrNoAnswer      = errors.New("did not answer")
+	ErrNotConnected  = errors.New("the bridge is not connected to the broker")
+)
+
+// ControlError is the body of an error answer.
+type ControlError struct {
+	Error  string          `json:"error"`
+	Reason firmware.Reason `json:"reason,omitempty"` // the rule refusing, when one does
+	Detail string          `json:"detail,omitempty"` // what the rule says to do
+}
+
+// CardsView is a centre's children and their cards.
+type CardsView struct {
+	Centre   string       `json:"centre"`
+	Name     string       `json:"name"`
+	Children []ChildCards `json:"children"`
+}
+
+// ChildCards is a child's card: the active one, or else the latest, with
+// its state ("" and no card: none ever bound); and all of them.
+type ChildCards struct {
+	Child string             `json:"child"`
+	Name  string             `json:"name"` // masked
+	Card  string             `json:"card,omitempty"`
+	State firmware.CardState `json:"state,omitempty"`
+	Since time.Time          `json:"since,omitzero"`
+	Cards []firmware.Card    `json:"cards,omitempty"`
+}
+
+// EnrolRequest asks a centre's terminal to bind the next card presented
+// to Child. Device may be empty when the centre has one terminal.
+type EnrolRequest struct {
+	Centre string `json:"centre"`
+	Child  string `json:"child"`
+	Device string `json:"device,omitempty"`
+	By     string `json:"by"`
+}
+
+// EnrolResult is a terminal's answer to an enrol command.
+type EnrolResult struct {
+	Centre  string   `json:"centre"`
+	Device  string   `json:"device"`
+	Child   string   `json:"child"`
+	Name    string   `json:"name"` // masked
+	Command string   `json:"command"`
+	Screen  []string `json:"screen,omitempty"`
+}
+
+// RevokeRequest revokes a child's active card.
+type RevokeRequest struct {
+	Centre string `json:"centre"`
+	Child  string `json:"child"`
+	By     string `json:"by"`
+}
+
+// TerminalError is a terminal's refusal of a command.
+type TerminalError struct {
+	Device, Message string
+}
+
+func (e *TerminalError) Error() string {
+	return fmt.Sprintf("terminal %s refused: %s", e.Device, e.Message)
+}
+
+// Cards returns a centre's children and their cards, names masked.
+func (b *Bridge) Cards(centre string) (*CardsView, error) {
+	r := b.rosterOf(centre)
+	if r == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+	}
+	v := &CardsView{Centre: centre, Name: r.Centre.Name, Children: []ChildCards{}}
+	for _, c := range r.Children {
+		cc := ChildCards{Child: c.ID, Name: firmware.MaskName(c.Name)}
+		var latest *firmware.Card
+		for i := range r.Cards {
+			k := &r.Cards[i]
+			if k.ChildID != c.ID {
+				continue
+			}
+			cc.Cards = append(cc.Cards, *k)
+			switch {
+			case latest == nil, k.State == firmware.CardActive:
+				latest = k
+			case latest.State != firmware.CardActive && k.Since.After(latest.Since):
+				latest = k
+			}
+		}
+		if latest != nil {
+			cc.Card, cc.State, cc.Since = latest.Key, latest.State, latest.Since
+		}
+		slices.SortFunc(cc.Cards, func(a, b firmware.Card) int { return b.Since.Compare(a.Since) })
+		v.Children = append(v.Children, cc)
+	}
+	slices.SortFunc(v.Children, func(a, b ChildCards) int { return strings.Compare(a.Child, b.Child) })
+	return v, nil
+}
+
+// History returns a centre's binding changes, of one child (all when
+// child is empty), oldest first.
+func (b *Bridge) History(centre, child string) ([]Change, error) {
+	if b.rosterOf(centre) == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+	}
+	h, err := b.o.Store.History(centre, child)
+	if h == nil {
+		h = []Change{}
+	}
+	return h, err
+}
+
+// waiter is an enrol command waiting for its reply.
+type waiter struct {
+	topic string // the reply topic of the terminal it went to
+	ch    chan protocol.Reply
+}
+
+// replyTopic is every terminal's reply topic.
+const replyTopic = protocol.Prefix + "/c/+/d/+/reply"
+
+// onReply hands a terminal's reply to the command waiting for it. The
+// broker's ACL lets a terminal publish only on its own reply topic, so a
+// reply counts only from the topic of the terminal the command went to.
+func (b *Bridge) onReply(_ mqtt.Client, m mqtt.Message) {
+	raw := m.Payload()
+	if len(raw) > protocol.MaxMessage {
+		return
+	}
+	var r protocol.Reply
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil || r.V != protocol.Version {
+		b.log.Warn("bridge: a malformed command reply", "topic", m.Topic(), "err", err)
+		return
+	}
+	b.mu.Lock()
+	w, ok := b.waiters[r.ID]
+	b.mu.Unlock()
+	if !ok || w.topic != m.Topic() {
+		return // not ours, or a reply again (duplicate delivery)
+	}
+	select {
+	case w.ch <- r:
+	default:
+	}
+}
+
+// Enrol asks a centre's terminal to bind the next card presented to a
+// child (a signed enrol command, valid 5 minutes) and waits for its answer
+// up to Options.CommandWait. The terminal is device, or the centre's only
+// terminal the bridge has events from. The binding itself comes back
+// later as the terminal's card_bound event.
+func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, error) {
+	r := b.rosterOf(req.Centre)
+	if r == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, req.Centre)
+	}
+	c := r.ChildByID(req.Child)
+	if c == nil {
+		return nil, &firmware.Refused{Reason: firmware.RefuseUnknownChild, Detail: fmt.Sprintf("no child %q in the roster of %s", req.Child, req.Centre)}
+	}
+	if req.By == "" || len(req.By) > 64 {
+		return nil, errors.New("who enrols (by) is required, 1 to 64 bytes: it goes into the audit")
+	}
+	devices, err := b.o.Store.Devices(req.Centre)
+	if err != nil {
+		return nil, err
+	}
+	device := req.Device
+	switch {
+	case device != "" && !slices.Contains(devices, device):
+		return nil, fmt.Errorf("%w %s: no events from it at %s (terminals seen there: %s)", ErrDevice, device, req.Centre, list(devices))
+	case device == "" && len(devices) == 1:
+		device = devices[0]
+	case device == "" && len(devices) == 0:
+		return nil, fmt.Errorf("%w: no terminal of %s has sent events yet; name it with -device", ErrDevice, req.Centre)
+	case device == "":
+		return nil, fmt.Errorf("%w: %s has several terminals (%s); name one with -device", ErrDevice, req.Centre, list(devices))
+	}
+	cl := b.client()
+	if cl == nil {
+		return nil, ErrNotConnected
+	}
+	now := b.o.Now().UTC()
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	args, _ := json.Marshal(protocol.EnrolArgs{Child: req.Child, By: req.By})
+	cmd := protocol.Command{V: protocol.Version, ID: fmt.Sprintf("enrol-%s-%s", now.Format("20060102T150405"), hex.EncodeToString(nonce[:])),
+		Centre: req.Centre, Device: device, Name: protocol.CmdEnrol, Expires: now.Add(5 * time.Minute), Args: args}
+	payload, _ := json.Marshal(cmd)
+	topics := protocol.Topics{Centre: req.Centre, Device: device}
+	w := waiter{topic: topics.Reply(), ch: make(chan protocol.Reply, 1)}
+	b.mu.Lock()
+	b.waiters[cmd.ID] = w
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.waiters, cmd.ID)
+		b.mu.Unlock()
+	}()
+	if t := cl.Publish(topics.Cmd(), 1, false, protocol.Sign(b.o.Key, payload)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return nil, fmt.Errorf("publishing the enrol command to %s: %v", device, t.Error())
+	}
+	b.log.Info("bridge: enrol command sent", "centre", req.Centre, "device", device, "child", req.Child, "by", req.By, "id", cmd.ID)
+	timer := time.NewTimer(b.o.CommandWait)
+	defer timer.Stop()
+	var rep protocol.Reply
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-timer.C:
+		return nil, fmt.Errorf("terminal %s %w in %v (offline?); the command expires at %s", device, ErrNoAnswer, b.o.CommandWait, kst(cmd.Expires))
+	case rep = <-w.ch:
+	}
+	if !rep.OK {
+		return nil, &TerminalError{Device: device, Message: rep.Error}
+	}
+	res := &EnrolResult{Centre: req.Centre, Device: device, Child: req.Child, Name: firmware.MaskName(c.Name), Command: cmd.ID}
+	var body struct {
+		Screen []string `json:"screen"`
+	}
+	json.Unmarshal(rep.Result, &body)
+	res.Screen = body.Screen
+	return res, nil
+}
+
+func list(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// ControlHandler serves the control socket's endpoints.
+func (b *Bridge) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cards", func(w http.ResponseWriter, r *http.Request) {
+		v, err := b.Cards(r.URL.Query().Get("centre"))
+		answer(w, v, err)
+	})
+	mux.HandleFunc("GET /history", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		h, err := b.History(q.Get("centre"), q.Get("child"))
+		answer(w, h, err)
+	})
+	mux.HandleFunc("POST /enrol", func(w http.ResponseWriter, r *http.Request) {
+		var req EnrolRequest
+		if err := readJSON(r, &req); err != nil {
+			answer(w, nil, err)
+			return
+		}
+		res, err := b.Enrol(r.Context(), req)
+		answer(w, res, err)
+	})
+	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req RevokeRequest
+		if err := readJSON(r, &req); err != nil {
+			answer(w, nil, err)
+			return
+		}
+		if req.By == "" {
+			answer(w, nil, badRequest("who revokes (by) is required: it goes into the audit"))
+			return
+		}
+		c, err := b.Revoke(req.Centre, req.Child, req.By)
+		answer(w, c, err)
+	})
+	return mux
+}
+
+type badRequest string
+
+func (e badRequest) Error() string { return string(e) }
+
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("request: " + err.Error())
+	}
+	return nil
+}
+
+func answer(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		status, body := http.StatusInternalServerError, ControlError{Error: err.Error()}
+		var ref *firmware.Refused
+		var te *TerminalError
+		var br badRequest
+		switch {
+		case errors.As(err, &ref):
+			status, body.Reason, body.Detail = http.StatusConflict, ref.Reason, ref.Detail
+		case errors.As(err, &te):
+			status = http.StatusConflict
+		case errors.As(err, &br), errors.Is(err, ErrDevice):
+			status = http.StatusBadRequest
+		case errors.Is(err, ErrUnknownCentre):
+			status = http.StatusNotFound
+		case errors.Is(err, ErrNotConnected):
+			status = http.StatusServiceUnavailable
+		case errors.Is(err, ErrNoAnswer):
+			status = http.StatusGatewayTimeout
+		}
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(body)
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
+
+// listenControl listens on the control socket, mode 0600. A stale socket
+// file is replaced; one another process answers on is an error.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is answered by another process: is another kiumbridge running?", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return l, nil
+}
+
+// serveControl answers on l until ctx ends.
+func (b *Bridge) serveControl(ctx context.Context, l net.Listener) {
+	srv := &http.Server{Handler: b.ControlHandler(), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		b.log.Error("bridge: control socket", "err", err)
+	}
+}
+
+// ControlClient asks a running kiumbridge on its control socket. An
+// enrol waits for the terminal: allow it the bridge's CommandWait.
+func ControlClient(path string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+}
