@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,54 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("%d events accepted", len(evs))
 		}
 	})
+}
+
+func FuzzDecodeEnrolArgs(f *testing.F) {
+	f.Add([]byte(`{"child":"c1","by":"op.kim"}`))
+	f.Add([]byte(`{"child":"","by":"x"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if a, err := DecodeEnrolArgs(b); err == nil && (a.Child == "" || a.By == "" || len(a.Child) > 64 || len(a.By) > 64) {
+			t.Fatalf("accepted %+v", a)
+		}
+	})
+}
+
+// A card_bound event must carry what the portal needs to apply it and to
+// find the card at other centres.
+func TestCardBoundEvent(t *testing.T) {
+	ev := `{"v":1,"id":"T-1-43","centre":"mangwon1","device":"T-1","log":"ab","seq":43,"time":"2026-11-23T06:02:11Z","clock_synced":true,"boot_id":"1c","mono_ns":5,"card":"c264b424fc1bdff5698d5757635e6a39",%s"child":"c1","outcome":"card_bound","reason":"device","by":"s1","roster_revision":7}`
+	if evs, err := DecodeBatch([]byte(`{"v":1,"events":[` + fmt.Sprintf(ev, `"uid":"04A1B2C3D4E5F6",`) + `]}`)); err != nil || evs[0].By != "s1" {
+		t.Fatalf("a good card_bound event: %v", err)
+	}
+	if _, err := DecodeBatch([]byte(`{"v":1,"events":[` + fmt.Sprintf(ev, "") + `]}`)); err == nil {
+		t.Fatal("a card_bound event without its uid was accepted")
+	}
+}
+
+// A delta carries staff changes and the applied bindings; the digest
+// covers both, whatever order staff come in.
+func TestDeltaStaffAndApplied(t *testing.T) {
+	r1 := sampleRoster(1)
+	r1.Staff = []firmware.Staff{{ID: "s2", Name: "최선생", Key: strings.Repeat("b", 32)}}
+	r2 := sampleRoster(2)
+	r2.Staff = []firmware.Staff{{ID: "s2", Name: "최선생", Key: strings.Repeat("b", 32)}, {ID: "s1", Name: "박선생", Key: strings.Repeat("a", 32)}}
+	r2.Applied = map[string]uint64{"T-1/ab": 43}
+	d := &Delta{V: Version, Kind: "delta", Centre: "mangwon1", Base: 1, Revision: 2, Digest: Digest(r2),
+		Staff:   Changes[firmware.Staff]{Upsert: []firmware.Staff{{ID: "s1", Name: "박선생", Key: strings.Repeat("a", 32)}}},
+		Applied: map[string]uint64{"T-1/ab": 43}}
+	got, err := d.Apply(r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Staff) != 2 || got.Applied["T-1/ab"] != 43 {
+		t.Fatalf("after the delta: staff %+v applied %v", got.Staff, got.Applied)
+	}
+	// Without applied_bindings the map is kept.
+	d2 := &Delta{V: Version, Kind: "delta", Centre: "mangwon1", Base: 2, Revision: 3, Digest: ""}
+	r3 := *got
+	r3.Revision = 3
+	d2.Digest = Digest(&r3)
+	if got3, err := d2.Apply(got); err != nil || got3.Applied["T-1/ab"] != 43 {
+		t.Fatalf("an empty delta: %v %v", err, got3)
+	}
 }
