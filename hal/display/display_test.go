@@ -33,6 +33,7 @@ var screens = []struct {
 	{"not_in_use_none", firmware.Decision{Outcome: firmware.NotInUse, Reason: firmware.ReasonNoBooking}},
 	{"unknown_card", firmware.Decision{Outcome: firmware.UnknownCard}},
 	{"replaced_card", firmware.Decision{Outcome: firmware.ReplacedCard}},
+	{"card_conflict", firmware.Decision{Outcome: firmware.ReplacedCard, Reason: firmware.ReasonCardConflict}},
 	{"error", firmware.Decision{Outcome: "store_error"}},
 }
 
