@@ -54,19 +54,31 @@ type Step struct {
 // Active reports whether enrolment is open.
 func (e *Enroller) Active() bool { return e.staff != nil }
 
-// Tap handles a card presented. handled is false when enrolment is closed
-// and the card is not a staff card: then it is an ordinary tap.
+// Tap handles a card presented. handled is false when the card is an
+// ordinary tap: enrolment is closed and it is not a staff card; or no
+// child is chosen yet (or the portal opened enrolment, with nobody
+// perhaps at the door) and it is a child's active card — a child arriving
+// meanwhile is not turned away. Enrolment then stays open.
 func (e *Enroller) Tap(r *Roster, card string, now time.Time) (s Step, handled bool) {
 	st := r.StaffByKey(card)
-	switch {
-	case !e.Active() && st == nil:
-		return Step{}, false
-	case !e.Active():
+	if !e.Active() {
+		if st == nil {
+			return Step{}, false
+		}
 		e.start(r, st, now)
 		return e.screen(r), true
+	}
+	if gone, ok := e.refresh(r); !ok {
+		return gone, true
+	}
+	c := r.CardByKey(card)
+	childsCard := c != nil && c.State == CardActive && st == nil
+	switch {
 	case st != nil && (st.ID == e.staff.ID || e.flow == FlowPortal):
 		e.stop()
 		return Step{Screen: []string{"등록 취소", "변경 없음"}, Done: true}, true
+	case childsCard && (e.child == "" || e.flow == FlowPortal):
+		return Step{}, false
 	case e.child == "":
 		e.until = now.Add(e.timeout())
 		return Step{Screen: append(e.screen(r).Screen[:2:2], "아이를 먼저 고르세요")}, true
@@ -76,10 +88,37 @@ func (e *Enroller) Tap(r *Roster, card string, now time.Time) (s Step, handled b
 	return Step{Bind: b, Done: true}, true
 }
 
+// refresh drops from the list children the roster no longer has (a new
+// revision may arrive during enrolment). A chosen child gone, or no child
+// left, ends enrolment: ok is false and s says so.
+func (e *Enroller) refresh(r *Roster) (s Step, ok bool) {
+	if e.child != "" && r.ChildByID(e.child) == nil {
+		e.stop()
+		return Step{Screen: []string{"등록할 수 없음", "명단에 없는 아이", "변경 없음"}, Done: true}, false
+	}
+	cur := ""
+	if e.cursor < len(e.list) {
+		cur = e.list[e.cursor]
+	}
+	e.list = slices.DeleteFunc(e.list, func(id string) bool { return r.ChildByID(id) == nil })
+	if i := slices.Index(e.list, cur); i >= 0 {
+		e.cursor = i
+	} else if e.cursor >= len(e.list) {
+		e.cursor = 0
+	}
+	return Step{}, true
+}
+
 // Press handles a button.
 func (e *Enroller) Press(r *Roster, b Button, now time.Time) Step {
-	if !e.Active() || len(e.list) == 0 {
+	if !e.Active() {
 		return Step{}
+	}
+	if gone, ok := e.refresh(r); !ok {
+		return gone
+	}
+	if len(e.list) == 0 {
+		return e.screen(r)
 	}
 	e.until = now.Add(e.timeout())
 	switch b {

@@ -1,6 +1,7 @@
 package firmware
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -52,5 +53,65 @@ func TestEnroller(t *testing.T) {
 	}
 	if s := e.Tick(now.Add(61 * time.Second)); !s.Done || e.Active() || s.Bind != nil {
 		t.Fatalf("timeout: %+v", s)
+	}
+}
+
+// A child's active card presented while enrolment waits is an ordinary
+// tap — before a child is chosen, or at any time in the portal's flow —
+// and enrolment stays open; a chosen child's card in the device flow is
+// handed over (the rules then refuse it with their reason).
+func TestEnrollerLetsChildrenTap(t *testing.T) {
+	r := withStaff(t)
+	now := at("2026-11-23 15:00:00")
+	var e Enroller
+	e.Tap(r, key(90), now)
+	if _, handled := e.Tap(r, key(1), now); handled || !e.Active() {
+		t.Fatalf("c1's card before a child was chosen: handled %v, active %v", handled, e.Active())
+	}
+	e.Press(r, ButtonChoose, now)
+	if s, handled := e.Tap(r, key(2), now); !handled || s.Bind == nil {
+		t.Fatal("staff presenting another child's card after choosing: not handed over")
+	}
+	e.StartFor(r, "c2", "op", now)
+	if _, handled := e.Tap(r, key(1), now); handled || !e.Active() {
+		t.Fatal("the portal's enrolment took a child's tap")
+	}
+	if _, handled := e.Tap(r, key(11), now); !handled { // c1's replaced card: free to bind
+		t.Fatal("a replaced card was not handed over")
+	}
+}
+
+// A revision arriving during enrolment may drop children: the list
+// shrinks; a chosen child gone ends enrolment with nothing bound.
+func TestEnrollerRosterChanges(t *testing.T) {
+	r := withStaff(t)
+	now := at("2026-11-23 15:00:00")
+	without := func(id string) *Roster {
+		n := r.clone()
+		n.Children = slices.DeleteFunc(n.Children, func(c Child) bool { return c.ID == id })
+		n.Cards = slices.DeleteFunc(n.Cards, func(c Card) bool { return c.ChildID == id })
+		n.Bookings = slices.DeleteFunc(n.Bookings, func(b Booking) bool { return b.ChildID == id })
+		if err := n.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var e Enroller
+	e.Tap(r, key(90), now)
+	shown := e.Press(r, ButtonNext, now).Screen[1] // the second child
+	r2 := without("c1")
+	for range 5 {
+		if s := e.Press(r2, ButtonNext, now); s.Screen[1] == MaskName("김민준") {
+			t.Fatalf("a child no longer in the roster is listed (was at %s)", shown)
+		}
+	}
+	e.Press(r2, ButtonChoose, now)
+	s := e.Press(without(e.child), ButtonNext, now)
+	if !s.Done || e.Active() || s.Screen[1] != "명단에 없는 아이" {
+		t.Fatalf("chosen child gone: %+v", s)
+	}
+	e.StartFor(r, "c2", "op", now)
+	if s, handled := e.Tap(without("c2"), key(60), now); !handled || s.Bind != nil || !s.Done {
+		t.Fatalf("the portal's child gone: %+v", s)
 	}
 }

@@ -106,6 +106,7 @@ func RefusedFeedback(why Reason) Feedback {
 		RefuseAlreadyBound:     "이미 등록된 카드",
 		RefuseNoActiveCard:     "등록된 카드 없음",
 		RefuseScheduledBooking: "이용예정 예약 있음",
+		RefuseBoundElsewhere:   "다른 곳에 등록된 카드",
 	}[why]
 	if line == "" {
 		line = string(why)

@@ -151,7 +151,7 @@ func (s *Store) overlay() error {
 	if s.base == nil {
 		return nil
 	}
-	done := s.base.Applied[firmware.AppliedKey(s.device, s.logID)]
+	done := max(s.appliedSeq, s.base.Applied[firmware.AppliedKey(s.device, s.logID)])
 	var todo []firmware.BindingChange
 	for _, c := range s.changes {
 		if c.seq > done {

@@ -66,6 +66,7 @@ var (
 	kLog      = []byte("log")
 	kRoster   = []byte("current")
 	kReceived = []byte("received")
+	kApplied  = []byte("applied") // this log's highest applied_bindings seen in a roster
 )
 
 // migrations[i] brings a store from schema i+1 to i+2.
@@ -114,6 +115,10 @@ type Store struct {
 	roster   *firmware.Roster
 	changes  []change
 	received time.Time
+	// applied is the highest sequence of this log any roster from the
+	// portal has said it took in: a later roster that lacks it (a portal
+	// store rebuilt) does not bring old changes back on top.
+	appliedSeq uint64
 
 	// Writers of batches (Tap, CloseDay) hold tapMu: it orders sequences
 	// and journal records.
@@ -501,7 +506,13 @@ func (s *Store) ApplyRoster(r *firmware.Roster, received time.Time) error {
 	if err != nil {
 		return fmt.Errorf("store: encoding roster: %w", err)
 	}
+	s.mu.RLock()
+	applied := max(s.appliedSeq, r.Applied[firmware.AppliedKey(s.device, s.logID)])
+	s.mu.RUnlock()
 	err = s.write(func(tx *bolt.Tx) error {
+		if err := putU64(tx.Bucket(bMeta), kApplied, applied); err != nil {
+			return err
+		}
 		rb := tx.Bucket(bRoster)
 		if err := rb.Put(kRoster, raw); err != nil {
 			return err
@@ -528,7 +539,7 @@ func (s *Store) ApplyRoster(r *firmware.Roster, received time.Time) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.base, s.received = r, received
+	s.base, s.received, s.appliedSeq = r, received, max(s.appliedSeq, applied)
 	if err := s.overlay(); err != nil {
 		// Applied; this terminal's later bindings are not on top of it
 		// until the portal takes them in. Their events are kept and sent.
@@ -553,6 +564,7 @@ func (s *Store) loadRoster() error {
 			return fmt.Errorf("store: the stored roster's reception time: %w", err)
 		}
 		s.base, s.roster, s.received = r, r, received
+		s.appliedSeq, _ = getU64(tx.Bucket(bMeta), kApplied)
 		return nil
 	})
 }

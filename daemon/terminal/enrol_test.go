@@ -203,6 +203,11 @@ func TestEnrolFromPortal(t *testing.T) {
 	if err != nil || screen[1] != "카드를 대주세요" || g.last().Lines[0] != "박*호" {
 		t.Fatalf("open: %v %q", err, screen)
 	}
+	// Nobody may be at the door yet: a child arriving checks in, and the
+	// enrolment keeps waiting.
+	if _, dec, _ := g.tap(oldUID); dec.Outcome != firmware.CheckIn || !g.term.Enrolling() {
+		t.Fatalf("a child's tap during the portal's enrolment: %+v, enrolling %v", dec, g.term.Enrolling())
+	}
 	ev, dec, err := g.tap(spareUID)
 	if err != nil || dec.Outcome != firmware.CardBound || ev.Reason != "portal" || ev.By != "op.kim" || ev.OldCard != "" || ev.ChildID != "c3" {
 		t.Fatalf("binding: %+v %v", ev, err)
