@@ -40,6 +40,10 @@ const (
 	NotInUse  Pattern = "not_in_use"
 	Unknown   Pattern = "unknown"
 	Replaced  Pattern = "replaced"
+	// Card enrolment: waiting for staff (amber, a soft blip) and a card
+	// bound (green, one long beep).
+	Enrol Pattern = "enrol"
+	Bound Pattern = "bound"
 )
 
 // Output is one of the outputs a step can switch on.
@@ -117,6 +121,14 @@ var Patterns = map[Pattern][]Step{
 		{Red, 80 * time.Millisecond},
 		{Red | Buzzer, 80 * time.Millisecond},
 		{Red, 1600 * time.Millisecond},
+	},
+	Enrol: {
+		{Green | Red | Buzzer, 20 * time.Millisecond},
+		{Green | Red, 1980 * time.Millisecond},
+	},
+	Bound: {
+		{Green | Buzzer, 400 * time.Millisecond},
+		{Green, 1600 * time.Millisecond},
 	},
 	Attention: {
 		{Green | Red | Buzzer, 60 * time.Millisecond},

@@ -1,6 +1,8 @@
 package indicator
 
 import (
+	"kiumtap/firmware"
+
 	"context"
 	"sync"
 	"testing"
@@ -138,5 +140,16 @@ func TestShowNeverBlocks(t *testing.T) {
 func TestNeedsAPin(t *testing.T) {
 	if _, err := New(Pins{}, Options{}); err == nil {
 		t.Error("New with no pins: no error")
+	}
+}
+
+// Every pattern firmware asks for is one the indicator can play.
+func TestFirmwarePatterns(t *testing.T) {
+	for _, p := range []string{firmware.PatternArrival, firmware.PatternDeparture, firmware.PatternDuplicate, firmware.PatternNoData,
+		firmware.PatternNotInUse, firmware.PatternUnknown, firmware.PatternReplaced, firmware.PatternError,
+		firmware.PatternEnrol, firmware.PatternBound} {
+		if _, ok := Patterns[Pattern(p)]; !ok {
+			t.Errorf("firmware's pattern %q has no sequence", p)
+		}
 	}
 }
