@@ -185,7 +185,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Settings: cfg.Settings(), Language: firmware.Language(cfg.Language), Logger: log,
 		DiskWarnFree: mib(cfg.DiskWarnFree),
 		Show: func(f firmware.Feedback) {
-			ind.Show(indicator.Pattern(f.Pattern))
+			if err := ind.Show(indicator.Pattern(f.Pattern)); err != nil {
+				log.Error("LEDs and buzzer", "err", err)
+			}
 			if err := screen.Show(f.Lines); err != nil {
 				log.Error("screen", "err", err)
 			}

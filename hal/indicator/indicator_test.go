@@ -1,8 +1,6 @@
 package indicator
 
 import (
-	"kiumtap/firmware"
-
 	"context"
 	"sync"
 	"testing"
@@ -10,6 +8,8 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"kiumtap/firmware"
 )
 
 // fakeClock hands out timers the test fires by hand.
