@@ -306,7 +306,8 @@ func (b *Bridge) writeSource(src *source.Source) error {
 
 // reconcile lays over a source what the bridge recorded for its centre:
 // the bindings of terminal logs whose applied_bindings the source is
-// behind on (a push from an older copy), and the conflicts its cards
+// behind on (a push from an older copy), the cards freed from a conflict
+// since (revoked, as the release left them), and the conflicts its cards
 // lost. It reports whether that changed the source.
 func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
 	centre := src.Roster.Centre.ID
@@ -320,6 +321,12 @@ func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
 		if r.Seq > have[r.Key] {
 			ops = append(ops, r.Ops...)
 		}
+	}
+	// A copy older than a release, behind on the losing binding (replayed
+	// above) or not, has the card in conflict: freed, it stays freed.
+	for _, card := range slices.Sorted(maps.Keys(rec.released)) {
+		l := rec.released[card]
+		ops = append(ops, op{Do: opState, Child: l.Child, Card: card, State: firmware.CardRevoked, From: firmware.CardConflict, At: l.At})
 	}
 	for _, card := range slices.Sorted(maps.Keys(rec.lost)) {
 		l := rec.lost[card]
@@ -341,6 +348,44 @@ func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
 		return src, false, nil
 	}
 	return &source.Source{Roster: next, Guardians: src.Guardians}, true, nil
+}
+
+// releaseEnded ends the registry entries held at a centre whose card is
+// no longer active for its child in r, the centre's source as reloaded
+// (staff replaced the card with a CSV, revoked it or removed the child):
+// what lost to them is freed. The frees are queued as one job, in the
+// transaction that ends the entries, for the binder to write; it
+// reports whether it queued one.
+func (b *Bridge) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
+	queued := false
+	err := b.o.Store.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
+		held, err := t.heldAt(centre)
+		if err != nil {
+			return err
+		}
+		j := &bindJob{Planned: true}
+		var changes []Change
+		for _, id := range slices.Sorted(maps.Keys(held)) {
+			if h := held[id]; !holds(r, h) {
+				e, c, err := t.drop(id, h, "its card is no longer active at "+centre)
+				if err != nil {
+					return err
+				}
+				j.Edits, changes = append(j.Edits, e...), append(changes, c...)
+			}
+		}
+		for _, c := range changes {
+			if err := t.record(c); err != nil {
+				return err
+			}
+		}
+		if len(j.Edits) == 0 {
+			return nil
+		}
+		queued = true
+		return putBindJob(t.tx, j)
+	})
+	return queued, err
 }
 
 // Revoke revokes a child's active card from the portal (firmware.Unbind

@@ -400,3 +400,202 @@ func TestRevoke(t *testing.T) {
 		t.Fatalf("published at m2: %s", st)
 	}
 }
+
+// push pushes file as centre's source, as kiumctl roster push does (a CSV
+// merged with the centre's key), and moves its mtime on so the bridge
+// sees it changed however coarse the file system's clock.
+func (h *harness) push(centre, file string) {
+	h.t.Helper()
+	if _, err := source.Push(h.dir, centre, hex.EncodeToString(keyOf[centre]), file, h.now); err != nil {
+		h.t.Fatal(err)
+	}
+	path := filepath.Join(h.dir, centre+".json")
+	fi, err := os.Stat(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime().Add(time.Second)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// When the card that won a conflict ends by a source staff push (a CSV
+// giving the child a new card, the card revoked by hand, the child gone),
+// the card that lost it is freed as if the winner were revoked: it does
+// not stay in conflict with nothing left to free it.
+func TestWinnerEndedBySource(t *testing.T) {
+	uid := func(card string) string { return strings.ToUpper(hex.EncodeToString(cardUIDs[card])) }
+	for _, tc := range []struct {
+		name string
+		file string // the pushed file's name
+		make func(cur *source.Source) []byte
+	}{
+		{"a CSV gives the child a new card", "m1.csv", func(*source.Source) []byte {
+			return []byte(strings.Join(source.Columns, ",") + "\n" +
+				"c1,김민준," + uid("Y") + ",,,,,,,,,,\n" +
+				"c2,이서연," + uid("c2") + ",,,,,,,,,,\n" +
+				"c3,박지호," + uid("c3") + ",,,,,,,,,,\n")
+		}},
+		{"the card revoked in the JSON", "m1.json", func(cur *source.Source) []byte {
+			for i, c := range cur.Roster.Cards {
+				if c.Key == cardKey("m1", "X") {
+					cur.Roster.Cards[i].State = firmware.CardRevoked
+				}
+			}
+			raw, _ := json.Marshal(cur)
+			return raw
+		}},
+		{"the child left", "m1.json", func(cur *source.Source) []byte {
+			r := cur.Roster
+			r.Children = slices.DeleteFunc(r.Children, func(c firmware.Child) bool { return c.ID == "c1" })
+			r.Cards = slices.DeleteFunc(r.Cards, func(c firmware.Card) bool { return c.ChildID == "c1" })
+			r.Bookings = slices.DeleteFunc(r.Bookings, func(b firmware.Booking) bool { return b.ChildID == "c1" })
+			delete(cur.Guardians, "c1")
+			raw, _ := json.Marshal(cur)
+			return raw
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "m1", "m2")
+			h.put(bound("m1", "T-1", 1, "c1", "X", t0))                  // wins
+			h.put(bound("m2", "T-9", 1, "c2", "X", t0.Add(time.Minute))) // loses
+			if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardConflict {
+				t.Fatalf("X at m2: %s, want conflict", st)
+			}
+			cur, err := source.Load(filepath.Join(h.dir, "m1.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(t.TempDir(), tc.file)
+			if err := os.WriteFile(file, tc.make(cur), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			h.push("m1", file)
+			if err := h.b.drain(); err != nil {
+				t.Fatal(err)
+			}
+			if _, st := cardState(h.source("m1"), cardKey("m1", "X")); st == firmware.CardActive {
+				t.Fatal("X is still active at m1: the push did not end it")
+			}
+			if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardRevoked {
+				t.Fatalf("X at m2 (lost the conflict): %s, want revoked (freed)", st)
+			}
+			p, err := h.st.Published("m2")
+			if err != nil || p == nil || p.Snapshot.Roster.Validate() != nil {
+				t.Fatalf("published at m2: %+v, %v", p, err)
+			}
+			if _, st := cardState(p.Snapshot.Roster, cardKey("m2", "X")); st != firmware.CardRevoked {
+				t.Fatalf("published at m2: X %s", st)
+			}
+			if hist := h.history("m2", "c2"); hist[len(hist)-1].Outcome != ChangeReleased {
+				t.Fatalf("m2 c2 history %+v", hist)
+			}
+			// Freed, the card binds again at m2, and holds.
+			h.put(bound("m2", "T-9", 2, "c2", "X", t0.Add(2*time.Hour)))
+			if ch, st := cardState(h.source("m2"), cardKey("m2", "X")); ch != "c2" || st != firmware.CardActive {
+				t.Fatalf("X bound again at m2: %s %s", ch, st)
+			}
+		})
+	}
+}
+
+// A source pushed at the losing centre from a copy older than the
+// release, behind on the losing binding or not, ends as the release left
+// it: the card revoked (free), not back in conflict with nothing to free
+// it. Lost again later, it is in conflict again.
+func TestReleaseSurvivesOlderCopy(t *testing.T) {
+	for _, copied := range []string{"before the losing binding", "after the losing binding"} {
+		t.Run(copied, func(t *testing.T) {
+			h := newHarness(t, "m1", "m2")
+			older := filepath.Join(t.TempDir(), "m2.json")
+			save := func() {
+				raw, err := os.ReadFile(filepath.Join(h.dir, "m2.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(older, raw, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			save()
+			h.put(bound("m1", "T-1", 1, "c1", "X", t0))                  // wins
+			h.put(bound("m2", "T-9", 1, "c2", "X", t0.Add(time.Minute))) // loses
+			if copied == "after the losing binding" {
+				save()
+			}
+			if _, err := h.b.Revoke("m1", "c1", "op.kim"); err != nil {
+				t.Fatal(err)
+			}
+			want := sortedCards(h.source("m2"))
+			if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardRevoked {
+				t.Fatalf("X at m2 after the revoke: %s", st)
+			}
+
+			h.push("m2", older)
+			if err := h.b.drain(); err != nil {
+				t.Fatal(err)
+			}
+			r := h.source("m2")
+			if got := sortedCards(r); !slices.Equal(got, want) {
+				t.Fatalf("after the push:\n%+v\nwant\n%+v", got, want)
+			}
+			if r.Applied["T-9/LT-9"] != 1 {
+				t.Fatalf("applied %v", r.Applied)
+			}
+			// Free, it binds again at m2; then a binding made earlier at
+			// m1 wins it again, and it is in conflict again, pushes or not.
+			h.put(bound("m2", "T-9", 2, "c2", "X", t0.Add(2*time.Hour)))
+			if ch, st := cardState(h.source("m2"), cardKey("m2", "X")); ch != "c2" || st != firmware.CardActive {
+				t.Fatalf("X bound again at m2: %s %s", ch, st)
+			}
+			h.put(bound("m1", "T-1", 2, "c2", "X", t0.Add(time.Hour)))
+			if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardConflict {
+				t.Fatalf("X at m2 lost again: %s, want conflict", st)
+			}
+			h.push("m2", older)
+			if err := h.b.drain(); err != nil {
+				t.Fatal(err)
+			}
+			if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardConflict {
+				t.Fatalf("X at m2 lost again, after an older copy: %s, want conflict", st)
+			}
+		})
+	}
+}
+
+// Staff import the usual export again after a terminal bound a spare: the
+// list still gives the child the lost card, which stays replaced, and
+// the spare stays active (the source is not behind, so nothing would
+// bind it again).
+func TestCSVAfterTerminalBinding(t *testing.T) {
+	h := newHarness(t, "m1")
+	h.put(bound("m1", "T-1", 1, "c1", "X", t0)) // X replaces c1's lost card
+	uid := func(card string) string { return strings.ToUpper(hex.EncodeToString(cardUIDs[card])) }
+	list := filepath.Join(t.TempDir(), "m1.csv")
+	err := os.WriteFile(list, []byte(strings.Join(source.Columns, ",")+"\n"+
+		"c1,김민준,"+uid("c1")+",,,,,,,,,,\n"+
+		"c2,이서연,"+uid("c2")+",,,,,,,,,,\n"+
+		"c3,박지호,"+uid("c3")+",,,,,,,,,,\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.push("m1", list)
+	if err := h.b.drain(); err != nil {
+		t.Fatal(err)
+	}
+	r := h.source("m1")
+	if ch, st := cardState(r, cardKey("m1", "X")); ch != "c1" || st != firmware.CardActive {
+		t.Errorf("the spare X: %s %s, want c1's, active", ch, st)
+	}
+	if ch, st := cardState(r, cardKey("m1", "c1")); ch != "c1" || st != firmware.CardReplaced {
+		t.Errorf("the lost card: %s %s, want c1's, replaced", ch, st)
+	}
+	if r.Applied["T-1/LT-1"] != 1 {
+		t.Errorf("applied %v", r.Applied)
+	}
+	// X still holds: bound later at another terminal of m1, it loses.
+	h.put(bound("m1", "T-2", 1, "c2", "X", t0.Add(time.Minute)))
+	if ch, st := cardState(h.source("m1"), cardKey("m1", "X")); ch != "c1" || st != firmware.CardActive {
+		t.Errorf("X after a later binding to c2: %s %s, want c1's, active", ch, st)
+	}
+}

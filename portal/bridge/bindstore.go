@@ -22,11 +22,12 @@ var (
 	bRegistry = []byte("registry") // card ID (HMAC of the UID) → holder
 	bRegIndex = []byte("regindex") // centre \0 card key → card ID, for the holders' cards
 	bLost     = []byte("lost")     // centre \0 card key → card ID, for cards that lost a conflict
+	bReleased = []byte("released") // centre \0 card key → cardRef, for cards freed from a conflict since
 	bBindOps  = []byte("bindops")  // centre \0 n → opRecord: ops applied for a terminal's binding
 	bApplied  = []byte("applied")  // centre \0 device/log → the last sequence taken in
 )
 
-var bindBuckets = [][]byte{bBindQ, bHistory, bRegistry, bRegIndex, bLost, bBindOps, bApplied}
+var bindBuckets = [][]byte{bBindQ, bHistory, bRegistry, bRegIndex, bLost, bReleased, bBindOps, bApplied}
 
 // bindJob is one change to apply to roster sources: a card_bound event
 // (Binding), or a change made at the portal (a revoke), planned when made.
@@ -131,6 +132,10 @@ func (t *bindTx) setHolder(cardID string, h *holder) error {
 		if err := t.tx.Bucket(bLost).Put(key2(l.Centre, l.Card), []byte(cardID)); err != nil {
 			return err
 		}
+		// Lost again after a release: the conflict stands, not the release.
+		if err := t.tx.Bucket(bReleased).Delete(key2(l.Centre, l.Card)); err != nil {
+			return err
+		}
 	}
 	// A card that held and now lost is a loser, not a holder.
 	for _, l := range h.Losers {
@@ -164,7 +169,9 @@ func (t *bindTx) release(centre, card, why string) ([]edit, []Change, error) {
 	return t.drop(cardID, h, why)
 }
 
-// drop deletes a holder's registry entry and frees its losers.
+// drop deletes a holder's registry entry and frees its losers. A loser
+// freed is recorded as released at its centre, so a source pushed there
+// from a copy that still has the card in conflict gets it freed again.
 func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, error) {
 	if err := t.tx.Bucket(bRegistry).Delete([]byte(cardID)); err != nil {
 		return nil, nil, err
@@ -178,6 +185,13 @@ func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, e
 	var changes []Change
 	for _, l := range h.Losers {
 		if err := t.tx.Bucket(bLost).Delete(key2(l.Centre, l.Card)); err != nil {
+			return nil, nil, err
+		}
+		raw, err := json.Marshal(cardRef{Centre: l.Centre, Child: l.Child, Card: l.Card, At: t.now})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := t.tx.Bucket(bReleased).Put(key2(l.Centre, l.Card), raw); err != nil {
 			return nil, nil, err
 		}
 		edits = append(edits, edit{Centre: l.Centre, Ops: []op{{Do: opState, Child: l.Child, Card: l.Card, State: firmware.CardRevoked, From: firmware.CardConflict, At: t.now}}})
@@ -250,15 +264,16 @@ func (s *Store) History(centre, child string) ([]Change, error) {
 
 // recorded is what the bridge applied to a centre's source: the last
 // sequence of each terminal log taken in, the ops in the order applied,
-// and the cards that lost a conflict, by key.
+// the cards that lost a conflict and those freed from one since, by key.
 type recorded struct {
-	applied map[string]uint64
-	ops     []opRecord
-	lost    map[string]cardRef
+	applied  map[string]uint64
+	ops      []opRecord
+	lost     map[string]cardRef
+	released map[string]cardRef // At: when freed
 }
 
 func (s *Store) recorded(centre string) (recorded, error) {
-	r := recorded{applied: map[string]uint64{}, lost: map[string]cardRef{}}
+	r := recorded{applied: map[string]uint64{}, lost: map[string]cardRef{}, released: map[string]cardRef{}}
 	prefix := []byte(centre + "\x00")
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bApplied).Cursor()
@@ -289,9 +304,35 @@ func (s *Store) recorded(centre string) (recorded, error) {
 				}
 			}
 		}
+		c = tx.Bucket(bReleased).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var l cardRef
+			if err := json.Unmarshal(v, &l); err != nil {
+				return fmt.Errorf("stored released card %q: %w", k, err)
+			}
+			r.released[l.Card] = l
+		}
 		return nil
 	})
 	return r, err
+}
+
+// heldAt returns the registry entries of the cards held at a centre, by
+// card ID.
+func (t *bindTx) heldAt(centre string) (map[string]*holder, error) {
+	out := map[string]*holder{}
+	prefix := []byte(centre + "\x00")
+	c := t.tx.Bucket(bRegIndex).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		h, err := t.holder(string(v))
+		if err != nil {
+			return nil, err
+		}
+		if h != nil && h.Centre == centre && h.Card == string(k[len(prefix):]) {
+			out[string(v)] = h
+		}
+	}
+	return out, nil
 }
 
 // Devices returns the terminals of a centre the bridge has events from,

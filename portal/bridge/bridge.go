@@ -614,8 +614,9 @@ func (b *Bridge) reload() ([]string, error) { return b.locked(nil) }
 
 // reloadLocked is reload with the sources held (locked). A source that
 // changed is reconciled with what the bridge recorded (terminals'
-// bindings it is behind on, conflicts lost) and written back if that
-// changes it.
+// bindings it is behind on, conflicts lost and freed) and written back if
+// that changes it; a card it holds for the registry that is no longer
+// active there ends its entry, and the cards that lost to it are freed.
 func (b *Bridge) reloadLocked() ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(b.o.SourceDir, "*.json"))
 	if err != nil {
@@ -663,6 +664,18 @@ func (b *Bridge) reloadLocked() ([]string, error) {
 		b.sources[centre] = src
 		b.mu.Unlock()
 		changed = append(changed, centre)
+		queued, err := b.releaseEnded(centre, src.Roster)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: ending the bindings its cards no longer hold: %w", f, err))
+		}
+		if queued {
+			b.log.Info("bridge: a card that won a conflict is no longer active in the source; the cards that lost it are freed", "centre", centre)
+			// The binder writes the frees (at once, if the caller is it).
+			select {
+			case b.bindKick <- struct{}{}:
+			default:
+			}
+		}
 	}
 	return changed, errors.Join(errs...)
 }
@@ -715,13 +728,13 @@ func (b *Bridge) Publish(centre string) error {
 	snap := latest.Snapshot
 	raw, _ := json.Marshal(snap)
 	topics := protocol.Topics{Centre: centre}
-	if t := c.Publish(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		return fmt.Errorf("publishing roster %d of %s: %v", snap.Roster.Revision, centre, t.Error())
+	if err := published(c.Publish(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw))); err != nil {
+		return fmt.Errorf("publishing roster %d of %s: %w", snap.Roster.Revision, centre, err)
 	}
 	if latest.Delta != nil {
 		raw, _ := json.Marshal(latest.Delta)
-		if t := c.Publish(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-			return fmt.Errorf("publishing the delta to roster %d of %s: %v", snap.Roster.Revision, centre, t.Error())
+		if err := published(c.Publish(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw))); err != nil {
+			return fmt.Errorf("publishing the delta to roster %d of %s: %w", snap.Roster.Revision, centre, err)
 		}
 	}
 	if changed {

@@ -33,8 +33,8 @@ import (
 //
 // An error answers with a status and a ControlError: 400 a bad request,
 // 404 an unknown centre, 409 a refusal by the rules or by the terminal
-// (Reason names the rule), 503 no broker, 504 a terminal that did not
-// answer.
+// (Reason names the rule), 503 no broker (not connected, or it did not
+// take the command), 504 a terminal that did not answer.
 
 // Errors of the control socket's operations.
 var (
@@ -42,7 +42,24 @@ var (
 	ErrDevice        = errors.New("terminal")
 	ErrNoAnswer      = errors.New("did not answer")
 	ErrNotConnected  = errors.New("the bridge is not connected to the broker")
+	ErrBroker        = errors.New("the broker did not take it")
 )
+
+// publishWait is how long a publish waits for the broker's
+// acknowledgement.
+const publishWait = 10 * time.Second
+
+// published waits for a publish's acknowledgement: an error wrapping
+// ErrBroker if it failed or did not come in publishWait.
+func published(t mqtt.Token) error {
+	if !t.WaitTimeout(publishWait) {
+		return fmt.Errorf("%w: timed out after %v waiting for its acknowledgement (the broker is slow or unreachable)", ErrBroker, publishWait)
+	}
+	if err := t.Error(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBroker, err)
+	}
+	return nil
+}
 
 // ControlError is the body of an error answer.
 type ControlError struct {
@@ -239,8 +256,8 @@ func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, err
 		delete(b.waiters, cmd.ID)
 		b.mu.Unlock()
 	}()
-	if t := cl.Publish(topics.Cmd(), 1, false, protocol.Sign(b.o.Key, payload)); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		return nil, fmt.Errorf("publishing the enrol command to %s: %v", device, t.Error())
+	if err := published(cl.Publish(topics.Cmd(), 1, false, protocol.Sign(b.o.Key, payload))); err != nil {
+		return nil, fmt.Errorf("publishing the enrol command to %s: %w", device, err)
 	}
 	b.log.Info("bridge: enrol command sent", "centre", req.Centre, "device", device, "child", req.Child, "by", req.By, "id", cmd.ID)
 	timer := time.NewTimer(b.o.CommandWait)
@@ -338,7 +355,7 @@ func answer(w http.ResponseWriter, v any, err error) {
 			status = http.StatusBadRequest
 		case errors.Is(err, ErrUnknownCentre):
 			status = http.StatusNotFound
-		case errors.Is(err, ErrNotConnected):
+		case errors.Is(err, ErrNotConnected), errors.Is(err, ErrBroker):
 			status = http.StatusServiceUnavailable
 		case errors.Is(err, ErrNoAnswer):
 			status = http.StatusGatewayTimeout

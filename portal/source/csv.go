@@ -78,7 +78,9 @@ func (e *CSVError) Unwrap() error { return e.Err }
 //	이름         child's name (required on the child's first row; later rows
 //	             may leave it empty but must not differ)
 //	카드UID      the card's UID in hex, 4 to 10 bytes; ':', '-' and spaces
-//	             between digits are allowed ("04:A1:B2:C3"); may be empty
+//	             between digits are allowed ("04:A1:B2:C3"); may be empty.
+//	             A card the source already has for the child as replaced,
+//	             revoked or conflict stays so (see Merging)
 //	보호자이름   guardian's name
 //	보호자연락처 guardian's mobile number, 010-1234-5678 or digits
 //	문자수신     Y or N (either case): whether the guardian gets
@@ -118,6 +120,15 @@ func (e *CSVError) Unwrap() error { return e.Err }
 // cards marked replaced; a child with no UID in the list keeps the cards
 // base has for it; cards of children no longer listed leave the roster
 // (and tap as unknown cards).
+//
+// A UID in the list that base has for the same child in another state
+// than active (replaced, revoked or conflict) keeps that state, and the
+// child's other cards keep theirs: the card was ended after the list was
+// exported (a spare bound at a terminal, a revoke, a conflict lost), and
+// re-importing the usual export must not turn a lost card back on. Such a
+// card comes back only by binding it again (at a terminal, or kiumctl
+// enrol), as the enrolment rules allow for a replaced or revoked card and
+// refuse for one in conflict until it is freed.
 // Cards are stored as firmware.CardKey(centreKey, uid); raw UIDs appear
 // neither in the result nor in errors.
 //
@@ -585,12 +596,22 @@ func (im *importer) build(base *Source, now time.Time) *Source {
 			guardians[id] = append(guardians[id], g.Guardian)
 		}
 	}
+	// A listed card base has for the same child in another state than
+	// active was ended after the list's export (replaced by a card bound
+	// at a terminal, revoked, or lost a conflict): the list is older than
+	// that, and does not undo it nor replace the child's other cards.
+	ended := map[string]bool{} // child IDs whose listed card base has ended
+	for _, card := range base.Roster.Cards {
+		if row, ok := im.cards[card.Key]; ok && row.child == card.ChildID && card.State != firmware.CardActive {
+			ended[card.ChildID] = true
+		}
+	}
 	listed := make(map[string]bool, len(im.cards))
 	for _, card := range base.Roster.Cards {
 		c := im.children[card.ChildID]
 		if row, ok := im.cards[card.Key]; ok {
 			listed[card.Key] = true
-			if row.child != card.ChildID || card.State != firmware.CardActive {
+			if row.child != card.ChildID {
 				card = firmware.Card{Key: card.Key, ChildID: row.child, State: firmware.CardActive, Since: now}
 			}
 			r.Cards = append(r.Cards, card)
@@ -599,7 +620,7 @@ func (im *importer) build(base *Source, now time.Time) *Source {
 		switch {
 		case c == nil: // the child left the centre; so does the card
 			continue
-		case c.card != "" && card.State == firmware.CardActive:
+		case c.card != "" && !ended[c.id] && card.State == firmware.CardActive:
 			card.State, card.Since = firmware.CardReplaced, now
 		}
 		r.Cards = append(r.Cards, card)

@@ -350,3 +350,98 @@ func manyNameless(n int) string {
 	}
 	return b.String()
 }
+
+// A list exported before a card of a child was ended (a spare bound at a
+// terminal replaced it, it was revoked, it lost a conflict) still lists
+// it: importing it keeps the card's state and the child's other cards',
+// so a lost card does not come back on and the spare is not replaced. A
+// card new to the source, or active, is taken as before.
+func TestImportCSVKeepsEndedCards(t *testing.T) {
+	since := time.Date(2026, 11, 10, 9, 0, 0, 0, firmware.KST)
+	lost, spare, other := cardKey("04A1B2C3"), cardKey("0A0B0C0D"), cardKey("04A1B2C4")
+	type card struct {
+		child string
+		state firmware.CardState
+		since time.Time // zero: importNow
+	}
+	for _, tc := range []struct {
+		name string
+		base []firmware.Card // c01's and c02's cards
+		list string          // c01's UID, c02's
+		want map[string]card
+	}{
+		{
+			name: "replaced by a spare bound at a terminal",
+			base: []firmware.Card{{Key: lost, ChildID: "c01", State: firmware.CardReplaced, Since: since}, {Key: spare, ChildID: "c01", State: firmware.CardActive, Since: since}},
+			list: "04A1B2C3,",
+			want: map[string]card{lost: {"c01", firmware.CardReplaced, since}, spare: {"c01", firmware.CardActive, since}},
+		},
+		{
+			name: "revoked",
+			base: []firmware.Card{{Key: lost, ChildID: "c01", State: firmware.CardRevoked, Since: since}},
+			list: "04A1B2C3,",
+			want: map[string]card{lost: {"c01", firmware.CardRevoked, since}},
+		},
+		{
+			name: "lost a conflict, the previous card replaced",
+			base: []firmware.Card{{Key: other, ChildID: "c01", State: firmware.CardReplaced, Since: since}, {Key: lost, ChildID: "c01", State: firmware.CardConflict, Since: since}},
+			list: "04A1B2C3,",
+			want: map[string]card{other: {"c01", firmware.CardReplaced, since}, lost: {"c01", firmware.CardConflict, since}},
+		},
+		{
+			name: "lost a conflict, with an active card bound since",
+			base: []firmware.Card{{Key: lost, ChildID: "c01", State: firmware.CardConflict, Since: since}, {Key: spare, ChildID: "c01", State: firmware.CardActive, Since: since}},
+			list: "04A1B2C3,",
+			want: map[string]card{lost: {"c01", firmware.CardConflict, since}, spare: {"c01", firmware.CardActive, since}},
+		},
+		{
+			name: "active: unchanged",
+			base: []firmware.Card{{Key: lost, ChildID: "c01", State: firmware.CardActive, Since: since}},
+			list: "04A1B2C3,",
+			want: map[string]card{lost: {"c01", firmware.CardActive, since}},
+		},
+		{
+			name: "new to the source: replaces the active card",
+			base: []firmware.Card{{Key: lost, ChildID: "c01", State: firmware.CardReplaced, Since: since}, {Key: spare, ChildID: "c01", State: firmware.CardActive, Since: since}},
+			list: "04A1B2C5,",
+			want: map[string]card{lost: {"c01", firmware.CardReplaced, since}, spare: {"c01", firmware.CardReplaced, time.Time{}}, cardKey("04A1B2C5"): {"c01", firmware.CardActive, time.Time{}}},
+		},
+		{
+			name: "replaced for another child: moves and is active",
+			base: []firmware.Card{{Key: lost, ChildID: "c02", State: firmware.CardReplaced, Since: since}, {Key: spare, ChildID: "c01", State: firmware.CardActive, Since: since}},
+			list: "04A1B2C3,",
+			want: map[string]card{lost: {"c01", firmware.CardActive, time.Time{}}, spare: {"c01", firmware.CardReplaced, time.Time{}}},
+		},
+		{
+			name: "ended for one child, another child's new card replaces as before",
+			base: []firmware.Card{{Key: lost, ChildID: "c01", State: firmware.CardReplaced, Since: since}, {Key: spare, ChildID: "c01", State: firmware.CardActive, Since: since}, {Key: other, ChildID: "c02", State: firmware.CardActive, Since: since}},
+			list: "04A1B2C3,04A1B2C5",
+			want: map[string]card{lost: {"c01", firmware.CardReplaced, since}, spare: {"c01", firmware.CardActive, since}, other: {"c02", firmware.CardReplaced, time.Time{}}, cardKey("04A1B2C5"): {"c02", firmware.CardActive, time.Time{}}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := loadMangwon(t)
+			base.Roster.Cards = tc.base
+			uids := strings.Split(tc.list, ",")
+			list := header +
+				"c01,김민준," + uids[0] + ",,,,,,,,,,\n" +
+				"c02,이서연," + uids[1] + ",,,,,,,,,,\n"
+			s := importList(t, base, list)
+			got := map[string]card{}
+			for _, c := range s.Roster.Cards {
+				got[c.Key] = card{c.ChildID, c.State, c.Since}
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("cards %+v, want %+v", got, tc.want)
+			}
+			for key, w := range tc.want {
+				if w.since.IsZero() {
+					w.since = importNow
+				}
+				if g, ok := got[key]; !ok || g.child != w.child || g.state != w.state || !g.since.Equal(w.since) {
+					t.Errorf("card %s… = %+v, want %+v", key[:6], g, w)
+				}
+			}
+		})
+	}
+}
