@@ -1,20 +1,18 @@
 package store
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/killtest"
 )
 
 const crashChildEnv = "KIUMTAP_STORE_CRASH_CHILD"
@@ -72,67 +70,25 @@ func TestCrashKill9(t *testing.T) {
 		kills = 20
 	}
 	path := filepath.Join(t.TempDir(), "crash.db")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(42, 42))
 	fed := map[uint64]string{}
 	replayed := 0
 	for k := range kills {
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1024)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
 		// Let it tap for a while: from its first feedback on, 0 to 30 ms.
-		var deadline <-chan time.Time
-		first := time.After(10 * time.Second)
-	collect:
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break collect
-				}
-				f := strings.Fields(l)
-				seq, err := strconv.ParseUint(f[1], 10, 64)
-				if len(f) < 3 || err != nil {
-					t.Fatalf("child said %q", l)
-				}
-				if prev, dup := fed[seq]; dup {
-					t.Fatalf("kill %d: sequence %d fed back twice (%q, then %q)", k, seq, prev, l)
-				}
-				fed[seq] = strings.Join(f[2:], " ")
-				if deadline == nil {
-					deadline = time.After(time.Duration(rng.IntN(30_000)) * time.Microsecond)
-				}
-			case <-deadline:
-				cmd.Process.Signal(syscall.SIGKILL)
-				deadline = nil
-			case <-first:
-				cmd.Process.Signal(syscall.SIGKILL)
-				t.Fatalf("kill %d: child gave no feedback in 10 s: %s", k, stderr.String())
+		killtest.Run(t, killtest.Options{Env: []string{crashChildEnv + "=" + path}, Rand: rng, MaxDelay: 30 * time.Millisecond}, func(l string) {
+			f := strings.Fields(l)
+			if len(f) < 3 {
+				t.Fatalf("child said %q", l)
 			}
-		}
-		cmd.Wait()
-		if strings.Contains(stderr.String(), "child:") {
-			t.Fatalf("kill %d: child failed: %s", k, stderr.String())
-		}
+			seq, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("child said %q", l)
+			}
+			if prev, dup := fed[seq]; dup {
+				t.Fatalf("kill %d: sequence %d fed back twice (%q, then %q)", k, seq, prev, l)
+			}
+			fed[seq] = strings.Join(f[2:], " ")
+		})
 		replayed += verifyAfterCrash(t, path, fed, k)
 	}
 	t.Logf("%d kills, %d taps fed back, %d found in the journal only", kills, len(fed), replayed)

@@ -1,20 +1,18 @@
 package terminal
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"kiumtap/daemon/store"
 	"kiumtap/firmware"
+	"kiumtap/internal/killtest"
 )
 
 const killChildEnv = "KIUMTAP_ENROL_KILL_CHILD"
@@ -91,62 +89,17 @@ func TestEnrolKill9(t *testing.T) {
 		kills = 10
 	}
 	path := filepath.Join(t.TempDir(), "kill.db")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(6, 6))
 	last := -1 // spare index last confirmed
 	confirmed, newer, replayed := 0, 0, 0
 	for k := range kills {
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), killChildEnv+"="+path)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1024)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
+		killtest.Run(t, killtest.Options{Env: []string{killChildEnv + "=" + path}, Rand: rng, MaxDelay: 20 * time.Millisecond}, func(l string) {
+			f := strings.Fields(l)
+			if len(f) != 3 || f[0] != "bound" {
+				t.Fatalf("child said %q", l)
 			}
-			close(lines)
-		}()
-		var deadline <-chan time.Time
-		first := time.After(10 * time.Second)
-	collect:
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break collect
-				}
-				f := strings.Fields(l)
-				if len(f) != 3 || f[0] != "bound" {
-					t.Fatalf("child said %q", l)
-				}
-				last, _ = strconv.Atoi(f[2])
-				if deadline == nil {
-					deadline = time.After(time.Duration(rng.IntN(20_000)) * time.Microsecond)
-				}
-			case <-deadline:
-				cmd.Process.Signal(syscall.SIGKILL)
-				deadline = nil
-			case <-first:
-				cmd.Process.Signal(syscall.SIGKILL)
-				t.Fatalf("kill %d: no enrolment in 10 s: %s", k, stderr.String())
-			}
-		}
-		cmd.Wait()
-		if strings.Contains(stderr.String(), "child:") {
-			t.Fatalf("kill %d: child failed: %s", k, stderr.String())
-		}
+			last, _ = strconv.Atoi(f[2])
+		})
 		got, fromJournal := verifyEnrolment(t, path, k)
 		replayed += fromJournal
 		switch got {
