@@ -258,6 +258,19 @@ func TestCardCommands(t *testing.T) {
 		t.Fatalf("a terminal that does not answer: %v", err)
 	}
 	t.Logf("no answer reported after %v; %s", time.Since(start).Round(time.Millisecond), err)
+
+	// Gaps: none stalled here; accepting one that is not stalled is
+	// refused, and the command needs the confirmed -through.
+	out, err = kiumctl("gaps", "-bridge", sock, "-centre", "mangwon1")
+	if err != nil || !strings.Contains(out, "no stalled terminal") {
+		t.Fatalf("gaps: %v\n%s", err, out)
+	}
+	if _, err := kiumctl("gap", "accept", "-bridge", sock, "-centre", "mangwon1", "-device", "T-1", "-by", "op.kim"); !errors.Is(err, cli.ErrUsage) {
+		t.Fatalf("gap accept without -through: %v", err)
+	}
+	if _, err := kiumctl("gap", "accept", "-bridge", sock, "-centre", "mangwon1", "-device", "T-1", "-through", "5", "-by", "op.kim"); err == nil || !strings.Contains(err.Error(), "no stalled event log") {
+		t.Fatalf("gap accept with no stall: %v", err)
+	}
 }
 
 // waitSocket waits for the control socket to answer.

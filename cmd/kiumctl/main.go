@@ -13,6 +13,9 @@
 //	                                            (portal side) the terminal binds the next card presented
 //	kiumctl revoke -centre C -child X [-by NAME]
 //	                                            (portal side) revoke a child's active card
+//	kiumctl gaps -centre C [-json]              (portal side) terminals stalled behind a gap
+//	kiumctl gap accept -centre C -device D -through N [-by NAME]
+//	                                            (portal side) record a stalled terminal's missing events as lost
 //
 // status, events and roster ask a running kiumtapd on its socket (-socket),
 // or read a store file directly when kiumtapd is stopped (-store).
@@ -24,6 +27,11 @@
 // child has a scheduled (이용예정) booking (FAQ Q18) or no active card. A
 // card that lost a conflict (bound first elsewhere) moves only once it is
 // revoked where it won.
+//
+// gaps and gap accept handle a terminal whose acknowledged (and so
+// deleted) events the portal lost — its store restored from an older
+// backup: the portal holds everything after the gap until an operator
+// records the missing events as lost.
 //
 // probe resets the MFRC522, checks its version, waits for a card and prints
 // its UID, ATQA and SAK. With -record it prints the SPI transactions of the
@@ -72,7 +80,9 @@ Commands:
   cards list     (portal side) the children of a centre, their cards and states
   cards history  (portal side) every change of a child's card: applied, refused, lost
   enrol          (portal side) the centre's terminal binds the next card presented to a child
-  revoke         (portal side) revoke a child's active card`
+  revoke         (portal side) revoke a child's active card
+  gaps           (portal side) terminals stalled behind events the portal lost
+  gap accept     (portal side) record those events as lost, so the later ones flow`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
@@ -90,6 +100,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cardsCmd(ctx, "cards "+args[1], args[2:], stdout, stderr)
 	case len(args) >= 1 && (args[0] == "enrol" || args[0] == "revoke"):
 		return cardsCmd(ctx, args[0], args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "gaps":
+		return gapsCmd(ctx, false, args[1:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "gap" && args[1] == "accept":
+		return gapsCmd(ctx, true, args[2:], stdout, stderr)
 	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, args)

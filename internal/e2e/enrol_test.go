@@ -225,8 +225,10 @@ type system struct {
 	bst     *bridge.Store
 	srcDir  string
 	ctx     context.Context
+	cancel  context.CancelFunc
 	wg      *sync.WaitGroup
 	control string
+	dir     string
 }
 
 func startSystem(t *testing.T, centres ...centre) *system {
@@ -249,23 +251,40 @@ func startSystem(t *testing.T, centres ...centre) *system {
 			t.Fatal(err)
 		}
 	}
-	s.bst, err = bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	s.dir, s.control = dir, filepath.Join(dir, "kiumbridge.sock")
+	s.startBridge(t)
+	t.Cleanup(s.stopBridge)
+	return s
+}
+
+// startBridge runs the bridge on the system's store, until stopBridge.
+func (s *system) startBridge(t *testing.T) {
+	var err error
+	s.bst, err = bridge.OpenStore(filepath.Join(s.dir, "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.control = filepath.Join(dir, "kiumbridge.sock")
 	s.br, err = bridge.New(bridge.Options{Broker: s.mq.URL(), Password: portalPass, Key: portalKey, Store: s.bst,
 		SourceDir: s.srcDir, Provider: sms.NewConsole(io.Discard), From: "0212345678", Control: s.control,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		StallAfter: 2 * time.Second,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.ctx = ctx
+	s.ctx, s.cancel = ctx, cancel
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.br.Run(ctx) }()
-	t.Cleanup(func() { cancel(); s.wg.Wait(); s.bst.Close() })
-	return s
+}
+
+func (s *system) stopBridge() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.bst.Close()
+	s.cancel = nil
 }
 
 // published is the centre's latest revision as the bridge published it.

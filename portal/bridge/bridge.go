@@ -79,6 +79,9 @@ type Options struct {
 	Logger             *slog.Logger
 	// Sent, if set, is told of every text the provider accepted.
 	Sent func(Job, sms.Text)
+	// StallAfter is how long a terminal's gap lasts before it is reported
+	// as stalled (kiumctl gaps); default 30 s.
+	StallAfter time.Duration
 	// StatusFile is where the bridge writes its status every few seconds,
 	// for kiumbridge status; empty: nowhere.
 	StatusFile string
@@ -98,6 +101,9 @@ type Status struct {
 	Stats     Stats     `json:"stats"`
 	// Failed are the latest texts providers refused for good, newest last.
 	Failed []Job `json:"failed,omitempty"`
+	// Stalled are terminal logs whose gap does not fill (gap.go): an
+	// operator must look (kiumctl gaps).
+	Stalled []ingest.Stall `json:"stalled,omitempty"`
 }
 
 // Stats count what the bridge did.
@@ -186,7 +192,7 @@ func New(o Options) (*Bridge, error) {
 	}
 	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
 		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}}
-	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves})
+	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	o.Store.JobsFor = b.jobsFor
 	o.Store.bindingFor = b.bindingFor
 	if _, err := b.reload(); err != nil {
@@ -332,7 +338,7 @@ func (b *Bridge) publishDirty() {
 
 // Status is the bridge's status now.
 func (b *Bridge) Status() Status {
-	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Centres: b.centres(), Stats: b.Stats()}
+	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now())}
 	b.mu.Lock()
 	st.Failed = slices.Clone(b.failed)
 	b.mu.Unlock()

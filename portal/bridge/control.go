@@ -24,12 +24,14 @@ import (
 )
 
 // The control socket: kiumctl's questions about cards and its enrol and
-// revoke, on a local unix socket (Options.Control), as JSON over HTTP.
+// revoke, and stalled event logs (gap.go), on a local unix socket (Options.Control), as JSON over HTTP.
 //
 //	GET  /cards?centre=C             CardsView
 //	GET  /history?centre=C[&child=X] []Change, oldest first
 //	POST /enrol   EnrolRequest       EnrolResult: the terminal's answer
 //	POST /revoke  RevokeRequest      Change
+//	GET  /gaps?centre=C              GapsView: stalled logs, gaps recorded
+//	POST /gap     GapRequest         Gap: a stalled log's events recorded as lost
 //
 // An error answers with a status and a ControlError: 400 a bad request,
 // 404 an unknown centre, 409 a refusal by the rules or by the terminal
@@ -322,6 +324,19 @@ func (b *Bridge) ControlHandler() http.Handler {
 		}
 		c, err := b.Revoke(req.Centre, req.Child, req.By)
 		answer(w, c, err)
+	})
+	mux.HandleFunc("GET /gaps", func(w http.ResponseWriter, r *http.Request) {
+		v, err := b.Gaps(r.URL.Query().Get("centre"))
+		answer(w, v, err)
+	})
+	mux.HandleFunc("POST /gap", func(w http.ResponseWriter, r *http.Request) {
+		var req GapRequest
+		if err := readJSON(r, &req); err != nil {
+			answer(w, nil, err)
+			return
+		}
+		g, err := b.AcceptGap(req)
+		answer(w, g, err)
 	})
 	return mux
 }

@@ -60,7 +60,7 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("opening bridge store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([][]byte{bEvents, bLast, bJobs, bQueue, bRoster}, bindBuckets...) {
+		for _, b := range append([][]byte{bEvents, bLast, bJobs, bQueue, bRoster, bGaps}, bindBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

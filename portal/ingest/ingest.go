@@ -9,6 +9,12 @@
 // the gap fills; when the gap lasts, or too much is held, the ack names
 // the sequence expected and the terminal sends again from there. An event
 // already stored is a duplicate: counted, acknowledged again, not stored.
+//
+// A gap that never fills — the terminal keeps sending from beyond it, as
+// after the portal's store was restored from an older backup: the
+// terminal deleted those events when they were first acknowledged — is a
+// stall (Stalled). Only an operator ends one (Skip), by recording the
+// missing events as lost at the portal.
 package ingest
 
 import (
@@ -48,6 +54,19 @@ type Options struct {
 	HoldGap time.Duration
 	// MaxHeld bounds the events held beyond gaps, per log; default 4096.
 	MaxHeld int
+	// StallAfter is how long a log may ask for the same missing event,
+	// getting only later ones, before Stalled reports it; default 30 s
+	// (three of the terminal's 10 s resend rounds).
+	StallAfter time.Duration
+}
+
+// Stall is a log whose gap does not fill: the portal has events up to
+// Last, and for Since the terminal has sent nothing below Lowest, the
+// lowest sequence seen beyond the gap (its first unacknowledged event).
+type Stall struct {
+	Centre, Device, Log string
+	Last, Lowest        uint64
+	Since               time.Time
 }
 
 type key struct{ centre, device, log string }
@@ -60,6 +79,11 @@ type state struct {
 	known    bool      // last was read from the store
 	gapSince time.Time // first event held beyond the current gap
 	overflow bool      // events were dropped: ask for them at once
+	// asked is the sequence the last ack asked for (next), since asking;
+	// lowest the lowest sequence seen beyond it since. A store or a Skip
+	// ends the asking.
+	asked, lowest uint64
+	askedSince    time.Time
 }
 
 // Ingest handles event messages. It is safe for concurrent use.
@@ -80,6 +104,9 @@ func New(s Store, o Options) *Ingest {
 	}
 	if o.MaxHeld <= 0 {
 		o.MaxHeld = 4096
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 30 * time.Second
 	}
 	return &Ingest{store: s, o: o, logs: map[key]*state{}}
 }
@@ -144,6 +171,9 @@ func (g *Ingest) Take(topic string, raw []byte, now time.Time) error {
 				g.stats.Duplicates++
 			}
 			st.held[e.Seq] = e
+		}
+		if st.asked != 0 && e.Seq > last && (st.lowest == 0 || e.Seq < st.lowest) {
+			st.lowest = e.Seq
 		}
 	}
 	if len(st.held) > 0 && st.gapSince.IsZero() {
@@ -223,6 +253,7 @@ func (g *Ingest) Flush(now time.Time) error {
 		}
 		g.stats.Stored += len(r.evs)
 		r.st.last = max(r.st.last, r.evs[len(r.evs)-1].Seq)
+		r.st.asked, r.st.lowest = 0, 0
 		r.st.seen(r.evs[0].Seq, r.st.last)
 		if len(r.st.held) == 0 {
 			r.st.gapSince, r.st.overflow = time.Time{}, false
@@ -290,6 +321,15 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 			last, err := g.store.Last(k.device, k.log)
 			if err == nil {
 				a.Next = last + 1
+				if st.asked != a.Next {
+					st.asked, st.askedSince = a.Next, now
+					st.lowest = 0
+					for seq := range st.held {
+						if st.lowest == 0 || seq < st.lowest {
+							st.lowest = seq
+						}
+					}
+				}
 				g.stats.OutOfOrder += len(st.held)
 				clear(st.held)
 				st.gapSince, st.overflow = time.Time{}, false
@@ -303,6 +343,50 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 		st.r = protocol.Range{}
 	}
 	return out
+}
+
+// Stalled returns the logs whose gap has not filled for StallAfter: the
+// same event asked for all along, and only later ones coming. Sorted by
+// device and log.
+func (g *Ingest) Stalled(now time.Time) []Stall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Stall
+	for k, st := range g.logs {
+		if st.asked != 0 && st.lowest > st.asked && now.Sub(st.askedSince) >= g.o.StallAfter {
+			out = append(out, Stall{Centre: k.centre, Device: k.device, Log: k.log, Last: st.asked - 1, Lowest: st.lowest, Since: st.askedSince})
+		}
+	}
+	slices.SortFunc(out, func(a, b Stall) int {
+		if a.Device != b.Device {
+			return cmp(a.Device, b.Device)
+		}
+		return cmp(a.Log, b.Log)
+	})
+	return out
+}
+
+// StallAfter is how long a gap lasts before Stalled reports it.
+func (g *Ingest) StallAfter() time.Duration { return g.o.StallAfter }
+
+// Skip tells the Ingest that the store now ends the log at through (the
+// caller recorded the missing events as lost, durably, first): events
+// after it are taken again, and the stall is over.
+func (g *Ingest) Skip(centre, device, log string, through uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.logs[key{centre, device, log}]
+	if st == nil {
+		return
+	}
+	st.last, st.known = max(st.last, through), true
+	for seq := range st.held {
+		if seq <= through {
+			delete(st.held, seq)
+		}
+	}
+	st.asked, st.lowest, st.askedSince = 0, 0, time.Time{}
+	st.gapSince, st.overflow = time.Time{}, false
 }
 
 func cmp(a, b string) int {
@@ -345,6 +429,15 @@ func (m *Memory) Put(evs []protocol.Event) error {
 		m.events = append(m.events, e)
 	}
 	return nil
+}
+
+// Skip ends a log at through, as a store does when an operator records
+// the events before it as lost.
+func (m *Memory) Skip(device, log string, through uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{device, log}
+	m.last[k] = max(m.last[k], through)
 }
 
 // Events returns the stored events in the order stored.

@@ -104,3 +104,56 @@ func FuzzTake(f *testing.F) {
 		}
 	})
 }
+
+// A gap the terminal cannot fill (its first unacknowledged event is past
+// it) is reported as a stall once it has lasted StallAfter, with the
+// terminal's first event; a passing gap is not. After Skip, the events
+// beyond it are stored.
+func TestStallAndSkip(t *testing.T) {
+	mem := NewMemory()
+	g := New(mem, Options{StallAfter: 30 * time.Second})
+	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
+	for seq := uint64(1); seq <= 5; seq++ {
+		g.Handle(topic, event(seq), t0)
+	}
+	g.Acks(t0)
+	// A passing gap: 7 before 6, filled within the hold.
+	g.Handle(topic, event(7), t0)
+	g.Handle(topic, event(6), t0)
+	if s := g.Stalled(t0.Add(time.Minute)); len(s) != 0 {
+		t.Fatalf("a filled gap reported: %+v", s)
+	}
+	// The portal lost 8..20 (a store restored from a backup): the terminal
+	// sends from 21, again and again.
+	for round := range 4 {
+		now := t0.Add(time.Duration(round) * 10 * time.Second)
+		for seq := uint64(21 + round); seq >= 21; seq-- { // its resend from 21, newest taps too
+			g.Handle(topic, event(seq), now)
+		}
+		for _, a := range g.Acks(now.Add(time.Second)) {
+			if a, _ := protocol.DecodeAck(a.Payload); a.Next != 0 && a.Next != 8 {
+				t.Fatalf("asked for %d, want 8", a.Next)
+			}
+		}
+		if s := g.Stalled(now.Add(time.Second)); round < 3 && len(s) != 0 {
+			t.Fatalf("stalled after %d s: %+v", round*10, s)
+		}
+	}
+	st := g.Stalled(t0.Add(31 * time.Second))
+	if len(st) != 1 || st[0].Last != 7 || st[0].Lowest != 21 || st[0].Device != "T-1" || st[0].Log != "L" || st[0].Centre != "m1" {
+		t.Fatalf("stall %+v", st)
+	}
+	mem.Skip("T-1", "L", 20)
+	g.Skip("m1", "T-1", "L", 20)
+	if s := g.Stalled(t0.Add(time.Hour)); len(s) != 0 {
+		t.Fatalf("still stalled after Skip: %+v", s)
+	}
+	for seq := uint64(21); seq <= 25; seq++ {
+		g.Handle(topic, event(seq), t0.Add(time.Hour))
+	}
+	evs := mem.Events()
+	if last := evs[len(evs)-1].Seq; last != 25 || len(evs) != 12 {
+		t.Fatalf("after the skip: %d events, last %d", len(evs), last)
+	}
+}

@@ -1,0 +1,140 @@
+package bridge
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"kiumtap/portal/ingest"
+)
+
+// Gaps: a terminal deletes an event once the portal acknowledges it. If
+// the bridge's store is then restored from an older backup, the portal
+// lacks events the terminal no longer has; the terminal goes on sending
+// from beyond the gap, and the ingest holds everything after it. The
+// ingest reports such a log as stalled (ingest.Stall); an operator looks
+// at it (kiumctl gaps) and records the missing events as lost at the
+// portal (kiumctl gap accept), and the events beyond are taken at once.
+
+// bGaps keeps the gaps recorded: device, log and first missing sequence
+// → Gap.
+var bGaps = []byte("gaps")
+
+// Gap is a run of a terminal's events recorded as lost at the portal.
+type Gap struct {
+	Centre   string    `json:"centre"`
+	Device   string    `json:"device"`
+	Log      string    `json:"log"`
+	From     uint64    `json:"from"` // the first missing sequence
+	To       uint64    `json:"to"`   // the last
+	By       string    `json:"by"`
+	Recorded time.Time `json:"recorded"`
+}
+
+// GapsView is what kiumctl gaps shows: the logs stalled now, and the gaps
+// recorded.
+type GapsView struct {
+	Stalled  []ingest.Stall `json:"stalled"`
+	Recorded []Gap          `json:"recorded"`
+}
+
+// GapRequest asks to record a stalled log's missing events as lost.
+type GapRequest struct {
+	Centre string `json:"centre"`
+	Device string `json:"device"`
+	// Through is the last missing sequence, the one before the terminal's
+	// first: the operator confirms what the stall reports.
+	Through uint64 `json:"through"`
+	By      string `json:"by"`
+}
+
+// Gaps returns a centre's stalled logs and the gaps recorded for it.
+func (b *Bridge) Gaps(centre string) (*GapsView, error) {
+	if !b.serves(centre) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+	}
+	v := &GapsView{Stalled: []ingest.Stall{}, Recorded: []Gap{}}
+	for _, s := range b.in.Stalled(b.o.Now()) {
+		if s.Centre == centre {
+			v.Stalled = append(v.Stalled, s)
+		}
+	}
+	err := b.o.Store.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bGaps).ForEach(func(_, raw []byte) error {
+			var g Gap
+			if err := json.Unmarshal(raw, &g); err != nil {
+				return err
+			}
+			if g.Centre == centre {
+				v.Recorded = append(v.Recorded, g)
+			}
+			return nil
+		})
+	})
+	return v, err
+}
+
+// AcceptGap records the missing events of a stalled log as lost at the
+// portal, in one transaction with the log's new last sequence, then lets
+// the ingest take the events beyond. It refuses a log that is not
+// stalled, and a Through other than the stall's: the terminal still has
+// every event after it, and accepting less or more would lose some.
+func (b *Bridge) AcceptGap(req GapRequest) (*Gap, error) {
+	if !b.serves(req.Centre) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, req.Centre)
+	}
+	if req.By == "" {
+		return nil, badRequest("who accepts the gap (by) is required: it goes into the record")
+	}
+	var st *ingest.Stall
+	for _, s := range b.in.Stalled(b.o.Now()) {
+		if s.Centre == req.Centre && s.Device == req.Device {
+			st = &s
+			break
+		}
+	}
+	switch {
+	case st == nil:
+		return nil, fmt.Errorf("%w %s of %s: no stalled event log (a gap is reported once the terminal has sent only later events for %v; kiumctl gaps lists them)",
+			ErrDevice, req.Device, req.Centre, b.in.StallAfter())
+	case req.Through != st.Lowest-1:
+		return nil, badRequest(fmt.Sprintf("the portal has %s's events up to %d and the terminal sends from %d: the gap is %d..%d; give -through %d",
+			req.Device, st.Last, st.Lowest, st.Last+1, st.Lowest-1, st.Lowest-1))
+	}
+	g := &Gap{Centre: req.Centre, Device: req.Device, Log: st.Log, From: st.Last + 1, To: req.Through, By: req.By, Recorded: b.o.Now().UTC()}
+	if err := b.o.Store.recordGap(g); err != nil {
+		return nil, err
+	}
+	b.in.Skip(g.Centre, g.Device, g.Log, g.To)
+	b.log.Warn("bridge: events recorded as lost at the portal (a store restored from a backup?)", "device", g.Device, "log", g.Log, "from", g.From, "to", g.To, "by", g.By)
+	return g, nil
+}
+
+// recordGap moves a log's last sequence past a gap and keeps the record,
+// in one transaction; it refuses if the log moved meanwhile.
+func (s *Store) recordGap(g *Gap) error {
+	raw, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		lb := tx.Bucket(bLast)
+		lk := lastKey(g.Device, g.Log)
+		var last uint64
+		if v := lb.Get(lk); len(v) == 8 {
+			last = binary.BigEndian.Uint64(v)
+		}
+		if last+1 != g.From {
+			return errors.New("the log moved on meanwhile: look at kiumctl gaps again")
+		}
+		if err := lb.Put(lk, binary.BigEndian.AppendUint64(nil, g.To)); err != nil {
+			return err
+		}
+		k := binary.BigEndian.AppendUint64([]byte(g.Device+"\x00"+g.Log+"\x00"), g.From)
+		return tx.Bucket(bGaps).Put(k, raw)
+	})
+}
