@@ -261,6 +261,22 @@ type Status struct {
 	Rejected      *Rejection `json:"last_rejection,omitempty"`
 }
 
+// DecodeStatus decodes a terminal's status message (retained on its
+// status topic, and its last will, {"v":1,"state":"offline"}).
+func DecodeStatus(raw []byte) (*Status, error) {
+	var st Status
+	if err := decode(raw, MaxMessage, "status", &st); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("status", st.V); err != nil {
+		return nil, err
+	}
+	if st.State != "online" && st.State != "offline" {
+		return nil, fmt.Errorf("status: state %q is not online or offline", st.State)
+	}
+	return &st, nil
+}
+
 // Rejection reports a message from the portal that the terminal refused.
 type Rejection struct {
 	Topic  string    `json:"topic"`

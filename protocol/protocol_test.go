@@ -250,3 +250,13 @@ func TestDeltaStaffAndApplied(t *testing.T) {
 		t.Fatalf("an empty delta: %v %v", err, got3)
 	}
 }
+
+func FuzzDecodeStatus(f *testing.F) {
+	f.Add([]byte(`{"v":1,"state":"offline"}`))
+	f.Add([]byte(`{"v":1,"state":"online","time":"2026-11-23T06:00:00Z","outbox_depth":3,"oldest_unacked_age_s":1.5,"roster_revision":7,"roster_age_s":60,"clock_synced":true,"reader_healthy":true,"reader_recoveries":0,"last_rejection":{"topic":"t","reason":"r","time":"2026-11-23T06:00:00Z"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if st, err := DecodeStatus(b); err == nil && st.State != "online" && st.State != "offline" {
+			t.Fatalf("accepted state %q", st.State)
+		}
+	})
+}

@@ -259,6 +259,31 @@ func TestCardCommands(t *testing.T) {
 	}
 	t.Logf("no answer reported after %v; %s", time.Since(start).Round(time.Millisecond), err)
 
+	// Terminals: a terminal's retained status, then its last will.
+	t9 := connect(t, mq.URL(), "mangwon1", termPass, "T-9")
+	status := func(payload string) {
+		t.Helper()
+		if tok := t9.Publish("kium/v1/c/mangwon1/d/T-9/status", 1, true, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	status(`{"v":1,"state":"online","time":"2026-11-23T06:00:00Z","outbox_depth":4,"oldest_unacked_age_s":95,"roster_revision":7,"roster_age_s":7200,"clock_synced":true,"reader_healthy":false,"reader_recoveries":2}`)
+	waitUntil(t, 10*time.Second, "T-9 in kiumctl terminals", func() bool {
+		out, err = kiumctl("terminals", "-bridge", sock, "-centre", "mangwon1")
+		return err == nil && strings.Contains(out, "T-9")
+	})
+	t.Logf("kiumctl terminals -centre mangwon1:\n%s", out)
+	for _, want := range []string{"online", "rev 7, 2h old", "FAILED (2 resets)", "1m"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("terminals lacks %q:\n%s", want, out)
+		}
+	}
+	status(`{"v":1,"state":"offline"}`)
+	waitUntil(t, 10*time.Second, "T-9 offline", func() bool {
+		out, err = kiumctl("terminals", "-bridge", sock, "-centre", "mangwon1")
+		return err == nil && strings.Contains(out, "offline")
+	})
+
 	// Gaps: none stalled here; accepting one that is not stalled is
 	// refused, and the command needs the confirmed -through.
 	out, err = kiumctl("gaps", "-bridge", sock, "-centre", "mangwon1")

@@ -13,6 +13,7 @@
 //	                                            (portal side) the terminal binds the next card presented
 //	kiumctl revoke -centre C -child X [-by NAME]
 //	                                            (portal side) revoke a child's active card
+//	kiumctl terminals -centre C [-json]         (portal side) each terminal's last status
 //	kiumctl gaps -centre C [-json]              (portal side) terminals stalled behind a gap
 //	kiumctl gap accept -centre C -device D -through N [-by NAME]
 //	                                            (portal side) record a stalled terminal's missing events as lost
@@ -81,6 +82,7 @@ Commands:
   cards history  (portal side) every change of a child's card: applied, refused, lost
   enrol          (portal side) the centre's terminal binds the next card presented to a child
   revoke         (portal side) revoke a child's active card
+  terminals      (portal side) each terminal of a centre: online, outbox, roster, reader, clock
   gaps           (portal side) terminals stalled behind events the portal lost
   gap accept     (portal side) record those events as lost, so the later ones flow`
 
@@ -100,6 +102,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cardsCmd(ctx, "cards "+args[1], args[2:], stdout, stderr)
 	case len(args) >= 1 && (args[0] == "enrol" || args[0] == "revoke"):
 		return cardsCmd(ctx, args[0], args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "terminals":
+		return terminalsCmd(ctx, args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "gaps":
 		return gapsCmd(ctx, false, args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "gap" && args[1] == "accept":

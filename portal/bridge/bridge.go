@@ -134,6 +134,8 @@ type Bridge struct {
 	dirty    map[string]bool // centres to publish
 	// waiters are the enrol commands waiting for their reply, by ID.
 	waiters map[string]waiter
+	// terminals are the terminals' last statuses, by centre/device.
+	terminals map[string]TerminalView
 	// failpoint stops a binding job at a named point (tests).
 	failpoint func(point string) error
 }
@@ -191,7 +193,7 @@ func New(o Options) (*Bridge, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
-		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}}
+		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}}
 	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	o.Store.JobsFor = b.jobsFor
 	o.Store.bindingFor = b.bindingFor
@@ -392,8 +394,8 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).SetOrderMatters(true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// Replies to commands go to every instance: the one that sent
-			// the command is waiting.
-			for topic, h := range map[string]mqtt.MessageHandler{topic: handler, replyTopic: b.onReply} {
+			// the command is waiting. Terminals' statuses too.
+			for topic, h := range map[string]mqtt.MessageHandler{topic: handler, replyTopic: b.onReply, statusTopic: b.onStatus} {
 				t := c.Subscribe(topic, 1, h)
 				if t.WaitTimeout(10*time.Second) && t.Error() == nil {
 					b.log.Info("bridge: subscribed", "topic", topic, "instance", i)

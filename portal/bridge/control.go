@@ -30,6 +30,7 @@ import (
 //	GET  /history?centre=C[&child=X] []Change, oldest first
 //	POST /enrol   EnrolRequest       EnrolResult: the terminal's answer
 //	POST /revoke  RevokeRequest      Change
+//	GET  /terminals?centre=C         []TerminalView: each terminal's last status
 //	GET  /gaps?centre=C              GapsView: stalled logs, gaps recorded
 //	POST /gap     GapRequest         Gap: a stalled log's events recorded as lost
 //
@@ -208,7 +209,7 @@ func (b *Bridge) onReply(_ mqtt.Client, m mqtt.Message) {
 // Enrol asks a centre's terminal to bind the next card presented to a
 // child (a signed enrol command, valid 5 minutes) and waits for its answer
 // up to Options.CommandWait. The terminal is device, or the centre's only
-// terminal the bridge has events from. The binding itself comes back
+// terminal the bridge has seen (its events or its status). The binding itself comes back
 // later as the terminal's card_bound event.
 func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, error) {
 	r := b.rosterOf(req.Centre)
@@ -222,18 +223,18 @@ func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, err
 	if req.By == "" || len(req.By) > 64 {
 		return nil, errors.New("who enrols (by) is required, 1 to 64 bytes: it goes into the audit")
 	}
-	devices, err := b.o.Store.Devices(req.Centre)
+	devices, err := b.devices(req.Centre)
 	if err != nil {
 		return nil, err
 	}
 	device := req.Device
 	switch {
 	case device != "" && !slices.Contains(devices, device):
-		return nil, fmt.Errorf("%w %s: no events from it at %s (terminals seen there: %s)", ErrDevice, device, req.Centre, list(devices))
+		return nil, fmt.Errorf("%w %s: never seen at %s, neither its events nor its status (terminals seen there: %s)", ErrDevice, device, req.Centre, list(devices))
 	case device == "" && len(devices) == 1:
 		device = devices[0]
 	case device == "" && len(devices) == 0:
-		return nil, fmt.Errorf("%w: no terminal of %s has sent events yet; name it with -device", ErrDevice, req.Centre)
+		return nil, fmt.Errorf("%w: no terminal of %s has connected yet (kiumctl terminals lists those that have)", ErrDevice, req.Centre)
 	case device == "":
 		return nil, fmt.Errorf("%w: %s has several terminals (%s); name one with -device", ErrDevice, req.Centre, list(devices))
 	}
@@ -324,6 +325,10 @@ func (b *Bridge) ControlHandler() http.Handler {
 		}
 		c, err := b.Revoke(req.Centre, req.Child, req.By)
 		answer(w, c, err)
+	})
+	mux.HandleFunc("GET /terminals", func(w http.ResponseWriter, r *http.Request) {
+		v, err := b.Terminals(r.URL.Query().Get("centre"))
+		answer(w, v, err)
 	})
 	mux.HandleFunc("GET /gaps", func(w http.ResponseWriter, r *http.Request) {
 		v, err := b.Gaps(r.URL.Query().Get("centre"))

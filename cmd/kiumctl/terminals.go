@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"kiumtap/firmware"
+	"kiumtap/internal/cli"
+	"kiumtap/portal/bridge"
+)
+
+// terminalsCmd shows the last status of each terminal of a centre, as the
+// bridge has it from their retained status messages (kiumctl terminals).
+func terminalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kiumctl terminals", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("bridge", DefaultBridgeSocket, "kiumbridge's control socket")
+	centre := fs.String("centre", "", "centre ID (required)")
+	asJSON := fs.Bool("json", false, "print JSON, for scripts")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	if *centre == "" || fs.NArg() != 0 {
+		return fmt.Errorf("%w: kiumctl terminals -centre C [-json]", cli.ErrUsage)
+	}
+	var ts []bridge.TerminalView
+	if err := askBridge(ctx, *socket, http.MethodGet, "/terminals?"+url.Values{"centre": {*centre}}.Encode(), nil, &ts); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, ts)
+	}
+	if len(ts) == 0 {
+		fmt.Fprintf(stdout, "no terminal of %s has connected yet\n", *centre)
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "TERMINAL\tSTATE\tAS OF (KST)\tOUTBOX\tOLDEST WAITING\tROSTER\tREADER\tCLOCK\tLAST REFUSED")
+	for _, t := range ts {
+		s := t.Status
+		at := t.Received
+		if !s.Time.IsZero() {
+			at = s.Time
+		}
+		if s.State == "offline" {
+			fmt.Fprintf(tw, "%s\toffline\t%s\t-\t-\t-\t-\t-\t-\n", t.Device, at.In(firmware.KST).Format("2006-01-02 15:04:05"))
+			continue
+		}
+		reader := "ok"
+		if !s.ReaderHealthy {
+			reader = "FAILED"
+		}
+		if s.ReaderResets > 0 {
+			reader += fmt.Sprintf(" (%d resets)", s.ReaderResets)
+		}
+		clock := "synced"
+		if !s.ClockSynced {
+			clock = "NOT SET"
+		}
+		refused := "-"
+		if s.Rejected != nil {
+			refused = s.Rejected.Time.In(firmware.KST).Format("01-02 15:04") + " " + s.Rejected.Reason
+		}
+		fmt.Fprintf(tw, "%s\tonline\t%s\t%d\t%s\trev %d, %s old\t%s\t%s\t%s\n", t.Device, at.In(firmware.KST).Format("2006-01-02 15:04:05"),
+			s.OutboxDepth, age(s.OldestAgeS), s.RosterRev, age(s.RosterAgeS), reader, clock, refused)
+	}
+	return nil
+}
+
+// age is a number of seconds as a short duration: 45s, 12m, 3h, 2d.
+func age(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case sec <= 0:
+		return "-"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}

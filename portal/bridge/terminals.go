@@ -1,0 +1,86 @@
+package bridge
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/protocol"
+)
+
+// Terminals: every terminal keeps its status retained on its status topic
+// (its last will says offline). The bridge listens to all of them, so an
+// operator sees each terminal's health (kiumctl terminals) and the portal
+// can send a command to a terminal that has not sent an event yet.
+
+// statusTopic is every terminal's status.
+var statusTopic = protocol.Prefix + "/c/+/d/+/status"
+
+// TerminalView is a terminal's last status and when it came.
+type TerminalView struct {
+	Centre   string           `json:"centre"`
+	Device   string           `json:"device"`
+	Status   *protocol.Status `json:"status"`
+	Received time.Time        `json:"received"`
+}
+
+// onStatus keeps a terminal's status. A malformed one is logged and kept
+// out; an empty retained message (a terminal retired) removes it.
+func (b *Bridge) onStatus(_ mqtt.Client, m mqtt.Message) {
+	centre, device, leaf, ok := protocol.ParseDeviceTopic(m.Topic())
+	if !ok || leaf != "status" {
+		return
+	}
+	k := centre + "/" + device
+	if len(m.Payload()) == 0 {
+		b.mu.Lock()
+		delete(b.terminals, k)
+		b.mu.Unlock()
+		return
+	}
+	st, err := protocol.DecodeStatus(m.Payload())
+	if err != nil {
+		b.log.Warn("bridge: a malformed terminal status", "topic", m.Topic(), "err", err)
+		return
+	}
+	b.mu.Lock()
+	b.terminals[k] = TerminalView{Centre: centre, Device: device, Status: st, Received: b.o.Now().UTC()}
+	b.mu.Unlock()
+}
+
+// Terminals returns the statuses of a centre's terminals, by device.
+func (b *Bridge) Terminals(centre string) ([]TerminalView, error) {
+	if !b.serves(centre) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+	}
+	b.mu.Lock()
+	out := []TerminalView{}
+	for _, t := range b.terminals {
+		if t.Centre == centre {
+			out = append(out, t)
+		}
+	}
+	b.mu.Unlock()
+	slices.SortFunc(out, func(a, b TerminalView) int { return strings.Compare(a.Device, b.Device) })
+	return out, nil
+}
+
+// devices are a centre's terminals: those the bridge has events from, and
+// those whose status it has seen.
+func (b *Bridge) devices(centre string) ([]string, error) {
+	ds, err := b.o.Store.Devices(centre)
+	if err != nil {
+		return nil, err
+	}
+	ts, _ := b.Terminals(centre)
+	for _, t := range ts {
+		if !slices.Contains(ds, t.Device) {
+			ds = append(ds, t.Device)
+		}
+	}
+	slices.Sort(ds)
+	return ds, nil
+}
