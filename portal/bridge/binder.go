@@ -305,10 +305,20 @@ func (b *Bridge) writeSource(src *source.Source) error {
 }
 
 // reconcile lays over a source what the bridge recorded for its centre:
-// the bindings of terminal logs whose applied_bindings the source is
-// behind on (a push from an older copy), the cards freed from a conflict
-// since (revoked, as the release left them), and the conflicts its cards
-// lost. It reports whether that changed the source.
+// the changes of each log whose applied_bindings the source is behind on
+// (a push from an older copy), terminals' bindings and the portal's own
+// changes (revokes) alike; the cards freed from a conflict since (revoked,
+// as the release left them); and the conflicts its cards lost. It reports
+// whether that changed the source.
+//
+// The changes are laid over in the order the bridge applied them to the
+// source, not by their times. Each change's ops were decided against the
+// source as it stood then: a binding made offline at 9:00 whose event
+// arrived after a revoke made at 10:00 was decided on top of the revoke,
+// and won. Only that order gives again what they gave: a revoke then a
+// binding of the same child ends with the new card active, a binding then
+// a revoke ends revoked. A copy is the source as it was at some moment,
+// so what it lacks is the last of that order.
 func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
 	centre := src.Roster.Centre.ID
 	rec, err := b.o.Store.recorded(centre)
@@ -393,61 +403,98 @@ func (b *Bridge) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
 // booking (FAQ Q18) or has no active card. Applied or refused, the change
 // is recorded; applied, it is written to the source and published. A
 // refusal is a *firmware.Refused.
+//
+// An applied revoke is a change of the portal's own log (portalChange):
+// the source's applied_bindings of it is raised in the same write, and
+// its op is recorded like a terminal binding's, so a source pushed from a
+// copy older than the revoke gets it again (reconcile).
 func (b *Bridge) Revoke(centre, child, by string) (Change, error) {
 	var out Change
 	changed, err := b.locked(func() ([]string, error) {
-		changed, err := b.drainLocked() // bindings that came first apply first
-		if err != nil {
-			return changed, err
-		}
-		src := b.source(centre)
-		if src == nil {
-			return changed, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
-		}
-		now := b.o.Now().UTC()
-		_, ch, uerr := firmware.Unbind(src.Roster, child, by, firmware.FlowPortal, now)
-		var ref *firmware.Refused
-		if uerr != nil && !errors.As(uerr, &ref) {
-			return changed, uerr
-		}
-		out = Change{Centre: centre, BindingChange: ch, Outcome: ChangeApplied, Detail: "card revoked from the portal"}
-		j := &bindJob{Planned: true}
-		if ref != nil {
-			out.Outcome, out.Reason, out.Detail = ChangeRefused, ref.Reason, ref.Detail
-			out.OldCard = ""
-		} else {
-			j.Edits = []edit{{Centre: centre, Ops: []op{{Do: opState, Child: child, Card: ch.OldCard, State: firmware.CardRevoked, From: firmware.CardActive, At: now}}}}
-		}
-		err = b.o.Store.updateBindings(now, func(t *bindTx) error {
-			changes := []Change{out}
-			if ref == nil {
-				e, c, err := t.release(centre, ch.OldCard, "revoked by "+by)
-				if err != nil {
-					return err
-				}
-				j.Edits, changes = append(j.Edits, e...), append(changes, c...)
+		var changed []string
+		for {
+			more, err := b.drainLocked() // bindings that came first apply first
+			changed = append(changed, more...)
+			if err != nil {
+				return changed, err
 			}
-			for _, c := range changes {
-				if err := t.record(c); err != nil {
-					return err
-				}
+			var j *bindJob
+			j, out, err = b.planRevoke(centre, child, by)
+			if errors.Is(err, errQueuedMeanwhile) {
+				continue // a binding stored since the drain: it applies first
 			}
-			out.Recorded = t.now
-			if len(j.Edits) == 0 {
-				return nil
+			if err != nil {
+				return changed, err
 			}
-			return putBindJob(t.tx, j)
-		})
-		if err != nil {
-			return changed, err
+			more, err = b.runJob(j)
+			return append(changed, more...), err
 		}
-		if ref != nil {
-			return changed, ref
-		}
-		more, err := b.runJob(j)
-		return append(changed, more...), err
 	})
 	b.markDirty(changed...)
 	b.publishDirty()
 	return out, err
+}
+
+// errQueuedMeanwhile is planRevoke's: a binding job was queued since the
+// drain before it.
+var errQueuedMeanwhile = errors.New("a binding job was queued meanwhile")
+
+// planRevoke decides a revoke against the centre's source and records, in
+// one transaction: its audit records, its op under the next sequence of
+// the portal's log, the cards it frees, and its job (planned: written
+// again after a crash, the edits are skipped or harmless). Refused, it
+// records the refusal and returns no job and the *firmware.Refused.
+//
+// While a binding job waits it records nothing and fails with
+// errQueuedMeanwhile: a centre's recorded ops must stay in the order they
+// are written to its source, the order reconcile lays them over a copy in.
+func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) {
+	src := b.source(centre)
+	if src == nil {
+		return nil, Change{}, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+	}
+	now := b.o.Now().UTC()
+	var j *bindJob
+	var out Change
+	var ref *firmware.Refused
+	err := b.o.Store.updateBindings(now, func(t *bindTx) error {
+		if k, _ := t.tx.Bucket(bBindQ).Cursor().First(); k != nil {
+			return errQueuedMeanwhile
+		}
+		_, ch, err := firmware.Unbind(src.Roster, child, by, firmware.FlowPortal, now)
+		if err != nil && !errors.As(err, &ref) {
+			return err
+		}
+		out = Change{Centre: centre, BindingChange: ch, Outcome: ChangeApplied, Detail: "card revoked from the portal", Recorded: now}
+		if ref != nil {
+			out.Outcome, out.Reason, out.Detail, out.OldCard = ChangeRefused, ref.Reason, ref.Detail, ""
+			return t.record(out)
+		}
+		key, seq, err := t.portalChange(src.Roster.Applied)
+		if err != nil {
+			return err
+		}
+		ops := []op{{Do: opState, Child: child, Card: ch.OldCard, State: firmware.CardRevoked, From: firmware.CardActive, At: now}}
+		if err := t.applied(centre, key, seq, ops); err != nil {
+			return err
+		}
+		freed, changes, err := t.release(centre, ch.OldCard, "revoked by "+by)
+		if err != nil {
+			return err
+		}
+		for _, c := range append([]Change{out}, changes...) {
+			if err := t.record(c); err != nil {
+				return err
+			}
+		}
+		j = &bindJob{Planned: true, Edits: append([]edit{{Centre: centre, Ops: ops, Applied: key, Seq: seq}}, freed...)}
+		return putBindJob(t.tx, j)
+	})
+	if err != nil {
+		return nil, out, err
+	}
+	if ref != nil {
+		return nil, out, ref
+	}
+	return j, out, nil
 }

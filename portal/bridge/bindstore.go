@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -23,11 +24,19 @@ var (
 	bRegIndex = []byte("regindex") // centre \0 card key → card ID, for the holders' cards
 	bLost     = []byte("lost")     // centre \0 card key → card ID, for cards that lost a conflict
 	bReleased = []byte("released") // centre \0 card key → cardRef, for cards freed from a conflict since
-	bBindOps  = []byte("bindops")  // centre \0 n → opRecord: ops applied for a terminal's binding
-	bApplied  = []byte("applied")  // centre \0 device/log → the last sequence taken in
+	bBindOps  = []byte("bindops")  // centre \0 n → opRecord: ops applied for a terminal's binding or a portal change
+	bApplied  = []byte("applied")  // centre \0 device/log (or portal/ID) → the last sequence taken in
+	bPortal   = []byte("portal")   // "log" → the portal log's ID; the bucket's sequence numbers its changes
 )
 
-var bindBuckets = [][]byte{bBindQ, bHistory, bRegistry, bRegIndex, bLost, bReleased, bBindOps, bApplied}
+var bindBuckets = [][]byte{bBindQ, bHistory, bRegistry, bRegIndex, bLost, bReleased, bBindOps, bApplied, bPortal}
+
+// Changes made at the portal (a revoke) are a log of their own in
+// applied_bindings, as a terminal's bindings are: key "portal/ID", ID made
+// once per store at random, so a store rebuilt from nothing starts a new
+// log rather than numbering again from 1 under a key sources have marks
+// of. Terminals ignore keys not of their own log.
+const portalDevice = "portal"
 
 // bindJob is one change to apply to roster sources: a card_bound event
 // (Binding), or a change made at the portal (a revoke), planned when made.
@@ -39,9 +48,10 @@ type bindJob struct {
 	Edits   []edit   `json:"edits,omitempty"`
 }
 
-// opRecord is what a terminal's binding event did to its centre's source.
+// opRecord is what a terminal's binding event, or a change made at the
+// portal, did to its centre's source.
 type opRecord struct {
-	Key string `json:"key"` // device/log
+	Key string `json:"key"` // device/log, or portal/ID
 	Seq uint64 `json:"seq"`
 	Ops []op   `json:"ops,omitempty"`
 }
@@ -217,8 +227,8 @@ func (t *bindTx) record(c Change) error {
 	return b.Put(append([]byte(c.Centre+"\x00"+c.Child+"\x00"), u64(n)...), raw)
 }
 
-// applied records that a terminal's binding event was taken into its
-// centre's source, with the ops it applied there.
+// applied records that a terminal's binding event, or a portal change,
+// was taken into its centre's source, with the ops it applied there.
 func (t *bindTx) applied(centre, key string, seq uint64, ops []op) error {
 	b := t.tx.Bucket(bBindOps)
 	n, err := b.NextSequence()
@@ -233,6 +243,25 @@ func (t *bindTx) applied(centre, key string, seq uint64, ops []op) error {
 		return err
 	}
 	return t.tx.Bucket(bApplied).Put(key2(centre, key), u64(seq))
+}
+
+// portalChange numbers a change made at the portal to a centre's source:
+// it returns the portal log's key, made the first time, and the change's
+// sequence. have is the source's applied_bindings: the sequence is above
+// its mark of the portal log even if the store was restored from an older
+// backup, so the change is never taken for one the source has already.
+func (t *bindTx) portalChange(have map[string]uint64) (string, uint64, error) {
+	b := t.tx.Bucket(bPortal)
+	id := string(b.Get([]byte("log")))
+	if id == "" {
+		id = rand.Text()
+		if err := b.Put([]byte("log"), []byte(id)); err != nil {
+			return "", 0, err
+		}
+	}
+	key := firmware.AppliedKey(portalDevice, id)
+	seq := max(b.Sequence(), have[key]) + 1
+	return key, seq, b.SetSequence(seq)
 }
 
 // History returns a centre's audit records of binding changes, of one
