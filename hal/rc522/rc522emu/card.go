@@ -3,6 +3,7 @@ package rc522emu
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	"kiumtap/hal/iso14443a"
 )
@@ -39,6 +40,10 @@ type Card struct {
 	// Guarded by the chip the card is placed on.
 	state piccState
 	level int // cascade level being resolved, 0-based
+	// powered is when the card last came into a powered field: a frame
+	// that started before it cannot be decoded (the card was not yet
+	// powered when its first bits went by).
+	powered time.Time
 }
 
 // CardOptions sets a card's answers; zero values take the usual ones.
@@ -101,10 +106,11 @@ func (f frame) bit(i int) byte {
 }
 
 // powerOn puts a card that has just entered an energised field into IDLE.
-func (c *Card) powerOn() {
+func (c *Card) powerOn(at time.Time) {
 	if c.state == statePowerOff {
 		c.state = stateIdle
 		c.level = 0
+		c.powered = at
 	}
 }
 

@@ -93,6 +93,7 @@ var resetValues = map[byte]byte{
 type exchange struct {
 	tx        []byte
 	txBits    int
+	txStart   time.Time
 	txEnd     time.Time
 	transmit  bool // Transmit command: no reception follows
 	delivered bool
@@ -196,7 +197,7 @@ func (c *Chip) Place(card *Card) {
 	}
 	c.cards = append(c.cards, card)
 	if c.fieldOn() {
-		card.powerOn()
+		card.powerOn(c.now())
 	}
 	c.log.Debug("rc522emu: card placed", "uid", fmt.Sprintf("% X", card.uid))
 }
@@ -471,7 +472,7 @@ func (c *Chip) fieldChanged() {
 	on := c.fieldOn()
 	for _, card := range c.cards {
 		if on {
-			card.powerOn()
+			card.powerOn(c.now())
 		} else {
 			card.powerOff()
 		}
@@ -786,6 +787,7 @@ func (c *Chip) startTransmit(transmitOnly bool) {
 	c.ex = &exchange{
 		tx:       data,
 		txBits:   nbits,
+		txStart:  c.now(),
 		txEnd:    c.now().Add(c.dur(iso14443a.AirTime(nbits))),
 		transmit: transmitOnly,
 		collAt:   -1,
@@ -821,6 +823,9 @@ func (c *Chip) deliver(ex *exchange) {
 	var answers []frame
 	var from []*Card
 	for _, card := range slices.Clone(c.cards) {
+		if card.powered.After(ex.txStart) {
+			continue // placed while the frame was on air: it missed its start
+		}
 		if f, ok := card.receive(ex.tx, ex.txBits); ok {
 			answers = append(answers, f)
 			from = append(from, card)
