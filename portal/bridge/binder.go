@@ -63,6 +63,9 @@ func (b *Bridge) binder(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		// The store is looked at each second (jobs left by a crash, or a
+		// drain that failed) and when a commit queued a job (bindKick).
+		b.o.Store.bindQueued.Store(false)
 		if b.o.Store.bindingsQueued() {
 			if err := b.drain(); err != nil {
 				b.log.Error("bridge: applying a binding; trying again in a second", "err", err)

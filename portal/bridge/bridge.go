@@ -464,9 +464,11 @@ func (b *Bridge) ingester(ctx context.Context) {
 			case b.kick <- struct{}{}:
 			default:
 			}
-			select {
-			case b.bindKick <- struct{}{}:
-			default:
+			if b.o.Store.bindQueued.Load() {
+				select {
+				case b.bindKick <- struct{}{}:
+				default:
+				}
 			}
 			if n >= burstEvents {
 				b.burstAt.Store(time.Now().UnixNano())

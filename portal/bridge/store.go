@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +41,9 @@ type Store struct {
 	// edit serialises changes to roster sources among the bridges that
 	// share the store; pub, the publishing of revisions.
 	edit, pub sync.Mutex
+	// bindQueued: a Put queued a binding job since the binder last
+	// looked; it spares the binder a look at the store after every commit.
+	bindQueued atomic.Bool
 }
 
 var (
@@ -138,6 +142,7 @@ func (s *Store) Put(evs []protocol.Event) error {
 					if err := putBindJob(tx, &bindJob{Binding: s.bindingFor(e)}); err != nil {
 						return err
 					}
+					s.bindQueued.Store(true) // set before the commit: the binder may look early, never late
 				}
 				c := *e
 				c.UID = "" // raw UIDs are not kept: the registry knows the card by its HMAC
