@@ -20,6 +20,7 @@ import (
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
@@ -48,17 +49,6 @@ func cardSource() *source.Source {
 		Cards: []firmware.Card{{Key: firmware.CardKey(key, []byte{1}), ChildID: "c1", State: firmware.CardActive},
 			{Key: firmware.CardKey(key, []byte{2}), ChildID: "c2", State: firmware.CardActive}, {Key: firmware.CardKey(key, []byte{3}), ChildID: "c3", State: firmware.CardActive}},
 		Bookings: []firmware.Booking{book("b1", "c1", firmware.InUse), book("b2", "c2", firmware.InUse), book("b3", "c3", firmware.Scheduled)}}}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func connect(t *testing.T, broker, user, pass, id string) mqtt.Client {
@@ -268,7 +258,7 @@ func TestCardCommands(t *testing.T) {
 		}
 	}
 	status(`{"v":1,"state":"online","time":"2026-11-23T06:00:00Z","outbox_depth":4,"oldest_unacked_age_s":95,"roster_revision":7,"roster_age_s":7200,"clock_synced":true,"reader_healthy":false,"reader_recoveries":2}`)
-	waitUntil(t, 10*time.Second, "T-9 in kiumctl terminals", func() bool {
+	wait.For(t, 10*time.Second, "T-9 in kiumctl terminals", func() bool {
 		out, err = kiumctl("terminals", "-bridge", sock, "-centre", "mangwon1")
 		return err == nil && strings.Contains(out, "T-9")
 	})
@@ -279,7 +269,7 @@ func TestCardCommands(t *testing.T) {
 		}
 	}
 	status(`{"v":1,"state":"offline"}`)
-	waitUntil(t, 10*time.Second, "T-9 offline", func() bool {
+	wait.For(t, 10*time.Second, "T-9 offline", func() bool {
 		out, err = kiumctl("terminals", "-bridge", sock, "-centre", "mangwon1")
 		return err == nil && strings.Contains(out, "offline")
 	})
@@ -301,7 +291,7 @@ func TestCardCommands(t *testing.T) {
 // waitSocket waits for the control socket to answer.
 func waitSocket(t *testing.T, path string) (os.FileInfo, error) {
 	t.Helper()
-	waitUntil(t, 20*time.Second, "the control socket", func() bool {
+	wait.For(t, 20*time.Second, "the control socket", func() bool {
 		var v bridge.CardsView
 		return askBridge(context.Background(), path, "GET", "/cards?centre=mangwon1", nil, &v) == nil
 	})

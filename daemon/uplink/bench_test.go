@@ -13,6 +13,7 @@ import (
 
 	"kiumtap/daemon/store"
 	"kiumtap/firmware"
+	"kiumtap/internal/wait"
 	"kiumtap/protocol"
 )
 
@@ -43,7 +44,7 @@ func BenchmarkOutboxDrain(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		tm.run()
-		waitFor(b, 10*time.Minute, "the outbox drained", func() bool { f, _ := tm.waiting(b); return f == 0 })
+		wait.For(b, 10*time.Minute, "the outbox drained", func() bool { f, _ := tm.waiting(b); return f == 0 })
 		drained += time.Since(start)
 		b.StopTimer()
 		if got := p.in.Stats().Stored; got != n {

@@ -14,6 +14,7 @@ import (
 
 	"kiumtap/daemon/store"
 	"kiumtap/firmware"
+	"kiumtap/internal/wait"
 	"kiumtap/protocol"
 )
 
@@ -91,7 +92,7 @@ func TestKilledMidStream(t *testing.T) {
 	stored := func() int { return p.in.Stats().Stored }
 	for round, at := range []int{400, 1500} {
 		cmd := start()
-		waitFor(t, 30*time.Second, "events stored by the portal", func() bool { return stored() >= at })
+		wait.For(t, 30*time.Second, "events stored by the portal", func() bool { return stored() >= at })
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		p.waitQuiet(t)
@@ -105,7 +106,7 @@ func TestKilledMidStream(t *testing.T) {
 		arrivals = nil
 		mu.Unlock()
 		cmd = start()
-		waitFor(t, 30*time.Second, "the re-sent events", func() bool {
+		wait.For(t, 30*time.Second, "the re-sent events", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(arrivals) > 0 && stored() >= int(last)
@@ -126,7 +127,7 @@ func TestKilledMidStream(t *testing.T) {
 		cmd.Wait()
 	}
 	cmd := start()
-	waitFor(t, 60*time.Second, "every event stored", func() bool { return stored() == n })
+	wait.For(t, 60*time.Second, "every event stored", func() bool { return stored() == n })
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	checkStream(t, p, logID, 1, n)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/wait"
 )
 
 func clientTLS(t *testing.T, ca, cert, key string) *tls.Config {
@@ -48,7 +49,7 @@ func TestTLS(t *testing.T) {
 		tm.tap(t, 1)
 	}
 	tm.run()
-	waitFor(t, 15*time.Second, "the outbox to empty over TLS", func() bool { f, _ := tm.waiting(t); return f == 0 })
+	wait.For(t, 15*time.Second, "the outbox to empty over TLS", func() bool { f, _ := tm.waiting(t); return f == 0 })
 	checkStream(t, p, tm.st.LogID(), 1, 20)
 
 	badCert, badKey := mosqtest.NewUntrustedClient(t, device)
@@ -74,9 +75,9 @@ func TestClockCorrected(t *testing.T) {
 	tm.clk.synced = false
 	tm.tap(t, 1)
 	tm.run()
-	waitFor(t, 10*time.Second, "the first event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
+	wait.For(t, 10*time.Second, "the first event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
 	tm.tap(t, 1)
-	waitFor(t, 10*time.Second, "the second event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
+	wait.For(t, 10*time.Second, "the second event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
 	evs := p.mem.Events()
 	if len(evs) != 2 {
 		t.Fatalf("%d events at the portal", len(evs))

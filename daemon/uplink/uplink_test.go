@@ -18,6 +18,7 @@ import (
 	"kiumtap/firmware"
 	"kiumtap/internal/chaosproxy"
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/wait"
 	"kiumtap/portal/ingest"
 	"kiumtap/protocol"
 )
@@ -48,18 +49,6 @@ func startBroker(t testing.TB, extra string) *mosqtest.Broker {
 		ACL:   exampleACL(t),
 		Extra: extra,
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 type clock struct {
@@ -246,7 +235,7 @@ func (p *portal) waitQuiet(t testing.TB) {
 	t.Helper()
 	count := func() int { p.mu.Lock(); defer p.mu.Unlock(); return p.received }
 	last, since := count(), time.Now()
-	waitFor(t, 30*time.Second, "the wire to go quiet", func() bool {
+	wait.For(t, 30*time.Second, "the wire to go quiet", func() bool {
 		if c := count(); c != last {
 			last, since = c, time.Now()
 		}
@@ -297,9 +286,9 @@ func TestEventsAcknowledged(t *testing.T) {
 		tm.tap(t, 1)
 	}
 	tm.run()
-	waitFor(t, 10*time.Second, "the outbox to empty", func() bool { f, _ := tm.waiting(t); return f == 0 })
+	wait.For(t, 10*time.Second, "the outbox to empty", func() bool { f, _ := tm.waiting(t); return f == 0 })
 	checkStream(t, p, tm.st.LogID(), 1, 50)
-	waitFor(t, 5*time.Second, "an online status", func() bool { return p.lastStatus().State == "online" })
+	wait.For(t, 5*time.Second, "an online status", func() bool { return p.lastStatus().State == "online" })
 	if s := tm.up.Stats(); s.Acked != 50 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -338,7 +327,7 @@ func TestChaos(t *testing.T) {
 	}
 	tick.Stop()
 	<-restarts
-	waitFor(t, 120*time.Second, "every event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
+	wait.For(t, 120*time.Second, "every event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
 	checkStream(t, p, tm.st.LogID(), 1, n)
 	st, ps := tm.up.Stats(), p.in.Stats()
 	t.Logf("%d cuts, %d connects, %d published (%d times sent again on loss), portal: %d stored, %d duplicates, %d beyond a gap",
@@ -359,7 +348,7 @@ func TestRosterMessages(t *testing.T) {
 	tm := newTerminal(t, filepath.Join(t.TempDir(), "k.db"), b.URL(), nil)
 	tm.run()
 	rev := func() uint64 { r, _, _ := tm.st.Roster(); return r.Revision }
-	waitFor(t, 10*time.Second, "the snapshot", func() bool { return rev() == 5 })
+	wait.For(t, 10*time.Second, "the snapshot", func() bool { return rev() == 5 })
 
 	delta := func(base, next uint64, digestOf *firmware.Roster, mutate func(*protocol.Delta)) []byte {
 		d := protocol.Delta{V: protocol.Version, Kind: "delta", Centre: centre, Base: base, Revision: next, Digest: protocol.Digest(digestOf),
@@ -408,7 +397,7 @@ func TestRosterMessages(t *testing.T) {
 		if tc.reject != "" {
 			// The refusal, and the status reporting one after it.
 			var at time.Time
-			waitFor(t, 10*time.Second, tc.name+": a rejection for "+tc.reject, func() bool {
+			wait.For(t, 10*time.Second, tc.name+": a rejection for "+tc.reject, func() bool {
 				st := tm.up.Stats()
 				for _, r := range st.Rejections[max(0, len(st.Rejections)-(st.Rejected-before)):] {
 					if strings.Contains(r.Reason, tc.reject) {
@@ -418,12 +407,12 @@ func TestRosterMessages(t *testing.T) {
 				}
 				return false
 			})
-			waitFor(t, 5*time.Second, tc.name+": the rejection in the status", func() bool {
+			wait.For(t, 5*time.Second, tc.name+": the rejection in the status", func() bool {
 				s := p.lastStatus()
 				return s.Rejected != nil && !s.Rejected.Time.Before(at)
 			})
 		} else {
-			waitFor(t, 10*time.Second, tc.name, func() bool { return rev() == tc.wantRev })
+			wait.For(t, 10*time.Second, tc.name, func() bool { return rev() == tc.wantRev })
 		}
 		if got := rev(); got != tc.wantRev {
 			t.Fatalf("%s: revision %d, want %d", tc.name, got, tc.wantRev)
@@ -432,7 +421,7 @@ func TestRosterMessages(t *testing.T) {
 	// After the gap the terminal subscribed to the snapshot again: the
 	// portal's next retained snapshot reaches it.
 	p.publish(topics.Roster(), true, snapshotMsg(withChild(9, 6, 9)))
-	waitFor(t, 10*time.Second, "the snapshot after the gap", func() bool { return rev() == 9 })
+	wait.For(t, 10*time.Second, "the snapshot after the gap", func() bool { return rev() == 9 })
 }
 
 // Signed commands get replies; expired, foreign and unsigned ones are
@@ -442,7 +431,7 @@ func TestCommands(t *testing.T) {
 	p := newPortal(t, b.URL())
 	tm := newTerminal(t, filepath.Join(t.TempDir(), "k.db"), b.URL(), nil)
 	tm.run()
-	waitFor(t, 10*time.Second, "online", func() bool { return p.lastStatus().State == "online" })
+	wait.For(t, 10*time.Second, "online", func() bool { return p.lastStatus().State == "online" })
 	topics := protocol.Topics{Centre: centre, Device: device}
 	cmd := func(id, name string, exp time.Time) []byte {
 		raw, _ := json.Marshal(protocol.Command{V: 1, ID: id, Centre: centre, Device: device, Name: name, Expires: exp})
@@ -460,17 +449,17 @@ func TestCommands(t *testing.T) {
 	}
 	soon := time.Now().Add(time.Minute)
 	p.publish(topics.Cmd(), false, cmd("1", protocol.CmdPing, soon))
-	waitFor(t, 10*time.Second, "the ping's reply", func() bool { return reply("1") != nil })
+	wait.For(t, 10*time.Second, "the ping's reply", func() bool { return reply("1") != nil })
 	if r := reply("1"); !r.OK {
 		t.Fatalf("ping: %+v", r)
 	}
 	p.publish(topics.Cmd(), false, cmd("2", protocol.CmdPing, time.Now().Add(-time.Minute)))
-	waitFor(t, 10*time.Second, "the expired command's reply", func() bool { return reply("2") != nil })
+	wait.For(t, 10*time.Second, "the expired command's reply", func() bool { return reply("2") != nil })
 	if r := reply("2"); r.OK || !strings.Contains(r.Error, "expired") {
 		t.Fatalf("expired: %+v", r)
 	}
 	p.publish(topics.Cmd(), false, cmd("3", "format-disk", soon))
-	waitFor(t, 10*time.Second, "the unknown command's reply", func() bool { return reply("3") != nil })
+	wait.For(t, 10*time.Second, "the unknown command's reply", func() bool { return reply("3") != nil })
 	if r := reply("3"); r.OK {
 		t.Fatalf("unknown: %+v", r)
 	}
@@ -478,7 +467,7 @@ func TestCommands(t *testing.T) {
 	_, wrongKey, _ := ed25519.GenerateKey(nil)
 	raw, _ := json.Marshal(protocol.Command{V: 1, ID: "4", Centre: centre, Device: device, Name: protocol.CmdResync, Expires: soon})
 	p.publish(topics.Cmd(), false, protocol.Sign(wrongKey, raw))
-	waitFor(t, 10*time.Second, "the forged command refused", func() bool { return tm.up.Stats().Rejected > before })
+	wait.For(t, 10*time.Second, "the forged command refused", func() bool { return tm.up.Stats().Rejected > before })
 	if reply("4") != nil {
 		t.Fatal("a forged command was answered")
 	}
@@ -503,7 +492,7 @@ func TestBrokerDropsQueued(t *testing.T) {
 		tm.tap(t, byte(i%3))
 	}
 	tm.run()
-	waitFor(t, 60*time.Second, "every event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
+	wait.For(t, 60*time.Second, "every event acknowledged", func() bool { f, _ := tm.waiting(t); return f == 0 })
 	checkStream(t, p, tm.st.LogID(), 1, n)
 	ps, st := p.in.Stats(), tm.up.Stats()
 	t.Logf("published %d for %d events, %d times sent again; the portal saw %d beyond a gap", st.Published, n, st.Resends, ps.OutOfOrder)

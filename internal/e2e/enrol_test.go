@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"kiumtap/daemon/clock/clocktest"
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/terminal"
 	"kiumtap/daemon/uplink"
@@ -22,6 +23,7 @@ import (
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/chaosproxy"
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
@@ -33,31 +35,6 @@ const (
 )
 
 var portalKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// clock is a terminal's clock, moved by the test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Stamp() store.Stamp {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return store.Stamp{Time: c.now, Synced: true}
-}
-
-func (c *clock) add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 // centre is a centre's roster source: children in use every day, each with
 // a card; staff s1.
@@ -92,7 +69,7 @@ type door struct {
 	t       *testing.T
 	centre  centre
 	id      string
-	clk     *clock
+	clk     *clocktest.Clock
 	st      *store.Store
 	up      *uplink.Uplink
 	term    *terminal.Terminal
@@ -103,7 +80,7 @@ type door struct {
 }
 
 func startDoor(t *testing.T, ctx context.Context, wg *sync.WaitGroup, mq *mosqtest.Broker, c centre, id string, now time.Time) *door {
-	d := &door{t: t, centre: c, id: id, clk: &clock{now: now}, shown: make(chan firmware.Feedback, 64), removed: make(chan struct{}, 16)}
+	d := &door{t: t, centre: c, id: id, clk: clocktest.New(now), shown: make(chan firmware.Feedback, 64), removed: make(chan struct{}, 16)}
 	// No cuts of its own: the test takes the link down with SetDown.
 	d.px = chaosproxy.Start(t, chaosproxy.Options{Target: mq.Addr(), MinCut: time.Hour, MaxCut: time.Hour, Seed: 1})
 	var err error
@@ -158,7 +135,7 @@ func startDoor(t *testing.T, ctx context.Context, wg *sync.WaitGroup, mq *mosqte
 // showed.
 func (d *door) tap(uid []byte) firmware.Feedback {
 	d.t.Helper()
-	d.clk.add(10 * time.Second)
+	d.clk.Add(10 * time.Second)
 	c := rc522emu.NewCard(uid, rc522emu.CardOptions{})
 	d.chip.Place(c)
 	var f firmware.Feedback
@@ -324,7 +301,7 @@ func TestEnrolOfflineThenSync(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	d := startDoor(t, ctx, &wg, s.mq, mangwon, "door", time.Now().In(firmware.KST))
-	waitFor(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
+	wait.For(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
 	rev := d.portalRoster().Revision
 
 	d.offline(true)
@@ -350,7 +327,7 @@ func TestEnrolOfflineThenSync(t *testing.T) {
 	d.offline(false)
 	spareKey := firmware.CardKey(mangwon.key, spare)
 	applied := firmware.AppliedKey("door", d.st.LogID())
-	waitFor(t, 30*time.Second, "the portal's revision with the binding at the terminal", func() bool {
+	wait.For(t, 30*time.Second, "the portal's revision with the binding at the terminal", func() bool {
 		r := d.portalRoster()
 		c := cardOf(r, spareKey)
 		return r.Revision > rev && c != nil && c.State == firmware.CardActive && r.Applied[applied] >= seqs[0]
@@ -387,7 +364,7 @@ func conflict(t *testing.T, laterFirst bool) {
 	now := time.Now().In(firmware.KST)
 	a := startDoor(t, ctx, &wg, s.mq, mangwon, "door-a", now)
 	b := startDoor(t, ctx, &wg, s.mq, hapjeong, "door-b", now.Add(time.Minute)) // b's binding is made later
-	waitFor(t, 20*time.Second, "rosters at both terminals", func() bool { return a.portalRoster() != nil && b.portalRoster() != nil })
+	wait.For(t, 20*time.Second, "rosters at both terminals", func() bool { return a.portalRoster() != nil && b.portalRoster() != nil })
 	a.offline(true)
 	b.offline(true)
 	card := []byte{0x04, 0xAB, 0xCD, 0xEF, 0x10, 0x20, 0x30}
@@ -403,21 +380,21 @@ func conflict(t *testing.T, laterFirst bool) {
 	}
 	if laterFirst {
 		b.offline(false)
-		waitFor(t, 30*time.Second, "b's binding published, alone so far", published(hapjeong, bKey, firmware.CardActive))
+		wait.For(t, 30*time.Second, "b's binding published, alone so far", published(hapjeong, bKey, firmware.CardActive))
 		a.offline(false)
 	} else {
 		a.offline(false)
-		waitFor(t, 30*time.Second, "a's binding published", published(mangwon, aKey, firmware.CardActive))
+		wait.For(t, 30*time.Second, "a's binding published", published(mangwon, aKey, firmware.CardActive))
 		b.offline(false)
 	}
-	waitFor(t, 30*time.Second, "b's terminal told of the conflict", func() bool {
+	wait.For(t, 30*time.Second, "b's terminal told of the conflict", func() bool {
 		c := cardOf(b.portalRoster(), bKey)
 		return c != nil && c.State == firmware.CardConflict
 	})
 	if f := b.tap(card); f.Pattern != firmware.PatternReplaced || f.Lines[0] != "다른 곳에 등록된" {
 		t.Fatalf("the loser's next tap: %+v", f)
 	}
-	waitFor(t, 30*time.Second, "a's binding in a's roster", func() bool {
+	wait.For(t, 30*time.Second, "a's binding in a's roster", func() bool {
 		c := cardOf(a.portalRoster(), aKey)
 		return c != nil && c.State == firmware.CardActive
 	})
@@ -459,10 +436,10 @@ func TestEnrolFromPortal(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	d := startDoor(t, ctx, &wg, s.mq, mangwon, "door", time.Now().In(firmware.KST))
-	waitFor(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
+	wait.For(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
 	// A terminal that has sent no event yet is known by its status.
 	var ts []bridge.TerminalView
-	waitFor(t, 20*time.Second, "the terminal's status at the bridge", func() bool {
+	wait.For(t, 20*time.Second, "the terminal's status at the bridge", func() bool {
 		s.call(t, "GET", "/terminals?centre="+mangwon.id, nil, &ts)
 		return len(ts) == 1 && ts[0].Device == "door" && ts[0].Status.State == "online" && ts[0].Status.RosterRev == d.portalRoster().Revision
 	})
@@ -487,7 +464,7 @@ func TestEnrolFromPortal(t *testing.T) {
 		t.Fatalf("binding: %+v", f)
 	}
 	key := firmware.CardKey(mangwon.key, card)
-	waitFor(t, 30*time.Second, "the portal's revision with the binding", func() bool {
+	wait.For(t, 30*time.Second, "the portal's revision with the binding", func() bool {
 		c := cardOf(d.portalRoster(), key)
 		return c != nil && c.State == firmware.CardActive && c.ChildID == "mangwon1-k3"
 	})
@@ -504,7 +481,7 @@ func TestEnrolFromPortal(t *testing.T) {
 	if code := s.call(t, "POST", "/revoke", map[string]string{"centre": mangwon.id, "child": "mangwon1-k3", "by": "op.kim"}, &ch); code != http.StatusOK || ch.OldCard != key {
 		t.Fatalf("revoke: HTTP %d %+v", code, ch)
 	}
-	waitFor(t, 30*time.Second, "the revoke at the terminal", func() bool {
+	wait.For(t, 30*time.Second, "the revoke at the terminal", func() bool {
 		c := cardOf(d.portalRoster(), key)
 		return c != nil && c.State == firmware.CardRevoked
 	})

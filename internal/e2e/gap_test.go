@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/protocol"
 )
@@ -44,17 +45,17 @@ func TestGapAfterRestore(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	d := startDoor(t, ctx, &wg, s.mq, mangwon, "door", time.Now().In(firmware.KST))
-	waitFor(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
+	wait.For(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
 	taps := func(n int) {
 		t.Helper()
 		for i := range n {
-			d.clk.add(10 * time.Minute)
+			d.clk.Add(10 * time.Minute)
 			if _, _, err := d.term.Tap(mangwon.cards[[]string{"k1", "k2"}[i%2]]); err != nil {
 				t.Fatal(err)
 			}
 			<-d.shown
 		}
-		waitFor(t, 20*time.Second, "every event acknowledged", func() bool { f, _, _ := d.st.Waiting(); return f == 0 })
+		wait.For(t, 20*time.Second, "every event acknowledged", func() bool { f, _, _ := d.st.Waiting(); return f == 0 })
 	}
 	taps(10) // events 1..10
 	s.stopBridge()
@@ -66,12 +67,12 @@ func TestGapAfterRestore(t *testing.T) {
 	copyFile(t, db+".backup", db) // the restore
 	s.startBridge(t)
 	for i := range 3 { // 21..23 arrive, and stall behind 11..20
-		d.clk.add(time.Minute)
+		d.clk.Add(time.Minute)
 		d.term.Tap(mangwon.cards[[]string{"k1", "k2"}[i%2]])
 		<-d.shown
 	}
 	var v bridge.GapsView
-	waitFor(t, 30*time.Second, "the stall reported", func() bool {
+	wait.For(t, 30*time.Second, "the stall reported", func() bool {
 		s.call(t, "GET", "/gaps?centre="+mangwon.id, nil, &v)
 		return len(v.Stalled) == 1
 	})
@@ -94,7 +95,7 @@ func TestGapAfterRestore(t *testing.T) {
 	if code := s.call(t, "POST", "/gap", bridge.GapRequest{Centre: mangwon.id, Device: "door", Through: 20, By: "op.kim"}, &g); code != http.StatusOK || g.From != 11 || g.To != 20 {
 		t.Fatalf("accept: HTTP %d %+v", code, g)
 	}
-	waitFor(t, 30*time.Second, "the events beyond the gap acknowledged", func() bool { f, _, _ := d.st.Waiting(); return f == 0 })
+	wait.For(t, 30*time.Second, "the events beyond the gap acknowledged", func() bool { f, _, _ := d.st.Waiting(); return f == 0 })
 	var seqs []uint64
 	s.bst.Events(mangwon.id, func(e protocol.Event) bool { seqs = append(seqs, e.Seq); return true })
 	if len(seqs) != 13 || seqs[9] != 10 || seqs[10] != 21 || seqs[12] != 23 {

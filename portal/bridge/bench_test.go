@@ -16,6 +16,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"kiumtap/daemon/clock/clocktest"
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/terminal"
 	"kiumtap/daemon/uplink"
@@ -140,7 +141,7 @@ func BenchmarkTapToText(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tst.Close()
-	clk := &clock{now: time.Now()}
+	clk := clocktest.New(time.Now())
 	up, err := uplink.New(uplink.Options{Broker: mq.URL(), Centre: "mangwon1", Device: "door", Password: termPass,
 		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: tst, Clock: clk})
 	if err != nil {
@@ -170,7 +171,7 @@ func BenchmarkTapToText(b *testing.B) {
 	var lat []float64
 	b.ResetTimer()
 	for i := range b.N {
-		clk.add(3 * time.Minute) // beyond the duplicate window: in, out, in…
+		clk.Add(3 * time.Minute) // beyond the duplicate window: in, out, in…
 		time.Sleep(time.Duration(i*7919%45) * time.Millisecond)
 		select {
 		case <-received:

@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/source"
 	"kiumtap/protocol"
@@ -154,7 +155,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 	texts := &countTexts{}
 	watch := watchRosters(t, mq.URL())
 	runBridges(t, mq.URL(), st, dir, 1, texts)
-	waitFor(t, 20*time.Second, "revision 1", func() bool { r := watch.latest("mangwon1"); return r != nil && r.Revision == 1 })
+	wait.For(t, 20*time.Second, "revision 1", func() bool { r := watch.latest("mangwon1"); return r != nil && r.Revision == 1 })
 	pub := publisher(t, mq.URL())
 
 	const key = "T-1/9f2c4e1a7b3d5f60"
@@ -166,7 +167,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 	if _, s := cardIn(r, oldKey); s != firmware.CardReplaced {
 		t.Fatalf("the old card in the source: %s", s)
 	}
-	waitFor(t, 20*time.Second, "the revision with the binding", func() bool {
+	wait.For(t, 20*time.Second, "the revision with the binding", func() bool {
 		r := watch.latest("mangwon1")
 		_, s := cardIn(r, newKey)
 		return r.Applied[key] == 1 && s == firmware.CardActive
@@ -174,7 +175,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 	if rev := watch.latest("mangwon1").Revision; rev != 2 {
 		t.Fatalf("revision %d, want 2", rev)
 	}
-	waitFor(t, 20*time.Second, "the delta 1→2 with applied_bindings", func() bool {
+	wait.For(t, 20*time.Second, "the delta 1→2 with applied_bindings", func() bool {
 		watch.mu.Lock()
 		defer watch.mu.Unlock()
 		ds := watch.deltas["mangwon1"]
@@ -200,7 +201,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 	if _, err := source.Push(dir, "mangwon1", "", f, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the revision without c4", func() bool { return len(watch.latest("mangwon1").Children) == 4 })
+	wait.For(t, 20*time.Second, "the revision without c4", func() bool { return len(watch.latest("mangwon1").Children) == 4 })
 	before := loadSource(t, dir, "mangwon1")
 
 	after := deliver(t, pub, dir, boundEvent("mangwon1", "T-1", "9f2c4e1a7b3d5f60", 2, "c4", []byte{0x04, 1, 2, 3, 4, 5, 6}, centreKey, "", time.Now()))
@@ -212,7 +213,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 	if protocol.Digest(after) != protocol.Digest(before) {
 		t.Fatal("a refused binding changed the source beyond applied_bindings")
 	}
-	waitFor(t, 20*time.Second, "the revision taking in the refused binding", func() bool { return watch.latest("mangwon1").Applied[key] == 2 })
+	wait.For(t, 20*time.Second, "the revision taking in the refused binding", func() bool { return watch.latest("mangwon1").Applied[key] == 2 })
 
 	// Bindings text nobody.
 	n := 0
@@ -262,12 +263,12 @@ func TestConflictAcrossCentres(t *testing.T) {
 			for _, e := range order {
 				deliver(t, pub, dir, e)
 			}
-			waitFor(t, 20*time.Second, "the loser's roster with the card in conflict", func() bool {
+			wait.For(t, 20*time.Second, "the loser's roster with the card in conflict", func() bool {
 				r := watch.latest("mangwon1")
 				_, s := cardIn(r, loser.Card)
 				return s == firmware.CardConflict && r.Applied["T-1/La"] == 1 // s is set: r is not nil
 			})
-			waitFor(t, 20*time.Second, "the winner's roster with the card active", func() bool {
+			wait.For(t, 20*time.Second, "the winner's roster with the card active", func() bool {
 				r := watch.latest("hapjeong1")
 				ch, s := cardIn(r, winner.Card)
 				return r != nil && ch == "c5" && s == firmware.CardActive && r.Applied["H-1/Lb"] == 1

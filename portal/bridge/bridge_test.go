@@ -13,10 +13,12 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"kiumtap/daemon/clock/clocktest"
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/protocol"
@@ -160,7 +162,7 @@ func TestTwoBridges(t *testing.T) {
 	bs, _ := runBridges(t, mq.URL(), st, dir, 2, texts)
 	const n = 10_000
 	tm := fillTerminal(t, filepath.Join(dir, "kiumtap.db"), mq.URL(), n)
-	waitFor(t, 120*time.Second, "the terminal's outbox to empty", func() bool { f, _, _ := tm.Waiting(); return f == 0 })
+	wait.For(t, 120*time.Second, "the terminal's outbox to empty", func() bool { f, _, _ := tm.Waiting(); return f == 0 })
 	got, inOrder := stored(t, st)
 	if got != n || !inOrder {
 		t.Fatalf("%d of %d events stored (in order: %v)", got, n, inOrder)
@@ -181,7 +183,7 @@ func TestTwoBridges(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d texts", want), func() bool {
+	wait.For(t, 60*time.Second, fmt.Sprintf("%d texts", want), func() bool {
 		texts.mu.Lock()
 		defer texts.mu.Unlock()
 		return len(texts.keys) >= want
@@ -210,10 +212,10 @@ func fillTerminal(t testing.TB, path, broker string, n int) *store.Store {
 	if err := st.ApplyRoster(src.Roster, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{now: time.Now()}
+	clk := clocktest.New(time.Now())
 	kids := []string{"c1", "c2", "c5"}
 	for i := range n {
-		clk.add(70 * time.Second)
+		clk.Add(70 * time.Second)
 		if _, _, err := st.Tap(store.TapRequest{At: clk.Stamp(), CardKey: firmware.CardKey(centreKey, uids[kids[i%3]])}); err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"kiumtap/daemon/clock/clocktest"
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/terminal"
 	"kiumtap/daemon/uplink"
@@ -29,6 +30,7 @@ import (
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/chaosproxy"
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
@@ -115,31 +117,6 @@ func newWebhook(t *testing.T) *webhook {
 
 func (w *webhook) unique() int { w.mu.Lock(); defer w.mu.Unlock(); return len(w.keys) }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// clock is the terminal's clock, moved by the test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Stamp() store.Stamp {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return store.Stamp{Time: c.now, Synced: true}
-}
-
-func (c *clock) add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
 var uids = map[string][]byte{
 	"c1": {0xDE, 0xAD, 0xBE, 0xEF}, "c1-old": {0x04, 0x11, 0x22, 0x33}, "c2": {0x04, 0x6A, 0x2B, 0x5C, 0x1D, 0x80, 0x41},
 	"c3": {0x05, 1, 2, 3}, "c4": {0xCA, 0xFE, 0xBA, 0xBE}, "c5": {0x04, 0x55, 0x66, 0x77}, "stranger": {0x0B, 0xAD, 0xF0, 0x0D},
@@ -197,8 +174,8 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	srcDir := filepath.Join(dir, "sources")
 	os.MkdirAll(srcDir, 0o700)
-	clk := &clock{now: time.Now().In(firmware.KST)}
-	raw, _ := json.Marshal(testSource(firmware.DateOf(clk.now)))
+	clk := clocktest.New(time.Now().In(firmware.KST))
+	raw, _ := json.Marshal(testSource(firmware.DateOf(clk.Now())))
 	if err := os.WriteFile(filepath.Join(srcDir, "mangwon1.json"), raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +254,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}()
 	defer func() { cancel(); wg.Wait() }()
-	waitFor(t, 20*time.Second, "the roster at the terminal", func() bool { _, _, err := st.Roster(); return err == nil })
+	wait.For(t, 20*time.Second, "the roster at the terminal", func() bool { _, _, err := st.Roster(); return err == nil })
 
 	// Each outcome from an emulated tap.
 	tap := func(name string, want firmware.Outcome) {
@@ -298,7 +275,7 @@ func TestEndToEnd(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s: not seen leaving", name)
 		}
-		clk.add(10 * time.Second)
+		clk.Add(10 * time.Second)
 	}
 	tap("c1", firmware.CheckIn)
 	tap("c1", firmware.Duplicate)
@@ -306,14 +283,14 @@ func TestEndToEnd(t *testing.T) {
 	tap("c3", firmware.NotInUse)
 	tap("stranger", firmware.UnknownCard)
 	tap("c1-old", firmware.ReplacedCard)
-	clk.add(5 * time.Minute)
+	clk.Add(5 * time.Minute)
 	tap("c1", firmware.CheckOut)
 
 	// A stream of taps while the link is cut, the broker restarts and the
 	// bridge is killed twice.
 	children := []string{"c1", "c2", "c5"}
 	for i := range 300 {
-		clk.add(2 * time.Minute)
+		clk.Add(2 * time.Minute)
 		if _, _, err := term.Tap(uids[children[i%3]]); err != nil {
 			t.Fatal(err)
 		}
@@ -334,8 +311,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	waitFor(t, 90*time.Second, "every event acknowledged", func() bool { f, _, _ := st.Waiting(); return f == 0 })
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d texts at the provider", want), func() bool { return hook.unique() >= want })
+	wait.For(t, 90*time.Second, "every event acknowledged", func() bool { f, _, _ := st.Waiting(); return f == 0 })
+	wait.For(t, 60*time.Second, fmt.Sprintf("%d texts at the provider", want), func() bool { return hook.unique() >= want })
 	// The texts: one per guardian per accepted tap, none for refused ones.
 	hook.mu.Lock()
 	defer hook.mu.Unlock()
