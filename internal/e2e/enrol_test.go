@@ -79,7 +79,8 @@ type door struct {
 	removed chan struct{}
 }
 
-func startDoor(t *testing.T, ctx context.Context, wg *sync.WaitGroup, mq *mosqtest.Broker, c centre, id string, now time.Time) *door {
+// startDoor starts a terminal; it stops when the test ends.
+func startDoor(t *testing.T, mq *mosqtest.Broker, c centre, id string, now time.Time) *door {
 	d := &door{t: t, centre: c, id: id, clk: clocktest.New(now), shown: make(chan firmware.Feedback, 64), removed: make(chan struct{}, 16)}
 	// No cuts of its own: the test takes the link down with SetDown.
 	d.px = chaosproxy.Start(t, chaosproxy.Options{Target: mq.Addr(), MinCut: time.Hour, MaxCut: time.Hour, Seed: 1})
@@ -110,6 +111,9 @@ func startDoor(t *testing.T, ctx context.Context, wg *sync.WaitGroup, mq *mosqte
 		t.Fatal(err)
 	}
 	events, toTerm := make(chan rc522.Event, 16), make(chan rc522.Event, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	wg.Add(4)
 	go func() { defer wg.Done(); dev.Run(ctx, events) }()
 	go func() { defer wg.Done(); d.term.Run(ctx, toTerm) }()
@@ -129,6 +133,19 @@ func startDoor(t *testing.T, ctx context.Context, wg *sync.WaitGroup, mq *mosqte
 		}
 	}()
 	return d
+}
+
+// waitRosters waits until every door has a roster from the portal.
+func waitRosters(t *testing.T, doors ...*door) {
+	t.Helper()
+	wait.For(t, 20*time.Second, "the roster at the terminals", func() bool {
+		for _, d := range doors {
+			if d.portalRoster() == nil {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // tap presents a card on the emulated reader and returns what the terminal
@@ -201,7 +218,6 @@ type system struct {
 	br      *bridge.Bridge
 	bst     *bridge.Store
 	srcDir  string
-	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      *sync.WaitGroup
 	control string
@@ -249,7 +265,7 @@ func (s *system) startBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.ctx, s.cancel = ctx, cancel
+	s.cancel = cancel
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.br.Run(ctx) }()
 }
@@ -297,11 +313,8 @@ var hapjeong = centre{id: "hapjeong", key: []byte("hapjeong-centre-key-4567"), c
 // the terminal's binding no longer needs to sit on top.
 func TestEnrolOfflineThenSync(t *testing.T) {
 	s := startSystem(t, mangwon)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	d := startDoor(t, ctx, &wg, s.mq, mangwon, "door", time.Now().In(firmware.KST))
-	wait.For(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
+	d := startDoor(t, s.mq, mangwon, "door", time.Now().In(firmware.KST))
+	waitRosters(t, d)
 	rev := d.portalRoster().Revision
 
 	d.offline(true)
@@ -358,13 +371,10 @@ func TestEnrolConflictTwoCentres(t *testing.T) {
 
 func conflict(t *testing.T, laterFirst bool) {
 	s := startSystem(t, mangwon, hapjeong)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
 	now := time.Now().In(firmware.KST)
-	a := startDoor(t, ctx, &wg, s.mq, mangwon, "door-a", now)
-	b := startDoor(t, ctx, &wg, s.mq, hapjeong, "door-b", now.Add(time.Minute)) // b's binding is made later
-	wait.For(t, 20*time.Second, "rosters at both terminals", func() bool { return a.portalRoster() != nil && b.portalRoster() != nil })
+	a := startDoor(t, s.mq, mangwon, "door-a", now)
+	b := startDoor(t, s.mq, hapjeong, "door-b", now.Add(time.Minute)) // b's binding is made later
+	waitRosters(t, a, b)
 	a.offline(true)
 	b.offline(true)
 	card := []byte{0x04, 0xAB, 0xCD, 0xEF, 0x10, 0x20, 0x30}
@@ -432,11 +442,8 @@ func (s *system) call(t *testing.T, method, path string, body any, out any) int 
 // says who did it. kiumctl revoke then stops it on the next revision.
 func TestEnrolFromPortal(t *testing.T) {
 	s := startSystem(t, mangwon)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	d := startDoor(t, ctx, &wg, s.mq, mangwon, "door", time.Now().In(firmware.KST))
-	wait.For(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
+	d := startDoor(t, s.mq, mangwon, "door", time.Now().In(firmware.KST))
+	waitRosters(t, d)
 	// A terminal that has sent no event yet is known by its status.
 	var ts []bridge.TerminalView
 	wait.For(t, 20*time.Second, "the terminal's status at the bridge", func() bool {

@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,11 +39,8 @@ func copyFile(t *testing.T, from, to string) {
 // events (and their texts) through.
 func TestGapAfterRestore(t *testing.T) {
 	s := startSystem(t, mangwon)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	d := startDoor(t, ctx, &wg, s.mq, mangwon, "door", time.Now().In(firmware.KST))
-	wait.For(t, 20*time.Second, "the roster at the terminal", func() bool { return d.portalRoster() != nil })
+	d := startDoor(t, s.mq, mangwon, "door", time.Now().In(firmware.KST))
+	waitRosters(t, d)
 	taps := func(n int) {
 		t.Helper()
 		for i := range n {
