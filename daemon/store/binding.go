@@ -59,6 +59,9 @@ func (s *Store) Bind(req BindRequest) (Event, firmware.BindingChange, error) {
 	if err != nil {
 		return Event{}, firmware.BindingChange{}, err
 	}
+	// Bind's roster is not kept: a roster from the portal may arrive
+	// between the commit and taking mu, so the one decisions use is laid
+	// over again from the portal's (overlay), the single way it is made.
 	_, ch, err := firmware.Bind(r, req.Child, req.CardKey, req.By, req.Flow, req.At.Time)
 	if err != nil {
 		return Event{}, ch, err
