@@ -302,7 +302,7 @@ func (b *Bridge) writeSource(src *source.Source) error {
 	}
 	b.mu.Lock()
 	b.sources[src.Roster.Centre.ID] = src
-	b.mtimes[path] = fi.ModTime()
+	b.seen[path] = stampOf(fi)
 	b.mu.Unlock()
 	return nil
 }

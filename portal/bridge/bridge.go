@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -121,7 +122,7 @@ type Bridge struct {
 
 	mu      sync.Mutex
 	sources map[string]*source.Source
-	mtimes  map[string]time.Time
+	seen    map[string]fileStamp // the source files as last read
 	stats   Stats
 	clients []mqtt.Client
 	failed  []Job // latest refused texts
@@ -192,7 +193,7 @@ func New(o Options) (*Bridge, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, mtimes: map[string]time.Time{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
+	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
 		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}}
 	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	o.Store.JobsFor = b.jobsFor
@@ -618,6 +619,24 @@ func (b *Bridge) send(ctx context.Context, j Job) (Job, sms.Text) {
 	return j, text
 }
 
+// fileStamp tells a source file's versions apart. The modification time
+// alone does not: two writes within one tick of the kernel's clock share
+// it, and a push would go unseen. Sources are replaced by rename, so the
+// inode changes with every write.
+type fileStamp struct {
+	mtime time.Time
+	size  int64
+	ino   uint64
+}
+
+func stampOf(fi os.FileInfo) fileStamp {
+	s := fileStamp{mtime: fi.ModTime(), size: fi.Size()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.ino = st.Ino
+	}
+	return s
+}
+
 // reload reads the source directory and returns the centres whose source
 // changed. A bad file is refused and its last good source kept.
 func (b *Bridge) reload() ([]string, error) { return b.locked(nil) }
@@ -640,14 +659,14 @@ func (b *Bridge) reloadLocked() ([]string, error) {
 			continue
 		}
 		b.mu.Lock()
-		same := b.mtimes[f].Equal(fi.ModTime())
+		same := b.seen[f] == stampOf(fi)
 		b.mu.Unlock()
 		if same {
 			continue
 		}
 		src, err := source.Load(f)
 		b.mu.Lock()
-		b.mtimes[f] = fi.ModTime()
+		b.seen[f] = stampOf(fi)
 		b.mu.Unlock()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f, err))
