@@ -208,6 +208,12 @@ func (e *Event) check() error {
 type Range [2]uint64
 
 // Ack tells a terminal which events the portal has stored.
+//
+// The portal stores a log's events strictly in sequence, so what it has
+// stored is always a prefix: it acknowledges cumulatively, as the one
+// range [1, N] (stored through N), and repeats it for duplicates. A
+// terminal deletes only a prefix of its outbox (Through), so its outbox
+// never has a hole, whatever ranges an ack names.
 type Ack struct {
 	V      int     `json:"v"`
 	Device string  `json:"device"`
@@ -217,9 +223,52 @@ type Ack struct {
 	// expects this sequence next: the terminal goes back to it at once
 	// instead of waiting for acks to stop.
 	Next uint64 `json:"next,omitempty"`
+	// Refused, when set, says the portal refused an events message of
+	// this device whole: nothing in it was stored. It comes in an ack of
+	// its own (ranges empty), so that terminals older than it, which
+	// refuse unknown fields, still read the plain acks.
+	Refused *Refusal `json:"refused,omitempty"`
 	// Time is the portal's clock when it sent the ack: a terminal whose
 	// clock is not set corrects its events with it.
 	Time time.Time `json:"time"`
+}
+
+// Refusal is an events message the portal refused, and why.
+type Refusal struct {
+	// Seq is the first sequence of the message refused, 0 when the
+	// portal could not read it.
+	Seq    uint64 `json:"seq,omitempty"`
+	Reason string `json:"reason"`
+	// Since and Count, in a terminal's status only: when the refusals of
+	// its current first unacknowledged event began, and how many.
+	Since time.Time `json:"since,omitzero"`
+	Count int       `json:"count,omitempty"`
+}
+
+// MaxReason bounds a refusal's reason, in bytes.
+const MaxReason = 1024
+
+// Cumulative is the ack of every event of a log through seq.
+func Cumulative(device, log string, through uint64, now time.Time) Ack {
+	return Ack{V: Version, Device: device, Log: log, Ranges: []Range{{1, through}}, Time: now.UTC()}
+}
+
+// Through is how far the ack lets a terminal delete its outbox when its
+// first unacknowledged event is first: the highest sequence it names. The
+// portal stores a log strictly in sequence, so any event it names stored
+// means every event before it is stored too, and the terminal deletes the
+// prefix of its outbox up to there; a range as an older bridge sent it
+// for a run of duplicates ([28,31] while 27 waits) deletes 27 as well,
+// rather than leaving a hole. 0: nothing to delete.
+func (a *Ack) Through(first uint64) uint64 {
+	var through uint64
+	for _, r := range a.Ranges {
+		through = max(through, r[1])
+	}
+	if first == 0 || through < first {
+		return 0
+	}
+	return through
 }
 
 // MaxRanges bounds an ack.
@@ -234,13 +283,16 @@ func DecodeAck(raw []byte) (*Ack, error) {
 	if err := checkVersion("ack", a.V); err != nil {
 		return nil, err
 	}
-	if (len(a.Ranges) == 0 && a.Next == 0) || len(a.Ranges) > MaxRanges {
-		return nil, fmt.Errorf("ack: %d ranges (1 to %d, or 0 with next)", len(a.Ranges), MaxRanges)
+	if (len(a.Ranges) == 0 && a.Next == 0 && a.Refused == nil) || len(a.Ranges) > MaxRanges {
+		return nil, fmt.Errorf("ack: %d ranges (1 to %d, or 0 with next or refused)", len(a.Ranges), MaxRanges)
 	}
 	for _, r := range a.Ranges {
 		if r[0] == 0 || r[1] < r[0] {
 			return nil, fmt.Errorf("ack: bad range %v", r)
 		}
+	}
+	if r := a.Refused; r != nil && (r.Reason == "" || len(r.Reason) > MaxReason || !r.Since.IsZero() || r.Count != 0) {
+		return nil, fmt.Errorf("ack: a refusal needs a reason of 1 to %d bytes, and no since or count", MaxReason)
 	}
 	return &a, nil
 }
@@ -259,6 +311,10 @@ type Status struct {
 	ReaderHealthy bool       `json:"reader_healthy"`
 	ReaderResets  int        `json:"reader_recoveries"`
 	Rejected      *Rejection `json:"last_rejection,omitempty"`
+	// Refused, while the portal refuses this terminal's events: the
+	// portal's last reason, the first event refused, since when and how
+	// many times. Gone once the portal stores the events again.
+	Refused *Refusal `json:"events_refused,omitempty"`
 }
 
 // DecodeStatus decodes a terminal's status message (retained on its
@@ -273,6 +329,39 @@ func DecodeStatus(raw []byte) (*Status, error) {
 	}
 	if st.State != "online" && st.State != "offline" {
 		return nil, fmt.Errorf("status: state %q is not online or offline", st.State)
+	}
+	return &st, nil
+}
+
+// PortalStatusFilter matches every bridge instance's presence topic.
+const PortalStatusFilter = Prefix + "/portal/+/status"
+
+// PortalStatusTopic is a bridge instance's presence: retained, QoS 1,
+// "online" once it has subscribed to the terminals' events, its last will
+// "offline". instance must be a valid ID (ValidID).
+func PortalStatusTopic(instance string) string { return Prefix + "/portal/" + instance + "/status" }
+
+// PortalStatus is a bridge instance's presence. A terminal that hears an
+// instance come online (not a retained copy, which it gets on subscribing)
+// sends again from its first unacknowledged event at once: what it sent
+// while no bridge listened was dropped by the broker.
+type PortalStatus struct {
+	V     int       `json:"v"`
+	State string    `json:"state"` // "online" or "offline"
+	Time  time.Time `json:"time,omitzero"`
+}
+
+// DecodePortalStatus decodes a bridge instance's presence.
+func DecodePortalStatus(raw []byte) (*PortalStatus, error) {
+	var st PortalStatus
+	if err := decode(raw, MaxMessage, "portal status", &st); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("portal status", st.V); err != nil {
+		return nil, err
+	}
+	if st.State != "online" && st.State != "offline" {
+		return nil, fmt.Errorf("portal status: state %q is not online or offline", st.State)
 	}
 	return &st, nil
 }

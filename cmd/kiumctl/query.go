@@ -157,6 +157,28 @@ func printStatus(w io.Writer, s localapi.Status) {
 		oldest = s.OutboxOldest.In(firmware.KST).Format("2006-01-02 15:04:05")
 	}
 	fmt.Fprintf(w, "outbox\t%d events waiting, oldest %s, last sequence %d\n", s.OutboxDepth, oldest, s.LastSeq)
+	l := s.Link
+	if l == nil {
+		return
+	}
+	kst := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.In(firmware.KST).Format("2006-01-02 15:04:05")
+	}
+	state := "DOWN since " + kst(l.Since) + " (taps are kept and sent when the link is back)"
+	if l.Connected {
+		state = "connected since " + kst(l.Since)
+	}
+	fmt.Fprintf(w, "portal\t%s, broker %s; last ack %s\n", state, l.Broker, kst(l.LastAck))
+	if r := l.Refused; r != nil {
+		fmt.Fprintf(w, "EVENTS REFUSED\tthe portal refused this terminal's events %d times since %s, from event %d: %s\n", r.Count, kst(r.Since), r.Seq, r.Reason)
+		fmt.Fprintf(w, "\tnothing is lost: they are sent again, in smaller batches and less often; tell the operator the reason above\n")
+	}
+	if r := l.Rejected; r != nil {
+		fmt.Fprintf(w, "last refused here\t%s on %s: %s\n", kst(r.Time), r.Topic, r.Reason)
+	}
 }
 
 func printRoster(w io.Writer, r *firmware.Roster) {

@@ -56,7 +56,7 @@ func TestQueriesOverTheSocket(t *testing.T) {
 	sock := filepath.Join(dir, "kiumtapd.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- localapi.Serve(ctx, sock, localapi.Handler(st, time.Now)) }()
+	go func() { done <- localapi.Serve(ctx, sock, localapi.Handler(st, time.Now, nil)) }()
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -231,7 +231,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if btn != nil {
 		go func() { errc <- btn.Run(ctx, term.Press) }()
 	}
-	go func() { errc <- localapi.Serve(ctx, cfg.Socket, localapi.Handler(st, time.Now)) }()
+	var link func() uplink.Link
+	if up != nil {
+		link = up.Link
+	}
+	go func() { errc <- localapi.Serve(ctx, cfg.Socket, localapi.Handler(st, time.Now, link)) }()
 	go func() {
 		for {
 			select {

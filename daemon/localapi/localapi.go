@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kiumtap/daemon/store"
+	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
 )
 
@@ -33,6 +34,9 @@ type Status struct {
 	OutboxDepth    int        `json:"outbox_depth"`
 	OutboxOldest   time.Time  `json:"outbox_oldest,omitzero"`
 	LastSeq        uint64     `json:"last_seq"`
+	// Link is the link to the portal; nil without one (no broker
+	// configured, or the store read directly).
+	Link *uplink.Link `json:"link,omitempty"`
 }
 
 // Presence is a child inside the centre.
@@ -148,8 +152,9 @@ func ParseFilter(day, outcome, child, limit string) (Filter, error) {
 	return f, nil
 }
 
-// Handler serves /status, /events and /roster as JSON.
-func Handler(st *store.Store, now func() time.Time) http.Handler {
+// Handler serves /status, /events and /roster as JSON. link, when not nil,
+// adds the link to the portal to the status.
+func Handler(st *store.Store, now func() time.Time, link func() uplink.Link) http.Handler {
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
@@ -161,6 +166,10 @@ func Handler(st *store.Store, now func() time.Time) http.Handler {
 	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		s, err := StatusOf(st, now())
+		if link != nil {
+			l := link()
+			s.Link = &l
+		}
 		reply(w, s, err)
 	})
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"net/http/httptest"
 
 	"kiumtap/daemon/store"
+	"kiumtap/daemon/uplink"
+	"kiumtap/protocol"
 )
 
 func TestParseFilter(t *testing.T) {
@@ -31,7 +34,10 @@ func TestHandlerAndSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	h := Handler(st, time.Now)
+	refusedSince := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	h := Handler(st, time.Now, func() uplink.Link {
+		return uplink.Link{Broker: "ssl://mqtt:8883", Connected: true, Refused: &protocol.Refusal{Seq: 27, Reason: "unknown centre", Since: refusedSince, Count: 3}}
+	})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events?outcome=nope", nil))
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "outcome") {
@@ -39,8 +45,12 @@ func TestHandlerAndSocket(t *testing.T) {
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status", nil))
-	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"device":"d"`) {
+	var status Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &status); rec.Code != http.StatusOK || err != nil || status.Device != "d" {
 		t.Errorf("status: %d %s", rec.Code, rec.Body.String())
+	}
+	if l := status.Link; l == nil || !l.Connected || l.Refused == nil || l.Refused.Seq != 27 || l.Refused.Count != 3 || !l.Refused.Since.Equal(refusedSince) {
+		t.Errorf("the link in the status: %+v", status.Link)
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/status", nil))

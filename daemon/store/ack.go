@@ -8,10 +8,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Ack deletes the events in the inclusive sequence ranges: the portal has
-// stored them. Sequences not in the log (already acknowledged, or never
-// there) are ignored. It returns how many events it deleted.
-func (s *Store) Ack(ranges [][2]uint64) (int, error) {
+// Ack deletes the events with sequences up to through: the portal has
+// stored them (it stores in order, so what it holds is a prefix of the
+// log). Only ever a prefix of the outbox leaves it, so it never has a
+// hole. Acknowledging again, or below the first event, deletes nothing.
+// It returns how many events it deleted.
+func (s *Store) Ack(through uint64) (int, error) {
 	// An event still pending would come back once applied: let bbolt have
 	// everything first. On failure (a full disk) the pending events are
 	// simply acknowledged again when re-sent.
@@ -19,16 +21,9 @@ func (s *Store) Ack(ranges [][2]uint64) (int, error) {
 	n := 0
 	err := s.write(func(tx *bolt.Tx) error {
 		n = 0
-		b := tx.Bucket(bEvents)
-		var keys [][]byte
-		for _, r := range ranges {
-			c := b.Cursor()
-			for k, _ := c.Seek(seqKey(r[0])); k != nil && binary.BigEndian.Uint64(k) <= r[1]; k, _ = c.Next() {
-				keys = append(keys, k)
-			}
-		}
-		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
+		c := tx.Bucket(bEvents).Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= through; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
 				return err
 			}
 			n++

@@ -302,24 +302,26 @@ func TestAckAndCorrectClock(t *testing.T) {
 	if s.LogID() == "" {
 		t.Fatal("no log ID")
 	}
-	n, err := s.Ack([][2]uint64{{1, 2}, {4, 4}, {9, 12}})
+	n, err := s.Ack(3)
 	if err != nil || n != 3 {
 		t.Fatalf("Ack: %d, %v; want 3", n, err)
 	}
-	if n, _ := s.Ack([][2]uint64{{1, 2}}); n != 0 {
-		t.Fatalf("acking again deleted %d", n)
+	for _, through := range []uint64{2, 3, 0} {
+		if n, _ := s.Ack(through); n != 0 {
+			t.Fatalf("acking through %d again deleted %d", through, n)
+		}
 	}
 	o, _ := s.Outbox()
-	if o.Depth != 3 || o.First != 3 || o.LastSeq != 6 {
+	if o.Depth != 3 || o.First != 4 || o.LastSeq != 6 {
 		t.Fatalf("outbox %+v", o)
 	}
 	base := kst("2026-11-23 14:00:00")
 	if n, err := s.CorrectClock(boot, base); err != nil || n != 1 {
-		t.Fatalf("CorrectClock: %d, %v; want 1 (seq 3)", n, err)
+		t.Fatalf("CorrectClock: %d, %v; want 1 (seq 4)", n, err)
 	}
 	s.Events(0, func(ev Event) bool {
-		if ev.Seq == 3 && (!ev.ClockCorrected || !ev.Time.Equal(base.Add(2*time.Second))) {
-			t.Errorf("event 3: %+v", ev)
+		if ev.Seq == 4 && (!ev.ClockCorrected || !ev.Time.Equal(base.Add(3*time.Second))) {
+			t.Errorf("event 4: %+v", ev)
 		}
 		if ev.Seq > 4 && ev.ClockCorrected {
 			t.Errorf("event %d had a set clock and was corrected", ev.Seq)

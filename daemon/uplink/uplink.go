@@ -21,7 +21,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +66,13 @@ type Options struct {
 	// Reconnect backoff, doubled per failure with ±25 % jitter; defaults
 	// 500 ms and 60 s.
 	BackoffMin, BackoffMax time.Duration
+	// ProbeEvery: while waiting to reconnect after the broker's address
+	// refused the connection (the broker is down, not refusing this
+	// terminal), dial its TCP port this often (±25 %); default 1 s. The
+	// first dial that connects ends the wait after a random share of
+	// ReconnectSpread (default 1 s), so a fleet comes back promptly once
+	// the broker does, spread over that time rather than all at once.
+	ProbeEvery, ReconnectSpread time.Duration
 	// Version of the software, in the status.
 	Version string
 	// Reader reports the reader's health for the status; optional.
@@ -80,6 +90,11 @@ type Options struct {
 type Stats struct {
 	Connects, Published, Resends, Acked int
 	Rejected                            int
+	// Refused counts the portal's refusals of events messages taken.
+	Refused int
+	// Probed counts connections made as soon as a probe found the broker
+	// back, before the backoff ran out.
+	Probed int
 	// Rejections are the last (up to 32) refused messages, oldest first.
 	Rejections []protocol.Rejection
 }
@@ -91,8 +106,15 @@ type Uplink struct {
 	log    *slog.Logger
 	notify chan struct{}
 
+	// snd is the sending half of the ack protocol; only Run's goroutine
+	// uses it. Its refusal state outlives connections.
+	snd *sender
+	// probeAddr is the broker's host:port for probes; "" for none.
+	probeAddr string
+
 	mu    sync.Mutex
 	stats Stats
+	link  Link
 	// base is the wall time at this boot's monotonic zero, learnt from the
 	// portal's acks while the terminal's clock is not set.
 	base time.Time
@@ -131,10 +153,36 @@ func New(o Options) (*Uplink, error) {
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = time.Minute
 	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = time.Second
+	}
+	if o.ReconnectSpread <= 0 {
+		o.ReconnectSpread = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1), seenCmds: map[string]time.Time{}}, nil
+	u := &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1), seenCmds: map[string]time.Time{},
+		snd: newSender(o.Store, o.Window, o.Batch, o.ResendAfter), probeAddr: probeAddr(o.Broker)}
+	u.link.Broker = o.Broker
+	return u, nil
+}
+
+// probeAddr is the host:port a broker URL connects to, "" when it is not
+// a TCP one.
+func probeAddr(broker string) string {
+	u, err := url.Parse(broker)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := map[string]string{"tcp": "1883", "mqtt": "1883", "ssl": "8883", "tls": "8883", "mqtts": "8883", "tcps": "8883", "ws": "80", "wss": "443"}[u.Scheme]
+	if p := u.Port(); p != "" {
+		port = p
+	}
+	if port == "" {
+		return ""
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // Notify says the outbox has new events. It never blocks.
@@ -154,29 +202,133 @@ func (u *Uplink) Stats() Stats {
 	return s
 }
 
-// Run keeps the link up until ctx ends, reconnecting with backoff.
+// Link is the state of the terminal's link to the portal, for staff
+// (kiumctl status).
+type Link struct {
+	Broker    string `json:"broker"`
+	Connected bool   `json:"connected"`
+	// Since: connected since, or down since (zero: never connected).
+	Since time.Time `json:"since,omitzero"`
+	// LastAck is when an ack last deleted events.
+	LastAck time.Time `json:"last_ack,omitzero"`
+	// Refused: the portal refuses this terminal's events (why, since
+	// when, how often); nil when it does not.
+	Refused *protocol.Refusal `json:"events_refused,omitempty"`
+	// Rejected: the last message from the portal this terminal refused.
+	Rejected *protocol.Rejection `json:"last_rejection,omitempty"`
+}
+
+// Link returns the link's state now.
+func (u *Uplink) Link() Link {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	l := u.link
+	if l.Refused != nil {
+		r := *l.Refused
+		l.Refused = &r
+	}
+	if n := len(u.stats.Rejections); n > 0 {
+		r := u.stats.Rejections[n-1]
+		l.Rejected = &r
+	}
+	return l
+}
+
+func (u *Uplink) setConnected(up bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if up != u.link.Connected || u.link.Since.IsZero() {
+		u.link.Connected, u.link.Since = up, time.Now().UTC()
+	}
+}
+
+// Run keeps the link up until ctx ends, reconnecting with backoff; a
+// broker that comes back after an outage is found by probing its port
+// (Options.ProbeEvery) rather than at the end of a long backoff.
 func (u *Uplink) Run(ctx context.Context) error {
 	wait := u.o.BackoffMin
+	attempts := 0
+	var downSince time.Time
 	for ctx.Err() == nil {
 		s, err := u.connect(ctx)
 		if err != nil {
+			attempts++
+			if downSince.IsZero() {
+				downSince = time.Now()
+			}
 			d := jitter(wait)
 			u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", u.o.Broker, "err", err, "retry_in", d.Round(time.Millisecond))
-			select {
-			case <-ctx.Done():
-			case <-time.After(d):
+			if u.waitRetry(ctx, d, refusedByNetwork(err)) {
+				u.mu.Lock()
+				u.stats.Probed++
+				u.mu.Unlock()
 			}
 			wait = min(2*wait, u.o.BackoffMax)
 			continue
 		}
-		wait = u.o.BackoffMin
+		if attempts > 0 {
+			u.log.Info("uplink: connected to the broker again", "broker", u.o.Broker, "down_for", time.Since(downSince).Round(time.Millisecond), "attempts", attempts)
+		} else {
+			u.log.Info("uplink: connected to the broker", "broker", u.o.Broker)
+		}
+		attempts, downSince, wait = 0, time.Time{}, u.o.BackoffMin
+		u.setConnected(true)
 		err = s.run(ctx)
 		s.close(ctx.Err() != nil)
+		u.setConnected(false)
 		if ctx.Err() == nil {
+			downSince = time.Now()
 			u.log.Warn("uplink: connection lost", "err", err)
 		}
 	}
 	return ctx.Err()
+}
+
+// refusedByNetwork reports whether a connection attempt failed before
+// any broker answered: the TCP dial itself failed.
+func refusedByNetwork(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// waitRetry waits d before the next connection attempt. When probe is
+// set (the broker's address refused the last attempt), it dials the
+// broker's port meanwhile; the first dial that connects ends the wait
+// after a random share of ReconnectSpread, and waitRetry reports true. A
+// broker that answers but refuses (a password, a certificate) is waited
+// for the whole backoff: probes would only hammer it.
+func (u *Uplink) waitRetry(ctx context.Context, d time.Duration, probe bool) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var probes <-chan time.Time
+	pt := time.NewTimer(jitter(u.o.ProbeEvery))
+	defer pt.Stop()
+	if probe && u.probeAddr != "" {
+		probes = pt.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return false
+		case <-probes:
+		}
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := (&net.Dialer{}).DialContext(dctx, "tcp", u.probeAddr)
+		cancel()
+		if err != nil {
+			pt.Reset(jitter(u.o.ProbeEvery))
+			continue
+		}
+		c.Close()
+		u.log.Info("uplink: the broker answers again; connecting", "broker", u.o.Broker)
+		select {
+		case <-ctx.Done():
+		case <-time.After(rand.N(u.o.ReconnectSpread)):
+		}
+		return true
+	}
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -184,26 +336,17 @@ func jitter(d time.Duration) time.Duration {
 }
 
 type message struct {
-	topic string
-	raw   []byte
+	topic    string
+	raw      []byte
+	retained bool
 }
 
 // session is one MQTT connection.
 type session struct {
-	u    *Uplink
-	c    mqtt.Client
-	msgs chan message
-	lost chan error
-
-	next  uint64 // next sequence to send
-	first uint64 // first unacknowledged; 0 when the outbox is empty
-	// cwnd is the window in use: halved when events were lost on the way
-	// (a broker's queue overflowing), grown by a batch per ack up to
-	// Options.Window. recover is where the last going back started: until
-	// acks pass it, news of a gap is of the old sending.
-	cwnd         int
-	recover      uint64
-	lastProgress time.Time
+	u            *Uplink
+	c            mqtt.Client
+	msgs         chan message
+	lost         chan error
 	wantSnapshot bool
 }
 
@@ -248,7 +391,7 @@ func (u *Uplink) connect(ctx context.Context) (*session, error) {
 	u.mu.Unlock()
 	handler := func(_ mqtt.Client, m mqtt.Message) {
 		select {
-		case s.msgs <- message{m.Topic(), m.Payload()}:
+		case s.msgs <- message{m.Topic(), m.Payload(), m.Retained()}:
 		case <-ctx.Done():
 		}
 	}
@@ -264,6 +407,18 @@ func (u *Uplink) connect(ctx context.Context) (*session, error) {
 			return nil, fmt.Errorf("the broker refused the subscription to %s: check its ACL (username = centre, client ID = device)", topic)
 		}
 	}
+	// Bridges' presence: optional, so that a broker whose ACL predates it
+	// (no read of kium/v1/portal/+/status) only costs prompt resends.
+	pt := s.c.Subscribe(protocol.PortalStatusFilter, 1, handler)
+	if !pt.WaitTimeout(10*time.Second) || pt.Error() != nil {
+		s.c.Disconnect(0)
+		return nil, fmt.Errorf("subscribing to the portal's presence: %v", pt.Error())
+	}
+	for _, code := range pt.(*mqtt.SubscribeToken).Result() {
+		if code == 0x80 {
+			u.log.Warn("uplink: the broker refused the subscription to the portal's presence; add `pattern read kium/v1/portal/+/status` to its ACL (deploy/mosquitto/acl). Until then, events sent while no bridge listened wait for the resend timer", "topic", protocol.PortalStatusFilter)
+		}
+	}
 	if err := s.subscribeSnapshot(ctx); err != nil {
 		s.c.Disconnect(0)
 		return nil, err
@@ -277,7 +432,7 @@ func (s *session) subscribeSnapshot(ctx context.Context) error {
 	s.wantSnapshot = true
 	st := s.c.Subscribe(s.u.topics.Roster(), 1, func(_ mqtt.Client, m mqtt.Message) {
 		select {
-		case s.msgs <- message{m.Topic(), m.Payload()}:
+		case s.msgs <- message{m.Topic(), m.Payload(), m.Retained()}:
 		case <-ctx.Done():
 		}
 	})
@@ -298,7 +453,7 @@ func (s *session) close(stopping bool) {
 
 func (s *session) run(ctx context.Context) error {
 	u := s.u
-	if err := s.restart(); err != nil {
+	if err := u.snd.restart(time.Now()); err != nil {
 		return err
 	}
 	s.publishStatus()
@@ -307,7 +462,7 @@ func (s *session) run(ctx context.Context) error {
 	check := time.NewTicker(min(u.o.ResendAfter/4, time.Second))
 	defer check.Stop()
 	for {
-		if err := s.fill(); err != nil {
+		if err := u.snd.fill(time.Now(), s.publish); err != nil {
 			return err
 		}
 		select {
@@ -321,94 +476,39 @@ func (s *session) run(ctx context.Context) error {
 		case <-heartbeat.C:
 			s.publishStatus()
 		case <-check.C:
-			if s.first != 0 && s.next > s.first && time.Since(s.lastProgress) > u.o.ResendAfter {
-				u.log.Info("uplink: no ack in time; sending again from the first unacknowledged", "seq", s.first, "in_flight", s.next-s.first)
-				s.goBack()
+			if u.snd.timedOut(time.Now()) {
+				u.log.Info("uplink: no ack in time; sending again from the first unacknowledged", "seq", u.snd.first, "in_flight", u.snd.next-u.snd.first)
+				u.count(func(st *Stats) { st.Resends++ })
 			}
 		}
 	}
 }
 
-// minWindow is the least window going back leaves.
-const minWindow = 64
-
-// goBack sends again from the first unacknowledged event, with half the
-// window: events were lost on the way.
-func (s *session) goBack() {
-	s.recover = s.next
-	s.next = s.first
-	s.cwnd = max(s.cwnd/2, minWindow)
-	s.lastProgress = time.Now()
-	s.u.mu.Lock()
-	s.u.stats.Resends++
-	s.u.mu.Unlock()
+func (u *Uplink) count(f func(*Stats)) {
+	u.mu.Lock()
+	f(&u.stats)
+	u.mu.Unlock()
 }
 
-// restart sends again from the first unacknowledged event, as on a new
-// connection.
-func (s *session) restart() error {
-	s.cwnd, s.recover = s.u.o.Window, 0
-	first, last, err := s.u.o.Store.Waiting()
-	if err != nil {
-		return fmt.Errorf("reading the outbox: %w", err)
-	}
-	s.first, s.next = first, first
-	if s.next == 0 {
-		s.next = last + 1
-	}
-	s.lastProgress = time.Now()
-	return nil
-}
-
-// fill sends events while the window has room.
-func (s *session) fill() error {
+// publish sends one batch of consecutive events.
+func (s *session) publish(batch []store.Event) error {
 	u := s.u
-	for {
-		if s.first == 0 {
-			// Idle until now: is there something new?
-			first, _, err := u.o.Store.Waiting()
-			if err != nil {
-				return err
-			}
-			if first == 0 {
-				return nil
-			}
-			s.first, s.lastProgress = first, time.Now()
-			s.next = max(s.next, first)
-		}
-		room := s.cwnd - int(s.next-s.first)
-		if room <= 0 {
-			return nil
-		}
-		var batch []store.Event
-		if err := u.o.Store.Events(s.next, func(ev store.Event) bool {
-			batch = append(batch, ev)
-			return len(batch) < min(room, u.o.Batch)
-		}); err != nil {
-			return fmt.Errorf("reading the outbox: %w", err)
-		}
-		if len(batch) == 0 {
-			return nil
-		}
-		msg := protocol.Batch{V: protocol.Version, Events: make([]protocol.Event, len(batch))}
-		for i, ev := range batch {
-			msg.Events[i] = u.wire(ev)
-		}
-		raw, err := json.Marshal(msg)
-		if err != nil {
-			return err
-		}
-		if len(raw) > protocol.MaxEvents {
-			return fmt.Errorf("events %d..%d make a message of %d bytes", batch[0].Seq, batch[len(batch)-1].Seq, len(raw))
-		}
-		if t := s.c.Publish(u.topics.Events(), 1, false, raw); t.Error() != nil {
-			return fmt.Errorf("publishing events %d..: %w", batch[0].Seq, t.Error())
-		}
-		s.next = batch[len(batch)-1].Seq + 1
-		u.mu.Lock()
-		u.stats.Published += len(batch)
-		u.mu.Unlock()
+	msg := protocol.Batch{V: protocol.Version, Events: make([]protocol.Event, len(batch))}
+	for i, ev := range batch {
+		msg.Events[i] = u.wire(ev)
 	}
+	raw, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	if len(raw) > protocol.MaxEvents {
+		return fmt.Errorf("events %d..%d make a message of %d bytes: %w", batch[0].Seq, batch[len(batch)-1].Seq, len(raw), errTooBig)
+	}
+	if t := s.c.Publish(u.topics.Events(), 1, false, raw); t.Error() != nil {
+		return fmt.Errorf("publishing events %d..: %w", batch[0].Seq, t.Error())
+	}
+	u.count(func(st *Stats) { st.Published += len(batch) })
+	return nil
 }
 
 // wire is an event as the protocol sends it.
@@ -446,6 +546,29 @@ func (s *session) handle(ctx context.Context, m message) {
 		s.delta(ctx, m)
 	case t.Cmd():
 		s.command(ctx, m)
+	default:
+		if strings.HasPrefix(m.topic, protocol.Prefix+"/portal/") {
+			s.portalStatus(m)
+		}
+	}
+}
+
+// portalStatus hears a bridge instance come online: what this terminal
+// sent while none listened was dropped, so it sends again at once rather
+// than after ResendAfter. A retained copy (delivered on subscribing) is
+// old news: connecting sends again from the first anyway.
+func (s *session) portalStatus(m message) {
+	if m.retained {
+		return
+	}
+	st, err := protocol.DecodePortalStatus(m.raw)
+	if err != nil {
+		s.u.log.Debug("uplink: a malformed portal status ignored", "topic", m.topic, "err", err)
+		return
+	}
+	if st.State == "online" && s.u.snd.portalBack(time.Now()) {
+		s.u.log.Info("uplink: a bridge came online; sending again from the first unacknowledged", "topic", m.topic, "seq", s.u.snd.first)
+		s.u.count(func(st *Stats) { st.Resends++ })
 	}
 }
 
@@ -457,42 +580,43 @@ func (s *session) ack(raw []byte) {
 		s.publishStatus()
 		return
 	}
-	if a.Device != u.o.Device || a.Log != u.o.Store.LogID() {
+	if a.Device != u.o.Device || (a.Log != u.o.Store.LogID() && !(a.Refused != nil && a.Log == "")) {
 		u.log.Info("uplink: ack for another log ignored", "device", a.Device, "log", a.Log)
 		return
 	}
-	ranges := make([][2]uint64, len(a.Ranges))
-	for i, r := range a.Ranges {
-		ranges[i] = r
-	}
-	n, err := u.o.Store.Ack(ranges)
+	now := time.Now()
+	r, err := u.snd.take(a, now)
 	if err != nil {
-		u.log.Error("uplink: deleting acknowledged events", "err", err)
+		u.log.Error("uplink: taking an ack", "err", err)
 		return
 	}
-	if n > 0 {
-		s.lastProgress = time.Now()
-		s.cwnd = min(s.cwnd+max(u.o.Batch, minWindow/2), u.o.Window)
+	if r.refused {
+		cur := *u.snd.refused
 		u.mu.Lock()
-		u.stats.Acked += n
+		u.stats.Refused++
+		u.link.Refused = &cur
 		u.mu.Unlock()
-	}
-	if first, _, err := u.o.Store.Waiting(); err == nil {
-		s.first = first
-		if s.first != 0 && s.next < s.first {
-			s.next = s.first
-		}
-	}
-	if a.Next != 0 && s.first != 0 && a.Next < s.first {
-		// The portal lost events it had acknowledged (a store restored
-		// from a backup?): this terminal cannot send them again.
-		u.reject(u.topics.Ack(), fmt.Errorf("the portal expects event %d, but this terminal holds events from %d on: events %d..%d were acknowledged and deleted here; the portal must record the gap (its store lost them)", a.Next, s.first, a.Next, s.first-1))
+		u.log.Warn("uplink: the portal refused this terminal's events; nothing is lost: sending again later, in smaller batches", "seq", cur.Seq, "reason", cur.Reason, "times", cur.Count, "since", cur.Since, "retry_in", u.snd.hold)
 		s.publishStatus()
 	}
-	inRecovery := s.recover != 0 && s.first != 0 && s.first <= s.recover
-	if a.Next != 0 && a.Next == s.first && s.next > s.first && !inRecovery {
-		u.log.Debug("uplink: the portal missed events; sending again", "from", s.first)
-		s.goBack()
+	if r.deleted > 0 {
+		u.mu.Lock()
+		u.stats.Acked += r.deleted
+		u.link.LastAck = now.UTC()
+		u.link.Refused = nil
+		u.mu.Unlock()
+	}
+	if r.cleared {
+		u.log.Info("uplink: the portal takes this terminal's events again")
+		s.publishStatus()
+	}
+	if r.lost != nil {
+		u.reject(u.topics.Ack(), r.lost)
+		s.publishStatus()
+	}
+	if r.resend {
+		u.log.Debug("uplink: the portal missed events; sending again", "from", u.snd.first)
+		u.count(func(st *Stats) { st.Resends++ })
 	}
 	if st := u.o.Clock.Stamp(); !st.Synced && !a.Time.IsZero() {
 		u.correctClock(st, a.Time)
@@ -709,6 +833,10 @@ func (u *Uplink) Status() protocol.Status {
 	u.mu.Lock()
 	if n := len(u.stats.Rejections); n > 0 {
 		st.Rejected = &u.stats.Rejections[n-1]
+	}
+	if r := u.link.Refused; r != nil {
+		c := *r
+		st.Refused = &c
 	}
 	u.mu.Unlock()
 	return st

@@ -9,8 +9,8 @@ import (
 
 // TestExampleACL runs the production ACL in deploy/mosquitto/acl on a real
 // broker: a terminal (user = centre, client ID = device) may publish only on
-// its own device's topics and read only its own ack/cmd and its centre's
-// roster; the portal reads and writes everything.
+// its own device's topics and read only its own ack/cmd, its centre's
+// roster and the bridges' presence; the portal reads and writes everything.
 func TestExampleACL(t *testing.T) {
 	t.Parallel()
 	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
@@ -42,12 +42,13 @@ func TestExampleACL(t *testing.T) {
 			{"kium/v1/c/mangwon1/d/T-1/status", true},
 			{"kium/v1/c/mangwon1/d/T-1/reply", true},
 			{"kium/v1/c/mangwon1/d/T-1/resync", true},
-			{"kium/v1/c/other/d/T-1/events", false},    // another centre
-			{"kium/v1/c/mangwon1/d/T-2/events", false}, // another device
-			{"kium/v1/c/mangwon1/d/T-1/ack", false},    // read-only
-			{"kium/v1/c/mangwon1/d/T-1/cmd", false},    // read-only
-			{"kium/v1/c/mangwon1/roster", false},       // read-only
-			{"kium/v1/c/mangwon1/d/T-1", false},        // not a leaf of the patterns
+			{"kium/v1/c/other/d/T-1/events", false},       // another centre
+			{"kium/v1/c/mangwon1/d/T-2/events", false},    // another device
+			{"kium/v1/c/mangwon1/d/T-1/ack", false},       // read-only
+			{"kium/v1/c/mangwon1/d/T-1/cmd", false},       // read-only
+			{"kium/v1/c/mangwon1/roster", false},          // read-only
+			{"kium/v1/portal/kiumbridge-0/status", false}, // read-only: only a bridge says it is online
+			{"kium/v1/c/mangwon1/d/T-1", false},           // not a leaf of the patterns
 			{"elsewhere", false},
 		}
 		for i, tt := range tests {
@@ -77,6 +78,7 @@ func TestExampleACL(t *testing.T) {
 			"kium/v1/c/mangwon1/d/T-1/ack",
 			"kium/v1/c/mangwon1/d/T-1/cmd",
 			"kium/v1/c/mangwon1/roster/delta",
+			"kium/v1/portal/kiumbridge-0/status",
 		} {
 			if code := atTerm.subscribe(t, term, f); code != 1 {
 				t.Fatalf("mangwon1/T-1: SUBACK for its own %s = %#x, want 1", f, code)

@@ -10,6 +10,17 @@
 // the sequence expected and the terminal sends again from there. An event
 // already stored is a duplicate: counted, acknowledged again, not stored.
 //
+// What is stored of a log is therefore always a prefix of it, and acks say
+// so: each is cumulative, "stored through N" (protocol.Cumulative), and is
+// repeated whenever a duplicate comes. An ack lost with a bridge killed
+// before sending it is made good by the next one, whichever instance sends
+// it, so a terminal never waits on an ack that will not come.
+//
+// A message the ingest refuses whole (malformed, not consecutive, of
+// another device, of an unknown centre) is not stored; the device is told,
+// in an ack of its own that carries the reason (Refusals keeps the latest
+// per device for operators), so it does not send it unchanged forever.
+//
 // A gap that never fills — the terminal keeps sending from beyond it, as
 // after the portal's store was restored from an older backup: the
 // terminal deleted those events when they were first acknowledged — is a
@@ -73,7 +84,7 @@ type key struct{ centre, device, log string }
 
 // state is one log's: what to acknowledge and what is held.
 type state struct {
-	r        protocol.Range // stored range seen since the last ack; r[0] == 0: none
+	due      bool // an event was stored, or a duplicate seen, since the last ack
 	held     map[uint64]protocol.Event
 	last     uint64    // last stored, as this Ingest knows it
 	known    bool      // last was read from the store
@@ -92,9 +103,30 @@ type Ingest struct {
 	o     Options
 
 	flushMu sync.Mutex // one Flush at a time
-	mu      sync.Mutex // guards logs and stats; not held while storing
+	mu      sync.Mutex // guards logs, refusals and stats; not held while storing
 	logs    map[key]*state
 	stats   Stats
+	// refusals are the messages refused, by centre/device: the latest,
+	// until the device's events are stored again.
+	refusals map[string]*refusal
+}
+
+// refusal is a device's refused messages.
+type refusal struct {
+	Refusal
+	log     string // of the message refused, "" when unreadable
+	pending bool   // not yet told to the device
+}
+
+// Refusal is what an operator sees of a device's refused messages: the
+// latest reason, the first sequence of that message (0: unreadable),
+// since when and how many, until its events are stored again.
+type Refusal struct {
+	Centre, Device string
+	Seq            uint64
+	Reason         string
+	Since, Last    time.Time
+	Count          int
 }
 
 // New makes an Ingest over a store.
@@ -108,7 +140,7 @@ func New(s Store, o Options) *Ingest {
 	if o.StallAfter <= 0 {
 		o.StallAfter = 30 * time.Second
 	}
-	return &Ingest{store: s, o: o, logs: map[key]*state{}}
+	return &Ingest{store: s, o: o, logs: map[key]*state{}, refusals: map[string]*refusal{}}
 }
 
 // Handle takes one message from a device's events topic and stores what
@@ -122,25 +154,26 @@ func (g *Ingest) Handle(topic string, raw []byte, now time.Time) error {
 
 // Take checks one message from a device's events topic and holds its
 // events for the next Flush. A malformed message, or one of an unknown
-// centre, is an error and is dropped unacknowledged: the caller logs it.
+// centre, is an error and is dropped unacknowledged: the caller logs it,
+// and the device is told with the next acks.
 func (g *Ingest) Take(topic string, raw []byte, now time.Time) error {
 	centre, device, leaf, ok := protocol.ParseDeviceTopic(topic)
-	if !ok || leaf != "events" {
+	if !ok || leaf != "events" || !protocol.ValidID(centre) || !protocol.ValidID(device) {
 		g.count(func(s *Stats) { s.Malformed++ })
 		return fmt.Errorf("ingest: %q is not an events topic", topic)
 	}
 	evs, err := protocol.DecodeBatch(raw)
+	if err == nil && (evs[0].Centre != centre || evs[0].Device != device) {
+		err = fmt.Errorf("events of %s/%s on the topic of %s/%s", evs[0].Centre, evs[0].Device, centre, device)
+	}
 	if err != nil {
-		g.count(func(s *Stats) { s.Malformed++ })
+		g.refuse(centre, device, raw, err, now, func(s *Stats) { s.Malformed++ })
 		return fmt.Errorf("ingest: %s: %w", topic, err)
 	}
-	if evs[0].Centre != centre || evs[0].Device != device {
-		g.count(func(s *Stats) { s.Malformed++ })
-		return fmt.Errorf("ingest: events of %s/%s on %s", evs[0].Centre, evs[0].Device, topic)
-	}
 	if g.o.Centre != nil && !g.o.Centre(centre) {
-		g.count(func(s *Stats) { s.UnknownCentre++ })
-		return fmt.Errorf("ingest: %s: %w %q: add its roster source, or check the terminal's centre_id", topic, ErrUnknownCentre, centre)
+		err := fmt.Errorf("%w %q: add its roster source, or check the terminal's centre_id", ErrUnknownCentre, centre)
+		g.refuse(centre, device, raw, err, now, func(s *Stats) { s.UnknownCentre++ })
+		return fmt.Errorf("ingest: %s: %w", topic, err)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -162,7 +195,7 @@ func (g *Ingest) Take(topic string, raw []byte, now time.Time) error {
 		switch {
 		case e.Seq <= last:
 			g.stats.Duplicates++
-			st.seen(e.Seq, last)
+			st.due = true
 		case len(st.held) >= g.o.MaxHeld:
 			st.overflow = true
 			g.stats.OutOfOrder++
@@ -254,7 +287,8 @@ func (g *Ingest) Flush(now time.Time) error {
 		g.stats.Stored += len(r.evs)
 		r.st.last = max(r.st.last, r.evs[len(r.evs)-1].Seq)
 		r.st.asked, r.st.lowest = 0, 0
-		r.st.seen(r.evs[0].Seq, r.st.last)
+		r.st.due = true
+		delete(g.refusals, r.evs[0].Centre+"/"+r.evs[0].Device)
 		if len(r.st.held) == 0 {
 			r.st.gapSince, r.st.overflow = time.Time{}, false
 		} else {
@@ -267,11 +301,79 @@ func (g *Ingest) Flush(now time.Time) error {
 	return nil
 }
 
-func (st *state) seen(seq, last uint64) {
-	if st.r[0] == 0 || seq < st.r[0] {
-		st.r[0] = seq
+// refuse records a message refused whole, for the device's next acks
+// and for operators.
+func (g *Ingest) refuse(centre, device string, raw []byte, err error, now time.Time, count func(*Stats)) {
+	// What the message says of itself, if it says anything readable: which
+	// log and sequence the device should hear about.
+	var peek struct {
+		Events []struct {
+			Log string `json:"log"`
+			Seq uint64 `json:"seq"`
+		} `json:"events"`
 	}
-	st.r[1] = last
+	if len(raw) <= protocol.MaxEvents {
+		_ = json.Unmarshal(raw, &peek)
+	}
+	reason := err.Error()
+	if len(reason) > protocol.MaxReason {
+		reason = reason[:protocol.MaxReason]
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	count(&g.stats)
+	r := g.refusals[centre+"/"+device]
+	if r == nil {
+		r = &refusal{Refusal: Refusal{Centre: centre, Device: device, Since: now}}
+		g.refusals[centre+"/"+device] = r
+	}
+	r.Reason, r.Last, r.Count, r.pending = reason, now, r.Count+1, true
+	r.log, r.Seq = "", 0
+	if len(peek.Events) == 0 || peek.Events[0].Log == "" || len(peek.Events[0].Log) > 64 {
+		return
+	}
+	r.log, r.Seq = peek.Events[0].Log, peek.Events[0].Seq
+	if g.o.Centre != nil && !g.o.Centre(centre) {
+		return
+	}
+	// Say again what is stored: a terminal of an older version cannot
+	// read the refusal, but deletes what the plain ack beside it covers
+	// (an old terminal with a hole in its outbox heals so).
+	k := key{centre, device, r.log}
+	st := g.logs[k]
+	if st == nil {
+		if last, err := g.store.Last(device, r.log); err != nil || last == 0 {
+			return
+		}
+		st = &state{held: map[uint64]protocol.Event{}}
+		g.logs[k] = st
+	}
+	if !st.known {
+		last, err := g.store.Last(device, r.log)
+		if err != nil {
+			return
+		}
+		st.last, st.known = last, true
+	}
+	st.due = st.last > 0
+}
+
+// Refusals returns the devices whose messages the ingest refused and
+// whose events it has not stored since, by centre and device.
+func (g *Ingest) Refusals() []Refusal {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]Refusal, 0, len(g.refusals))
+	for _, r := range g.refusals {
+		out = append(out, r.Refusal)
+	}
+	slices.SortFunc(out, func(a, b Refusal) int {
+		if a.Centre != b.Centre {
+			return cmp(a.Centre, b.Centre)
+		}
+		return cmp(a.Device, b.Device)
+	})
+	return out
 }
 
 func (g *Ingest) count(f func(*Stats)) {
@@ -294,9 +396,12 @@ type Ack struct {
 }
 
 // Acks returns the acks due at now (the portal's clock), one per device
-// log (Flush first): the stored range seen since the last ack and, when a gap has lasted
+// log (Flush first) that stored events or saw duplicates since the last:
+// cumulative, through the last stored, and, when a gap has lasted
 // HoldGap or events beyond it were dropped, the sequence expected next
-// (held events are then dropped too: they come again in order).
+// (held events are then dropped too: they come again in order). Each
+// device whose message was refused since gets one ack naming the latest
+// refusal.
 func (g *Ingest) Acks(now time.Time) []Ack {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -314,8 +419,8 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 	for _, k := range keys {
 		st := g.logs[k]
 		a := protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{}, Time: now.UTC()}
-		if st.r[0] != 0 {
-			a.Ranges = append(a.Ranges, st.r)
+		if st.due && st.last > 0 {
+			a = protocol.Cumulative(k.device, k.log, st.last, now)
 		}
 		if len(st.held) > 0 && (st.overflow || now.Sub(st.gapSince) >= g.o.HoldGap) {
 			last, err := g.store.Last(k.device, k.log)
@@ -340,7 +445,18 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 		}
 		raw, _ := json.Marshal(a)
 		out = append(out, Ack{Topic: protocol.Topics{Centre: k.centre, Device: k.device}.Ack(), Payload: raw})
-		st.r = protocol.Range{}
+		st.due = false
+	}
+	// Refusals go in acks of their own, so that terminals too old to read
+	// them still read the plain acks above.
+	for _, r := range g.refusals {
+		if !r.pending {
+			continue
+		}
+		r.pending = false
+		a := protocol.Ack{V: protocol.Version, Device: r.Device, Log: r.log, Ranges: []protocol.Range{}, Refused: &protocol.Refusal{Seq: r.Seq, Reason: r.Reason}, Time: now.UTC()}
+		raw, _ := json.Marshal(a)
+		out = append(out, Ack{Topic: protocol.Topics{Centre: r.Centre, Device: r.Device}.Ack(), Payload: raw})
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,9 +52,11 @@ func TestHandleOrderAndAcks(t *testing.T) {
 	if len(g.Acks(now)) != 0 {
 		t.Fatal("acks again with nothing new")
 	}
-	// A re-sent event is acknowledged again.
-	g.Handle(topic, event(2), now)
-	if a, _ := protocol.DecodeAck(g.Acks(now)[0].Payload); a.Ranges[0] != (protocol.Range{2, 4}) {
+	// A re-sent event is acknowledged again, cumulatively: what is stored
+	// is always a prefix, so the ack covers the terminal's first event
+	// whichever duplicate came.
+	g.Handle(topic, event(3), now)
+	if a, _ := protocol.DecodeAck(g.Acks(now)[0].Payload); len(a.Ranges) != 1 || a.Ranges[0] != (protocol.Range{1, 4}) {
 		t.Fatalf("re-ack %+v", a.Ranges)
 	}
 	// A gap that lasts: held, then given up with the sequence expected.
@@ -80,6 +83,98 @@ func TestHandleOrderAndAcks(t *testing.T) {
 	}
 	if g.Stats().Malformed != 3 || g.Stats().UnknownCentre != 1 || len(mem.Events()) != 4 {
 		t.Fatalf("%+v, %d stored", g.Stats(), len(mem.Events()))
+	}
+}
+
+// A message refused whole is told to the device that sent it (the one its
+// topic names: the broker vouches for that, not for what the message
+// says), once per round of acks, with the first sequence it carried and
+// why; operators see the latest per device until its events are stored
+// again. A terminal that predates refusals gets the plain cumulative ack
+// in a message of its own.
+func TestRefusalsToldToTheDevice(t *testing.T) {
+	mem := NewMemory()
+	g := New(mem, Options{Centre: func(id string) bool { return id == "m1" }})
+	now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
+	for seq := uint64(1); seq <= 3; seq++ {
+		g.Handle(topic, event(seq), now)
+	}
+	g.Acks(now)
+	// An older terminal's batch with a hole: [3, 8].
+	e3, e8 := protocol.Event{V: 1, ID: "T-1-3", Centre: "m1", Device: "T-1", Log: "L", Seq: 3, Outcome: "check_in"}, protocol.Event{V: 1, ID: "T-1-8", Centre: "m1", Device: "T-1", Log: "L", Seq: 8, Outcome: "check_in"}
+	holed, _ := json.Marshal(protocol.Batch{V: 1, Events: []protocol.Event{e3, e8}})
+	for range 3 {
+		if err := g.Handle(topic, holed, now); err == nil {
+			t.Fatal("a batch with a hole accepted")
+		}
+	}
+	var plain, refusals []*protocol.Ack
+	for _, m := range g.Acks(now) {
+		a, err := protocol.DecodeAck(m.Payload)
+		if err != nil || m.Topic != "kium/v1/c/m1/d/T-1/ack" {
+			t.Fatalf("%s %s: %v", m.Topic, m.Payload, err)
+		}
+		if a.Refused != nil {
+			refusals = append(refusals, a)
+		} else {
+			plain = append(plain, a)
+		}
+	}
+	if len(refusals) != 1 || refusals[0].Refused.Seq != 3 || refusals[0].Log != "L" || len(refusals[0].Ranges) != 0 ||
+		!strings.Contains(refusals[0].Refused.Reason, "not the event after T-1-3") {
+		t.Fatalf("refusal acks %+v", refusals)
+	}
+	if len(plain) != 1 || plain[0].Ranges[0] != (protocol.Range{1, 3}) {
+		t.Fatalf("plain acks beside the refusal: %+v", plain)
+	}
+	rs := g.Refusals()
+	if len(rs) != 1 || rs[0].Device != "T-1" || rs[0].Count != 3 || rs[0].Seq != 3 {
+		t.Fatalf("refusals %+v", rs)
+	}
+	if acks := g.Acks(now); len(acks) != 0 {
+		t.Fatalf("told twice: %d acks", len(acks))
+	}
+	// Garbage: no sequence to name; another device's events on T-2's topic:
+	// T-2 is told, not T-1.
+	g.Handle("kium/v1/c/m1/d/T-2/events", event(4), now)
+	g.Handle(topic, []byte("not json"), now)
+	got := map[string]protocol.Refusal{}
+	for _, m := range g.Acks(now) {
+		a, _ := protocol.DecodeAck(m.Payload)
+		got[m.Topic] = *a.Refused
+	}
+	if r := got["kium/v1/c/m1/d/T-1/ack"]; r.Seq != 0 || r.Reason == "" {
+		t.Fatalf("garbage's refusal %+v", r)
+	}
+	if r := got["kium/v1/c/m1/d/T-2/ack"]; r.Seq != 4 || !strings.Contains(r.Reason, "events of m1/T-1 on the topic of m1/T-2") {
+		t.Fatalf("T-2's refusal %+v", r)
+	}
+	// Stored again: T-1's refusal is over.
+	g.Handle(topic, event(4), now)
+	if rs := g.Refusals(); len(rs) != 1 || rs[0].Device != "T-2" {
+		t.Fatalf("refusals after T-1's events were stored: %+v", rs)
+	}
+	// A bridge restarted (a new Ingest on the same store) that first hears
+	// of the log through a refused message still says what is stored.
+	g = New(mem, Options{Centre: func(id string) bool { return id == "m1" }})
+	g.Handle(topic, holed, now)
+	var through uint64
+	for _, m := range g.Acks(now) {
+		if a, _ := protocol.DecodeAck(m.Payload); a.Refused == nil {
+			through = a.Through(3)
+		}
+	}
+	if through != 4 {
+		t.Fatalf("after a restart, the plain ack beside a refusal covers %d, want 4", through)
+	}
+	// An unknown centre is told why.
+	zz, _ := json.Marshal(protocol.Batch{V: 1, Events: []protocol.Event{{V: 1, ID: "Z-1", Centre: "zz", Device: "Z", Log: "L", Seq: 1, Outcome: "check_in"}}})
+	g.Handle("kium/v1/c/zz/d/Z/events", zz, now)
+	for _, m := range g.Acks(now) {
+		if a, _ := protocol.DecodeAck(m.Payload); m.Topic == "kium/v1/c/zz/d/Z/ack" && !strings.Contains(a.Refused.Reason, "unknown centre") {
+			t.Fatalf("unknown centre's refusal %+v", a.Refused)
+		}
 	}
 }
 
