@@ -12,8 +12,10 @@ import (
 
 	"kiumtap/daemon/localapi"
 	"kiumtap/daemon/store"
+	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
+	"kiumtap/protocol"
 )
 
 var key = []byte("0123456789abcdef")
@@ -111,5 +113,25 @@ func TestQueriesOnAStoppedTerminal(t *testing.T) {
 	run(context.Background(), []string{"status", "-store", path}, &out, &errOut)
 	if !strings.Contains(out.String(), "(boot 1)") {
 		t.Errorf("status:\n%s", out.String())
+	}
+}
+
+// kiumctl status says whether the link to the portal is up, and, while the
+// portal refuses the terminal's events, why and since when.
+func TestPrintStatusLink(t *testing.T) {
+	since := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	var out strings.Builder
+	printStatus(&out, localapi.Status{Device: "door", Link: &uplink.Link{Broker: "ssl://mqtt.kium.example:8883", Connected: true, Since: since,
+		Refused: &protocol.Refusal{Seq: 27, Reason: `unknown centre "mangwon1"`, Since: since, Count: 3}}})
+	for _, want := range []string{"portal\tconnected since 2026-11-23 15:00:00, broker ssl://mqtt.kium.example:8883; last ack never",
+		`EVENTS REFUSED	the portal refused this terminal's events (3 refusals) since 2026-11-23 15:00:00, from event 27: unknown centre "mangwon1"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	printStatus(&out, localapi.Status{Device: "door", Link: &uplink.Link{Broker: "tcp://b:1883", Since: since}})
+	if !strings.Contains(out.String(), "DOWN since 2026-11-23 15:00:00") {
+		t.Fatalf("a link down:\n%s", out.String())
 	}
 }
