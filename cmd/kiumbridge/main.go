@@ -323,6 +323,10 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	for _, j := range st.Failed {
 		fmt.Fprintf(stdout, "refused: %s child %s to %s: %s\n", j.ID, j.Child, sms.MaskNumber(j.To), j.Reason)
 	}
+	for _, r := range st.Refused {
+		fmt.Fprintf(stdout, "EVENTS REFUSED: terminal %s (%s), %d message(s) since %s, from event %d: %s. The terminal keeps them and was told; fix the cause and they flow.\n",
+			r.Device, r.Centre, r.Count, r.Since.In(firmware.KST).Format("2006-01-02 15:04:05"), r.Seq, r.Reason)
+	}
 	for _, g := range st.Stalled {
 		fmt.Fprintf(stdout, "STALLED: terminal %s (%s, log %s): the portal has events up to %d, the terminal sends from %d; events %d..%d are lost at the portal (a store restored from a backup?). Look, then: kiumctl gap accept -centre %s -device %s -through %d\n",
 			g.Device, g.Centre, g.Log, g.Last, g.Lowest, g.Last+1, g.Lowest-1, g.Centre, g.Device, g.Lowest-1)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -268,6 +269,39 @@ func TestCardCommands(t *testing.T) {
 			t.Fatalf("terminals lacks %q:\n%s", want, out)
 		}
 	}
+	// T-9 sends a batch with a hole, as a terminal of an older version
+	// did: refused, T-9 told why, and the refusal on the operator's view.
+	var evs []protocol.Event
+	for _, seq := range []uint64{27, 32} {
+		evs = append(evs, protocol.Event{V: 1, ID: fmt.Sprintf("T-9-%d", seq), Centre: "mangwon1", Device: "T-9", Log: "L9", Seq: seq, Time: time.Now(),
+			ClockSynced: true, BootID: "b", Outcome: string(firmware.UnknownCard), Reason: "unknown_card", RosterRev: 1})
+	}
+	told := make(chan *protocol.Ack, 4)
+	if tok := t9.Subscribe("kium/v1/c/mangwon1/d/T-9/ack", 1, func(_ mqtt.Client, m mqtt.Message) {
+		if a, err := protocol.DecodeAck(m.Payload()); err == nil && a.Refused != nil {
+			told <- a
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	holed, _ := json.Marshal(protocol.Batch{V: 1, Events: evs})
+	if tok := t9.Publish("kium/v1/c/mangwon1/d/T-9/events", 1, false, holed); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	select {
+	case a := <-told:
+		if a.Refused.Seq != 27 || !strings.Contains(a.Refused.Reason, "not the event after T-9-27") {
+			t.Fatalf("T-9 told %+v", a.Refused)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("T-9 was not told of the refusal")
+	}
+	out, err = kiumctl("terminals", "-bridge", sock, "-centre", "mangwon1")
+	if err != nil || !strings.Contains(out, "EVENTS REFUSED by the portal: terminal T-9, 1 message since") || !strings.Contains(out, "from event 27: events[1]: not the event after T-9-27") {
+		t.Fatalf("the refusal in kiumctl terminals: %v\n%s", err, out)
+	}
+	t.Logf("kiumctl terminals after a refused batch:\n%s", out)
+
 	status(`{"v":1,"state":"offline"}`)
 	wait.For(t, 10*time.Second, "T-9 offline", func() bool {
 		out, err = kiumctl("terminals", "-bridge", sock, "-centre", "mangwon1")

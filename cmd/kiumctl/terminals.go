@@ -41,10 +41,22 @@ func terminalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
 	fmt.Fprintln(tw, "TERMINAL\tSTATE\tAS OF (KST)\tOUTBOX\tOLDEST WAITING\tROSTER\tREADER\tCLOCK\tLAST REFUSED")
+	var refusals []string
 	for _, t := range ts {
+		if r := t.Refused; r != nil {
+			refusals = append(refusals, fmt.Sprintf("EVENTS REFUSED by the portal: terminal %s, %s since %s, from event %d: %s",
+				t.Device, count(r.Count, "message"), r.Since.In(firmware.KST).Format("2006-01-02 15:04:05"), r.Seq, r.Reason))
+		} else if t.Status != nil && t.Status.Refused != nil {
+			r := t.Status.Refused
+			refusals = append(refusals, fmt.Sprintf("EVENTS REFUSED (the terminal reports): terminal %s, %s since %s, from event %d: %s",
+				t.Device, count(r.Count, "refusal"), r.Since.In(firmware.KST).Format("2006-01-02 15:04:05"), r.Seq, r.Reason))
+		}
 		s := t.Status
+		if s == nil {
+			fmt.Fprintf(tw, "%s\tno status yet\t-\t-\t-\t-\t-\t-\t-\n", t.Device)
+			continue
+		}
 		at := t.Received
 		if !s.Time.IsZero() {
 			at = s.Time
@@ -71,7 +83,22 @@ func terminalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(tw, "%s\tonline\t%s\t%d\t%s\trev %d, %s old\t%s\t%s\t%s\n", t.Device, at.In(firmware.KST).Format("2006-01-02 15:04:05"),
 			s.OutboxDepth, age(s.OldestAgeS), s.RosterRev, age(s.RosterAgeS), reader, clock, refused)
 	}
+	tw.Flush()
+	for _, r := range refusals {
+		fmt.Fprintln(stdout, r)
+	}
+	if len(refusals) > 0 {
+		fmt.Fprintln(stdout, "Events refused are kept at the terminal and sent again, in smaller batches and less often; they flow once the cause is fixed (an unknown centre: add its roster source).")
+	}
 	return nil
+}
+
+// count is "1 message", "3 messages".
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // age is a number of seconds as a short duration: 45s, 12m, 3h, 2d.

@@ -92,6 +92,12 @@ type Options struct {
 	// CommandWait is how long an enrol waits for the terminal's reply;
 	// default 10 s.
 	CommandWait time.Duration
+	// StopTimeout bounds a graceful stop (Run's ctx ended, as on
+	// SIGTERM): the bridge takes no more events, stores and acknowledges
+	// what it took, and lets the texts already handed to providers
+	// finish and be recorded; default 10 s. A text still unanswered then
+	// is left as a crash leaves it: sent again, with the same key.
+	StopTimeout time.Duration
 }
 
 // Status is what the bridge reports of itself (kiumbridge status).
@@ -105,6 +111,10 @@ type Status struct {
 	// Stalled are terminal logs whose gap does not fill (gap.go): an
 	// operator must look (kiumctl gaps).
 	Stalled []ingest.Stall `json:"stalled,omitempty"`
+	// Refused are the terminals whose events messages this bridge refuses
+	// (malformed, of an unknown centre…), until it stores their events
+	// again; each terminal is told why.
+	Refused []ingest.Refusal `json:"refused,omitempty"`
 }
 
 // Stats count what the bridge did.
@@ -190,6 +200,9 @@ func New(o Options) (*Bridge, error) {
 	if o.CommandWait <= 0 {
 		o.CommandWait = 10 * time.Second
 	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -261,8 +274,27 @@ func (b *Bridge) jobsFor(e *protocol.Event) []Job {
 }
 
 // Run connects, ingests, acknowledges, texts, applies bindings, publishes
-// rosters and answers on the control socket until ctx ends.
+// rosters and answers on the control socket until ctx ends. Then it stops
+// gracefully, within StopTimeout: it leaves the shared subscription (other
+// instances take the terminals' messages), stores and acknowledges what it
+// took, lets texts in flight finish and records them, finishes the binding
+// job at hand, says it is offline and disconnects.
 func (b *Bridge) Run(ctx context.Context) error {
+	// hard ends StopTimeout after ctx: what a graceful stop has not
+	// finished by then is cut short.
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(b.o.StopTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			b.log.Warn("bridge: stopping took longer than stop_timeout; cutting short what is left", "stop_timeout", b.o.StopTimeout)
+			cancelHard()
+		case <-hard.Done():
+		}
+	})
+	defer stop()
 	var ctl net.Listener
 	if b.o.Control != "" {
 		var err error
@@ -284,10 +316,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// Every centre's roster goes out at start (again: the broker may have
 	// lost its retained copy), and any that fails is tried each second.
 	b.markDirty(b.centres()...)
+	intake, stopIntake := context.WithCancel(context.Background())
+	defer stopIntake()
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); b.ingester(ctx) }()
-	go func() { defer wg.Done(); b.texter(ctx) }()
+	go func() { defer wg.Done(); b.ingester(intake, hard) }()
+	go func() { defer wg.Done(); b.texter(ctx, hard) }()
 	go func() { defer wg.Done(); b.binder(ctx) }()
 	if ctl != nil {
 		wg.Add(1)
@@ -301,8 +335,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			began := time.Now()
+			b.leave(hard)
+			stopIntake() // the ingester stores and acknowledges what it took, then returns
 			wg.Wait()
+			b.goOffline(hard)
 			b.writeStatus()
+			b.log.Info("bridge: stopped", "took", time.Since(began).Round(time.Millisecond))
 			return ctx.Err()
 		case <-watch.C:
 			changed, err := b.reload()
@@ -312,6 +351,48 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.markDirty(changed...)
 		}
 		b.publishDirty()
+	}
+}
+
+// leave unsubscribes every connection from the terminals' events, so the
+// broker hands them to other instances (or, with none, drops them: the
+// terminals send them again when an instance comes online).
+func (b *Bridge) leave(hard context.Context) {
+	b.mu.Lock()
+	clients := slices.Clone(b.clients)
+	b.mu.Unlock()
+	for _, c := range clients {
+		if c.IsConnectionOpen() {
+			waitToken(hard, c.Unsubscribe(b.eventsTopic()), 2*time.Second)
+		}
+	}
+}
+
+// goOffline publishes each instance's presence as offline, retained: a
+// clean stop sends no will.
+func (b *Bridge) goOffline(hard context.Context) {
+	b.mu.Lock()
+	clients := slices.Clone(b.clients)
+	b.mu.Unlock()
+	raw, _ := json.Marshal(protocol.PortalStatus{V: protocol.Version, State: "offline", Time: b.o.Now().UTC()})
+	for i, c := range clients {
+		if c.IsConnectionOpen() {
+			waitToken(hard, c.Publish(protocol.PortalStatusTopic(b.instanceID(i)), 1, true, raw), 2*time.Second)
+		}
+	}
+}
+
+// waitToken waits for an MQTT token for at most d, or until ctx ends.
+func waitToken(ctx context.Context, t mqtt.Token, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-timer.C:
+		return fmt.Errorf("no answer from the broker in %v", d)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -341,7 +422,7 @@ func (b *Bridge) publishDirty() {
 
 // Status is the bridge's status now.
 func (b *Bridge) Status() Status {
-	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now())}
+	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals()}
 	b.mu.Lock()
 	st.Failed = slices.Clone(b.failed)
 	b.mu.Unlock()
@@ -370,11 +451,30 @@ func (b *Bridge) centres() []string {
 	return out
 }
 
+// eventsTopic is the shared subscription to every terminal's events.
+func (b *Bridge) eventsTopic() string {
+	return "$share/" + b.o.Group + "/" + protocol.Prefix + "/c/+/d/+/events"
+}
+
+// instanceID names connection i in its client ID and presence topic.
+func (b *Bridge) instanceID(i int) string {
+	id := []byte(fmt.Sprintf("%s-%d", b.o.ClientID, i))
+	for k, c := range id {
+		if !protocol.ValidID(string(c)) {
+			id[k] = '_'
+		}
+	}
+	if len(id) > 64 {
+		id = id[len(id)-64:]
+	}
+	return string(id)
+}
+
 func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
-	topic := "$share/" + b.o.Group + "/" + protocol.Prefix + "/c/+/d/+/events"
+	topic := b.eventsTopic()
 	handler := func(_ mqtt.Client, m mqtt.Message) {
 		if err := b.in.Take(m.Topic(), m.Payload(), b.o.Now()); err != nil {
-			b.log.Warn("bridge: events refused; not acknowledged", "topic", m.Topic(), "err", err)
+			b.log.Warn("bridge: events refused; not acknowledged, the terminal is told why", "topic", m.Topic(), "err", err)
 			return
 		}
 		select {
@@ -382,17 +482,22 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 		default:
 		}
 	}
-	o := mqtt.NewClientOptions().AddBroker(b.o.Broker).SetClientID(fmt.Sprintf("%s-%d", b.o.ClientID, i)).
+	presence := protocol.PortalStatusTopic(b.instanceID(i))
+	offline, _ := json.Marshal(protocol.PortalStatus{V: protocol.Version, State: "offline"})
+	o := mqtt.NewClientOptions().AddBroker(b.o.Broker).SetClientID(b.instanceID(i)).
 		SetUsername(b.o.Username).SetPassword(b.o.Password).
 		// The first connection is not retried: a wrong password, host or
 		// certificate stops kiumbridge with the broker's answer. Later
-		// drops reconnect on their own.
+		// drops reconnect on their own, at most 2 s apart: a bridge is one
+		// of a few clients (no herd to spread), and every second it is
+		// away delays texts once the broker is back.
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(false).
-		SetMaxReconnectInterval(10 * time.Second).
+		SetMaxReconnectInterval(2*time.Second).
 		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
 			b.log.Warn("bridge: reconnecting to the broker", "broker", b.o.Broker)
 		}).
-		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).SetOrderMatters(true).
+		SetConnectTimeout(10*time.Second).SetKeepAlive(30*time.Second).SetOrderMatters(true).
+		SetBinaryWill(presence, offline, 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// Replies to commands go to every instance: the one that sent
 			// the command is waiting. Terminals' statuses too.
@@ -403,6 +508,13 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 				} else {
 					b.log.Error("bridge: subscribing", "topic", topic, "err", t.Error())
 				}
+			}
+			// Listening now: terminals send again at once what they sent
+			// while no bridge listened, rather than after their resend
+			// timeout.
+			raw, _ := json.Marshal(protocol.PortalStatus{V: protocol.Version, State: "online", Time: b.o.Now().UTC()})
+			if t := c.Publish(presence, 1, true, raw); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+				b.log.Error("bridge: publishing its presence", "topic", presence, "err", t.Error())
 			}
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) { b.log.Warn("bridge: connection lost; reconnecting", "err", err) })
@@ -419,6 +531,7 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 	if err := t.Error(); err != nil {
 		return nil, fmt.Errorf("bridge: connecting to %s: %w", b.o.Broker, err)
 	}
+	b.log.Info("bridge: connected", "broker", b.o.Broker, "client_id", b.instanceID(i))
 	return c, nil
 }
 
@@ -435,72 +548,91 @@ func (b *Bridge) client() mqtt.Client {
 }
 
 // ingester stores what the subscribers took, many messages to a
-// transaction (group commit), and acknowledges it.
-func (b *Bridge) ingester(ctx context.Context) {
+// transaction (group commit), and acknowledges it. When intake ends it
+// stores what is left and sends the last acks, waiting for the broker to
+// take them (until hard ends), and returns.
+func (b *Bridge) ingester(intake, hard context.Context) {
 	t := time.NewTicker(b.o.AckEvery)
 	defer t.Stop()
 	for {
 		ack := false
 		select {
-		case <-ctx.Done():
+		case <-intake.Done():
+			b.flush()
+			b.sendAcks(hard, true)
 			return
 		case <-b.taken:
 			// Let messages gather: one commit (and fsync) stores them all.
 			select {
-			case <-ctx.Done():
-				return
+			case <-intake.Done():
 			case <-time.After(ingestLinger):
 			}
 		case <-t.C:
 			ack = true
 		}
-		before := b.in.Stats().Stored
-		if err := b.in.Flush(b.o.Now()); err != nil {
-			b.log.Error("bridge: storing events; they stay unacknowledged and come again", "err", err)
-		}
-		if n := b.in.Stats().Stored - before; n > 0 {
-			// Committed: the texts and binding jobs of these events are
-			// visible now.
-			select {
-			case b.kick <- struct{}{}:
-			default:
-			}
-			if b.o.Store.bindQueued.Load() {
-				select {
-				case b.bindKick <- struct{}{}:
-				default:
-				}
-			}
-			if n >= burstEvents {
-				b.burstAt.Store(time.Now().UnixNano())
-			}
-		}
-		if !ack {
-			continue // acks go every AckEvery: one per terminal, naming all it stored
-		}
-		c := b.client()
-		if c == nil {
-			continue // acks come again: Ingest keeps what is due until sent
-		}
-		for _, a := range b.in.Acks(b.o.Now()) {
-			c.Publish(a.Topic, 1, false, a.Payload)
+		b.flush()
+		if ack { // acks go every AckEvery: one per terminal, naming all it stored
+			b.sendAcks(hard, false)
 		}
 	}
 }
 
-// texter sends due texts. A text the provider took just before a crash is
-// sent again after it, with the same idempotency key.
-func (b *Bridge) texter(ctx context.Context) {
+// flush stores what was taken and wakes the texter and the binder.
+func (b *Bridge) flush() {
+	before := b.in.Stats().Stored
+	if err := b.in.Flush(b.o.Now()); err != nil {
+		b.log.Error("bridge: storing events; they stay unacknowledged and come again", "err", err)
+	}
+	if n := b.in.Stats().Stored - before; n > 0 {
+		// Committed: the texts and binding jobs of these events are
+		// visible now.
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+		if b.o.Store.bindQueued.Load() {
+			select {
+			case b.bindKick <- struct{}{}:
+			default:
+			}
+		}
+		if n >= burstEvents {
+			b.burstAt.Store(time.Now().UnixNano())
+		}
+	}
+}
+
+// sendAcks publishes the acks due; wait: until the broker has each (a
+// stopping bridge), bounded by ctx.
+func (b *Bridge) sendAcks(ctx context.Context, wait bool) {
+	c := b.client()
+	if c == nil {
+		return // acks come again: cumulative, and repeated for duplicates
+	}
+	for _, a := range b.in.Acks(b.o.Now()) {
+		t := c.Publish(a.Topic, 1, false, a.Payload)
+		if wait {
+			if err := waitToken(ctx, t, 2*time.Second); err != nil {
+				b.log.Warn("bridge: a last ack not confirmed by the broker; the terminal's resend gets it again", "topic", a.Topic, "err", err)
+			}
+		}
+	}
+}
+
+// texter sends due texts until stop ends; texts in flight then finish
+// under hard. A text the provider took just before a crash is sent again
+// after it, with the same idempotency key.
+func (b *Bridge) texter(stop, hard context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for stop.Err() == nil {
 		// While terminals pour in a backlog (after an outage), storing and
 		// acknowledging go first: texts take the gaps, a batch every
 		// burstYield, instead of sharing the CPU as equals. A lone tap's
 		// text goes at once.
 		if since := time.Since(time.Unix(0, b.burstAt.Load())); since < burstYield {
 			select {
-			case <-ctx.Done():
+			case <-stop.Done():
 				return
 			case <-time.After(burstYield - since):
 			}
@@ -509,17 +641,17 @@ func (b *Bridge) texter(ctx context.Context) {
 		if err != nil {
 			b.log.Error("bridge: reading the text queue", "err", err)
 		}
-		b.sendAll(ctx, jobs)
+		b.sendAll(stop, hard, jobs)
 		if len(jobs) == textBatch {
 			continue
 		}
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 			return
 		case <-b.kick:
-			// Let a burst gather: one transaction records a batch.
+			// Let a burst gather: texts claimed together go out together.
 			select {
-			case <-ctx.Done():
+			case <-stop.Done():
 				return
 			case <-time.After(textLinger):
 			}
@@ -539,42 +671,94 @@ const (
 	burstYield  = 100 * time.Millisecond
 )
 
-// textBatch is the most texts sent, and recorded, together.
-// A crash before a batch is recorded sends it again: small batches keep
-// that window small for providers without an idempotency key.
+// textBatch is the most texts claimed together. Each text's outcome is
+// recorded as soon as its provider answers (texts that finish together
+// share a commit), so a crash sends again at most the texts in flight:
+// one per worker.
 const textBatch = 32
 
 // textLinger is how long the texter lets new texts gather before sending.
 const textLinger = 10 * time.Millisecond
 
-func (b *Bridge) sendAll(ctx context.Context, jobs []Job) {
+// sentText is one text's outcome, to record.
+type sentText struct {
+	job  Job
+	text sms.Text
+}
+
+// sendAll sends claimed jobs, Workers at a time, and records each outcome
+// as it comes. Once stop ends no further job is started (their claims go
+// back, pending); those started go on under hard, which ends only when a
+// graceful stop has run out of time.
+func (b *Bridge) sendAll(stop, hard context.Context, jobs []Job) {
 	if len(jobs) == 0 {
 		return
 	}
+	results := make(chan sentText, len(jobs))
+	recorded := make(chan struct{})
+	go func() { defer close(recorded); b.record(results) }()
 	sem := make(chan struct{}, b.o.Workers)
 	var wg sync.WaitGroup
-	done := make([]Job, len(jobs))
-	texts := make([]sms.Text, len(jobs))
 	for i, j := range jobs {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-stop.Done():
+		}
+		if stop.Err() != nil {
+			b.o.Store.Release(jobs[i:]...)
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			done[i], texts[i] = b.send(ctx, j)
+			j, text := b.send(hard, j)
+			results <- sentText{j, text}
 		}()
 	}
 	wg.Wait()
-	// One transaction for the batch: a crash before it leaves the batch in
-	// doubt, sent again with the same idempotency keys.
-	if err := b.o.Store.Finish(done...); err != nil {
-		b.log.Error("bridge: recording texts", "err", err)
+	close(results)
+	<-recorded
+}
+
+// record commits outcomes as they come: all those waiting go in one
+// transaction.
+func (b *Bridge) record(results <-chan sentText) {
+	for r := range results {
+		batch := []sentText{r}
+	gather:
+		for {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		b.finish(batch)
+	}
+}
+
+// finish records a group of outcomes. A failed commit (a full disk)
+// leaves the jobs pending on disk: they are sent again, with the same
+// keys.
+func (b *Bridge) finish(batch []sentText) {
+	jobs := make([]Job, len(batch))
+	for i, r := range batch {
+		jobs[i] = r.job
+	}
+	if err := b.o.Store.Finish(jobs...); err != nil {
+		b.log.Error("bridge: recording texts; they will be sent again with the same keys", "err", err)
 		return
 	}
-	for i, j := range done {
+	for _, r := range batch {
+		j := r.job
 		switch j.State {
 		case JobSent:
 			if b.o.Sent != nil {
-				b.o.Sent(j, texts[i])
+				b.o.Sent(j, r.text)
 			}
 		case JobFailed:
 			b.log.Error("bridge: text refused by the provider for good; staff must check the number", "job", j.ID, "child", j.Child, "reason", j.Reason)

@@ -3,15 +3,9 @@ package bridge_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +27,7 @@ import (
 	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
+	"kiumtap/portal/sms/smstest"
 	"kiumtap/portal/source"
 )
 
@@ -72,50 +67,6 @@ func bridgeChild() {
 	}
 	fail(b.Run(context.Background()))
 }
-
-// webhook is the fake provider: it checks each request's signature and
-// idempotency key and counts requests per key.
-type webhook struct {
-	t    *testing.T
-	srv  *httptest.Server
-	mu   sync.Mutex
-	keys map[string]int
-	text map[string]string
-	n    int
-}
-
-func newWebhook(t *testing.T) *webhook {
-	w := &webhook{t: t, keys: map[string]int{}, text: map[string]string{}}
-	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mac := hmac.New(sha256.New, []byte(hookSecret))
-		mac.Write(body)
-		if r.Header.Get("X-Kiumtap-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
-			t.Errorf("webhook: bad signature on %s", body)
-			http.Error(rw, "bad signature", 401)
-			return
-		}
-		key := r.Header.Get("Idempotency-Key")
-		var m struct {
-			Key, Text string
-		}
-		json.Unmarshal(body, &m)
-		if key == "" || m.Key != key {
-			t.Errorf("webhook: idempotency key %q, body key %q", key, m.Key)
-		}
-		w.mu.Lock()
-		w.keys[key]++
-		w.text[key] = m.Text
-		w.n++
-		w.mu.Unlock()
-		rw.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(rw, `{"id":"hook-%s"}`, key)
-	}))
-	t.Cleanup(w.srv.Close)
-	return w
-}
-
-func (w *webhook) unique() int { w.mu.Lock(); defer w.mu.Unlock(); return len(w.keys) }
 
 var uids = map[string][]byte{
 	"c1": {0xDE, 0xAD, 0xBE, 0xEF}, "c1-old": {0x04, 0x11, 0x22, 0x33}, "c2": {0x04, 0x6A, 0x2B, 0x5C, 0x1D, 0x80, 0x41},
@@ -170,7 +121,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"mangwon1": termPass, "portal": portalPass}, ACL: string(acl)})
-	hook := newWebhook(t)
+	hook := smstest.NewWebhook(t, hookSecret)
 	dir := t.TempDir()
 	srcDir := filepath.Join(dir, "sources")
 	os.MkdirAll(srcDir, 0o700)
@@ -184,7 +135,7 @@ func TestEndToEnd(t *testing.T) {
 	startBridge := func() {
 		child = exec.Command(exe, "-test.run=^$")
 		child.Env = append(os.Environ(), childEnv+"=1", "KB_STORE="+filepath.Join(dir, "bridge.db"), "KB_BROKER="+mq.URL(),
-			"KB_SOURCES="+srcDir, "KB_HOOK="+hook.srv.URL)
+			"KB_SOURCES="+srcDir, "KB_HOOK="+hook.URL)
 		child.Stderr = os.Stderr
 		if err := child.Start(); err != nil {
 			t.Fatal(err)
@@ -312,24 +263,23 @@ func TestEndToEnd(t *testing.T) {
 	}
 	mu.Unlock()
 	wait.For(t, 90*time.Second, "every event acknowledged", func() bool { f, _, _ := st.Waiting(); return f == 0 })
-	wait.For(t, 60*time.Second, fmt.Sprintf("%d texts at the provider", want), func() bool { return hook.unique() >= want })
+	wait.For(t, 60*time.Second, fmt.Sprintf("%d texts at the provider", want), func() bool { return hook.Unique() >= want })
 	// The texts: one per guardian per accepted tap, none for refused ones.
-	hook.mu.Lock()
-	defer hook.mu.Unlock()
+	keys := hook.Keys()
 	mu.Lock()
 	defer mu.Unlock()
-	for k := range hook.keys {
+	for k := range keys {
 		p := strings.Split(k, "/") // device/log/seq/guardian
 		id := p[0] + "-" + p[2]
 		if o := outcome[id]; o != firmware.CheckIn && o != firmware.CheckOut && o != firmware.AutoCheckOut {
 			t.Errorf("a text for %s, a %s tap", k, o)
 		}
 	}
-	if len(hook.keys) != want {
-		t.Fatalf("%d texts, want %d", len(hook.keys), want)
+	if len(keys) != want {
+		t.Fatalf("%d texts, want %d", len(keys), want)
 	}
 	t.Logf("%d texts for %d taps; %d requests (repeats after a kill carry the same idempotency key); link cut %d times",
-		len(hook.keys), len(outcome), hook.n, px.Cuts())
+		len(keys), len(outcome), hook.Total(), px.Cuts())
 	if px.Cuts() == 0 {
 		t.Fatal("the link was never cut: the test proves less than it says")
 	}

@@ -2,11 +2,13 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"kiumtap/internal/wait"
 	"kiumtap/portal/ingest"
 	"kiumtap/portal/sms"
 
@@ -90,7 +92,7 @@ func TestTextRetries(t *testing.T) {
 		if err != nil || len(jobs) != 1 {
 			t.Fatalf("round %d: %d jobs due, %v", i, len(jobs), err)
 		}
-		b.sendAll(context.Background(), jobs)
+		b.sendAll(context.Background(), context.Background(), jobs)
 		var got Job
 		st.Jobs(func(j Job) bool { got = j; return false })
 		if got.State != want {
@@ -146,5 +148,68 @@ func TestPublishRecordsFirst(t *testing.T) {
 	p, _ := st.Published("m1")
 	if p.Snapshot.Roster.Revision != 8 || p.Delta == nil || p.Delta.Base != 7 || len(p.Delta.Children.Upsert) != 1 {
 		t.Fatalf("after a change: %+v", p)
+	}
+}
+
+// slowFor is a provider that holds the texts to one number until the test
+// lets them go, and sends the others at once.
+type slowFor struct {
+	to      string
+	release chan struct{}
+}
+
+func (*slowFor) Name() string { return "slow" }
+
+func (p *slowFor) Send(ctx context.Context, m sms.Message) (sms.Receipt, error) {
+	if m.To == p.to {
+		select {
+		case <-p.release:
+		case <-ctx.Done():
+			return sms.Receipt{}, ctx.Err()
+		}
+	}
+	return sms.Receipt{ID: m.Key}, nil
+}
+
+// Each text's outcome is recorded as soon as its provider answers, not
+// when the whole claimed batch is done: a crash then sends again at most
+// the texts in flight (one per worker), not the batch.
+func TestTextsRecordedAsTheyFinish(t *testing.T) {
+	st, err := OpenStore(t.TempDir() + "/b.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	p := &slowFor{to: "01000000000", release: make(chan struct{})}
+	b := &Bridge{o: Options{Store: st, Provider: p, Now: time.Now, RetryMin: time.Second, RetryMax: time.Minute, Workers: 2},
+		log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{}, in: ingest.New(st, ingest.Options{})}
+	for i := range 6 {
+		to := "01012345678"
+		if i == 0 {
+			to = p.to
+		}
+		if err := st.Finish(Job{ID: fmt.Sprintf("d-%d/0", i), Centre: "m1", Child: "c1", Kind: "arrival", To: to, State: JobPending, NextAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, _ := st.Claim(now, 10)
+	done := make(chan struct{})
+	go func() { defer close(done); b.sendAll(context.Background(), context.Background(), jobs) }()
+	sent := func() int {
+		n := 0
+		st.Jobs(func(j Job) bool {
+			if j.State == JobSent {
+				n++
+			}
+			return true
+		})
+		return n
+	}
+	wait.For(t, 10*time.Second, "the five quick texts recorded while the slow one is in flight", func() bool { return sent() == 5 })
+	close(p.release)
+	<-done
+	if n := sent(); n != 6 {
+		t.Fatalf("%d recorded sent, want 6", n)
 	}
 }

@@ -318,6 +318,16 @@ func (s *Store) Claim(now time.Time, n int) ([]Job, error) {
 	return out, err
 }
 
+// Release gives back claims of jobs not sent after all (a stop came
+// first): they stay pending, for this process or the next.
+func (s *Store) Release(jobs ...Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range jobs {
+		delete(s.claimed, j.ID)
+	}
+}
+
 // Finish records jobs' outcomes, in one transaction, and releases their
 // claims.
 func (s *Store) Finish(jobs ...Job) error {

@@ -19,12 +19,17 @@ import (
 // statusTopic is every terminal's status.
 var statusTopic = protocol.Prefix + "/c/+/d/+/status"
 
-// TerminalView is a terminal's last status and when it came.
+// TerminalView is a terminal's last status and when it came, and the
+// events messages of it this bridge refused.
 type TerminalView struct {
 	Centre   string           `json:"centre"`
 	Device   string           `json:"device"`
 	Status   *protocol.Status `json:"status"`
-	Received time.Time        `json:"received"`
+	Received time.Time        `json:"received,omitzero"`
+	// Refused: this bridge refuses the terminal's events (the latest
+	// reason, the first sequence of that message, since when and how
+	// many), until it stores its events again.
+	Refused *protocol.Refusal `json:"refused,omitempty"`
 }
 
 // onStatus keeps a terminal's status. A malformed one is logged and kept
@@ -51,19 +56,32 @@ func (b *Bridge) onStatus(_ mqtt.Client, m mqtt.Message) {
 	b.mu.Unlock()
 }
 
-// Terminals returns the statuses of a centre's terminals, by device.
+// Terminals returns the statuses of a centre's terminals, by device, with
+// the refusals of their events. A terminal whose events are refused is
+// listed even before its first status.
 func (b *Bridge) Terminals(centre string) ([]TerminalView, error) {
 	if !b.serves(centre) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+	}
+	refused := map[string]*protocol.Refusal{}
+	for _, r := range b.in.Refusals() {
+		if r.Centre == centre {
+			refused[r.Device] = &protocol.Refusal{Seq: r.Seq, Reason: r.Reason, Since: r.Since, Count: r.Count}
+		}
 	}
 	b.mu.Lock()
 	out := []TerminalView{}
 	for _, t := range b.terminals {
 		if t.Centre == centre {
+			t.Refused = refused[t.Device]
+			delete(refused, t.Device)
 			out = append(out, t)
 		}
 	}
 	b.mu.Unlock()
+	for device, r := range refused {
+		out = append(out, TerminalView{Centre: centre, Device: device, Refused: r})
+	}
 	slices.SortFunc(out, func(a, b TerminalView) int { return strings.Compare(a.Device, b.Device) })
 	return out, nil
 }
