@@ -173,7 +173,7 @@ func printStatus(w io.Writer, s localapi.Status) {
 	}
 	fmt.Fprintf(w, "portal\t%s, broker %s; last ack %s\n", state, l.Broker, kst(l.LastAck))
 	if r := l.Refused; r != nil {
-		fmt.Fprintf(w, "EVENTS REFUSED\tthe portal refused this terminal's events %d times since %s, from event %d: %s\n", r.Count, kst(r.Since), r.Seq, r.Reason)
+		fmt.Fprintf(w, "EVENTS REFUSED\tthe portal refused this terminal's events (%s) since %s, from event %d: %s\n", count(r.Count, "refusal"), kst(r.Since), r.Seq, r.Reason)
 		fmt.Fprintf(w, "\tnothing is lost: they are sent again, in smaller batches and less often; tell the operator the reason above\n")
 	}
 	if r := l.Rejected; r != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -79,8 +80,9 @@ type door struct {
 	removed chan struct{}
 }
 
-// startDoor starts a terminal; it stops when the test ends.
-func startDoor(t *testing.T, mq *mosqtest.Broker, c centre, id string, now time.Time) *door {
+// startDoor starts a terminal; it stops when the test ends. mods change
+// its uplink's options (by default quick to resend and reconnect).
+func startDoor(t *testing.T, mq *mosqtest.Broker, c centre, id string, now time.Time, mods ...func(*uplink.Options)) *door {
 	d := &door{t: t, centre: c, id: id, clk: clocktest.New(now), shown: make(chan firmware.Feedback, 64), removed: make(chan struct{}, 16)}
 	// No cuts of its own: the test takes the link down with SetDown.
 	d.px = chaosproxy.Start(t, chaosproxy.Options{Target: mq.Addr(), MinCut: time.Hour, MaxCut: time.Hour, Seed: 1})
@@ -90,10 +92,14 @@ func startDoor(t *testing.T, mq *mosqtest.Broker, c centre, id string, now time.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.st.Close() })
-	d.up, err = uplink.New(uplink.Options{Broker: d.px.URL(), Centre: c.id, Device: id, Password: termPass,
+	uo := uplink.Options{Broker: d.px.URL(), Centre: c.id, Device: id, Password: termPass,
 		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: d.st, Clock: d.clk, ResendAfter: time.Second,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
-		Enrol: func(child, by string) ([]string, error) { return d.term.EnrolFor(child, by) }})
+		Enrol: func(child, by string) ([]string, error) { return d.term.EnrolFor(child, by) }}
+	for _, m := range mods {
+		m(&uo)
+	}
+	d.up, err = uplink.New(uo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +158,16 @@ func waitRosters(t *testing.T, doors ...*door) {
 // showed.
 func (d *door) tap(uid []byte) firmware.Feedback {
 	d.t.Helper()
+	f, err := d.tryTap(uid)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return f
+}
+
+// tryTap is tap for any goroutine: it returns what went wrong rather than
+// failing the test.
+func (d *door) tryTap(uid []byte) (firmware.Feedback, error) {
 	d.clk.Add(10 * time.Second)
 	c := rc522emu.NewCard(uid, rc522emu.CardOptions{})
 	d.chip.Place(c)
@@ -159,15 +175,15 @@ func (d *door) tap(uid []byte) firmware.Feedback {
 	select {
 	case f = <-d.shown:
 	case <-time.After(5 * time.Second):
-		d.t.Fatalf("%s: nothing shown for card % X", d.id, uid)
+		return f, fmt.Errorf("%s: nothing shown for card % X", d.id, uid)
 	}
 	d.chip.Remove(c)
 	select {
 	case <-d.removed:
 	case <-time.After(5 * time.Second):
-		d.t.Fatalf("%s: card % X not seen leaving", d.id, uid)
+		return f, fmt.Errorf("%s: card % X not seen leaving", d.id, uid)
 	}
-	return f
+	return f, nil
 }
 
 // press presses an enrolment button and returns the screen.

@@ -190,6 +190,22 @@ func (b *Broker) Restart() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.stopLocked()
+	b.startAgainLocked()
+}
+
+// Resume starts a broker that Stop stopped, as Restart does: for outages
+// of a chosen length. On a running broker it does nothing.
+func (b *Broker) Resume() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil {
+		b.startAgainLocked()
+	}
+}
+
+func (b *Broker) startAgainLocked() {
+	b.t.Helper()
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		err := b.startLocked()
@@ -198,7 +214,7 @@ func (b *Broker) Restart() {
 		}
 		if !errors.Is(err, errPortTaken) || time.Now().After(deadline) {
 			b.logShown = true
-			b.t.Fatalf("mosqtest: restart: %v\nmosquitto log:\n%s", err, b.Log())
+			b.t.Fatalf("mosqtest: starting again: %v\nmosquitto log:\n%s", err, b.Log())
 		}
 		time.Sleep(100 * time.Millisecond) // backoff between bind attempts; bounded by deadline
 	}

@@ -157,6 +157,17 @@ func TestRestart(t *testing.T) {
 	if n := strings.Count(b.Log(), " running"); n != 2 {
 		t.Errorf("Log() tells of %d starts, want 2 (it keeps the log across restarts)", n)
 	}
+	// An outage of the test's choosing: Stop, then Resume on the same port.
+	b.Stop()
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("a stopped broker accepts connections")
+	}
+	b.Resume()
+	b.Resume() // a running broker: nothing
+	if n := strings.Count(b.Log(), " running"); n != 3 || b.Addr() != addr {
+		t.Errorf("after Stop and Resume: %d starts (want 3), on %s", n, b.Addr())
+	}
 
 	// The session survived: reconnecting with the same client ID brings the
 	// queued message. Paho routes it by the subscription it knows of.
