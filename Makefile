@@ -31,6 +31,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'RosterApply' -benchtime 50x ./daemon/uplink/
 	$(GO) test -run '^$$' -bench 'BridgeIngest' -benchtime 3x ./portal/bridge/
 	$(GO) test -run '^$$' -bench 'TapToText' -benchtime 200x ./portal/bridge/
+	$(GO) test -run '^$$' -bench 'BrokerReturn' -benchtime 1x ./internal/e2e/
 
 ## cross: the terminal's binaries for the Pi boards we support (kiumbridge,
 ## the portal's side, is 64-bit only: excelize does not build on 32-bit arm)

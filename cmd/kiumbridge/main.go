@@ -102,6 +102,9 @@ type Config struct {
 	// Control is the unix socket kiumctl's cards, enrol and revoke ask;
 	// default kiumbridge.sock beside the store.
 	Control string `json:"control"`
+	// StopTimeout bounds a graceful stop on SIGTERM, e.g. "10s" (default).
+	StopTimeout string `json:"stop_timeout"`
+	stopTimeout time.Duration
 	SMS     struct {
 		Provider  string `json:"provider"` // console, solapi, nhn, webhook
 		From      string `json:"from"`
@@ -147,6 +150,13 @@ func parseConfig(raw []byte) (*Config, error) {
 	}
 	if c.SigningKey == "" {
 		bad("signing_key", "required: make one with kiumbridge keygen")
+	}
+	if c.StopTimeout != "" {
+		d, err := time.ParseDuration(c.StopTimeout)
+		if err != nil || d <= 0 {
+			bad("stop_timeout", "%q is not a positive duration such as 10s", c.StopTimeout)
+		}
+		c.stopTimeout = d
 	}
 	if c.Control == "" && c.Store != "" {
 		c.Control = filepath.Join(filepath.Dir(c.Store), "kiumbridge.sock")
@@ -229,7 +239,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
 		Provider: cfg.provider(os.Stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
-		StatusFile: statusFile(cfg), Control: cfg.Control,
+		StatusFile: statusFile(cfg), Control: cfg.Control, StopTimeout: cfg.stopTimeout,
 	})
 	if err != nil {
 		return err

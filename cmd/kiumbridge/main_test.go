@@ -23,6 +23,7 @@ func TestConfigErrors(t *testing.T) {
 		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "sms": {"provider": "kakao"}}`, `"sms.provider"`},
 		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "sms": {"provider": "solapi", "from": "0212345678"}}`, `"sms.api_key"`},
 		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "sms": {"provider": "webhook", "url": "http://x"}}`, `"sms.from"`},
+		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "stop_timeout": "10"}`, `"stop_timeout": "10" is not a positive duration`},
 	} {
 		_, err := parseConfig([]byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -31,6 +32,9 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := parseConfig([]byte(`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k"}`)); err != nil {
 		t.Errorf("a good config: %v", err)
+	}
+	if c, err := parseConfig([]byte(`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "stop_timeout": "30s"}`)); err != nil || c.stopTimeout != 30*time.Second {
+		t.Errorf("stop_timeout 30s: %v, %v", c.stopTimeout, err)
 	}
 }
 

@@ -92,8 +92,8 @@ type Stats struct {
 	Rejected                            int
 	// Refused counts the portal's refusals of events messages taken.
 	Refused int
-	// Probed counts connections made as soon as a probe found the broker
-	// back, before the backoff ran out.
+	// Probed counts waits to reconnect that a probe cut short: the
+	// broker's port answered again before the backoff ran out.
 	Probed int
 	// Rejections are the last (up to 32) refused messages, oldest first.
 	Rejections []protocol.Rejection

@@ -67,7 +67,7 @@ func (c centre) source(today firmware.Date) *source.Source {
 // door is one terminal on the emulated reader, linked through a proxy the
 // test can take down.
 type door struct {
-	t       *testing.T
+	t       testing.TB
 	centre  centre
 	id      string
 	clk     *clocktest.Clock
@@ -82,7 +82,7 @@ type door struct {
 
 // startDoor starts a terminal; it stops when the test ends. mods change
 // its uplink's options (by default quick to resend and reconnect).
-func startDoor(t *testing.T, mq *mosqtest.Broker, c centre, id string, now time.Time, mods ...func(*uplink.Options)) *door {
+func startDoor(t testing.TB, mq *mosqtest.Broker, c centre, id string, now time.Time, mods ...func(*uplink.Options)) *door {
 	d := &door{t: t, centre: c, id: id, clk: clocktest.New(now), shown: make(chan firmware.Feedback, 64), removed: make(chan struct{}, 16)}
 	// No cuts of its own: the test takes the link down with SetDown.
 	d.px = chaosproxy.Start(t, chaosproxy.Options{Target: mq.Addr(), MinCut: time.Hour, MaxCut: time.Hour, Seed: 1})
@@ -142,7 +142,7 @@ func startDoor(t *testing.T, mq *mosqtest.Broker, c centre, id string, now time.
 }
 
 // waitRosters waits until every door has a roster from the portal.
-func waitRosters(t *testing.T, doors ...*door) {
+func waitRosters(t testing.TB, doors ...*door) {
 	t.Helper()
 	wait.For(t, 20*time.Second, "the roster at the terminals", func() bool {
 		for _, d := range doors {

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 }
 
 // kiumbridgeBinary builds cmd/kiumbridge once, as an operator runs it.
-func kiumbridgeBinary(t *testing.T) string {
+func kiumbridgeBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		if binDir, binErr = os.MkdirTemp("", "kiumtap-e2e-bin-"); binErr != nil {
@@ -58,7 +58,7 @@ const hookSecret = "e2e-webhook-secret"
 // bridgeProc is kiumbridge run as a process, with a configuration file as
 // an operator writes it, texting through the fake webhook provider.
 type bridgeProc struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	config string
 	store  string
@@ -69,7 +69,7 @@ type bridgeProc struct {
 	done chan struct{}
 }
 
-func newBridgeProc(t *testing.T, mq *mosqtest.Broker, hook *smstest.Webhook, srcDir string) *bridgeProc {
+func newBridgeProc(t testing.TB, mq *mosqtest.Broker, hook *smstest.Webhook, srcDir string) *bridgeProc {
 	dir := t.TempDir()
 	p := &bridgeProc{t: t, bin: kiumbridgeBinary(t), config: filepath.Join(dir, "bridge.json"), store: filepath.Join(dir, "bridge.db"), log: filepath.Join(dir, "bridge.log")}
 	keyFile := filepath.Join(dir, "portal.key")
@@ -172,7 +172,7 @@ func tenAM() time.Time {
 }
 
 // writeSource writes a centre's roster source where the bridge reads it.
-func writeSource(t *testing.T, dir string, src *source.Source) {
+func writeSource(t testing.TB, dir string, src *source.Source) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
