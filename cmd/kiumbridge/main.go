@@ -105,7 +105,7 @@ type Config struct {
 	// StopTimeout bounds a graceful stop on SIGTERM, e.g. "10s" (default).
 	StopTimeout string `json:"stop_timeout"`
 	stopTimeout time.Duration
-	SMS     struct {
+	SMS         struct {
 		Provider  string `json:"provider"` // console, solapi, nhn, webhook
 		From      string `json:"from"`
 		APIKey    string `json:"api_key"`    // solapi
