@@ -55,6 +55,11 @@ const (
 	ReasonChildNotInRoster Reason = "child_not_in_roster"
 	ReasonClosingTime      Reason = "closing_time"
 	ReasonDayRolledOver    Reason = "day_rolled_over"
+	// After closing time plus the grace period (운영 종료): a child who
+	// was not inside cannot arrive; one checked out automatically today
+	// leaves, and that departure corrects the automatic one.
+	ReasonAfterClosing     Reason = "after_closing"
+	ReasonCorrectsAutoExit Reason = "departure_after_auto_check_out"
 )
 
 // Flag qualifies an outcome.
@@ -101,6 +106,9 @@ type Presence struct {
 	Inside  bool      `json:"inside"`
 	Since   time.Time `json:"since,omitzero"`    // last accepted tap
 	LastTap time.Time `json:"last_tap,omitzero"` // last tap of any outcome that named the child
+	// AutoOut: the child's last move today was an automatic check-out at
+	// closing; their next tap today is the real departure.
+	AutoOut bool `json:"auto_out,omitempty"`
 }
 
 // After returns the presence that follows a decision taken at time at: an
@@ -116,9 +124,11 @@ func (p Presence) After(d Decision, at time.Time) Presence {
 	}
 	switch d.Outcome {
 	case CheckIn:
-		p.Inside, p.Since = true, at
-	case CheckOut, AutoCheckOut:
-		p.Inside, p.Since = false, at
+		p.Inside, p.Since, p.AutoOut = true, at, false
+	case CheckOut:
+		p.Inside, p.Since, p.AutoOut = false, at, false
+	case AutoCheckOut:
+		p.Inside, p.Since, p.AutoOut = false, at, true
 	}
 	p.LastTap = at
 	return p
@@ -181,56 +191,63 @@ func decide(in Input, s Settings) Decision {
 	today := DateOf(now)
 	p := in.Presence(child)
 	if p.Day != today {
-		p = Presence{Day: today} // yesterday's presence does not carry over
+		p = Presence{Day: today} // yesterday's presence does not carry over (the store closed it)
 	}
-	if !p.Since.IsZero() && now.Sub(p.Since) >= 0 && now.Sub(p.Since) < s.DuplicateWindow {
+	// An automatic check-out is not the child's tap: it opens no
+	// duplicate window.
+	if !p.AutoOut && !p.Since.IsZero() && now.Sub(p.Since) >= 0 && now.Sub(p.Since) < s.DuplicateWindow {
 		return Decision{Outcome: Duplicate, Reason: ReasonWithinWindow, ChildID: child}
 	}
 	if p.Inside {
 		// A child inside may always leave.
 		return Decision{Outcome: CheckOut, Reason: ReasonDeparture, ChildID: child}
 	}
+	if closed, open := ClosedAt(r, today, s); open && !now.Before(closed) {
+		// After closing plus the grace period (운영 종료): the day is over.
+		if p.AutoOut {
+			// Checked out automatically at closing, leaving now: the real
+			// departure, which corrects the automatic one.
+			return Decision{Outcome: CheckOut, Reason: ReasonCorrectsAutoExit, ChildID: child}
+		}
+		return Decision{Outcome: NoData, Reason: ReasonAfterClosing, ChildID: child}
+	}
 	return arrival(r, child, now, today)
 }
 
-// arrival decides a tap of a child who is not inside.
-func arrival(r *Roster, child string, now time.Time, today Date) Decision {
-	refuse := func(o Outcome, why Reason) Decision { return Decision{Outcome: o, Reason: why, ChildID: child} }
-	var inUse []*Booking
-	why := ReasonNoBooking
-	rank := func(x Reason) int { return slices.Index(notInUseOrder, x) }
-	for _, b := range r.BookingsOf(child) {
-		var w Reason
-		switch {
-		case b.Status != InUse:
-			w = statusReason[b.Status]
-		case b.To.Before(today):
-			w = ReasonPeriodOver
-		case today.Before(b.From):
-			w = ReasonNotYetStarted
-		default:
-			inUse = append(inUse, b)
-			continue
-		}
-		if rank(w) < rank(why) {
-			why = w
-		}
-	}
-	if len(inUse) == 0 {
-		return refuse(NotInUse, why)
-	}
+// ClosedAt is when the centre's day ends for taps: its closing time on
+// today plus the grace period, the moment children still inside are
+// checked out automatically. open is false on a day the centre is closed.
+func ClosedAt(r *Roster, today Date, s Settings) (at time.Time, open bool) {
+	s = s.WithDefaults()
 	day := r.Centre.DayOf(today)
 	if !day.Open {
-		return refuse(NoData, ReasonCentreClosed)
+		return today.At(24 * 60).Add(s.CloseGrace), false
+	}
+	return today.At(day.Hours.End).Add(s.CloseGrace), true
+}
+
+// arrival decides a tap of a child who is not inside, on a day the centre
+// has not yet closed: an arrival when a booking in use covers today, else
+// the most actionable reason why not (refusalOrder).
+func arrival(r *Roster, child string, now time.Time, today Date) Decision {
+	day := r.Centre.DayOf(today)
+	if !day.Open {
+		return Decision{Outcome: NoData, Reason: ReasonCentreClosed, ChildID: child}
 	}
 	var todays []*Booking
-	for _, b := range inUse {
-		if b.usesDay(today) {
+	best, bestRank := Decision{Outcome: NotInUse, Reason: ReasonNoBooking, ChildID: child}, len(refusalOrder)
+	for _, b := range r.BookingsOf(child) {
+		o, why, forToday := b.standing(today)
+		if o == CheckIn {
 			todays = append(todays, b)
+			continue
+		}
+		if k := refusalRank(why, forToday); k < bestRank {
+			best, bestRank = Decision{Outcome: o, Reason: why, ChildID: child}, k
 		}
 	}
 	if len(todays) == 0 {
-		return refuse(NoData, ReasonNotUsageDay)
+		return best
 	}
 	d := Decision{Outcome: CheckIn, Reason: ReasonArrival, ChildID: child}
 	// Early or late against the widest window booked for today; on a
@@ -252,12 +269,56 @@ func arrival(r *Roster, child string, now time.Time, today Date) Decision {
 	return d
 }
 
-// notInUseOrder ranks reasons for refusing a child with no booking in use:
-// the first one a booking gives is the most useful to staff (a scheduled
-// booking that only needs switching to in use beats an old cancelled one).
-var notInUseOrder = []Reason{
-	ReasonScheduled, ReasonApplied, ReasonNotYetStarted, ReasonPeriodOver,
-	ReasonEnded, ReasonCancelled, ReasonRejected, ReasonNoBooking,
+// standing is what one booking says of an arrival today: CheckIn when it
+// is in use and covers today; otherwise the outcome and reason it refuses
+// with, and whether it is about today (a booking whose period and days
+// cover today, whatever its status).
+func (b *Booking) standing(today Date) (o Outcome, why Reason, forToday bool) {
+	inPeriod := !today.Before(b.From) && !b.To.Before(today)
+	forToday = inPeriod && b.onDay(today)
+	switch {
+	case b.Status != InUse:
+		return NotInUse, statusReason[b.Status], forToday
+	case forToday:
+		return CheckIn, ReasonArrival, true
+	case today.Before(b.From):
+		return NotInUse, ReasonNotYetStarted, false
+	case b.To.Before(today):
+		return NotInUse, ReasonPeriodOver, false
+	}
+	return NoData, ReasonNotUsageDay, false // in use, on other days (Q21)
+}
+
+// refusalOrder ranks the reasons a child who is not inside cannot arrive,
+// the most actionable for staff first: a booking for today that only
+// needs switching to 이용중 (Q19) beats "not a usage day" (Q21) from a
+// booking for other days, which beats a booking's period, which beats a
+// booking that is only history. When a child's bookings give several
+// reasons, the first in this order is the one decided and shown.
+var refusalOrder = []string{
+	"today:" + string(ReasonScheduled), // 이용예정 for today: switch it to 이용중 (Q19)
+	"today:" + string(ReasonApplied),   // 신청 for today: approve it
+	string(ReasonNotUsageDay),          // 이용중, but not on today's weekday or date (Q21)
+	string(ReasonNotYetStarted),        // 이용중 from a later date
+	string(ReasonPeriodOver),           // 이용중 until an earlier date: extend it (Q8)
+	string(ReasonScheduled),            // 이용예정 for other days
+	string(ReasonApplied),
+	string(ReasonEnded),
+	string(ReasonCancelled),
+	string(ReasonRejected),
+	string(ReasonNoBooking),
+}
+
+func refusalRank(why Reason, forToday bool) int {
+	if forToday {
+		if k := slices.Index(refusalOrder, "today:"+string(why)); k >= 0 {
+			return k
+		}
+	}
+	if k := slices.Index(refusalOrder, string(why)); k >= 0 {
+		return k
+	}
+	return len(refusalOrder)
 }
 
 var statusReason = map[BookingStatus]Reason{
@@ -265,11 +326,9 @@ var statusReason = map[BookingStatus]Reason{
 	Cancelled: ReasonCancelled, Ended: ReasonEnded,
 }
 
-// usesDay reports whether an in-use booking covers day d.
-func (b *Booking) usesDay(d Date) bool {
-	if d.Before(b.From) || b.To.Before(d) {
-		return false
-	}
+// onDay reports whether the booking's days include d (its weekdays for
+// regular care, its dates otherwise), whatever its period and status.
+func (b *Booking) onDay(d Date) bool {
 	if b.Type == Regular {
 		return slices.Contains(b.Weekdays, d.Weekday())
 	}
@@ -278,36 +337,45 @@ func (b *Booking) usesDay(d Date) bool {
 
 // CloseDay returns the auto_check_out decisions due at now: children still
 // inside at their day's closing time plus the grace period, and children
-// left inside on an earlier day (the terminal was off at closing).
+// left inside on an earlier day (RollOver).
 func CloseDay(r *Roster, presence map[string]Presence, now time.Time, s Settings) []Decision {
-	s = s.WithDefaults()
+	out := RollOver(presence, now)
+	today := DateOf(now)
+	for _, id := range sortedIDs(presence) {
+		p := presence[id]
+		if !p.Inside || p.Day != today {
+			continue
+		}
+		if closed, _ := ClosedAt(r, today, s); !now.Before(closed) {
+			out = append(out, Decision{Outcome: AutoCheckOut, Reason: ReasonClosingTime, ChildID: id, Flags: []Flag{FlagAuto}})
+		}
+	}
+	return out
+}
+
+// RollOver returns the auto_check_out decisions that close earlier days:
+// children still inside on a day before now's. The midnight rule: a day
+// ends at 00:00 KST, and the store closes every day left open before it
+// decides the first tap of a new day, in the same record, so no session
+// is ever left open or overwritten by the new day's.
+func RollOver(presence map[string]Presence, now time.Time) []Decision {
 	today := DateOf(now)
 	var out []Decision
+	for _, id := range sortedIDs(presence) {
+		if p := presence[id]; p.Inside && p.Day.Before(today) {
+			out = append(out, Decision{Outcome: AutoCheckOut, Reason: ReasonDayRolledOver, ChildID: id, Flags: []Flag{FlagAuto}})
+		}
+	}
+	return out
+}
+
+func sortedIDs(presence map[string]Presence) []string {
 	ids := make([]string, 0, len(presence))
 	for id := range presence {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	for _, id := range ids {
-		p := presence[id]
-		if !p.Inside {
-			continue
-		}
-		switch {
-		case p.Day.Before(today):
-			out = append(out, Decision{Outcome: AutoCheckOut, Reason: ReasonDayRolledOver, ChildID: id, Flags: []Flag{FlagAuto}})
-		case p.Day == today:
-			day := r.Centre.DayOf(today)
-			closing := today.At(24 * 60)
-			if day.Open {
-				closing = today.At(day.Hours.End)
-			}
-			if !now.Before(closing.Add(s.CloseGrace)) {
-				out = append(out, Decision{Outcome: AutoCheckOut, Reason: ReasonClosingTime, ChildID: id, Flags: []Flag{FlagAuto}})
-			}
-		}
-	}
-	return out
+	return ids
 }
 
 // CardKey is how the terminal names a card: HMAC-SHA256 of the UID under the

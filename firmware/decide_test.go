@@ -177,7 +177,8 @@ func TestCloseDay(t *testing.T) {
 		t.Errorf("before closing + grace: %+v, want only c6 left from yesterday", got)
 	}
 	got = CloseDay(r, presence, at("2026-11-23 19:30:00"), Settings{})
-	if len(got) != 2 || got[0].ChildID != "c1" || got[0].Outcome != AutoCheckOut || !got[0].Has(FlagAuto) || got[0].Reason != ReasonClosingTime {
+	// Earlier days close first.
+	if len(got) != 2 || got[0].ChildID != "c6" || got[1].ChildID != "c1" || got[1].Outcome != AutoCheckOut || !got[1].Has(FlagAuto) || got[1].Reason != ReasonClosingTime {
 		t.Errorf("at closing + grace: %+v", got)
 	}
 }
@@ -267,6 +268,100 @@ func TestPresenceAfter(t *testing.T) {
 		}
 		if got.Inside != tc.inside || got.Day != d(tc.day) || !got.Since.Equal(since) {
 			t.Errorf("%s: %+v", tc.name, got)
+		}
+	}
+}
+
+// After closing plus the grace period (Mon 2026-11-23: 19:00 + 30 min), a
+// tap never makes an arrival: a child checked out automatically leaves
+// (that departure corrects the automatic one), any other child is refused
+// with 운영 종료.
+func TestAfterClosing(t *testing.T) {
+	r := testRoster(t)
+	auto := Presence{Day: d("2026-11-23"), Since: at("2026-11-23 19:30:00"), LastTap: at("2026-11-23 19:30:00"), AutoOut: true}
+	for _, tc := range []struct {
+		name     string
+		at       string
+		presence Presence
+		want     Outcome
+		reason   Reason
+	}{
+		{"checked out automatically, leaving", "2026-11-23 19:55:00", auto, CheckOut, ReasonCorrectsAutoExit},
+		{"checked out automatically a moment ago: not a duplicate", "2026-11-23 19:30:20", auto, CheckOut, ReasonCorrectsAutoExit},
+		{"never arrived", "2026-11-23 19:55:00", Presence{}, NoData, ReasonAfterClosing},
+		{"left before closing", "2026-11-23 19:55:00", Presence{Day: d("2026-11-23"), Since: at("2026-11-23 17:00:00")}, NoData, ReasonAfterClosing},
+		{"after the corrected departure", "2026-11-23 20:10:00", Presence{Day: d("2026-11-23"), Since: at("2026-11-23 19:55:00")}, NoData, ReasonAfterClosing},
+		{"still inside (no sweep yet): a departure", "2026-11-23 19:55:00", Presence{Day: d("2026-11-23"), Inside: true, Since: at("2026-11-23 15:00:00")}, CheckOut, ReasonDeparture},
+		{"after closing, within the grace period: a late arrival", "2026-11-23 19:10:00", Presence{}, CheckIn, ReasonArrival},
+		{"automatic check-out yesterday: today is a new day", "2026-11-25 15:00:00", Presence{Day: d("2026-11-23"), Since: at("2026-11-23 19:30:00"), AutoOut: true}, CheckIn, ReasonArrival},
+	} {
+		got := Decide(Input{Tap: Tap{CardKey: key(1), At: at(tc.at)}, Roster: r, Presence: func(string) Presence { return tc.presence }})
+		if got.Outcome != tc.want || got.Reason != tc.reason {
+			t.Errorf("%s: %s/%s, want %s/%s", tc.name, got.Outcome, got.Reason, tc.want, tc.reason)
+		}
+	}
+	// An automatic check-out leaves the presence marked; the corrected
+	// departure clears the mark.
+	p := Presence{Day: d("2026-11-23"), Inside: true, Since: at("2026-11-23 15:00:00")}
+	p = p.After(Decision{Outcome: AutoCheckOut, ChildID: "c1"}, at("2026-11-23 19:30:00"))
+	if p.Inside || !p.AutoOut {
+		t.Fatalf("after the automatic check-out: %+v", p)
+	}
+	if p = p.After(Decision{Outcome: CheckOut, ChildID: "c1"}, at("2026-11-23 19:55:00")); p.AutoOut || !p.Since.Equal(at("2026-11-23 19:55:00")) {
+		t.Fatalf("after the corrected departure: %+v", p)
+	}
+}
+
+// When a child's bookings give several reasons not to arrive, the most
+// actionable one wins, whatever the bookings' order (refusalOrder).
+func TestRefusalPrecedence(t *testing.T) {
+	monday := "2026-11-23 15:00:00"
+	book := func(id string, typ BookingType, st BookingStatus, from, to string, days []time.Weekday, dates ...string) Booking {
+		b := Booking{ID: id, ChildID: "c9", Type: typ, Status: st, From: d(from), To: d(to), Weekdays: days, Window: w("13:00", "18:00")}
+		for _, x := range dates {
+			b.Dates = append(b.Dates, d(x))
+		}
+		return b
+	}
+	inUseTT := book("tt", Regular, InUse, "2026-09-01", "2026-12-31", tt)
+	schedToday := book("st", Temporary, Scheduled, "2026-11-23", "2026-11-23", nil, "2026-11-23")
+	applToday := book("at", Temporary, Applied, "2026-11-23", "2026-11-23", nil, "2026-11-23")
+	schedLater := book("sl", Temporary, Scheduled, "2026-11-26", "2026-11-26", nil, "2026-11-26")
+	over := book("ov", Regular, InUse, "2026-09-01", "2026-11-20", wk)
+	later := book("la", Regular, InUse, "2026-12-01", "2026-12-31", wk)
+	ended := book("en", Regular, Ended, "2026-09-01", "2026-12-31", wk)
+	cancelled := book("ca", Regular, Cancelled, "2026-09-01", "2026-12-31", wk)
+	rejected := book("re", Regular, Rejected, "2026-09-01", "2026-12-31", wk)
+	for _, tc := range []struct {
+		name     string
+		at       string
+		bookings []Booking
+		want     Outcome
+		reason   Reason
+	}{
+		{"in use on other weekdays, 이용예정 for today (Q19 before Q21)", monday, []Booking{inUseTT, schedToday}, NotInUse, ReasonScheduled},
+		{"in use on other weekdays, 신청 for today", monday, []Booking{applToday, inUseTT}, NotInUse, ReasonApplied},
+		{"이용예정 today beats 신청 today", monday, []Booking{applToday, schedToday}, NotInUse, ReasonScheduled},
+		{"in use on other weekdays, 이용예정 another day", monday, []Booking{schedLater, inUseTT}, NoData, ReasonNotUsageDay},
+		{"not a usage day beats a period not started", monday, []Booking{later, inUseTT}, NoData, ReasonNotUsageDay},
+		{"a period over beats 이용예정 another day", monday, []Booking{schedLater, over}, NotInUse, ReasonPeriodOver},
+		{"not started beats over", monday, []Booking{over, later}, NotInUse, ReasonNotYetStarted},
+		{"ended beats cancelled beats rejected", monday, []Booking{rejected, cancelled, ended}, NotInUse, ReasonEnded},
+		{"cancelled beats rejected", monday, []Booking{rejected, cancelled}, NotInUse, ReasonCancelled},
+		{"no booking", monday, nil, NotInUse, ReasonNoBooking},
+		{"a closed day beats everything", "2026-10-09 15:00:00", []Booking{schedToday, inUseTT}, NoData, ReasonCentreClosed},
+		{"in use today beats every refusal", "2026-11-24 15:00:00", []Booking{rejected, schedToday, inUseTT}, CheckIn, ReasonArrival},
+	} {
+		r := testRoster(t)
+		r.Children = append(r.Children, Child{"c9", "한소윤"})
+		r.Cards = append(r.Cards, Card{Key: key(9), ChildID: "c9", State: CardActive})
+		r.Bookings = append(r.Bookings, tc.bookings...)
+		if err := r.Validate(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got := Decide(Input{Tap: Tap{CardKey: key(9), At: at(tc.at)}, Roster: r, Presence: func(string) Presence { return Presence{} }})
+		if got.Outcome != tc.want || got.Reason != tc.reason {
+			t.Errorf("%s: %s/%s, want %s/%s", tc.name, got.Outcome, got.Reason, tc.want, tc.reason)
 		}
 	}
 }

@@ -22,7 +22,7 @@ func fill(b *testing.B, s *Store, n int) {
 			for i := range batch {
 				at := now.Add(time.Duration(done+i) * time.Second)
 				dec := firmware.Decision{Outcome: firmware.CheckIn, Reason: firmware.ReasonArrival, ChildID: fmt.Sprintf("c%d", 1+(done+i)%3)}
-				b, err := s.newBatch(stamp(at), ck(byte(1+(done+i)%3)), nil, 1, []firmware.Decision{dec}, func(string) firmware.Presence { return firmware.Presence{} })
+				b, err := s.newBatch(stamp(at), 1, nil, &tapped{dec, ck(byte(1 + (done+i)%3)), nil}, func(string) firmware.Presence { return firmware.Presence{} })
 				if err != nil {
 					return err
 				}

@@ -125,6 +125,9 @@ type Store struct {
 	tapMu sync.Mutex
 	seq   uint64 // the last sequence given out
 	jr    *journal
+	// closedBefore: every day before it is closed (no child left inside
+	// on it); a tap on a later day first closes what is open.
+	closedBefore firmware.Date
 
 	// pmu guards pending: batches journaled and not yet committed to
 	// bbolt, in order. The applier removes them only after bbolt's commit.
@@ -630,6 +633,12 @@ type TapRequest struct {
 // child's presence change are journaled together, with fdatasync, before it
 // returns. An error means nothing was recorded and no feedback but an error
 // signal may be given.
+//
+// The midnight rule: the first tap of a new day closes every earlier day
+// left open first, in the same record (an auto_check_out, reason
+// day_rolled_over, for each child still inside on it; firmware.RollOver),
+// and is decided on what that leaves. No day is ever left open, and a tap
+// just after midnight never overwrites yesterday's session.
 func (s *Store) Tap(req TapRequest) (Event, firmware.Decision, error) {
 	if s.jr == nil {
 		return Event{}, firmware.Decision{}, errors.New("store: opened read-only")
@@ -640,18 +649,23 @@ func (s *Store) Tap(req TapRequest) (Event, firmware.Decision, error) {
 	}
 	s.tapMu.Lock()
 	defer s.tapMu.Unlock()
+	closing, err := s.rollOver(req.At.Time)
+	if err != nil {
+		return Event{}, firmware.Decision{}, fmt.Errorf("store: recording a tap: %w", err)
+	}
 	var b *batch
 	var dec firmware.Decision
 	err = s.withPresence(func(presence func(string) firmware.Presence) error {
+		closed := afterClosing(presence, closing, req.At.Time)
 		dec = firmware.Decide(firmware.Input{
 			Tap:       firmware.Tap{CardKey: req.CardKey, At: req.At.Time},
 			Roster:    r,
 			RosterAge: req.At.Time.Sub(received),
-			Presence:  presence,
+			Presence:  closed,
 			Settings:  req.Settings,
 		})
 		var err error
-		b, err = s.newBatch(req.At, req.CardKey, req.UID, r.Revision, []firmware.Decision{dec}, presence)
+		b, err = s.newBatch(req.At, r.Revision, closing, &tapped{dec, req.CardKey, req.UID}, presence)
 		return err
 	})
 	if err == nil {
@@ -660,7 +674,47 @@ func (s *Store) Tap(req TapRequest) (Event, firmware.Decision, error) {
 	if err != nil {
 		return Event{}, firmware.Decision{}, fmt.Errorf("store: recording a tap: %w", err)
 	}
-	return b.events[0], dec, nil
+	s.markClosed(req.At.Time)
+	return b.events[len(b.events)-1], dec, nil
+}
+
+// rollOver returns the automatic check-outs that close the days before
+// now's still open: none when every earlier day is known to be closed.
+// The caller holds tapMu.
+func (s *Store) rollOver(now time.Time) ([]firmware.Decision, error) {
+	if !s.closedBefore.Before(firmware.DateOf(now)) {
+		return nil, nil
+	}
+	all, err := s.Presence()
+	if err != nil {
+		return nil, err
+	}
+	return firmware.RollOver(all, now), nil
+}
+
+// markClosed notes that every day before now's is closed. The caller
+// holds tapMu.
+func (s *Store) markClosed(now time.Time) {
+	if d := firmware.DateOf(now); s.closedBefore.Before(d) {
+		s.closedBefore = d
+	}
+}
+
+// afterClosing is the presence lookup as it stands once the automatic
+// check-outs in closing are applied.
+func afterClosing(presence func(string) firmware.Presence, closing []firmware.Decision, at time.Time) func(string) firmware.Presence {
+	if len(closing) == 0 {
+		return presence
+	}
+	return func(id string) firmware.Presence {
+		p := presence(id)
+		for _, d := range closing {
+			if d.ChildID == id {
+				p = p.After(d, at)
+			}
+		}
+		return p
+	}
 }
 
 // CloseDay records the auto_check_out events due at the stamp's time.
@@ -680,15 +734,17 @@ func (s *Store) CloseDay(at Stamp, settings firmware.Settings) ([]Event, error) 
 	}
 	decs := firmware.CloseDay(r, all, at.Time, settings)
 	if len(decs) == 0 {
+		s.markClosed(at.Time)
 		return nil, nil
 	}
-	b, err := s.newBatch(at, "", nil, r.Revision, decs, func(id string) firmware.Presence { return all[id] })
+	b, err := s.newBatch(at, r.Revision, decs, nil, func(id string) firmware.Presence { return all[id] })
 	if err == nil {
 		err = s.commit(b)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: closing the day: %w", err)
 	}
+	s.markClosed(at.Time)
 	return b.events, nil
 }
 
@@ -712,17 +768,33 @@ func (s *Store) withPresence(fn func(func(string) firmware.Presence) error) erro
 	})
 }
 
-// newBatch makes the events of decisions, with the sequences that follow
-// s.seq, and the presence they leave. The caller holds tapMu.
-func (s *Store) newBatch(at Stamp, cardKey string, uid []byte, rev uint64, decs []firmware.Decision, presence func(string) firmware.Presence) (*batch, error) {
+// tapped is a tap's decision and its card.
+type tapped struct {
+	dec     firmware.Decision
+	cardKey string
+	uid     []byte // stored only when not nil
+}
+
+// newBatch makes the events, with the sequences that follow s.seq, and the
+// presence they leave: first the automatic check-outs in closing (they
+// name no card), then the tap's, if any. The caller holds tapMu.
+func (s *Store) newBatch(at Stamp, rev uint64, closing []firmware.Decision, tap *tapped, presence func(string) firmware.Presence) (*batch, error) {
 	b := &batch{}
 	seq := s.seq
 	after := map[string]firmware.Presence{}
-	for _, dec := range decs {
+	items := make([]tapped, 0, len(closing)+1)
+	for _, d := range closing {
+		items = append(items, tapped{dec: d})
+	}
+	if tap != nil {
+		items = append(items, *tap)
+	}
+	for _, it := range items {
+		dec := it.dec
 		seq++
 		ev := Event{
 			Seq: seq, Time: at.Time, ClockSynced: at.Synced, BootID: at.BootID, Mono: at.Mono,
-			CardKey: cardKey, UID: uid, ChildID: dec.ChildID,
+			CardKey: it.cardKey, UID: it.uid, ChildID: dec.ChildID,
 			Outcome: dec.Outcome, Reason: dec.Reason, Flags: dec.Flags, RosterRev: rev,
 		}
 		raw, err := ev.marshal()

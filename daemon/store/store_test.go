@@ -3,9 +3,11 @@ package store
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -330,5 +332,59 @@ func TestAckAndCorrectClock(t *testing.T) {
 	})
 	if n, _ := s.CorrectClock(boot, base.Add(time.Hour)); n != 0 {
 		t.Fatalf("corrected twice: %d", n)
+	}
+}
+
+// The midnight rule: the first tap of a new day closes every child still
+// inside on an earlier day (auto_check_out, day_rolled_over, no card) in
+// the same record, before the tap is decided; the tapping child's new day
+// starts from nothing. Before, the tap overwrote yesterday's presence and
+// yesterday's session was never closed.
+func TestMidnightClosesTheDayBefore(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "kiumtap.db"))
+	r := testRoster(1)
+	all := []time.Weekday{0, 1, 2, 3, 4, 5, 6}
+	r.Centre.Terms[0].Hours = firmware.Window{Start: 0, End: 24 * 60}
+	for i := range r.Bookings {
+		r.Bookings[i].Weekdays, r.Bookings[i].Window = all, firmware.Window{Start: 0, End: 24 * 60}
+	}
+	if err := s.ApplyRoster(r, kst("2026-11-24 08:00:00")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []byte{1, 2} {
+		if _, d, err := s.Tap(TapRequest{At: stamp(kst("2026-11-24 23:58:00").Add(time.Duration(c) * time.Second)), CardKey: ck(c)}); err != nil || d.Outcome != firmware.CheckIn {
+			t.Fatalf("tap %d: %+v %v", c, d, err)
+		}
+	}
+	ev, d, err := s.Tap(TapRequest{At: stamp(kst("2026-11-25 00:01:00")), CardKey: ck(1)})
+	if err != nil || d.Outcome != firmware.CheckIn || ev.Seq != 5 {
+		t.Fatalf("the tap after midnight: %+v, event %d, %v; want a check_in, event 5 after two closings", d, ev.Seq, err)
+	}
+	var got []string
+	s.Events(3, func(e Event) bool {
+		got = append(got, fmt.Sprintf("%d %s %s %s card=%q", e.Seq, e.ChildID, e.Outcome, e.Reason, e.CardKey))
+		return true
+	})
+	want := []string{
+		`3 c1 auto_check_out day_rolled_over card=""`,
+		`4 c2 auto_check_out day_rolled_over card=""`,
+		fmt.Sprintf(`5 c1 check_in arrival card=%q`, ck(1)),
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	pres, _ := s.Presence()
+	if p := pres["c1"]; !p.Inside || p.Day.String() != "2026-11-25" {
+		t.Errorf("c1 after midnight: %+v", p)
+	}
+	if p := pres["c2"]; p.Inside || p.Day.String() != "2026-11-24" {
+		t.Errorf("c2, closed with its day: %+v", p)
+	}
+	// Later taps of the day close nothing more.
+	if _, _, err := s.Tap(TapRequest{At: stamp(kst("2026-11-25 00:05:00")), CardKey: ck(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := s.Outbox(); o.LastSeq != 6 {
+		t.Fatalf("last sequence %d, want 6", o.LastSeq)
 	}
 }

@@ -53,6 +53,11 @@ func (s Session) Minutes() int {
 //   - A check_in while the child is already in (the terminal should not
 //     decide one) closes nothing: the earlier session stays open-ended
 //     (Out zero) and a new open session starts at the new arrival.
+//   - A check_out that corrects an automatic one (reason
+//     departure_after_auto_check_out: the child tapped on the way out
+//     after the closing sweep) moves the end of the session the automatic
+//     check-out closed that day to the real departure; it is no longer
+//     marked automatic.
 //   - A check_out or auto_check_out with no open session (its arrival is
 //     outside the events given, such as the month before) is dropped: a
 //     session needs its arrival.
@@ -86,7 +91,8 @@ func Sessions(events []protocol.Event) []Session {
 		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Seq, b.Seq), cmp.Compare(a.Device, b.Device))
 	})
 	type who struct{ centre, child string }
-	open := map[who]int{} // index in out of the child's open session
+	open := map[who]int{}       // index in out of the child's open session
+	autoClosed := map[who]int{} // index of the session an auto_check_out closed last
 	var out []Session
 	for _, e := range evs {
 		k := who{e.Centre, e.Child}
@@ -94,12 +100,19 @@ func Sessions(events []protocol.Event) []Session {
 		switch firmware.Outcome(e.Outcome) {
 		case firmware.CheckIn:
 			open[k] = len(out)
+			delete(autoClosed, k)
 			out = append(out, Session{
 				Centre: e.Centre, Child: e.Child, Day: firmware.DateOf(e.Time),
 				In: e.Time, Flags: union(nil, e.Flags),
 			})
 		default: // check_out, auto_check_out
 			if !in {
+				j, closed := autoClosed[k]
+				if closed && firmware.Reason(e.Reason) == firmware.ReasonCorrectsAutoExit && firmware.DateOf(out[j].Out) == firmware.DateOf(e.Time) {
+					out[j].Out, out[j].Auto = e.Time, false
+					out[j].Flags = union(slices.DeleteFunc(out[j].Flags, func(f string) bool { return f == string(firmware.FlagAuto) }), e.Flags)
+					delete(autoClosed, k)
+				}
 				continue
 			}
 			s := &out[i]
@@ -107,6 +120,9 @@ func Sessions(events []protocol.Event) []Session {
 			s.Auto = e.Outcome == string(firmware.AutoCheckOut)
 			s.Flags = union(s.Flags, e.Flags)
 			delete(open, k)
+			if s.Auto {
+				autoClosed[k] = i
+			}
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Session) int {

@@ -33,6 +33,13 @@ func evAt(centre, child, outcome, when string, seq uint64, flags ...string) prot
 	}
 }
 
+// corrects marks a check_out as the departure that corrects an automatic
+// check-out.
+func corrects(e protocol.Event) protocol.Event {
+	e.Reason = string(firmware.ReasonCorrectsAutoExit)
+	return e
+}
+
 // show writes a session compactly: "m1 c1 2026-11-03 14:30-16:10 auto [early]".
 func show(s Session) string {
 	out := "open"
@@ -56,6 +63,16 @@ func TestSessions(t *testing.T) {
 			ev("c1", "check_in", "11-03 14:30", 1),
 			ev("c1", "check_out", "11-03 16:10", 2),
 		}, []string{"m1 c1 2026-11-03 11-03 14:30-11-03 16:10 []"}},
+		{"a departure after the automatic check-out corrects it", []protocol.Event{
+			ev("c1", "check_in", "11-03 15:00", 1),
+			ev("c1", "auto_check_out", "11-03 19:30", 2, "auto_check_out"),
+			corrects(ev("c1", "check_out", "11-03 19:55", 3)),
+		}, []string{"m1 c1 2026-11-03 11-03 15:00-11-03 19:55 []"}},
+		{"a plain check_out after an automatic one corrects nothing", []protocol.Event{
+			ev("c1", "check_in", "11-03 15:00", 1),
+			ev("c1", "auto_check_out", "11-03 19:30", 2, "auto_check_out"),
+			ev("c1", "check_out", "11-03 19:55", 3),
+		}, []string{"m1 c1 2026-11-03 11-03 15:00-11-03 19:30 auto [auto_check_out]"}},
 		{"auto check-out", []protocol.Event{
 			ev("c1", "check_in", "11-03 13:40", 1, "early"),
 			ev("c1", "auto_check_out", "11-03 19:30", 2, "auto_check_out"),
