@@ -138,7 +138,7 @@ func TestConflictCard(t *testing.T) {
 	if d.Outcome != ReplacedCard || d.Reason != ReasonCardConflict {
 		t.Fatalf("decision %+v", d)
 	}
-	if f := FeedbackFor(d, "", time.Time{}, Korean); f.Lines[0] != "다른 곳에 등록된" {
+	if f := FeedbackFor(d, "", time.Time{}, Korean); f.Lines[0] != "다른 곳에 등록된 카드" {
 		t.Fatalf("feedback %v", f)
 	}
 	var ref *Refused

@@ -34,7 +34,9 @@ const (
 )
 
 // FeedbackFor says what to show for a decision. name is the child's
-// display name (masked here); at is the tap's time.
+// display name (masked here; "" when no child is known); at is the tap's
+// time. A refusal shows the child, the reason's label (Reason.Label: the
+// same words kiumctl and the portal show) and what to do.
 func FeedbackFor(d Decision, name string, at time.Time, lang Language) Feedback {
 	ko := lang != English
 	t := ClockOf(at).String()
@@ -45,6 +47,8 @@ func FeedbackFor(d Decision, name string, at time.Time, lang Language) Feedback 
 		}
 		return e
 	}
+	why := d.Reason.Label().In(lang)
+	tell := pick("선생님께 알려주세요", "Tell a teacher")
 	switch d.Outcome {
 	case CheckIn:
 		return Feedback{PatternArrival, []string{who, pick("입실 "+t, "In "+t)}}
@@ -53,27 +57,29 @@ func FeedbackFor(d Decision, name string, at time.Time, lang Language) Feedback 
 	case Duplicate:
 		return Feedback{PatternDuplicate, []string{who, pick("이미 찍었어요", "Already recorded")}}
 	case NoData:
-		if d.Reason == ReasonCentreClosed {
-			return Feedback{PatternNoData, []string{pick("오늘은 운영일이", "The centre is"), pick("아닙니다 (노데이터)", "closed (no data)")}}
-		}
-		return Feedback{PatternNoData, []string{pick("오늘은 이용일이", "Not a usage day"), pick("아닙니다 (노데이터)", "(no data)")}}
+		return Feedback{PatternNoData, lines(who, why, pick("(노데이터)", "(no data)"))}
 	case NotInUse:
-		switch d.Reason {
-		case ReasonScheduled:
-			return Feedback{PatternNotInUse, []string{pick("이용예정 상태입니다", "Booking not in use"), pick("선생님께 알려주세요", "Tell a teacher")}}
-		case ReasonApplied:
-			return Feedback{PatternNotInUse, []string{pick("신청 상태입니다", "Booking pending"), pick("선생님께 알려주세요", "Tell a teacher")}}
-		}
-		return Feedback{PatternNotInUse, []string{pick("이용중인 예약이", "No booking"), pick("없습니다", "in use"), pick("선생님께 알려주세요", "Tell a teacher")}}
+		return Feedback{PatternNotInUse, lines(who, why, tell)}
 	case UnknownCard:
+		if d.Reason == ReasonChildNotInRoster {
+			return Feedback{PatternUnknown, lines(why, tell)}
+		}
 		return Feedback{PatternUnknown, []string{pick("등록되지 않은", "Card not"), pick("카드입니다", "registered")}}
 	case ReplacedCard:
-		if d.Reason == ReasonCardConflict {
-			return Feedback{PatternReplaced, []string{pick("다른 곳에 등록된", "Card registered"), pick("카드입니다", "elsewhere"), pick("선생님께 알려주세요", "Tell a teacher")}}
-		}
-		return Feedback{PatternReplaced, []string{pick("사용할 수 없는", "Card no longer"), pick("카드입니다", "valid"), pick("(교체·분실 카드)", "(replaced or lost)")}}
+		return Feedback{PatternReplaced, lines(who, why, tell)}
 	}
 	return ErrorFeedback(lang)
+}
+
+// lines drops the empty ones (no child known).
+func lines(l ...string) []string {
+	out := l[:0]
+	for _, s := range l {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // ErrorFeedback is shown when a tap could not be recorded (a full disk, a
@@ -99,17 +105,5 @@ func BoundFeedback(name string, replaced bool) Feedback {
 
 // RefusedFeedback shows why an enrolment was refused, in a word for staff.
 func RefusedFeedback(why Reason) Feedback {
-	line := map[Reason]string{
-		RefuseUnknownChild:     "명단에 없는 아이",
-		RefuseStaffCard:        "교사 카드입니다",
-		RefuseCardOfOther:      "다른 아이의 카드",
-		RefuseAlreadyBound:     "이미 등록된 카드",
-		RefuseNoActiveCard:     "등록된 카드 없음",
-		RefuseScheduledBooking: "이용예정 예약 있음",
-		RefuseBoundElsewhere:   "다른 곳에 등록된 카드",
-	}[why]
-	if line == "" {
-		line = string(why)
-	}
-	return Feedback{PatternUnknown, []string{"등록할 수 없음", line, "선생님께 문의"}}
+	return Feedback{PatternUnknown, []string{"등록할 수 없음", why.Label().Ko, "선생님께 문의"}}
 }

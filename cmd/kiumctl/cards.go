@@ -102,7 +102,7 @@ func cardsCmd(ctx context.Context, what string, args []string, stdout, stderr io
 		for _, c := range h {
 			outcome := c.Outcome
 			if c.Reason != "" {
-				outcome += " (" + string(c.Reason) + ")"
+				outcome += " (" + c.Reason.Label().Ko + ")"
 			}
 			event := "-"
 			if c.Device != "" {
@@ -175,7 +175,7 @@ type refusal struct{ bridge.ControlError }
 
 func (r *refusal) Error() string {
 	if r.Detail != "" {
-		return fmt.Sprintf("refused (%s): %s", r.Reason, r.Detail)
+		return fmt.Sprintf("refused (%s, %s): %s", r.Reason.Label().Ko, r.Reason, r.Detail)
 	}
 	return r.ControlError.Error
 }

@@ -162,7 +162,7 @@ func TestCardCommands(t *testing.T) {
 	}
 	out, err = kiumctl("cards", "history", "-bridge", sock, "-centre", "mangwon1", "c2")
 	t.Logf("kiumctl cards history -centre mangwon1 c2:\n%s", out)
-	if err != nil || !strings.Contains(out, "applied") || !strings.Contains(out, "refused (no_active_card)") || !strings.Contains(out, "op.kim") || !strings.Contains(out, "portal") {
+	if err != nil || !strings.Contains(out, "applied") || !strings.Contains(out, "refused (등록된 카드 없음)") || !strings.Contains(out, "op.kim") || !strings.Contains(out, "portal") {
 		t.Fatalf("history of c2: %v\n%s", err, out)
 	}
 	out, err = kiumctl("cards", "history", "-bridge", sock, "-centre", "mangwon1", "-json", "c3")

@@ -116,7 +116,7 @@ func query(ctx context.Context, what string, args []string, stdout, stderr io.Wr
 			if !e.Synced {
 				t += " (clock not set)"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, t, e.Outcome, e.Reason, joinFlags(e.Flags), e.Child, e.Name)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, t, e.Outcome.Label().Ko, e.Reason.Label().Ko, joinFlags(e.Flags), e.Child, e.Name)
 		}
 	case "roster":
 		printRoster(tw, roster)
@@ -208,7 +208,7 @@ func printRoster(w io.Writer, r *firmware.Roster) {
 func joinFlags(fs []firmware.Flag) string {
 	s := make([]string, len(fs))
 	for i, f := range fs {
-		s[i] = string(f)
+		s[i] = f.Label().Ko
 	}
-	return strings.Join(s, ",")
+	return strings.Join(s, ", ")
 }

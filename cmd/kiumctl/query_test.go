@@ -85,6 +85,12 @@ func TestQueriesOverTheSocket(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &evs); err != nil || len(evs) != 1 || evs[0].Child != "c2" || evs[0].Reason != firmware.ReasonNoBooking || evs[0].ID != "mangwon1-door-2" {
 		t.Errorf("events -json: %v %+v\n%s", err, evs, out.String())
 	}
+	// Staff read labels, not codes.
+	out.Reset()
+	if err := run(context.Background(), []string{"events", "-socket", sock, "-day", "today", "-outcome", "not_in_use"}, &out, &errOut); err != nil ||
+		!strings.Contains(out.String(), "이용중 아님") || !strings.Contains(out.String(), "예약 없음") || strings.Contains(out.String(), "no_booking") {
+		t.Errorf("events: %v\n%s", err, out.String())
+	}
 	out.Reset()
 	if err := run(context.Background(), []string{"roster", "show", "-socket", sock}, &out, &errOut); err != nil || !strings.Contains(out.String(), "regular in_use") {
 		t.Errorf("roster show: %v\n%s", err, out.String())

@@ -21,8 +21,8 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"screen: 김*준 / 입실",
 		"screen: 김*준 / 퇴실",
-		"screen: 이용예정 상태입니다 / 선생님께 알려주세요",
-		"screen: 오늘은 이용일이 / 아닙니다 (노데이터)",
+		"이용예정 상태 / 선생님께 알려주세요",
+		"이용일 아님 / (노데이터)",
 		"screen: 등록되지 않은 / 카드입니다",
 		"replaced_card (card_replaced)",
 		"check_in 3, check_out 1, duplicate 1, no_data 1, not_in_use 1, unknown_card 1, replaced_card 1",

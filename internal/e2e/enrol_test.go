@@ -417,7 +417,7 @@ func conflict(t *testing.T, laterFirst bool) {
 		c := cardOf(b.portalRoster(), bKey)
 		return c != nil && c.State == firmware.CardConflict
 	})
-	if f := b.tap(card); f.Pattern != firmware.PatternReplaced || f.Lines[0] != "다른 곳에 등록된" {
+	if f := b.tap(card); f.Pattern != firmware.PatternReplaced || f.Lines[1] != "다른 곳에 등록된 카드" {
 		t.Fatalf("the loser's next tap: %+v", f)
 	}
 	wait.For(t, 30*time.Second, "a's binding in a's roster", func() bool {
