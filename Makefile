@@ -3,6 +3,8 @@ GO        ?= go
 BIN       := bin
 CMDS      := ./cmd/...
 GOFILES    = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    = -X kiumtap/internal/cli.Version=$(VERSION)
 
 .PHONY: all build test run bench cross lint mosquitto clean
 
@@ -11,7 +13,7 @@ all: build
 ## build: compile every binary into bin/
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(CMDS)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(CMDS)
 
 ## run: the whole product on embedded defaults: broker, bridge with console texts, terminal on the emulator, a scripted day
 run:
@@ -38,9 +40,9 @@ bench:
 TERMINAL_CMDS = ./cmd/kiumtapd ./cmd/kiumctl ./cmd/kiumdemo
 cross:
 	@mkdir -p $(BIN)/linux-armv6 $(BIN)/linux-armv7 $(BIN)/linux-arm64
-	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -o $(BIN)/linux-armv6/ $(TERMINAL_CMDS)
-	GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) build -o $(BIN)/linux-armv7/ $(TERMINAL_CMDS)
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o $(BIN)/linux-arm64/ $(CMDS)
+	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-armv6/ $(TERMINAL_CMDS)
+	GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-armv7/ $(TERMINAL_CMDS)
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ $(CMDS)
 
 ## lint: gofmt must have nothing to say, go vet must pass
 lint:
