@@ -111,7 +111,7 @@ func TestQueriesOnAStoppedTerminal(t *testing.T) {
 	if err := run(context.Background(), []string{"events", "-store", path}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	if lines := strings.Count(out.String(), "\n"); lines != 4 || !strings.Contains(out.String(), "unknown_card") {
+	if lines := strings.Count(out.String(), "\n"); lines != 4 || !strings.Contains(out.String(), "미등록 카드") {
 		t.Errorf("events table:\n%s", out.String())
 	}
 	// A read does not count as a boot of the terminal.
