@@ -103,3 +103,38 @@ func (s *Store) Waiting() (first, last uint64, err error) {
 	})
 	return first, last, err
 }
+
+// CommandOnce records a signed command's ID until it expires, durably, and
+// reports whether this is its first time: a command delivered again, or
+// published again after the terminal restarted, runs once. IDs whose
+// command has expired are forgotten as new ones come (an expired command
+// is refused anyway).
+func (s *Store) CommandOnce(id string, expires, now time.Time) (first bool, err error) {
+	err = s.write(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCommands)
+		if b.Get([]byte(id)) != nil {
+			first = false
+			return nil
+		}
+		first = true
+		var old [][]byte
+		if err := b.ForEach(func(k, v []byte) error {
+			if len(v) == 8 && time.Unix(0, int64(binary.BigEndian.Uint64(v))).Before(now) {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return b.Put([]byte(id), binary.BigEndian.AppendUint64(nil, uint64(expires.UnixNano())))
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: recording command %s: %w", id, err)
+	}
+	return first, nil
+}

@@ -126,8 +126,10 @@ func TestMigrateBindings(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kiumtap.db")
 	s := open(t, path)
 	if err := s.write(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bBindings); err != nil {
-			return err
+		for _, b := range [][]byte{bBindings, bCommands} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
 		}
 		return putU64(tx.Bucket(bMeta), kSchema, 1)
 	}); err != nil {
@@ -143,5 +145,8 @@ func TestMigrateBindings(t *testing.T) {
 	}
 	if _, _, err := bind(t, s, "2026-11-23 14:00:00", "c2", 60); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.CommandOnce("cmd-1", kst("2026-11-23 15:00:00"), kst("2026-11-23 14:00:00")); err != nil {
+		t.Fatalf("the commands of schema 3 after migrating: %v", err)
 	}
 }

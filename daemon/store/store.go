@@ -49,7 +49,7 @@ var (
 )
 
 // SchemaVersion is the layout this code writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bMeta     = []byte("meta")
@@ -58,6 +58,7 @@ var (
 	bPresence = []byte("presence")
 	bEvents   = []byte("events")
 	bBindings = []byte("bindings") // binding changes made here, by sequence (schema 2)
+	bCommands = []byte("commands") // signed commands run, by ID, until they expire (schema 3)
 
 	kSchema   = []byte("schema")
 	kDevice   = []byte("device")
@@ -73,6 +74,8 @@ var (
 var migrations = []func(tx *bolt.Tx) error{
 	// 1 → 2: binding changes made at the terminal (card enrolment).
 	func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bBindings); return err },
+	// 2 → 3: the signed commands run, so that none runs twice.
+	func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bCommands); return err },
 }
 
 // Options configure Open.
@@ -383,7 +386,7 @@ func (s *Store) init(tx *bolt.Tx) error {
 		if s.opts.DeviceID == "" {
 			return errors.New("store: a new store needs a device ID")
 		}
-		for _, b := range [][]byte{bMeta, bRoster, bCards, bPresence, bEvents, bBindings} {
+		for _, b := range [][]byte{bMeta, bRoster, bCards, bPresence, bEvents, bBindings, bCommands} {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return fmt.Errorf("store: creating bucket %s: %w", b, err)
 			}
@@ -414,7 +417,7 @@ func (s *Store) init(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	for _, b := range [][]byte{bRoster, bCards, bPresence, bEvents, bBindings} {
+	for _, b := range [][]byte{bRoster, bCards, bPresence, bEvents, bBindings, bCommands} {
 		if tx.Bucket(b) == nil {
 			return fmt.Errorf("%w: %s lacks bucket %s", ErrForeign, s.opts.Path, b)
 		}

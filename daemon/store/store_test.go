@@ -388,3 +388,30 @@ func TestMidnightClosesTheDayBefore(t *testing.T) {
 		t.Fatalf("last sequence %d, want 6", o.LastSeq)
 	}
 }
+
+// A signed command's ID is kept, durably, until the command expires: a
+// command published again after the terminal restarted does not run again.
+func TestCommandOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kiumtap.db")
+	s := open(t, path)
+	now := kst("2026-11-23 15:00:00")
+	for i, want := range []bool{true, false} {
+		if first, err := s.CommandOnce("cmd-1", now.Add(5*time.Minute), now); err != nil || first != want {
+			t.Fatalf("round %d: first %v, %v; want %v", i, first, err, want)
+		}
+	}
+	s.Close()
+	s = open(t, path)
+	if first, _ := s.CommandOnce("cmd-1", now.Add(5*time.Minute), now.Add(time.Minute)); first {
+		t.Fatal("after a restart the command ran again")
+	}
+	// Expired IDs are forgotten as new ones come.
+	if first, _ := s.CommandOnce("cmd-2", now.Add(20*time.Minute), now.Add(10*time.Minute)); !first {
+		t.Fatal("a new command refused")
+	}
+	n := 0
+	s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bCommands).Stats().KeyN; return nil })
+	if n != 1 {
+		t.Fatalf("%d command IDs kept, want 1 (cmd-1 expired)", n)
+	}
+}

@@ -118,8 +118,6 @@ type Uplink struct {
 	// base is the wall time at this boot's monotonic zero, learnt from the
 	// portal's acks while the terminal's clock is not set.
 	base time.Time
-	// seenCmds are command IDs run, until they expire.
-	seenCmds map[string]time.Time
 }
 
 // New checks the options.
@@ -162,7 +160,7 @@ func New(o Options) (*Uplink, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	u := &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1), seenCmds: map[string]time.Time{},
+	u := &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1),
 		snd: newSender(o.Store, o.Window, o.Batch, o.ResendAfter), probeAddr: probeAddr(o.Broker)}
 	u.link.Broker = o.Broker
 	return u, nil
@@ -766,16 +764,16 @@ func (s *session) command(ctx context.Context, m message) {
 		}
 		return
 	}
-	u.mu.Lock()
-	for id, exp := range u.seenCmds {
-		if time.Now().After(exp) {
-			delete(u.seenCmds, id)
-		}
+	now := u.o.Clock.Stamp().Time
+	// Kept in the store until the command expires: a delivery again, or a
+	// command published again after this terminal restarted, runs once.
+	first, err := u.o.Store.CommandOnce(c.ID, c.Expires, now)
+	if err != nil {
+		u.log.Error("uplink: recording a command; not run", "id", c.ID, "err", err)
+		s.reply(protocol.Reply{ID: c.ID, Error: "the terminal could not record the command (" + err.Error() + "); send it again"})
+		return
 	}
-	_, seen := u.seenCmds[c.ID]
-	u.seenCmds[c.ID] = c.Expires
-	u.mu.Unlock()
-	if seen {
+	if !first {
 		return // a duplicate delivery, on this connection or an earlier one: answered already
 	}
 	switch c.Name {

@@ -471,6 +471,29 @@ func TestCommands(t *testing.T) {
 	if reply("4") != nil {
 		t.Fatal("a forged command was answered")
 	}
+	// The same signed command published again after the terminal
+	// restarted: not run again. Commands are taken in order, so once a
+	// later one is answered, the repeat would have been.
+	path := tm.st.Path()
+	tm.stop()
+	wait.For(t, 10*time.Second, "offline", func() bool { return p.lastStatus().State == "offline" })
+	tm = newTerminal(t, path, b.URL(), nil)
+	tm.run()
+	wait.For(t, 10*time.Second, "online again", func() bool { return p.lastStatus().State == "online" })
+	p.publish(topics.Cmd(), false, cmd("1", protocol.CmdPing, soon))
+	p.publish(topics.Cmd(), false, cmd("5", protocol.CmdPing, soon))
+	wait.For(t, 10*time.Second, "the reply to the command after the repeat", func() bool { return reply("5") != nil })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, r := range p.replies {
+		if r.ID == "1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("command 1 answered %d times: it ran again after a restart", n)
+	}
 }
 
 func chaos(t testing.TB, target string) *chaosproxy.Proxy {
