@@ -41,7 +41,9 @@ type Options struct {
 	PresenceInterval time.Duration
 	// RemovalMisses is how many presence checks in a row a held card must
 	// miss before it is Removed. Default 2, so one lost answer is not a
-	// removal followed by a phantom second presentation.
+	// removal followed by a phantom second presentation. The first look
+	// after a reset tolerates as many lost answers less one (see "A reset
+	// is no tap" in the package docs).
 	RemovalMisses int
 	// RxGainDB is the receiver gain (RFCfgReg RxGain): 18, 23, 33, 38, 43
 	// or 48 dB. Default 33 dB, the reset value's neighbour that the periph
@@ -154,6 +156,7 @@ type Dev struct {
 	sentSince    bool      // a frame was sent since the last health check
 	scratch      byte      // WaterLevelReg as the health check last wrote it
 	scratchSeen  byte      // and as it last read it
+	fieldUps     uint64    // times reset switched the field on
 }
 
 // The chip's timer runs 0.5 ms (40 kHz, 20 ticks) from the end of each
@@ -166,6 +169,11 @@ const (
 	timerPeriod    = time.Duration((2*timerPrescaler + 1) * (timerReload + 1) * int64(time.Second) / iso14443a.Fc)
 	// slack covers the host's scheduling on top of air time.
 	slack = 20 * time.Millisecond
+	// activation is how long the field stays unmodulated after it comes on
+	// before the first request: a PICC must accept REQA within 5 ms of an
+	// unmodulated field, and ISO/IEC 14443-3 (5.2.1) asks the PCD for
+	// 5.1 ms so as to find every card that does.
+	activation = 5100 * time.Microsecond
 )
 
 // New connects to the chip on port, resets it through rst, checks its
@@ -301,6 +309,12 @@ func (d *Dev) reset() error {
 			return err
 		}
 	}
+	// The cards in the field are powering up. Waiting their activation
+	// time makes the first REQA after a reset one that every card on the
+	// reader answers (in IDLE), which is what tells a card that lay there
+	// through the reset from one that came later (see runner.poll).
+	d.fieldUps++
+	time.Sleep(activation)
 	d.transceiving = false
 	d.irqDirty = true
 	d.busyUntil = time.Time{}

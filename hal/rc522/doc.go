@@ -22,6 +22,36 @@
 // a second presentation. A card that misses Options.RemovalMisses checks in
 // a row is Removed.
 //
+// # A reset is no tap
+//
+// A chip reset switches the RF field off, and every card on the reader
+// comes back in IDLE, answering REQA as if newly placed. The driver keeps a
+// record of each card it has halted and not seen go for certain: the held
+// ones, and the last 64 Removed only because their presence checks went
+// unanswered (answers get lost at the edge of the field, so such a card
+// may still lie on the reader, halted, where REQA cannot see it). When the
+// field comes back every record is woken, and a woken card found by REQA
+// lay on the reader through the reset: it is halted again and nothing is
+// reported, neither a second Presented nor a second Removed.
+//
+// The bound is the reader's first look after the field comes back, not a
+// timer. The reset waits the 5.1 ms activation time of ISO/IEC 14443-3
+// before polling, so every card on the reader can answer; records stay
+// woken until the first poll that ends in silence, whose unanswered REQA is
+// repeated 2·RemovalMisses−1 times in a row so that RemovalMisses−1 lost
+// answers do not end the look early. A woken card that look does not find
+// is not on the reader: a removed one's record is dropped.
+//
+// This cannot swallow a presentation the reader could see. Another card has
+// no record. The same card, taken away and brought back while the field
+// stays on, comes back in IDLE with a record that is not woken, and is
+// Presented at once. It is merged with its earlier presentation only if it
+// was on the reader at the first look after a reset: put back while the chip
+// was wedged, the field was off or the reset waited, when the reader saw
+// nothing and no observation tells it from a card that never left. A held
+// card taken away and brought back in that blind spot has always been
+// merged in the same way.
+//
 // # SPI economy
 //
 // The datasheet (8.1.2.3) lets one SPI transaction write any number of bytes

@@ -15,7 +15,11 @@ type EventKind int
 const (
 	// Presented: a card was placed in the field (once per presentation).
 	Presented EventKind = iota + 1
-	// Removed: a card that was Presented has left the field.
+	// Removed: a card that was Presented has left the field, or missed
+	// Options.RemovalMisses presence checks in a row. One Removed per
+	// Presented: a card Removed on missed checks that a reset finds still
+	// on the reader is not Presented again (see "A reset is no tap" in the
+	// package docs), nor Removed again when it goes.
 	Removed
 )
 
@@ -36,18 +40,61 @@ type Event struct {
 	Time time.Time // from Options.Now, when the driver was sure
 }
 
-// held is a card on the reader: selected, reported, halted.
-type held struct {
-	card   Card
-	misses int
-	// unconfirmed: the field was switched off under it (a reset), so the
-	// card is back in IDLE through no move of its own; finding it again is
-	// not a new presentation.
-	unconfirmed bool
+// halted is a card this reader has selected and sent to HALT and has not
+// seen go for certain: a card held on the reader (Presented, checked), or
+// one Removed because its presence checks went unanswered, which may still
+// lie halted on the reader with its answers lost at the edge of the field
+// (REQA cannot see a halted card; only the checks' WUPA could). No check is
+// spent on a removed card: its record only keeps a reset from turning it
+// into a second presentation.
+//
+// # A reset is no tap
+//
+// A reset switches the field off: every card on the reader loses power and
+// comes back in IDLE, where it answers REQA as if just placed. So when the
+// field comes back every record is woken, and a woken card that a REQA
+// finds lay on the reader through the reset: it is halted again with no
+// event, and stays held or removed as it was (no second Presented, and no
+// second Removed for a card already reported gone).
+//
+// The bound is the reader's first look at the field after it comes back,
+// not a timer: records stay woken until the first poll that ends in
+// silence, and only that long. Dev.reset waits the activation time of
+// ISO/IEC 14443-3 (5.1 ms) before that poll, so every card on the reader
+// can answer it, and while records are woken a REQA that gets no answer is
+// sent again, 2·RemovalMisses−1 times in a row, so that RemovalMisses−1
+// lost answers do not end the look (a card whose ATQA was lost sits in
+// READY, where the next REQA only sends it back to IDLE). The look is one
+// poll, or one more for each new card it reports, as a poll reports one.
+// When it ends in silence, a woken card not found is not on the reader: a
+// held one will miss its checks, a removed one's record is dropped.
+//
+// Why this cannot swallow a tap the reader could see: another card has no
+// record (its UID is confirmed by SAK on every cascade level). The same
+// card taken away comes back in IDLE, and if the field did not come back
+// in between, its record is not woken and the poll that finds it reports
+// it, at once. If the field did come back, the card is merged only if it
+// was on the reader at the first look: put back while the chip was wedged,
+// the field off, or the reset waiting out the activation time, when the
+// reader could see nothing and nothing it can observe tells that card from
+// one that never left. It is the blind spot in which a held card taken
+// away and brought back has always been merged. A card put back after the
+// first look finds its record dropped or no longer woken: reported.
+type halted struct {
+	card    Card
+	removed bool   // Removed was reported; no presence checks
+	misses  int    // presence checks missed in a row (held cards)
+	seq     uint64 // order of its removal, to forget the oldest first
+	woken   bool   // the field came back since it was halted; see above
 }
 
 // maxCardsPerPoll bounds how many cards one poll resolves.
 const maxCardsPerPoll = 8
+
+// maxRemoved bounds the removed cards remembered until the field next comes
+// back; past it the oldest removal is forgotten (should that card lie on
+// the reader at the next reset, it is Presented again).
+const maxRemoved = 64
 
 // stuckLimit and spiErrorLimit are how many failures in a row make the
 // driver reset the chip through RST.
@@ -62,15 +109,18 @@ const (
 // if it does not come back, reset again with a capped backoff for as long
 // as Run runs. Run must not be called twice at once.
 func (d *Dev) Run(ctx context.Context, out chan<- Event) error {
-	r := &runner{d: d, out: out, held: map[string]*held{}}
+	r := &runner{d: d, out: out, cards: map[string]*halted{}, fieldUps: d.fieldUps}
 	return r.run(ctx)
 }
 
 type runner struct {
 	d        *Dev
 	out      chan<- Event
-	held     map[string]*held
-	recent   map[string]bool // cards the last poll halted
+	cards    map[string]*halted // by UID
+	seq      uint64             // order of removals, to forget the oldest
+	fieldUps uint64             // Dev.fieldUps when the records were last woken
+	looking  bool               // records are woken: the first look is not over
+	recent   map[string]bool    // cards the last poll halted
 	stuck    int
 	spiFails int
 	bad      int
@@ -99,7 +149,7 @@ func (r *runner) run(ctx context.Context) error {
 		// New cards first: a child waiting for the beep matters more than
 		// noticing that a card has gone.
 		err := r.poll(ctx, false)
-		if (err == nil || errors.Is(err, ErrNoCard)) && len(r.held) > 0 && !now.Before(nextPresence) {
+		if (err == nil || errors.Is(err, ErrNoCard)) && r.holding() && !now.Before(nextPresence) {
 			nextPresence = now.Add(d.opts.PresenceInterval)
 			err = r.checkPresence(ctx)
 			if err == nil {
@@ -167,29 +217,108 @@ func (r *runner) recover(ctx context.Context, why error) error {
 			return err
 		}
 	}
-	// The reset switched the field off: held cards are in IDLE now.
-	for _, h := range r.held {
-		h.unconfirmed = true
-	}
+	// The reset switched the field off and on: the records are woken
+	// before the next exchange with a card (fieldCameBack).
 	return nil
 }
 
-// poll looks for cards in IDLE: new ones, or held ones that lost power.
-// It reports at most one new card, and leaves the next to the next poll:
-// nothing more goes on the air while the tap is being recorded. With
+// holding reports whether a card is held, so presence checks are due.
+func (r *runner) holding() bool {
+	for _, h := range r.cards {
+		if !h.removed {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldCameBack marks every record woken if the field was switched off and
+// on since the records were last looked at: every card it covered lost
+// power, and any still on the reader is now in IDLE.
+func (r *runner) fieldCameBack() {
+	if r.fieldUps == r.d.fieldUps {
+		return
+	}
+	r.fieldUps = r.d.fieldUps
+	for _, h := range r.cards {
+		h.woken = true
+		r.looking = true
+	}
+}
+
+// sawNone is told that a poll's REQA, asked as often as the first look
+// asks it, got no answer: the first look is over, and a woken card it did
+// not find is not on the reader (in IDLE it would have answered). A held
+// one is left to its presence checks; a removed one's record is dropped,
+// so that its next presentation is reported.
+func (r *runner) sawNone() {
+	if !r.looking {
+		return
+	}
+	r.looking = false
+	for key, h := range r.cards {
+		if h.woken && h.removed {
+			delete(r.cards, key)
+		}
+		h.woken = false
+	}
+}
+
+// remove reports a held card Removed and keeps its record, as it may still
+// lie halted on the reader.
+func (r *runner) remove(ctx context.Context, h *halted) error {
+	r.seq++
+	h.removed, h.misses, h.seq = true, 0, r.seq
+	var oldest string
+	n := 0
+	for key, o := range r.cards {
+		if o.removed {
+			n++
+			if oldest == "" || o.seq < r.cards[oldest].seq {
+				oldest = key
+			}
+		}
+	}
+	if n > maxRemoved {
+		delete(r.cards, oldest)
+	}
+	return r.emit(ctx, Removed, h.card)
+}
+
+// poll looks for cards in IDLE: new ones, or recorded ones that lost
+// power. It reports at most one new card, and leaves the next to the next
+// poll: nothing more goes on the air while the tap is being recorded. With
 // askTwice, a first REQA without an answer is repeated.
+//
+// A recorded card found here is one of three things. Woken (the field came
+// back since it was halted, and this is the first look after): it lay on
+// the reader through the reset, held or removed, and is halted again with
+// no event (see halted). Held and not woken: it left the field and came
+// back between two checks, so it is Removed and Presented again. Removed
+// and not woken: taken away and brought back, a new presentation.
 func (r *runner) poll(ctx context.Context, askTwice bool) error {
 	d := r.d
+	r.fieldCameBack()
 	recent := r.recent
 	r.recent = nil
 	// A card halted by the last poll that missed its HLTA stayed ACTIVE:
 	// the first REQA sends it to IDLE, the second finds it.
 	askTwice = askTwice || len(recent) > 0
 	for i := range maxCardsPerPoll {
-		atqa, err := d.request(ctx, false, i == 0 && !askTwice)
-		if errors.Is(err, ErrNoCard) && askTwice {
+		asks := 1
+		if askTwice {
+			asks = 2
+		}
+		if r.looking {
+			asks = max(asks, 2*d.opts.RemovalMisses-1)
+		}
+		atqa, err := d.request(ctx, false, i == 0 && asks == 1)
+		for n := 1; errors.Is(err, ErrNoCard) && n < asks; n++ {
 			askTwice = false
 			atqa, err = d.request(ctx, false, false)
+		}
+		if errors.Is(err, ErrNoCard) {
+			r.sawNone()
 		}
 		if err != nil {
 			return err
@@ -203,23 +332,30 @@ func (r *runner) poll(ctx context.Context, askTwice bool) error {
 			return err
 		}
 		key := string(c.UID)
-		if recent[key] {
-			// It missed its HLTA; halted now. Check again next time.
-			r.recent = map[string]bool{key: true}
+		h, ok := r.cards[key]
+		if woken := ok && h.woken; woken || recent[key] || r.recent[key] {
+			if woken {
+				// It lay on the reader when the field came back.
+				h.woken, h.misses = false, 0
+			}
+			// Halted again, or halted now after missing the HLTA of the
+			// last poll or of this one (the first look asks again, and its
+			// next REQA sends a card left ACTIVE back to IDLE). A lost HLTA
+			// leaves it ACTIVE, so the next poll looks twice.
+			if r.recent == nil {
+				r.recent = map[string]bool{}
+			}
+			r.recent[key] = true
 			continue
 		}
-		if h, ok := r.held[key]; ok && h.unconfirmed {
-			h.unconfirmed, h.misses = false, 0
-			continue
-		} else if ok {
+		if ok && !h.removed {
 			// Held and halted, yet it answered REQA: it lost power, so it
 			// left the field and came back.
-			delete(r.held, key)
 			if err := r.emit(ctx, Removed, h.card); err != nil {
 				return err
 			}
 		}
-		r.held[key] = &held{card: c}
+		r.cards[key] = &halted{card: c}
 		r.recent = map[string]bool{key: true}
 		return r.emit(ctx, Presented, c)
 	}
@@ -227,14 +363,21 @@ func (r *runner) poll(ctx context.Context, askTwice bool) error {
 }
 
 // checkPresence wakes each held card and counts the ones that do not come.
+// A woken card that answers stays woken: the check selected it from IDLE
+// and its closing REQA sent it back there, so the poll that follows is what
+// halts it again, without an event.
 func (r *runner) checkPresence(ctx context.Context) error {
-	for key, h := range r.held {
+	r.fieldCameBack()
+	for _, h := range r.cards {
+		if h.removed {
+			continue
+		}
 		ok, err := r.d.present(ctx, h.card.UID)
 		if err != nil && !errors.Is(err, ErrBadFrame) {
 			return err
 		}
 		if ok {
-			h.misses, h.unconfirmed = 0, false
+			h.misses = 0
 			continue
 		}
 		h.misses++
@@ -244,8 +387,7 @@ func (r *runner) checkPresence(ctx context.Context) error {
 			if err := r.d.health(); err != nil {
 				return r.recover(ctx, err)
 			}
-			delete(r.held, key)
-			if err := r.emit(ctx, Removed, h.card); err != nil {
+			if err := r.remove(ctx, h); err != nil {
 				return err
 			}
 		}

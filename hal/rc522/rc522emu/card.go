@@ -41,9 +41,11 @@ type Card struct {
 	state piccState
 	level int // cascade level being resolved, 0-based
 	// powered is when the card last came into a powered field: a frame
-	// that started before it cannot be decoded (the card was not yet
-	// powered when its first bits went by).
+	// that started before it, or before startUp had passed since, cannot
+	// be decoded (the card was not yet powered, or not yet running, when
+	// its first bits went by).
 	powered time.Time
+	startUp time.Duration
 }
 
 // CardOptions sets a card's answers; zero values take the usual ones.
@@ -55,6 +57,11 @@ type CardOptions struct {
 	SAK *byte
 	// Key is the sector key MFAuthent must present; default FF FF FF FF FF FF.
 	Key *[6]byte
+	// StartUp is how long the card takes, once the field powers it, before
+	// it can take a request: ISO/IEC 14443-3 (5.2.1) allows up to 5 ms of
+	// unmodulated field. Frames that begin sooner go unheard. It counts in
+	// real time, in instant mode too, as a driver's waits do. Default 0.
+	StartUp time.Duration
 }
 
 // NewCard returns a card with a 4, 7 or 10 byte UID. It panics on any other
@@ -82,6 +89,10 @@ func NewCard(uid []byte, opts CardOptions) *Card {
 	if opts.Key != nil {
 		c.key = *opts.Key
 	}
+	if opts.StartUp < 0 || opts.StartUp > 5*time.Millisecond {
+		panic(fmt.Sprintf("rc522emu.NewCard: start-up %v is outside the 0 to 5 ms of ISO/IEC 14443-3", opts.StartUp))
+	}
+	c.startUp = opts.StartUp
 	return c
 }
 

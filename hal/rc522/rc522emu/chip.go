@@ -823,8 +823,10 @@ func (c *Chip) deliver(ex *exchange) {
 	var answers []frame
 	var from []*Card
 	for _, card := range slices.Clone(c.cards) {
-		if card.powered.After(ex.txStart) {
-			continue // placed while the frame was on air: it missed its start
+		if card.powered.Add(card.startUp).After(ex.txStart) {
+			// Placed (or the field came back) while the frame was on air,
+			// or still starting up when it began: it missed its start.
+			continue
 		}
 		if f, ok := card.receive(ex.tx, ex.txBits); ok {
 			answers = append(answers, f)
