@@ -53,6 +53,9 @@ func (d Date) AddDays(n int) Date { return DateOf(d.At(0).AddDate(0, 0, n)) }
 // MarshalText implements encoding.TextMarshaler.
 func (d Date) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// JSONWords says what a Date takes, for error messages.
+func (Date) JSONWords() string { return `a date such as "2026-11-23"` }
+
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Date) UnmarshalText(b []byte) error {
 	v, err := ParseDate(string(b))
@@ -85,6 +88,9 @@ func (c Clock) String() string { return fmt.Sprintf("%02d:%02d", int(c)/60, int(
 
 // MarshalText implements encoding.TextMarshaler.
 func (c Clock) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// JSONWords says what a Clock takes, for error messages.
+func (Clock) JSONWords() string { return `a time of day such as "13:00"` }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (c *Clock) UnmarshalText(b []byte) error {

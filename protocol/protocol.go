@@ -18,12 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/strictjson"
 )
 
 // Version is the protocol version: in every topic and every payload.
@@ -95,21 +95,11 @@ func ValidID(s string) bool {
 	return true
 }
 
-// decode decodes one JSON value strictly: unknown fields and trailing data
-// are errors.
+// decode decodes one JSON value strictly (strictjson: a size limit,
+// unknown fields and trailing data refused, errors naming the key's path
+// and line).
 func decode(raw []byte, limit int, what string, v any) error {
-	if len(raw) > limit {
-		return fmt.Errorf("%s: %d bytes, more than the %d allowed", what, len(raw), limit)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%s: data after the JSON value", what)
-	}
-	return nil
+	return strictjson.Decode(raw, limit, what, v)
 }
 
 func checkVersion(what string, v int) error {
@@ -646,4 +636,19 @@ type Reply struct {
 	OK     bool            `json:"ok"`
 	Error  string          `json:"error,omitempty"`
 	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// DecodeReply decodes and checks a terminal's reply to a command.
+func DecodeReply(raw []byte) (*Reply, error) {
+	var r Reply
+	if err := decode(raw, MaxMessage, "reply", &r); err != nil {
+		return nil, err
+	}
+	if err := checkVersion("reply", r.V); err != nil {
+		return nil, err
+	}
+	if r.ID == "" || len(r.ID) > 128 {
+		return nil, errors.New("reply: bad command ID")
+	}
+	return &r, nil
 }

@@ -1,22 +1,33 @@
 // Command kiumbridge is the portal's peer of the terminals:
 //
 //	kiumbridge run -config FILE              ingest events, text parents, publish rosters
-//	kiumbridge keygen -out FILE              make the roster-signing key; prints the public key for terminals
-//	kiumbridge roster push -config FILE [-centre C] SOURCE.json|STAFF.csv
+//	kiumbridge keygen -out FILE              make the roster-signing key; prints the public key for the terminals
+//	kiumbridge roster push -config FILE [-centre C -centre-key HEX] SOURCE.json|CHILDREN.csv
 //	                                         check a roster source and hand it to the running bridge
-//	kiumbridge status -config FILE [-json]    a running bridge's status: connection, counts, texts refused and why
+//	kiumbridge status -config FILE [-json]   the running bridge: connection, counts, texts refused and why;
+//	                                         exit status 1 when no bridge runs
 //	kiumbridge texts -config FILE [-state failed] [-json]
 //	                                         the text queue: what was sent, what failed and why
 //	kiumbridge export -config FILE -centre C -month 2026-11 [-xlsx FILE]
-//	                                         sessions and hourly occupancy, CSV on stdout or Excel
+//	                                         sessions and hourly occupancy, CSV (with a UTF-8 BOM, for Excel) on stdout, or Excel
+//	kiumbridge help [COMMAND]                the commands, or a command's flags
+//	kiumbridge -version
 //
-// texts and export read the store, which a running bridge holds: run them
-// with the bridge stopped, or against a copy of the store.
+// status, texts and export ask the running bridge on its control socket
+// (the config's "control"; default kiumbridge.sock beside the store, mode
+// 0600), which holds the store: the bridge keeps texting parents. With
+// no bridge answering there, texts and export read the store themselves,
+// and say so on stderr; status says the bridge is not running and exits
+// 1.
 //
 // run also takes card bindings made at terminals into the roster sources
-// and answers kiumctl's cards, enrol and revoke on its control socket
-// (the config's "control"; default kiumbridge.sock beside the store, mode
-// 0600).
+// and answers kiumctl's cards, enrol and revoke on its control socket. It
+// waits for a broker it cannot reach (500 ms doubling to 30 s, each
+// attempt logged) and stops at once, with the broker's answer, on one that
+// refuses it (a wrong password or certificate).
+//
+// Flags may come before or after the arguments; -h on any command shows
+// its flags.
 package main
 
 import (
@@ -26,62 +37,108 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
+	"kiumtap/internal/strictjson"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
-	"kiumtap/protocol"
 )
-
-var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, context.Canceled) {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, context.Canceled) {
+		err = nil // a signal: run stopped gracefully
+	}
+	if code := cli.ExitCode(err); code != 0 {
 		fmt.Fprintln(os.Stderr, "kiumbridge:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
 
+const usage = `usage: kiumbridge COMMAND [flags] [arguments]
+
+The portal's peer of the terminals: it stores their events, texts parents,
+publishes rosters and answers kiumctl.
+
+Commands:
+  run            ingest events, text parents, publish rosters, answer kiumctl
+  keygen         make the roster-signing key; print the public key for the terminals
+  roster push    check a roster source (or a centre's list of children, CSV) and
+                 hand it to the bridge, which publishes the next revision
+  status         the running bridge: broker connection, counts, texts refused and
+                 why, terminals stalled; exit status 1 when no bridge runs
+  texts          the text queue: what was sent, what failed and why
+  export         a centre's month: each child's sessions and the hourly occupancy,
+                 as CSV or Excel
+  help COMMAND   a command's flags (as kiumbridge COMMAND -h)
+
+Every command but keygen takes -config FILE, kiumbridge's configuration.
+kiumbridge -version prints the version.
+`
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: kiumbridge run|keygen|roster push|texts|export (see -h of each)", errUsage)
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: name a command (kiumbridge help lists them)", cli.ErrUsage)
 	}
-	switch args[0] {
+	cmd, rest := args[0], args[1:]
+	switch {
+	case cli.IsVersion(cmd):
+		cli.PrintVersion(stdout, "kiumbridge")
+		return nil
+	case cmd == "help" && len(rest) > 0:
+		return run(ctx, append(slices.Clone(rest), "-h"), stdout, stderr)
+	case cli.IsHelp(cmd):
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	switch cmd {
 	case "run":
-		return cmdRun(ctx, args[1:], stderr)
+		return cmdRun(ctx, rest, stdout, stderr)
 	case "keygen":
-		return cmdKeygen(args[1:], stdout)
+		return cmdKeygen(rest, stdout, stderr)
 	case "roster":
-		if len(args) < 2 || args[1] != "push" {
-			return fmt.Errorf("%w: kiumbridge roster push -config FILE SOURCE", errUsage)
+		switch {
+		case len(rest) > 0 && rest[0] == "push":
+			return cmdPush(rest[1:], stdout, stderr)
+		case len(rest) > 0 && cli.IsHelp(rest[0]):
+			return cmdPush([]string{"-h"}, stdout, stderr)
 		}
-		return cmdPush(args[2:], stdout)
+		return fmt.Errorf("%w: kiumbridge roster push -config FILE SOURCE (roster has no other command)", cli.ErrUsage)
 	case "texts":
-		return cmdTexts(args[1:], stdout)
+		return cmdTexts(ctx, rest, stdout, stderr)
 	case "status":
-		return cmdStatus(args[1:], stdout)
+		return cmdStatus(ctx, rest, stdout, stderr)
 	case "export":
-		return cmdExport(args[1:], stdout)
+		return cmdExport(ctx, rest, stdout, stderr)
 	}
-	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, cmd)
+}
+
+// noArgs refuses positional arguments to a command that takes none.
+func noArgs(fs interface{ Args() []string }, synopsis string) error {
+	if a := fs.Args(); len(a) > 0 {
+		return fmt.Errorf("%w: unexpected %q: %s", cli.ErrUsage, a, synopsis)
+	}
+	return nil
 }
 
 // Config is kiumbridge's configuration file (JSON; unknown keys are errors).
@@ -99,8 +156,9 @@ type Config struct {
 	Group        string `json:"group"`
 	Instances    int    `json:"instances"`
 	AutoCheckOut string `json:"auto_check_out"` // text or hold
-	// Control is the unix socket kiumctl's cards, enrol and revoke ask;
-	// default kiumbridge.sock beside the store.
+	// Control is the unix socket where the running bridge answers
+	// kiumctl (cards, enrol, revoke, terminals, gaps) and kiumbridge
+	// status, texts and export; default kiumbridge.sock beside the store.
 	Control string `json:"control"`
 	// StopTimeout bounds a graceful stop on SIGTERM, e.g. "10s" (default).
 	StopTimeout string `json:"stop_timeout"`
@@ -119,21 +177,23 @@ type Config struct {
 
 func loadConfig(path string) (*Config, error) {
 	if path == "" {
-		return nil, fmt.Errorf("%w: -config FILE is required", errUsage)
+		return nil, fmt.Errorf("%w: -config FILE is required", cli.ErrUsage)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return parseConfig(raw)
+	c, err := parseConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
 }
 
 func parseConfig(raw []byte) (*Config, error) {
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
 	var c Config
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	if err := strictjson.Decode(raw, 1<<20, "config", &c); err != nil {
+		return nil, err
 	}
 	var errs []error
 	bad := func(k, f string, a ...any) {
@@ -211,11 +271,15 @@ func ReadKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const synopsis = "kiumbridge run -config FILE"
+	fs := cli.NewFlagSet("run", synopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs, synopsis); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -238,7 +302,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	b, err := bridge.New(bridge.Options{
 		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
-		Provider: cfg.provider(os.Stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
+		Provider: cfg.provider(stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
 		StatusFile: statusFile(cfg), Control: cfg.Control, StopTimeout: cfg.stopTimeout,
 	})
 	if err != nil {
@@ -247,11 +311,18 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return b.Run(ctx)
 }
 
-func cmdKeygen(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	out := fs.String("out", "", "file for the private key (created, mode 0600)")
-	if err := fs.Parse(args); err != nil || *out == "" {
-		return fmt.Errorf("%w: kiumbridge keygen -out FILE", errUsage)
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "kiumbridge keygen -out FILE"
+	fs := cli.NewFlagSet("keygen", synopsis, stderr)
+	out := fs.String("out", "", "file for the private key (created, mode 0600; an existing file is never overwritten)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs, synopsis); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: -out is required: %s", cli.ErrUsage, synopsis)
 	}
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -269,13 +340,17 @@ func cmdKeygen(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdPush(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("roster push", flag.ContinueOnError)
+func cmdPush(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "kiumbridge roster push -config FILE [-centre C -centre-key HEX] SOURCE.json|CHILDREN.csv"
+	fs := cli.NewFlagSet("roster push", synopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file")
-	centre := fs.String("centre", "", "centre ID (for a CSV staff list: the source it updates)")
-	keyHex := fs.String("centre-key", "", "the centre's card key in hex (for a CSV with card UIDs)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		return fmt.Errorf("%w: kiumbridge roster push -config FILE [-centre C -centre-key HEX] SOURCE.json|STAFF.csv", errUsage)
+	centre := fs.String("centre", "", "centre ID (for a CSV list of children: the source it updates)")
+	keyHex := fs.String("centre-key", "", "the centre's card key in hex, its terminals' centre_key (for a CSV with card UIDs)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: name one file: %s", cli.ErrUsage, synopsis)
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -289,44 +364,44 @@ func cmdPush(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// readStore loads the config and opens its store for reading.
-func readStore(cfgPath string) (*Config, *bridge.Store, error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := bridge.OpenStoreReadOnly(cfg.Store)
-	return cfg, st, err
-}
-
 func statusFile(cfg *Config) string { return cfg.Store + ".status.json" }
 
-func cmdStatus(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+// errNotRunning: no bridge answers on the config's control socket.
+var errNotRunning = errors.New("the bridge is not running")
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const synopsis = "kiumbridge status -config FILE [-json]"
+	fs := cli.NewFlagSet("status", synopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file")
-	asJSON := fs.Bool("json", false, "JSON")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs, synopsis); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(statusFile(cfg))
-	if err != nil {
-		return fmt.Errorf("no status from a bridge (%w): is kiumbridge run going with this config?", err)
+	var st bridge.Status
+	if err := bridge.Ask(ctx, cfg.Control, http.MethodGet, "/status", nil, &st); err != nil {
+		if errors.Is(err, bridge.ErrNoBridge) {
+			return fmt.Errorf("%w: %w%s; start it: kiumbridge run -config %s", errNotRunning, err, lastStatus(cfg), *cfgPath)
+		}
+		return fmt.Errorf("the bridge's status: %w", err)
 	}
 	if *asJSON {
-		_, err := stdout.Write(raw)
-		return err
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
 	}
-	var st bridge.Status
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return fmt.Errorf("status file %s: %w", statusFile(cfg), err)
+	fmt.Fprintf(stdout, "kiumbridge is running (it answered on %s)\n", cfg.Control)
+	conn := "connected: true"
+	if !st.Connected {
+		conn = "connected: false (it is trying to reach the broker: its log says why)"
 	}
-	age := time.Since(st.Time).Round(time.Second)
-	fmt.Fprintf(stdout, "bridge status of %s ago (written every 5 s; older means the bridge is not running)\n", age)
-	fmt.Fprintf(stdout, "connected: %v; centres: %s\n", st.Connected, strings.Join(st.Centres, ", "))
+	fmt.Fprintf(stdout, "%s; centres: %s\n", conn, strings.Join(st.Centres, ", "))
 	in := st.Stats.Ingest
 	fmt.Fprintf(stdout, "events: %d stored, %d duplicates, %d beyond a gap, %d malformed, %d of unknown centres\n", in.Stored, in.Duplicates, in.OutOfOrder, in.Malformed, in.UnknownCentre)
 	fmt.Fprintf(stdout, "texts: %d sent, %d refused, %d retries; rosters published: %d\n", st.Stats.TextsSent, st.Stats.TextsFailed, st.Stats.TextRetries, st.Stats.Published)
@@ -344,87 +419,131 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdTexts(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("texts", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration file")
-	state := fs.String("state", "", "only texts in this state: pending, sending, sent, failed, held")
-	asJSON := fs.Bool("json", false, "JSON lines")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	_, st, err := readStore(*cfgPath)
+// lastStatus says when a bridge last wrote its status file, if one did.
+func lastStatus(cfg *Config) string {
+	raw, err := os.ReadFile(statusFile(cfg))
 	if err != nil {
-		return err
+		return ""
 	}
-	defer st.Close()
-	counts := map[string]int{}
-	err = st.Jobs(func(j bridge.Job) bool {
-		counts[j.State]++
-		if *state != "" && j.State != *state {
-			return true
-		}
-		if *asJSON {
-			raw, _ := json.Marshal(j)
-			fmt.Fprintln(stdout, string(raw))
-			return true
-		}
-		fmt.Fprintf(stdout, "%-28s %-8s %-15s %-9s %s\n", j.ID, j.State, j.Kind, j.Child, j.Reason)
-		return true
-	})
-	if !*asJSON {
-		fmt.Fprintf(stdout, "sent %d, failed %d, pending %d, in doubt %d, held %d\n", counts[bridge.JobSent], counts[bridge.JobFailed], counts[bridge.JobPending], counts[bridge.JobSending], counts[bridge.JobHeld])
+	var st bridge.Status
+	if json.Unmarshal(raw, &st) != nil || st.Time.IsZero() {
+		return ""
 	}
-	return err
+	return fmt.Sprintf("; a bridge last wrote its status at %s (%s ago)", st.Time.In(firmware.KST).Format("2006-01-02 15:04:05 KST"), time.Since(st.Time).Round(time.Second))
 }
 
-func cmdExport(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration file")
-	centre := fs.String("centre", "", "centre ID")
-	month := fs.String("month", "", "month, e.g. 2026-11")
-	xlsx := fs.String("xlsx", "", "write an Excel file here instead of CSV on stdout")
-	if err := fs.Parse(args); err != nil || *centre == "" || *month == "" {
-		return fmt.Errorf("%w: kiumbridge export -config FILE -centre C -month YYYY-MM [-xlsx FILE]", errUsage)
+// ask asks the running bridge on the config's control socket. When no
+// bridge answers there, it says so on stderr and reads the store with
+// fallback instead; it also says when the bridge answered.
+func ask(ctx context.Context, cfg *Config, stderr io.Writer, path string, into any, fallback func(*bridge.Store) error) error {
+	err := bridge.Ask(ctx, cfg.Control, http.MethodGet, path, nil, into)
+	if err == nil {
+		fmt.Fprintf(stderr, "kiumbridge: asked the running bridge (control socket %s)\n", cfg.Control)
+		return nil
 	}
-	if _, err := time.Parse("2006-01", *month); err != nil {
-		return fmt.Errorf("-month %q: want YYYY-MM", *month)
+	if !errors.Is(err, bridge.ErrNoBridge) {
+		return err
 	}
-	cfg, st, err := readStore(*cfgPath)
+	fmt.Fprintf(stderr, "kiumbridge: no bridge answers on %s: reading the store %s directly\n", cfg.Control, cfg.Store)
+	st, err := bridge.OpenStoreReadOnly(cfg.Store)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	var evs []protocol.Event
-	if err := st.Events(*centre, func(e protocol.Event) bool {
-		if firmware.DateOf(e.Time).String()[:7] == *month {
-			evs = append(evs, e)
-		}
-		return true
-	}); err != nil {
+	return fallback(st)
+}
+
+func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const synopsis = "kiumbridge texts -config FILE [-state STATE] [-json]"
+	fs := cli.NewFlagSet("texts", synopsis, stderr)
+	cfgPath := fs.String("config", "", "configuration file")
+	state := fs.String("state", "", "only texts in this state: "+strings.Join(bridge.JobStates, ", "))
+	asJSON := fs.Bool("json", false, "JSON lines, one text a line")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	names := map[string]string{}
-	if src, err := source.Load(filepath.Join(cfg.Sources, *centre+".json")); err == nil {
-		for _, c := range src.Roster.Children {
-			names[c.ID] = c.Name
-		}
-	}
-	sessions := attendance.Sessions(evs)
-	occ := attendance.Occupancies(sessions)
-	if *xlsx != "" {
-		f, err := os.Create(*xlsx)
-		if err != nil {
-			return err
-		}
-		if err := attendance.WriteXLSX(f, *month, sessions, occ, names); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
-	}
-	if err := attendance.WriteCSV(stdout, sessions, names); err != nil {
+	if err := noArgs(fs, synopsis); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout)
-	return attendance.WriteOccupancyCSV(stdout, occ)
+	if *state != "" && !slices.Contains(bridge.JobStates, *state) {
+		return fmt.Errorf("%w: -state %q: want one of %s", cli.ErrUsage, *state, strings.Join(bridge.JobStates, ", "))
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var v *bridge.TextsView
+	err = ask(ctx, cfg, stderr, "/texts?"+url.Values{"state": {*state}}.Encode(), &v, func(st *bridge.Store) (err error) {
+		v, err = bridge.Texts(st, *state)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range v.Texts {
+		if *asJSON {
+			raw, err := json.Marshal(j)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, string(raw))
+			continue
+		}
+		fmt.Fprintf(stdout, "%-28s %-8s %-15s %-9s %s\n", j.ID, j.State, j.Kind, j.Child, j.Reason)
+	}
+	if !*asJSON {
+		c := v.Counts
+		fmt.Fprintf(stdout, "sent %d, failed %d, pending %d, sending %d, held %d\n", c[bridge.JobSent], c[bridge.JobFailed], c[bridge.JobPending], c[bridge.JobSending], c[bridge.JobHeld])
+	}
+	return nil
+}
+
+func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const synopsis = "kiumbridge export -config FILE -centre C -month YYYY-MM [-xlsx FILE]"
+	fs := cli.NewFlagSet("export", synopsis, stderr)
+	cfgPath := fs.String("config", "", "configuration file")
+	centre := fs.String("centre", "", "centre ID (required)")
+	month := fs.String("month", "", "month, e.g. 2026-11 (required)")
+	xlsx := fs.String("xlsx", "", "write an Excel file here instead of CSV on stdout")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs, synopsis); err != nil {
+		return err
+	}
+	if *centre == "" || *month == "" {
+		return fmt.Errorf("%w: -centre and -month are required: %s", cli.ErrUsage, synopsis)
+	}
+	if _, err := time.Parse("2006-01", *month); err != nil {
+		return fmt.Errorf("%w: -month %q: want YYYY-MM, e.g. 2026-11", cli.ErrUsage, *month)
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var v *bridge.ExportView
+	err = ask(ctx, cfg, stderr, "/export?"+url.Values{"centre": {*centre}, "month": {*month}}.Encode(), &v, func(st *bridge.Store) (err error) {
+		v, err = bridge.ExportStore(st, cfg.Sources, *centre, *month)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if *xlsx == "" {
+		return attendance.WriteReport(stdout, v.Sessions, v.Occupancy, v.Names)
+	}
+	f, err := os.Create(*xlsx)
+	if err != nil {
+		return err
+	}
+	if err := attendance.WriteXLSX(f, *month, v.Sessions, v.Occupancy, v.Names); err != nil {
+		f.Close()
+		os.Remove(*xlsx)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(*xlsx)
+		return fmt.Errorf("writing %s: %w", *xlsx, err)
+	}
+	return nil
 }

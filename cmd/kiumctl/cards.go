@@ -42,8 +42,8 @@ func cardsCmd(ctx context.Context, what string, args []string, stdout, stderr io
 			device = fs.String("device", "", "the terminal (default: the centre's only one)")
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	if err := cli.Parse(fs, args); err != nil { // flags after the arguments too; -h is flag.ErrHelp
+		return err
 	}
 	switch {
 	case *centre == "":

@@ -31,8 +31,8 @@ func gapsCmd(ctx context.Context, accept bool, args []string, stdout, stderr io.
 	device := fs.String("device", "", "the stalled terminal (gap accept; required)")
 	through := fs.Uint64("through", 0, "the last missing sequence, as kiumctl gaps reports it (gap accept; required)")
 	by := fs.String("by", defaultUser(), "who accepts the loss, for the record (default: your user name)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	if err := cli.Parse(fs, args); err != nil { // flags after the arguments too; -h is flag.ErrHelp
+		return err
 	}
 	switch {
 	case *centre == "" || fs.NArg() != 0:

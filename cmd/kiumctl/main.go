@@ -3,7 +3,7 @@
 //	kiumctl status [-json]                      roster, who is inside, outbox
 //	kiumctl events [-day D] [-outcome O] [-child C] [-json]
 //	kiumctl roster show [-json]
-//	kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|STAFF.csv
+//	kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|CHILDREN.csv
 //	                                            (portal side) hand a roster source to kiumbridge
 //	kiumctl reader probe [-reader pi|emu] [-wait 10s] [-record FILE|-]
 //	kiumctl cards list -centre C [-json]        (portal side) the children, their cards and states
@@ -17,6 +17,12 @@
 //	kiumctl gaps -centre C [-json]              (portal side) terminals stalled behind a gap
 //	kiumctl gap accept -centre C -device D -through N [-by NAME]
 //	                                            (portal side) record a stalled terminal's missing events as lost
+//	kiumctl key new                             make a centre key: its terminals' centre_key (hex)
+//	kiumctl card key -centre-key HEX UID        a card's key in the centre's roster: staff[].key, cards[].key
+//	kiumctl -version
+//
+// Flags may come before or after the arguments; -h on any command shows
+// its flags (exit status 0).
 //
 // status, events and roster ask a running kiumtapd on its socket (-socket),
 // or read a store file directly when kiumtapd is stopped (-store).
@@ -48,6 +54,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"time"
 
 	"periph.io/x/conn/v3/spi/spitest"
@@ -60,13 +67,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if code := cli.ExitCode(err); code != 0 { // -h is no failure
 		fmt.Fprintln(os.Stderr, "kiumctl:", err)
-		if errors.Is(err, cli.ErrUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
 
@@ -84,16 +89,33 @@ Commands:
   revoke         (portal side) revoke a child's active card
   terminals      (portal side) each terminal of a centre: online, outbox, roster, reader, clock
   gaps           (portal side) terminals stalled behind events the portal lost
-  gap accept     (portal side) record those events as lost, so the later ones flow`
+  gap accept     (portal side) record those events as lost, so the later ones flow
+  key new        make a centre key: the centre_key of its terminals
+  card key       the key a card UID has in a centre's roster (staff[].key, cards[].key)
+
+kiumctl COMMAND -h (or kiumctl help COMMAND) shows a command's flags;
+kiumctl -version prints the version.`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
+	case len(args) >= 1 && cli.IsVersion(args[0]):
+		cli.PrintVersion(stdout, "kiumctl")
+		return nil
+	case len(args) >= 2 && args[0] == "help":
+		return run(ctx, append(slices.Clone(args[1:]), "-h"), stdout, stderr)
+	case len(args) >= 1 && cli.IsHelp(args[0]):
+		fmt.Fprintln(stdout, usage)
+		return nil
+	case len(args) >= 2 && args[0] == "key" && args[1] == "new":
+		return keyNew(args[2:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "card" && args[1] == "key":
+		return cardKey(args[2:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "status":
 		return query(ctx, "status", args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "events":
 		return query(ctx, "events", args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "roster" && args[1] == "push":
-		return rosterPush(args[2:], stdout)
+		return rosterPush(args[2:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "roster" && args[1] == "show":
 		return query(ctx, "roster", args[2:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "reader" && args[1] == "probe":
@@ -109,6 +131,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case len(args) >= 2 && args[0] == "gap" && args[1] == "accept":
 		return gapsCmd(ctx, true, args[2:], stdout, stderr)
 	}
+	if len(args) == 2 && cli.IsHelp(args[1]) { // kiumctl roster -h: the usage lists a group's commands
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, args)
 }
@@ -121,8 +147,8 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for a card")
 	record := fs.String("record", "", `write the SPI transactions to this file ("-": standard output)`)
 	uid := fs.String("uid", "04A1B2C3D4E5F6", "emulated reader: the UID of the card placed on it (hex, 4, 7 or 10 bytes)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
 	}
 	r, err := rf.Open()
 	if err != nil {
@@ -189,13 +215,17 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // rosterPush checks a roster source (or a staff list) and writes it where
 // kiumbridge watches; the bridge publishes the next revision.
-func rosterPush(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("roster push", flag.ContinueOnError)
+func rosterPush(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kiumctl roster push", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	dir := fs.String("sources", "/etc/kiumbridge/sources", "kiumbridge's roster source directory")
-	centre := fs.String("centre", "", "centre ID (required for a CSV staff list)")
-	key := fs.String("centre-key", "", "the centre's card key in hex (for a CSV with card UIDs)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		return fmt.Errorf("%w: kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|STAFF.csv", cli.ErrUsage)
+	centre := fs.String("centre", "", "centre ID (required for a CSV list of children)")
+	key := fs.String("centre-key", "", "the centre's card key in hex, its terminals' centre_key (for a CSV with card UIDs)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|CHILDREN.csv", cli.ErrUsage)
 	}
 	src, err := source.Push(*dir, *centre, *key, fs.Arg(0), time.Now())
 	if err != nil {

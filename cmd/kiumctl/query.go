@@ -35,8 +35,8 @@ func query(ctx context.Context, what string, args []string, stdout, stderr io.Wr
 		fs.StringVar(&child, "child", "", "only this child ID")
 		fs.StringVar(&limit, "limit", "", "at most this many, the newest (default 1000)")
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	if err := cli.Parse(fs, args); err != nil { // flags after the arguments too; -h is flag.ErrHelp
+		return err
 	}
 	if day == "today" {
 		day = firmware.DateOf(time.Now()).String()

@@ -23,8 +23,8 @@ func terminalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	socket := fs.String("bridge", DefaultBridgeSocket, "kiumbridge's control socket")
 	centre := fs.String("centre", "", "centre ID (required)")
 	asJSON := fs.Bool("json", false, "print JSON, for scripts")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	if err := cli.Parse(fs, args); err != nil { // flags after the arguments too; -h is flag.ErrHelp
+		return err
 	}
 	if *centre == "" || fs.NArg() != 0 {
 		return fmt.Errorf("%w: kiumctl terminals -centre C [-json]", cli.ErrUsage)

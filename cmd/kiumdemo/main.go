@@ -6,10 +6,14 @@
 // against the script, ends with a summary and exits 0 when all went as
 // scripted.
 //
-//	kiumdemo [-script testdata/demo/day.json] [-speed N] [-interactive]
+//	kiumdemo [-script testdata/demo/day.json] [-speed N] [-interactive] [-v]
+//	kiumdemo -version
 //
 // With -interactive, type a card's name (as in the script's "cards") and
-// Enter to tap it; "quit" ends.
+// Enter to tap it; next and choose press the enrolment buttons, help lists
+// the commands, quit ends. The day runs at the script's speed (600× real
+// time: the centre closes some 40 s after the start); -speed 60 slows it
+// to a minute of the day a second, -speed 1 to real time.
 package main
 
 import (
@@ -18,7 +22,6 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,6 +46,8 @@ import (
 	"kiumtap/firmware"
 	"kiumtap/hal/rc522"
 	"kiumtap/hal/rc522/rc522emu"
+	"kiumtap/internal/cli"
+	"kiumtap/internal/strictjson"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
@@ -51,9 +56,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout)
+	if code := cli.ExitCode(err); code != 0 { // -h is no failure
 		fmt.Fprintln(os.Stderr, "kiumdemo:", err)
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
 
@@ -87,23 +93,30 @@ type Step struct {
 var centreKey = []byte("kiumtap-demo-centre-key!")
 
 func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) error {
-	fs := flag.NewFlagSet("kiumdemo", flag.ContinueOnError)
+	const synopsis = "kiumdemo [-script FILE] [-speed N] [-interactive] [-v] | kiumdemo -version"
+	fs := cli.NewFlagSet("kiumdemo", synopsis, os.Stderr)
 	scriptPath := fs.String("script", "testdata/demo/day.json", "the scripted day")
-	speed := fs.Float64("speed", 0, "demo seconds per real second (default: the script's)")
-	interactive := fs.Bool("interactive", false, "tap cards from the keyboard instead of the script")
+	speed := fs.Float64("speed", 0, "demo seconds per real second (default: the script's, 600); 60 is a minute of the day a second, 1 real time")
+	interactive := fs.Bool("interactive", false, "tap cards from the keyboard instead of the script (help lists the commands)")
 	verbose := fs.Bool("v", false, "log what the daemons log")
-	if err := fs.Parse(args); err != nil {
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if *version {
+		cli.PrintVersion(out, "kiumdemo")
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected %q: %s", cli.ErrUsage, fs.Args(), synopsis)
 	}
 	raw, err := os.ReadFile(*scriptPath)
 	if err != nil {
 		return fmt.Errorf("the script: %w (run from the repository root, or give -script)", err)
 	}
 	var sc Script
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sc); err != nil {
-		return fmt.Errorf("script %s: %w", *scriptPath, err)
+	if err := strictjson.Decode(raw, 0, "script "+*scriptPath, &sc); err != nil {
+		return err
 	}
 	if *speed > 0 {
 		sc.Speed = *speed
@@ -148,6 +161,7 @@ type demo struct {
 	bound   chan store.Event
 	removed chan struct{}
 	screen  []string // the last screen shown
+	shown   int      // screens shown so far
 	cards   map[string]*rc522emu.Card
 	srcPath string
 
@@ -250,6 +264,7 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 		Show: func(f firmware.Feedback) {
 			d.mu.Lock()
 			d.screen = f.Lines
+			d.shown++
 			d.mu.Unlock()
 			d.println("    %s  screen: %-44s [%s]", d.clock.Now().Format("15:04"), strings.Join(f.Lines, " / "), f.Pattern)
 		},
@@ -348,6 +363,14 @@ func (d *demo) tap(ctx context.Context, name string) (store.Event, error) {
 	for len(d.taps) > 0 {
 		<-d.taps
 	}
+	for len(d.bound) > 0 {
+		<-d.bound
+	}
+	// While enrolment is open a card is an enrolment step: bound to the
+	// child chosen (an event), or a screen only (no child chosen yet, a
+	// binding the rules refuse).
+	enrolling := d.term.Enrolling()
+	shown := d.shownCount()
 	d.chip.Place(c)
 	defer func() {
 		d.chip.Remove(c)
@@ -356,14 +379,44 @@ func (d *demo) tap(ctx context.Context, name string) (store.Event, error) {
 		case <-time.After(2 * time.Second):
 		}
 	}()
-	select {
-	case ev := <-d.taps:
-		return ev, nil
-	case <-time.After(5 * time.Second):
-		return store.Event{}, fmt.Errorf("the terminal did not decide on card %q in 5 s", name)
-	case <-ctx.Done():
-		return store.Event{}, ctx.Err()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case ev := <-d.taps:
+			return ev, nil
+		case ev := <-d.bound:
+			return ev, nil
+		case <-poll.C:
+			if !enrolling || d.shownCount() == shown {
+				continue
+			}
+			// The terminal holds its lock while it handles a card and
+			// tells of what it recorded: once Enrolling answers, a
+			// binding is in d.bound.
+			d.term.Enrolling()
+			select {
+			case ev := <-d.bound:
+				return ev, nil
+			case ev := <-d.taps:
+				return ev, nil
+			default:
+				return store.Event{}, nil // the screen says what happened
+			}
+		case <-timeout.C:
+			return store.Event{}, fmt.Errorf("the terminal did not decide on card %q in 5 s", name)
+		case <-ctx.Done():
+			return store.Event{}, ctx.Err()
+		}
 	}
+}
+
+func (d *demo) shownCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.shown
 }
 
 func (d *demo) play(ctx context.Context) error {
@@ -561,18 +614,34 @@ func (d *demo) summary() error {
 	return nil
 }
 
-func (d *demo) interactive(ctx context.Context, stdin io.Reader) error {
+// interactiveHelp lists the interactive demo's commands.
+func (d *demo) interactiveHelp() string {
 	names := make([]string, 0, len(d.cards))
 	for n := range d.cards {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	d.println("type a card's name and Enter to tap it (%s); next and choose press the enrolment buttons (the teacher card opens enrolment); quit to end", strings.Join(names, ", "))
+	return fmt.Sprintf(`commands (then Enter):
+  CARD     tap a card: %s
+           (a staff card, such as teacher's, opens card enrolment; tapped again, it cancels)
+  next     press the enrolment button Next: the next child
+  choose   press the enrolment button Choose: the next card presented is bound to the child shown
+  help     this list
+  quit     the day's summary, and end
+the day runs %g× faster than real time, from %s; to slow it, start again with -speed N (-speed 60: a minute of the day a second; -speed 1: real time)`,
+		strings.Join(names, ", "), d.sc.Speed, d.sc.Start)
+}
+
+func (d *demo) interactive(ctx context.Context, stdin io.Reader) error {
+	d.println("%s", d.interactiveHelp())
 	sc := bufio.NewScanner(stdin)
 	for sc.Scan() {
-		name := strings.TrimSpace(sc.Text())
-		switch name {
+		word := strings.TrimSpace(sc.Text())
+		switch word {
 		case "":
+			continue
+		case "help", "?", "h":
+			d.println("%s", d.interactiveHelp())
 			continue
 		case "quit", "exit":
 			return d.summary()
@@ -583,8 +652,16 @@ func (d *demo) interactive(ctx context.Context, stdin io.Reader) error {
 			d.term.Press(firmware.ButtonChoose)
 			continue
 		}
-		if _, err := d.tap(ctx, name); err != nil {
+		if d.cards[word] == nil {
+			d.println("no card or command %q: help lists them", word)
+			continue
+		}
+		ev, err := d.tap(ctx, word)
+		switch {
+		case err != nil:
 			d.println("%v", err)
+		case ev.Outcome == firmware.CardBound:
+			d.println("    [terminal] card %s bound to %s (event #%d); the portal takes it into the roster's next revision", word, ev.ChildID, ev.Seq)
 		}
 	}
 	return d.summary()

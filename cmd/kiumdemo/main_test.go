@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"kiumtap/internal/cli"
 )
 
 // make run's day, faster: every scripted outcome, a card bound at the door
@@ -26,4 +29,66 @@ func TestScriptedDay(t *testing.T) {
 			t.Errorf("the day's output lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// The interactive demo: help lists the commands and says how to slow the
+// day; a card bound during enrolment is reported as bound (it makes no
+// tap: the old demo waited 5 s for one and said the terminal "did not
+// decide"); an unknown word says so.
+func TestInteractive(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	in := strings.Join([]string{"help", "minjun", "nosuch", "teacher", "choose", "seoyeon-new", "quit"}, "\n") + "\n"
+	var out syncBuffer
+	if err := run(ctx, []string{"-script", "../../testdata/demo/day.json", "-speed", "60", "-interactive"}, strings.NewReader(in), &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	got := out.String()
+	if n := strings.Count(got, "commands (then Enter):"); n != 2 {
+		t.Errorf("the commands are listed %d times, want at the start and on help:\n%s", n, got)
+	}
+	for _, want := range []string{"  next ", "  choose ", "  help ", "  quit ", "minjun, minjun-spare, seojun", "-speed 60", "60× faster than real time",
+		`no card or command "nosuch": help lists them`, "card seoyeon-new bound to c", "cards bound at the door: 1", "카드 등록 완료"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "did not decide") {
+		t.Errorf("a card bound was reported as not decided:\n%s", got)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var out syncBuffer
+	if err := run(context.Background(), []string{"-version"}, strings.NewReader(""), &out); err != nil || !strings.HasPrefix(out.String(), "kiumdemo "+cli.BuildVersion()) {
+		t.Errorf("-version: %v, %q", err, out.String())
+	}
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"-speed", "60", "-h"}} {
+		if err := run(context.Background(), args, strings.NewReader(""), &out); cli.ExitCode(err) != 0 {
+			t.Errorf("%q: %v, exit %d", args, err, cli.ExitCode(err))
+		}
+	}
+	for _, args := range [][]string{{"day.json"}, {"-speed"}, {"-nosuch"}, {"-interactive", "extra"}} {
+		if err := run(context.Background(), args, strings.NewReader(""), &out); cli.ExitCode(err) != 2 {
+			t.Errorf("%q: %v, exit %d, want a usage error", args, err, cli.ExitCode(err))
+		}
+	}
+}
+
+// syncBuffer is an output the demo writes from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -15,7 +15,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -33,6 +32,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/strictjson"
 )
 
 // Errors a caller can test for.
@@ -578,14 +578,9 @@ func (s *Store) loadRoster() error {
 // DecodeRoster decodes and validates a roster from JSON; unknown fields
 // are errors, so a typo is not silently ignored.
 func DecodeRoster(raw []byte) (*firmware.Roster, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var r firmware.Roster
-	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("roster: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("roster: more than one JSON value")
+	if err := strictjson.Decode(raw, 0, "roster", &r); err != nil {
+		return nil, err
 	}
 	if err := r.Validate(); err != nil {
 		return nil, err

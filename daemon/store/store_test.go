@@ -415,3 +415,17 @@ func TestCommandOnce(t *testing.T) {
 		t.Fatalf("%d command IDs kept, want 1 (cmd-1 expired)", n)
 	}
 }
+
+// A roster file's errors name the key's path and line, and the type in
+// words.
+func TestDecodeRosterSaysWhere(t *testing.T) {
+	good, _ := json.MarshalIndent(testRoster(1), "", "  ")
+	bad := strings.Replace(string(good), `"end": "18:00"`, `"end": 1800`, 1)
+	_, err := DecodeRoster([]byte(bad))
+	if err == nil || !strings.Contains(err.Error(), "roster: bookings[0].window.end (line") || !strings.Contains(err.Error(), `want a time of day such as "13:00"`) {
+		t.Fatalf("a number for a time of day: %v", err)
+	}
+	if _, err := DecodeRoster(good); err != nil {
+		t.Fatal(err)
+	}
+}

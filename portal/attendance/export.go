@@ -73,8 +73,9 @@ func yesNo(b bool) string {
 	return "N"
 }
 
-// WriteCSV writes sessions, in the order given, as CSV (UTF-8, no
-// byte-order mark; staff who open it in Excel take WriteXLSX's file):
+// WriteCSV writes sessions, in the order given, as CSV (UTF-8, with no
+// byte-order mark: WriteReport, the file staff open in Excel, begins with
+// one):
 //
 //	날짜         the KST day of the arrival, 2026-11-03
 //	아동ID       the child's ID
@@ -103,6 +104,28 @@ func WriteCSV(w io.Writer, sessions []Session, names map[string]string) error {
 		return fmt.Errorf("attendance: writing the sessions: %w", err)
 	}
 	return nil
+}
+
+// BOM is the UTF-8 byte-order mark. Excel opens a CSV file that lacks it
+// in the system's code page (CP949 on a Korean Windows), which garbles
+// Korean; one that begins with it, as UTF-8.
+const BOM = "\uFEFF"
+
+// WriteReport writes a month's report as one CSV file (kiumbridge
+// export): BOM, so that Excel shows the Korean, then the sessions as
+// WriteCSV writes them, an empty line, and the occupancy as
+// WriteOccupancyCSV writes it.
+func WriteReport(w io.Writer, sessions []Session, occ []Occupancy, names map[string]string) error {
+	if _, err := io.WriteString(w, BOM); err != nil {
+		return fmt.Errorf("attendance: writing the report: %w", err)
+	}
+	if err := WriteCSV(w, sessions, names); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "\n"); err != nil {
+		return fmt.Errorf("attendance: writing the report: %w", err)
+	}
+	return WriteOccupancyCSV(w, occ)
 }
 
 // OccupancyHeader is the header row of WriteOccupancyCSV and of the

@@ -75,6 +75,27 @@ func TestWriteOccupancyCSV(t *testing.T) {
 	golden(t, "occupancy.csv", buf.Bytes())
 }
 
+// The report begins with a UTF-8 byte-order mark, once, so that Excel
+// reads the Korean as UTF-8 (without it, a Korean Windows takes CP949),
+// then holds the two CSV files as they are, an empty line between.
+func TestWriteReport(t *testing.T) {
+	ss, occ, names := november()
+	var buf bytes.Buffer
+	if err := WriteReport(&buf, ss, occ, names); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.Bytes()
+	if !bytes.HasPrefix(got, []byte{0xEF, 0xBB, 0xBF}) || bytes.Count(got, []byte(BOM)) != 1 {
+		t.Fatalf("the report does not begin with the one UTF-8 BOM: % X", got[:min(8, len(got))])
+	}
+	sessions, _ := os.ReadFile(filepath.Join("testdata", "sessions.csv"))
+	occupancy, _ := os.ReadFile(filepath.Join("testdata", "occupancy.csv"))
+	want := slices.Concat([]byte(BOM), sessions, []byte("\n"), occupancy)
+	if !bytes.Equal(got, want) {
+		t.Errorf("report\n%s\nwant\n%s", got, want)
+	}
+}
+
 // failWriter fails every write.
 type failWriter struct{}
 
@@ -87,6 +108,7 @@ func TestWriteErrors(t *testing.T) {
 	for name, err := range map[string]error{
 		"WriteCSV":          WriteCSV(failWriter{}, ss, names),
 		"WriteOccupancyCSV": WriteOccupancyCSV(failWriter{}, occ),
+		"WriteReport":       WriteReport(failWriter{}, ss, occ, names),
 		"WriteXLSX":         WriteXLSX(failWriter{}, "2026-11", ss, occ, names),
 	} {
 		if !errors.Is(err, errDisk) || !strings.HasPrefix(err.Error(), "attendance: writing the ") {

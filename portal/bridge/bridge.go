@@ -16,11 +16,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,6 +35,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"kiumtap/firmware"
 	"kiumtap/portal/ingest"
@@ -295,13 +299,18 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	})
 	defer stop()
-	var ctl net.Listener
 	if b.o.Control != "" {
-		var err error
-		if ctl, err = listenControl(b.o.Control); err != nil {
+		ctl, err := listenControl(b.o.Control)
+		if err != nil {
 			return err
 		}
 		defer ctl.Close()
+		// The control socket answers from the start: while the broker is
+		// away, kiumbridge status says so, and texts and export answer.
+		serve, stopServe := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() { defer close(served); b.serveControl(serve, ctl) }()
+		defer func() { stopServe(); <-served }()
 	}
 	for i := range b.o.Instances {
 		c, err := b.connect(ctx, i)
@@ -323,10 +332,6 @@ func (b *Bridge) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); b.ingester(intake, hard) }()
 	go func() { defer wg.Done(); b.texter(ctx, hard) }()
 	go func() { defer wg.Done(); b.binder(ctx) }()
-	if ctl != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); b.serveControl(ctx, ctl) }()
-	}
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
 	for tick := 0; ; tick++ {
@@ -486,11 +491,12 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 	offline, _ := json.Marshal(protocol.PortalStatus{V: protocol.Version, State: "offline"})
 	o := mqtt.NewClientOptions().AddBroker(b.o.Broker).SetClientID(b.instanceID(i)).
 		SetUsername(b.o.Username).SetPassword(b.o.Password).
-		// The first connection is not retried: a wrong password, host or
-		// certificate stops kiumbridge with the broker's answer. Later
-		// drops reconnect on their own, at most 2 s apart: a bridge is one
-		// of a few clients (no herd to spread), and every second it is
-		// away delays texts once the broker is back.
+		// The first connection is retried by connect, while the broker
+		// cannot be reached; a broker that refuses (a wrong password or
+		// certificate) stops kiumbridge with its answer. Later drops
+		// reconnect on their own, at most 2 s apart: a bridge is one of a
+		// few clients (no herd to spread), and every second it is away
+		// delays texts once the broker is back.
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(false).
 		SetMaxReconnectInterval(2*time.Second).
 		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
@@ -521,18 +527,119 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 	if b.o.TLS != nil {
 		o.SetTLSConfig(b.o.TLS)
 	}
-	c := mqtt.NewClient(o)
-	t := c.Connect()
-	select {
-	case <-t.Done():
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	wait := connectRetryMin
+	for attempt := 1; ; attempt++ {
+		c := mqtt.NewClient(o)
+		t := c.Connect()
+		select {
+		case <-t.Done():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		err := t.Error()
+		if err == nil {
+			b.log.Info("bridge: connected", "broker", b.o.Broker, "client_id", b.instanceID(i), "attempts", attempt)
+			return c, nil
+		}
+		if !unreachable(err) {
+			return nil, fmt.Errorf("bridge: the broker %s refused the connection: %w: %s", b.o.Broker, err, refusalHint(err))
+		}
+		d := min(jitter(wait), connectRetryMax)
+		attrs := []any{"broker", b.o.Broker, "instance", i, "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", err}
+		if closedEarly(err) {
+			// Also how a TLS broker's refusal of a certificate may come,
+			// when the connection's reset outruns its alert.
+			attrs = append(attrs, "hint", `the broker closed the connection before answering: if this goes on, check the config's "broker" (tcp:// for a plain listener, ssl:// for TLS) and, with TLS, "cert" and "key"`)
+		}
+		b.log.Warn("bridge: cannot reach the broker; trying again", attrs...)
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+		wait = min(2*wait, connectRetryMax)
 	}
-	if err := t.Error(); err != nil {
-		return nil, fmt.Errorf("bridge: connecting to %s: %w", b.o.Broker, err)
+}
+
+// The first connection to the broker is tried again, while the broker
+// cannot be reached, after connectRetryMin, doubled per attempt up to
+// connectRetryMax, each wait jittered by ±25 % (bridges started together
+// spread out).
+const (
+	connectRetryMin = 500 * time.Millisecond
+	connectRetryMax = 30 * time.Second
+)
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// unreachable reports whether a connection attempt failed for want of a
+// broker to answer, which waiting may cure (none listening yet, the
+// network, a timeout, a broker that says it is unavailable), rather than
+// because the broker answered and refused: bad credentials or
+// certificates, which only a change of configuration cures.
+func unreachable(err error) bool {
+	var alert tls.AlertError
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	var unknownCA x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var ne net.Error
+	switch {
+	case errors.Is(err, packets.ErrorRefusedServerUnavailable):
+		return true
+	case tlsAlert(err), errors.As(err, &alert), errors.As(err, &verify), errors.As(err, &record),
+		errors.As(err, &unknownCA), errors.As(err, &host), errors.As(err, &invalid):
+		return false
+	case errors.As(err, &ne): // a dial refused or timed out, a name not resolved, a reset…
+		return true
 	}
-	b.log.Info("bridge: connected", "broker", b.o.Broker, "client_id", b.instanceID(i))
-	return c, nil
+	return closedEarly(err)
+}
+
+// closedEarly reports whether a connection was closed before the broker
+// answered: a broker stopping or starting, or one that does not speak
+// this protocol (tcp:// to a TLS listener, ssl:// to a plain one), or one
+// whose TLS refused this side, its alert lost to the reset.
+func closedEarly(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// tlsAlert reports whether err is a TLS alert from the broker (crypto/tls
+// makes one a *net.OpError "remote error"): its TLS refused this side,
+// most often its certificate.
+func tlsAlert(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
+}
+
+// refusalHint says which configuration to check for a broker's refusal,
+// by kiumbridge's configuration keys.
+func refusalHint(err error) string {
+	var alert tls.AlertError
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	var unknownCA x509.UnknownAuthorityError
+	var host x509.HostnameError
+	switch {
+	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
+		return `check the config's "username" (default portal) and "password" against the broker's password file`
+	case errors.Is(err, packets.ErrorRefusedIDRejected):
+		return `the broker rejected the client ID: check that no other client connects as this bridge`
+	case tlsAlert(err), errors.As(err, &alert):
+		return `the broker refused this bridge's certificate: check the config's "cert" and "key" (a certificate signed by the CA the broker trusts)`
+	case errors.As(err, &host):
+		return `the broker's certificate is for another host: check the config's "broker" (the host name the certificate names)`
+	case errors.As(err, &verify), errors.As(err, &unknownCA):
+		return `the broker's certificate is not trusted: check the config's "ca" (the CA that signed the broker's certificate)`
+	case errors.As(err, &record):
+		return `the broker's port does not speak TLS: check the config's "broker" (tcp:// for a plain listener, ssl:// for TLS)`
+	}
+	return `check the config's "broker", "username", "password", "ca", "cert" and "key"`
 }
 
 // client is a connected MQTT client, nil when none is.

@@ -9,17 +9,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	bolt "go.etcd.io/bbolt"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/strictjson"
+	"kiumtap/portal/attendance"
+	"kiumtap/portal/source"
 	"kiumtap/protocol"
 )
 
@@ -33,6 +39,13 @@ import (
 //	GET  /terminals?centre=C         []TerminalView: each terminal's last status
 //	GET  /gaps?centre=C              GapsView: stalled logs, gaps recorded
 //	POST /gap     GapRequest         Gap: a stalled log's events recorded as lost
+//	GET  /status                     Status: the bridge now (kiumbridge status)
+//	GET  /texts[?state=S]            TextsView: the text queue (kiumbridge texts)
+//	GET  /export?centre=C&month=M    ExportView: a month's sessions and occupancy (kiumbridge export)
+//
+// The store is the running bridge's (bbolt locks it): kiumbridge status,
+// texts and export ask here, so that reading it never means stopping the
+// texts to parents. Ask is the client.
 //
 // An error answers with a status and a ControlError: 400 a bad request,
 // 404 an unknown centre, 409 a refusal by the rules or by the terminal
@@ -183,14 +196,8 @@ const replyTopic = protocol.Prefix + "/c/+/d/+/reply"
 // broker's ACL lets a terminal publish only on its own reply topic, so a
 // reply counts only from the topic of the terminal the command went to.
 func (b *Bridge) onReply(_ mqtt.Client, m mqtt.Message) {
-	raw := m.Payload()
-	if len(raw) > protocol.MaxMessage {
-		return
-	}
-	var r protocol.Reply
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil || r.V != protocol.Version {
+	r, err := protocol.DecodeReply(m.Payload())
+	if err != nil {
 		b.log.Warn("bridge: a malformed command reply", "topic", m.Topic(), "err", err)
 		return
 	}
@@ -201,7 +208,7 @@ func (b *Bridge) onReply(_ mqtt.Client, m mqtt.Message) {
 		return // not ours, or a reply again (duplicate delivery)
 	}
 	select {
-	case w.ch <- r:
+	case w.ch <- *r:
 	default:
 	}
 }
@@ -343,6 +350,18 @@ func (b *Bridge) ControlHandler() http.Handler {
 		g, err := b.AcceptGap(req)
 		answer(w, g, err)
 	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, b.Status(), nil)
+	})
+	mux.HandleFunc("GET /texts", func(w http.ResponseWriter, r *http.Request) {
+		v, err := Texts(b.o.Store, r.URL.Query().Get("state"))
+		answer(w, v, err)
+	})
+	mux.HandleFunc("GET /export", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		v, err := b.Export(q.Get("centre"), q.Get("month"))
+		answer(w, v, err)
+	})
 	return mux
 }
 
@@ -350,11 +369,16 @@ type badRequest string
 
 func (e badRequest) Error() string { return string(e) }
 
+// maxRequest bounds a control request's body.
+const maxRequest = 64 << 10
+
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxRequest+1))
+	if err != nil {
 		return badRequest("request: " + err.Error())
+	}
+	if err := strictjson.Decode(raw, maxRequest, "request", v); err != nil {
+		return badRequest(err.Error())
 	}
 	return nil
 }
@@ -431,4 +455,229 @@ func ControlClient(path string) *http.Client {
 			return d.DialContext(ctx, "unix", path)
 		},
 	}}
+}
+
+// ErrNoBridge is Ask's error when no kiumbridge answers on the control
+// socket: no socket file, or nobody listening on it (a stale file). No
+// bridge is running with that socket.
+var ErrNoBridge = errors.New("no kiumbridge answers on the control socket")
+
+// AnswerError is an error answer of the control socket.
+type AnswerError struct {
+	Status int // its HTTP status (see the endpoints above)
+	ControlError
+}
+
+func (e *AnswerError) Error() string { return e.ControlError.Error }
+
+// Is makes a 404 answer ErrUnknownCentre, as it was at the bridge.
+func (e *AnswerError) Is(target error) bool {
+	return target == ErrUnknownCentre && e.Status == http.StatusNotFound
+}
+
+// Ask sends a request to the kiumbridge answering on socket and decodes
+// its answer into into (body, when not nil, goes as JSON). No bridge
+// answering is an error wrapping ErrNoBridge; an error answer is an
+// *AnswerError.
+func Ask(ctx context.Context, socket, method, path string, body, into any) error {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("asking kiumbridge: %w", err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://kiumbridge"+path, rd)
+	if err != nil {
+		return fmt.Errorf("asking kiumbridge: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := ControlClient(socket).Do(req)
+	if err != nil {
+		var op *net.OpError
+		switch {
+		case errors.As(err, &op) && op.Op == "dial" && (errors.Is(op.Err, syscall.ENOENT) || errors.Is(op.Err, syscall.ECONNREFUSED)):
+			return fmt.Errorf("%w %s (%w)", ErrNoBridge, socket, op.Err)
+		case errors.Is(err, os.ErrPermission):
+			return fmt.Errorf("asking kiumbridge on %s: %w: the socket is for the bridge's own user (mode 0600): run this as that user", socket, err)
+		}
+		return fmt.Errorf("asking kiumbridge on %s: %w", socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		ae := &AnswerError{Status: resp.StatusCode}
+		if json.Unmarshal(raw, &ae.ControlError) != nil || ae.ControlError.Error == "" {
+			ae.ControlError = ControlError{Error: fmt.Sprintf("kiumbridge on %s answered %s: %s", socket, resp.Status, strings.TrimSpace(string(raw)))}
+		}
+		return ae
+	}
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		return fmt.Errorf("the answer of kiumbridge on %s to %s: %w", socket, path, err)
+	}
+	return nil
+}
+
+// TextsView is the text queue (kiumbridge texts).
+type TextsView struct {
+	// Counts are all the texts by state.
+	Counts map[string]int `json:"counts"`
+	// Texts are those in the state asked for (all when none): those to
+	// send first, in the order queued, then those done.
+	Texts []Job `json:"texts"`
+}
+
+// JobStates are the states of texts, in their order.
+var JobStates = []string{JobPending, JobSending, JobSent, JobFailed, JobHeld}
+
+// Texts reads the text queue of st: the texts in state (all when empty)
+// and the counts of all. A text a texter of this process is handing to
+// its provider now is "sending" (on disk it is pending until its outcome
+// is recorded).
+func Texts(st *Store, state string) (*TextsView, error) {
+	if state != "" && !slices.Contains(JobStates, state) {
+		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(JobStates, ", ")))
+	}
+	st.mu.Lock()
+	sending := maps.Clone(st.claimed)
+	st.mu.Unlock()
+	v := &TextsView{Counts: map[string]int{}, Texts: []Job{}}
+	err := st.Jobs(func(j Job) bool {
+		if j.State == JobPending && sending[j.ID] {
+			j.State = JobSending
+		}
+		v.Counts[j.State]++
+		if state == "" || j.State == state {
+			v.Texts = append(v.Texts, j)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the text queue: %w", err)
+	}
+	return v, nil
+}
+
+// ExportView is a centre's month of attendance (kiumbridge export): each
+// child's sessions and the hourly occupancy (package attendance), and the
+// children's names, to write as CSV or Excel.
+type ExportView struct {
+	Centre    string                 `json:"centre"`
+	Month     string                 `json:"month"` // 2026-11
+	Sessions  []attendance.Session   `json:"sessions"`
+	Occupancy []attendance.Occupancy `json:"occupancy"`
+	// Names are the children's names by ID, from the centre's roster
+	// source, not masked: the report is the centre's own.
+	Names map[string]string `json:"names"`
+}
+
+// noSuchCentre is an export's unknown centre; it is ErrUnknownCentre.
+type noSuchCentre struct {
+	centre string
+	known  []string
+}
+
+func (e *noSuchCentre) Error() string {
+	return fmt.Sprintf("no such centre: %s (centres: %s)", e.centre, list(e.known))
+}
+
+func (e *noSuchCentre) Is(target error) bool { return target == ErrUnknownCentre }
+
+// Export is a centre's month ("2026-11") from the running bridge. A
+// centre is known by its roster source or by events stored.
+func (b *Bridge) Export(centre, month string) (*ExportView, error) {
+	names := map[string]string{}
+	if r := b.rosterOf(centre); r != nil {
+		for _, c := range r.Children {
+			names[c.ID] = c.Name
+		}
+	}
+	return export(b.o.Store, b.centres(), names, centre, month)
+}
+
+// ExportStore is Export from a store no bridge runs on (opened with
+// OpenStoreReadOnly) and the roster sources in sourceDir.
+func ExportStore(st *Store, sourceDir, centre, month string) (*ExportView, error) {
+	files, err := filepath.Glob(filepath.Join(sourceDir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var known []string
+	for _, f := range files {
+		known = append(known, strings.TrimSuffix(filepath.Base(f), ".json"))
+	}
+	names := map[string]string{}
+	if slices.Contains(known, centre) {
+		src, err := source.Load(filepath.Join(sourceDir, centre+".json"))
+		if err != nil {
+			return nil, fmt.Errorf("the roster source of %s, for the children's names: %w", centre, err)
+		}
+		for _, c := range src.Roster.Children {
+			names[c.ID] = c.Name
+		}
+	}
+	return export(st, known, names, centre, month)
+}
+
+func export(st *Store, known []string, names map[string]string, centre, month string) (*ExportView, error) {
+	if centre == "" {
+		return nil, badRequest("the centre is required")
+	}
+	if _, err := time.Parse("2006-01", month); err != nil {
+		return nil, badRequest(fmt.Sprintf("month %q: want YYYY-MM, e.g. 2026-11", month))
+	}
+	stored, err := st.eventCentres()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range stored {
+		if !slices.Contains(known, c) {
+			known = append(known, c)
+		}
+	}
+	slices.Sort(known)
+	if !slices.Contains(known, centre) {
+		return nil, &noSuchCentre{centre: centre, known: known}
+	}
+	var evs []protocol.Event
+	err = st.Events(centre, func(e protocol.Event) bool {
+		if firmware.DateOf(e.Time).String()[:7] == month {
+			evs = append(evs, e)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the events of %s: %w", centre, err)
+	}
+	sessions := attendance.Sessions(evs)
+	sessions, occ, err := attendance.Month(month, sessions, attendance.Occupancies(sessions))
+	if err != nil {
+		return nil, err
+	}
+	return &ExportView{Centre: centre, Month: month, Sessions: sessions, Occupancy: occ, Names: names}, nil
+}
+
+// eventCentres are the centres of the events stored, sorted.
+func (s *Store) eventCentres() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEvents).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("stored event key %q has no centre", k)
+			}
+			out = append(out, string(k[:i]))
+			// The next centre's keys begin after every "centre\x00…".
+			k, _ = c.Seek(append(bytes.Clone(k[:i]), 1))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the centres of the events stored: %w", err)
+	}
+	return out, nil
 }

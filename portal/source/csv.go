@@ -69,8 +69,12 @@ func (e *CSVError) Unwrap() error { return e.Err }
 //
 // # Format
 //
-// CSV, UTF-8 (a leading byte-order mark is dropped), comma-separated, a
-// header row then one row per child and booking. The header must name
+// CSV, comma-separated, a header row then one row per child and booking,
+// in UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8"), or
+// in CP949 (a plain "CSV" from Excel on a Korean Windows; EUC-KR is part
+// of it): a list that is not valid UTF-8 is read as CP949. A list in
+// neither, or in UTF-16 (Excel's "Unicode text"), is refused with the
+// line that is neither. The header must name
 // every column below, exactly, in any order; other columns are ignored.
 // Cells are trimmed of surrounding spaces.
 //
@@ -148,9 +152,17 @@ func ImportCSV(r io.Reader, base *Source, centreKey []byte, now time.Time) (*Sou
 	if len(raw) > MaxCSV {
 		return nil, fmt.Errorf("source: the staff list is larger than %d bytes: split it", MaxCSV)
 	}
-	raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
+	raw, enc, firstBad, err := decodeList(raw)
+	if err != nil {
+		return nil, fmt.Errorf("source: importing the staff list: %w", err)
+	}
 	im := &importer{key: centreKey, children: map[string]*childRows{}, cards: map[string]cardRow{}}
 	if err := im.read(raw); err != nil {
+		if enc == EncodingCP949 {
+			// A header not found in a list read as CP949 may be a UTF-8
+			// list with a bad byte: say why it was read so.
+			return nil, fmt.Errorf("source: importing the staff list (read as CP949, since line %d is not UTF-8): %w", firstBad, err)
+		}
 		return nil, fmt.Errorf("source: importing the staff list: %w", err)
 	}
 	if len(im.errs) > 0 {
@@ -297,14 +309,9 @@ func (im *importer) card(c *childRows, line int, uid string, bad func(string, st
 	if uid == "" {
 		return
 	}
-	digits := strings.NewReplacer(":", "", "-", "", " ", "").Replace(uid)
-	b, err := hex.DecodeString(digits)
-	switch {
-	case err != nil:
-		bad(ColCard, "not a UID in hex digits (0-9, A-F, in pairs): read the card again")
-		return
-	case len(b) < 4 || len(b) > 10:
-		bad(ColCard, "%d bytes: a card UID has 4 to 10 bytes (8 to 20 hex digits)", len(b))
+	b, err := ParseUID(uid)
+	if err != nil {
+		bad(ColCard, "%w", err)
 		return
 	}
 	key := firmware.CardKey(im.key, b)

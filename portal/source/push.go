@@ -1,7 +1,6 @@
 package source
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -33,9 +32,9 @@ func Push(dir, centre, keyHex, file string, now time.Time) (*Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the current source of %s (the CSV updates it): %w", centre, err)
 		}
-		key, err := hex.DecodeString(keyHex)
-		if err != nil || len(key) < 16 {
-			return nil, errors.New("the centre's card key: want at least 16 bytes in hex")
+		key, err := ParseCentreKey(keyHex)
+		if err != nil {
+			return nil, err
 		}
 		f, err := os.Open(file)
 		if err != nil {

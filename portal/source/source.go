@@ -11,8 +11,6 @@
 package source
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 	"strings"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/strictjson"
 )
 
 // MaxSource is the largest source file Load and Parse accept, in bytes.
@@ -57,22 +56,17 @@ func Load(path string) (*Source, error) {
 	return s, nil
 }
 
-// Parse decodes a source, {"roster": {...}, "guardians": {...}}, strictly:
-// unknown fields and data after the value are errors naming the field's
-// path (roster.bookings[2].windw). It then validates it (see Validate), so
-// phone numbers come back as digits.
+// Parse decodes a source, {"roster": {...}, "guardians": {...}}, strictly
+// (strictjson: unknown fields and data after the value are errors naming
+// the field's path and line, roster.bookings[2].windw (line 40)). It then
+// validates it (see Validate), so phone numbers come back as digits.
 func Parse(raw []byte) (*Source, error) {
 	if len(raw) > MaxSource {
 		return nil, fmt.Errorf("source: %d bytes, more than the %d allowed: split the centre's source or trim it", len(raw), MaxSource)
 	}
 	var s Source
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("source: %w", explain(raw, err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("source: data after the JSON value: a source file holds one object")
+	if err := strictjson.Decode(raw, MaxSource, "source", &s); err != nil {
+		return nil, err
 	}
 	if err := s.Validate(); err != nil {
 		return nil, err
