@@ -5,7 +5,9 @@
 //	kiumctl roster show [-json]
 //	kiumctl roster push -sources DIR [-centre C -centre-key HEX] SOURCE.json|CHILDREN.csv
 //	                                            (portal side) hand a roster source to kiumbridge
-//	kiumctl reader probe [-reader pi|emu] [-wait 10s] [-record FILE|-]
+//	kiumctl reader probe -reader pi|emu [-wait 10s] [-record FILE|-]
+//	kiumctl emu place|tap CARD, emu remove [CARD], emu cards
+//	                                            a kiumtapd on the emulated reader: present its cards
 //	kiumctl cards list -centre C [-json]        (portal side) the children, their cards and states
 //	kiumctl cards history -centre C [-json] CHILD
 //	                                            (portal side) every change of a child's card
@@ -82,7 +84,8 @@ Commands:
   events         events, filtered by -day, -outcome, -child
   roster show    the children, their cards and bookings
   roster push    (portal side) check a roster source and hand it to kiumbridge
-  reader probe   reset the card reader, wait for a card, print what it read
+  reader probe   reset the card reader (-reader pi or emu), wait for a card, print what it read
+  emu            present cards to a kiumtapd on the emulated reader: place, remove, tap, cards
   cards list     (portal side) the children of a centre, their cards and states
   cards history  (portal side) every change of a child's card: applied, refused, lost
   enrol          (portal side) the centre's terminal binds the next card presented to a child
@@ -120,6 +123,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return query(ctx, "roster", args[2:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "reader" && args[1] == "probe":
 		return probe(ctx, args[2:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "emu":
+		return emuCmd(ctx, args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "cards" && (args[1] == "list" || args[1] == "history"):
 		return cardsCmd(ctx, "cards "+args[1], args[2:], stdout, stderr)
 	case len(args) >= 1 && (args[0] == "enrol" || args[0] == "revoke"):

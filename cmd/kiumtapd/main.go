@@ -1,12 +1,21 @@
 // Command kiumtapd runs on the terminal: it reads cards, decides each tap
 // from the roster in its store, records it, and only then gives feedback.
 //
-//	kiumtapd -config /etc/kiumtap/kiumtapd.json
+//	kiumtapd -config /etc/kiumtap/kiumtapd.json [-v]
 //	kiumtapd -demo
+//	kiumtapd -version
 //
 // -demo plays a scripted session on the emulated reader with real air
 // timing, a store in a temporary directory and a roster made for today,
 // checks every outcome it expects, and exits.
+//
+// With reader.kind "emu" in the configuration the reader is the emulated
+// MFRC522: kiumctl emu places and removes its cards (package localapi).
+//
+// Every part (the reader, the tap loop, the LEDs and buzzer, the buttons,
+// the uplink, the local socket) runs in one errgroup: the first to fail
+// stops the others and kiumtapd exits with its error; SIGINT or SIGTERM
+// stops them all. The store closes only after every part has returned.
 package main
 
 import (
@@ -23,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/conn/v3/i2c/i2creg"
 
@@ -42,13 +52,10 @@ import (
 	"kiumtap/protocol"
 )
 
-// version is set at build time: -ldflags "-X main.version=…".
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, context.Canceled) {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "kiumtapd:", err)
 		if errors.Is(err, cli.ErrUsage) {
 			os.Exit(2)
@@ -75,15 +82,37 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// errDemoDone ends the parts when the demo has played.
+var errDemoDone = errors.New("the demo is done")
+
+// run is kiumtapd. It returns nil when ctx ends (SIGINT, SIGTERM) and every
+// part stopped cleanly, or when -demo played as scripted; otherwise the
+// error that stopped it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	stdout, stderr = &syncWriter{w: stdout}, &syncWriter{w: stderr}
 	fs := flag.NewFlagSet("kiumtapd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "configuration file (JSON)")
 	demo := fs.Bool("demo", false, "play a scripted session on the emulated reader and exit")
 	verbose := fs.Bool("v", false, "log debug records (bad frames, retries)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: kiumtapd -config FILE [-v]\n       kiumtapd -demo\n       kiumtapd -version\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h asked for the usage: printed
+		}
 		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
+	}
+	if *showVersion {
+		cli.PrintVersion(stdout, "kiumtapd")
+		return nil
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -93,12 +122,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	var cfg *config.Config
 	var roster *firmware.Roster
-	var err error
 	switch {
 	case *demo:
 		dir, err := os.MkdirTemp("", "kiumtapd-demo-")
 		if err != nil {
-			return err
+			return fmt.Errorf("making the demo's directory: %w", err)
 		}
 		defer os.RemoveAll(dir)
 		cfg, roster = demoConfig(dir, time.Now())
@@ -111,17 +139,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: give -config FILE, or -demo", cli.ErrUsage)
 	}
 
+	// Everything is opened before any part starts, so that a failure here
+	// leaves nothing running.
 	rf := cli.ReaderFlags{
 		Kind: cfg.Reader.Kind, Timed: *demo, RxGain: cfg.Reader.RxGainDB, Clones: cfg.Reader.AllowClone,
 		Poll: time.Duration(cfg.Reader.Poll),
 		Board: pi.Options{SPI: cfg.Reader.SPI, RST: cfg.Reader.RST, IRQ: cfg.Reader.IRQ,
 			Green: cfg.Reader.Green, Red: cfg.Reader.Red, Buzzer: cfg.Reader.Buzzer},
 	}
+	clk := clock.New(clock.Options{})
+	now := func() time.Time { return clk.Stamp().Time }
 	st, err := store.Open(store.Options{Path: cfg.Store, DeviceID: cfg.DeviceID, Logger: log})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing the store %s: %w", cfg.Store, cerr))
+		}
+	}()
 	if cfg.Roster != "" {
 		raw, err := os.ReadFile(cfg.Roster)
 		if err != nil {
@@ -135,7 +171,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cur, _, err := st.Roster()
 		switch {
 		case errors.Is(err, store.ErrNoRoster) || (err == nil && roster.Revision > cur.Revision):
-			if err := st.ApplyRoster(roster, time.Now()); err != nil {
+			if err := st.ApplyRoster(roster, now()); err != nil {
 				return err
 			}
 		case err == nil:
@@ -150,10 +186,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.Close()
+	var emu *localapi.Emulator
 	if r.Emu != nil {
 		// The emulated terminal's LEDs and buzzer are pins that go nowhere;
 		// the console shows the screen and names the pattern.
 		r.Pins = indicator.Pins{Green: &gpiotest.Pin{N: "GREEN"}, Red: &gpiotest.Pin{N: "RED"}, Buzzer: &gpiotest.Pin{N: "BUZZER"}}
+		if emu, err = localapi.NewEmulator(localapi.EmulatorOptions{Field: r.Emu, Roster: st, Key: cfg.Key(), Cards: cfg.Reader.Cards}); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 	}
 	opts := rf.DevOptions()
 	opts.Logger = log
@@ -170,10 +210,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	btn, err := openButtons(cfg, r, log)
+	if err != nil {
+		return err
+	}
 
+	g, gctx := errgroup.WithContext(ctx)
 	taps := make(chan tapped, 16)
 	removed := make(chan rc522.Event, 16)
-	clk := clock.New(clock.Options{})
 	var term *terminal.Terminal
 	enrol := func(child, by string) ([]string, error) { return term.EnrolFor(child, by) }
 	up, err := openUplink(cfg, st, clk, dev, enrol, log)
@@ -194,6 +238,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if r.Emu != nil {
 				fmt.Fprintf(stdout, "    screen: %-40s [%s]\n", strings.Join(f.Lines, " / "), f.Pattern)
 			}
+			if emu != nil {
+				emu.Shown(f)
+			}
 		},
 		Tapped: func(ev store.Event, dec firmware.Decision) {
 			if up != nil {
@@ -201,7 +248,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintf(stdout, "    event #%d %s (%s) %s\n", ev.Seq, dec.Outcome, dec.Reason, flags(dec.Flags))
 			if *demo {
-				taps <- tapped{ev, dec}
+				select {
+				case taps <- tapped{ev, dec}:
+				case <-gctx.Done():
+				}
 			}
 		},
 		Bound: func(ev store.Event, ch firmware.BindingChange) {
@@ -215,52 +265,87 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// part runs one part of the daemon in the group. A part that returns
+	// while the group runs, error or not, stops the daemon with its name;
+	// once the group stops, what parts return is only logged.
+	part := func(name string, fn func(context.Context) error) {
+		g.Go(func() error {
+			err := fn(gctx)
+			if gctx.Err() != nil {
+				if err != nil && !errors.Is(err, context.Canceled) {
+					log.Warn("stopped with an error", "part", name, "err", err)
+				}
+				return nil
+			}
+			if err == nil {
+				err = errors.New("returned early without an error")
+			}
+			return fmt.Errorf("%s stopped: %w", name, err)
+		})
+	}
 	events := make(chan rc522.Event, 16)
 	toTerm := make(chan rc522.Event, 16)
-	errc := make(chan error, 5)
+	part("the local API", func(ctx context.Context) error {
+		var link func() uplink.Link
+		if up != nil {
+			link = up.Link
+		}
+		return localapi.Serve(ctx, cfg.Socket, localapi.NewHandler(localapi.Options{Store: st, Now: now, Link: link, Emulator: emu}))
+	})
 	if up != nil {
-		go func() { errc <- up.Run(ctx) }()
+		part("the uplink", up.Run)
 	}
-	go func() { errc <- dev.Run(ctx, events) }()
-	go func() { errc <- ind.Run(ctx) }()
-	go func() { errc <- term.Run(ctx, toTerm) }()
-	if btn, err := openButtons(cfg, r, log); err != nil {
-		return err
-	} else if btn != nil {
-		go func() { errc <- btn.Run(ctx, term.Press) }()
+	part("the reader", func(ctx context.Context) error { return dev.Run(ctx, events) })
+	part("the LEDs and buzzer", ind.Run)
+	part("the tap loop", func(ctx context.Context) error { return term.Run(ctx, toTerm) })
+	if btn != nil {
+		part("the buttons", func(ctx context.Context) error { return btn.Run(ctx, term.Press) })
 	}
-	var link func() uplink.Link
-	if up != nil {
-		link = up.Link
-	}
-	go func() { errc <- localapi.Serve(ctx, cfg.Socket, localapi.Handler(st, time.Now, link)) }()
-	go func() {
+	part("the reader's events", func(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return ctx.Err()
 			case ev := <-events:
 				fmt.Fprintf(stdout, "%s  %-9s card % X\n", ev.Time.Format("15:04:05.000"), ev.Kind, ev.Card.UID)
-				if ev.Kind == rc522.Removed && *demo {
-					removed <- ev
+				if emu != nil {
+					emu.Saw(ev)
 				}
-				toTerm <- ev
+				if ev.Kind == rc522.Removed && *demo {
+					select {
+					case removed <- ev:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				select {
+				case toTerm <- ev:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 		}
-	}()
+	})
 	if *demo {
-		err := playDemo(ctx, r.Emu, dev, st, taps, removed, stdout)
-		cancel()
-		return err
+		g.Go(func() error {
+			if err := playDemo(gctx, r.Emu, dev, st, taps, removed, stdout); err != nil {
+				if gctx.Err() != nil {
+					return nil // stopped: not the demo's failure
+				}
+				return err
+			}
+			return errDemoDone
+		})
 	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case err := <-errc:
-		return err
+	log.Info("kiumtapd running", "device", cfg.DeviceID, "reader", cfg.Reader.Kind, "socket", cfg.Socket, "version", cli.BuildVersion())
+	err = g.Wait()
+	if errors.Is(err, errDemoDone) {
+		err = nil
 	}
+	if err == nil {
+		log.Info("kiumtapd stopped")
+	}
+	return err
 }
 
 // openUplink makes the link to the portal when a broker is configured.
@@ -280,7 +365,7 @@ func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc
 	}
 	return uplink.New(uplink.Options{
 		Broker: m.Broker, Centre: m.CentreID, Device: cfg.DeviceID, Password: m.Password, TLS: tc, PortalKey: key,
-		Store: st, Clock: clk, Window: m.Window, Heartbeat: time.Duration(m.Heartbeat), Version: version, Logger: log,
+		Store: st, Clock: clk, Window: m.Window, Heartbeat: time.Duration(m.Heartbeat), Version: cli.BuildVersion(), Logger: log,
 		// Healthy until a hard reset has failed to bring the chip back.
 		Reader: func() (bool, int) { s := dev.Stats(); return s.ResetFailures == 0, int(s.Recoveries) },
 		Enrol:  enrol,

@@ -54,3 +54,22 @@ func TestBadStart(t *testing.T) {
 		t.Errorf("missing roster: %v", err)
 	}
 }
+
+// -version prints the build's version and -h the usage, and both exit 0.
+func TestVersionAndHelp(t *testing.T) {
+	for _, tc := range []struct {
+		arg, out, errOut string
+	}{
+		{arg: "-version", out: "kiumtapd " + cli.BuildVersion() + " (go"},
+		{arg: "-h", errOut: "usage: kiumtapd -config FILE"},
+		{arg: "-help", errOut: "-version"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), []string{tc.arg}, &out, &errOut); err != nil {
+			t.Errorf("%s: %v, want exit 0", tc.arg, err)
+		}
+		if !strings.Contains(out.String(), tc.out) || !strings.Contains(errOut.String(), tc.errOut) {
+			t.Errorf("%s: stdout %q, stderr %q; want %q, %q", tc.arg, out.String(), errOut.String(), tc.out, tc.errOut)
+		}
+	}
+}

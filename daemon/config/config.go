@@ -69,7 +69,11 @@ type Config struct {
 	} `json:"display"`
 	// Reader wiring; see kiumtapd -help for the defaults.
 	Reader struct {
-		Kind       string   `json:"kind"` // "pi" or "emu"
+		// Kind is "pi" (the default: the MFRC522 wired to the Raspberry
+		// Pi) or "emu": the emulated MFRC522, for a test install, a
+		// training or a test, whose cards kiumctl emu places; the LEDs and
+		// buzzer go to the console and the screen is virtual.
+		Kind       string   `json:"kind"`
 		SPI        string   `json:"spi"`
 		RST        string   `json:"rst"`
 		IRQ        string   `json:"irq"`
@@ -79,6 +83,12 @@ type Config struct {
 		Poll       Duration `json:"poll"`
 		RxGainDB   int      `json:"rx_gain_db"`
 		AllowClone bool     `json:"allow_clone"`
+		// Cards, with kind "emu" only, name virtual cards for kiumctl
+		// emu: label → UID in hex (4, 7 or 10 bytes), e.g.
+		// {"김민준 카드": "DEADBEEF"}. The roster knows cards only by
+		// their HMAC, so a child's name finds a card only when its UID is
+		// listed here or was placed by UID before.
+		Cards map[string]string `json:"cards"`
 	} `json:"reader"`
 	// Buttons are the two enrolment push buttons (to ground, with the
 	// internal pull-up; see the README's wiring table), by periph pin name:
@@ -210,6 +220,9 @@ func Parse(b []byte) (*Config, error) {
 	}
 	if c.Reader.Kind != "pi" && c.Reader.Kind != "emu" {
 		bad("reader.kind", "%q is not pi or emu", c.Reader.Kind)
+	}
+	if len(c.Reader.Cards) > 0 && c.Reader.Kind != "emu" {
+		bad("reader.cards", `virtual cards need reader.kind "emu"; a real reader reads real cards`)
 	}
 	switch b := c.Buttons; {
 	case b.Next == "" && b.Choose == "" && b.Debounce != 0:

@@ -31,6 +31,8 @@ func TestParse(t *testing.T) {
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "decisions": {"stale_after": "3 days"}}`, `not a duration`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "language": "fr"}`, `key "language"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"kind": "usb"}}`, `key "reader.kind"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"cards": {"김민준": "DEADBEEF"}}}`, `key "reader.cards": virtual cards need reader.kind "emu"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"kind": "emu", "cards": {"김민준": 7}}}`, `key "reader.cards": a number where a string belongs`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "disk_warn_free_mib": [10, 100]}`, `key "disk_warn_free_mib"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"rx_gain_db": "33"}}`, `key "reader.rx_gain_db"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "mqtt.example:1883"}}`, `key "mqtt.broker"`},
@@ -103,4 +105,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a config without device or key: %+v", c)
 		}
 	})
+}
+
+// The reader is the Pi's unless the configuration says "emu"; only the
+// emulated one has virtual cards.
+func TestReaderKind(t *testing.T) {
+	const head = `{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff"`
+	for _, tc := range []struct {
+		in, kind string
+		cards    map[string]string
+	}{
+		{in: `}`, kind: "pi"},
+		{in: `, "reader": {"kind": "pi"}}`, kind: "pi"},
+		{in: `, "reader": {"kind": "emu"}}`, kind: "emu"},
+		{in: `, "reader": {"kind": "emu", "cards": {"김민준 카드": "DE AD BE EF", "stranger": "0BADF00D"}}}`, kind: "emu",
+			cards: map[string]string{"김민준 카드": "DE AD BE EF", "stranger": "0BADF00D"}},
+	} {
+		c, err := Parse([]byte(head + tc.in))
+		if err != nil {
+			t.Errorf("Parse(%s): %v", tc.in, err)
+			continue
+		}
+		if c.Reader.Kind != tc.kind || len(c.Reader.Cards) != len(tc.cards) {
+			t.Errorf("Parse(%s): kind %q, cards %v; want %q, %v", tc.in, c.Reader.Kind, c.Reader.Cards, tc.kind, tc.cards)
+		}
+		for k, v := range tc.cards {
+			if c.Reader.Cards[k] != v {
+				t.Errorf("Parse(%s): card %q = %q, want %q", tc.in, k, c.Reader.Cards[k], v)
+			}
+		}
+	}
 }

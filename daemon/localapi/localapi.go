@@ -2,6 +2,22 @@
 // running terminal on a local unix socket: status, events, the roster. It
 // reads the store; it never changes it. kiumctl is its client; the same
 // queries run on a store file directly when kiumtapd is stopped.
+//
+// # The emulated reader
+//
+// With the emulated reader (reader.kind "emu") it also presents virtual
+// cards to the reader for kiumctl emu (see Emulator): POST /emu/place,
+// /emu/remove and /emu/tap put a card in the reader's field or take it out,
+// and GET /emu/cards lists the cards it knows. They too never write the
+// store: a card placed is decided, stored and shown by the tap loop exactly
+// as a card on a real reader. With a real MFRC522 they answer 409 Conflict
+// and say to put a card on the reader (ErrNotEmulated).
+//
+// # Stopping
+//
+// Serve stops when its context ends: requests in flight see their context
+// end too, and Serve returns only once every handler has returned, so the
+// caller may close the store then.
 package localapi
 
 import (
@@ -9,12 +25,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"kiumtap/daemon/store"
@@ -152,9 +170,33 @@ func ParseFilter(day, outcome, child, limit string) (Filter, error) {
 	return f, nil
 }
 
+// Options configure the local API's handler.
+type Options struct {
+	Store *store.Store
+	// Now is the terminal's wall clock, for ages and "today"; default
+	// time.Now.
+	Now func() time.Time
+	// Link, when not nil, adds the link to the portal to the status.
+	Link func() uplink.Link
+	// Emulator serves /emu/ when the reader is the emulated one; nil: a
+	// real MFRC522, and /emu/ says so.
+	Emulator *Emulator
+}
+
 // Handler serves /status, /events and /roster as JSON. link, when not nil,
-// adds the link to the portal to the status.
+// adds the link to the portal to the status. /emu/ answers that the reader
+// is a real one: NewHandler with an Emulator serves it.
 func Handler(st *store.Store, now func() time.Time, link func() uplink.Link) http.Handler {
+	return NewHandler(Options{Store: st, Now: now, Link: link})
+}
+
+// NewHandler serves /status, /events and /roster as JSON, and the
+// emulator's endpoints under /emu/.
+func NewHandler(o Options) http.Handler {
+	st, now, link := o.Store, o.Now, o.Link
+	if now == nil {
+		now = time.Now
+	}
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
@@ -186,14 +228,95 @@ func Handler(st *store.Store, now func() time.Time, link func() uplink.Link) htt
 		ro, _, err := st.Roster()
 		reply(w, ro, err)
 	})
+	emuRoutes(mux, o.Emulator)
 	return mux
+}
+
+// EmuRequest asks the emulator to place, remove or tap a card.
+type EmuRequest struct {
+	// Card is a UID in hex, a label of reader.cards, or the name or ID of
+	// a child or staff member; remove without one takes every card off.
+	Card string `json:"card"`
+	// Wait is how long to wait for the terminal; 0: 5 s.
+	Wait Duration `json:"wait,omitzero"`
+}
+
+// Duration is a time.Duration written as "5s".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil || v < 0 {
+		return fmt.Errorf("wait: %q is not a duration such as 5s", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func emuRoutes(mux *http.ServeMux, e *Emulator) {
+	fail := func(w http.ResponseWriter, err error) {
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrNotEmulated), errors.Is(err, ErrCardState):
+			code = http.StatusConflict
+		case errors.Is(err, ErrBadUID):
+			code = http.StatusBadRequest
+		case errors.Is(err, ErrUnknownCard):
+			code = http.StatusNotFound
+		case errors.Is(err, ErrNoFeedback):
+			code = http.StatusGatewayTimeout
+		case errors.Is(err, context.Canceled):
+			code = http.StatusServiceUnavailable
+		}
+		http.Error(w, err.Error(), code)
+	}
+	act := func(do func(*Emulator, context.Context, string, time.Duration) (EmuResult, error)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if e == nil {
+				fail(w, ErrNotEmulated)
+				return
+			}
+			var req EmuRequest
+			dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				http.Error(w, fmt.Sprintf("the request: %v", err), http.StatusBadRequest)
+				return
+			}
+			res, err := do(e, r.Context(), req.Card, time.Duration(req.Wait))
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(res)
+		}
+	}
+	mux.HandleFunc("POST /emu/place", act((*Emulator).Place))
+	mux.HandleFunc("POST /emu/remove", act((*Emulator).Remove))
+	mux.HandleFunc("POST /emu/tap", act((*Emulator).Tap))
+	mux.HandleFunc("GET /emu/cards", func(w http.ResponseWriter, r *http.Request) {
+		if e == nil {
+			fail(w, ErrNotEmulated)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(e.Cards())
+	})
 }
 
 // Serve answers on a unix socket at path until ctx ends. A stale socket
 // file is replaced; the socket is for the owner and the group (0660).
+// Requests see their context end with ctx; Serve returns ctx's error once
+// every request in flight has been answered (a handler that ignores its
+// context delays it), or the error that stopped it.
 func Serve(ctx context.Context, path string, h http.Handler) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("localapi: %w", err)
+		return fmt.Errorf("localapi: making the socket's directory: %w (set socket in the configuration to a writable place)", err)
 	}
 	if c, err := net.Dial("unix", path); err == nil {
 		c.Close()
@@ -202,20 +325,58 @@ func Serve(ctx context.Context, path string, h http.Handler) error {
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("localapi: listening on %s: %w", path, err)
+		return fmt.Errorf("localapi: listening on %s: %w (is the directory writable by kiumtapd? set socket in the configuration to move it)", path, err)
 	}
-	os.Chmod(path, 0o660)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
+	defer os.Remove(path)
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return fmt.Errorf("localapi: %w", err)
+	}
+
+	// Handlers are counted so that Serve returns only after the last:
+	// http.Server's Close does not wait for them.
+	var (
+		gate     sync.RWMutex
+		stopped  bool
+		inflight sync.WaitGroup
+	)
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gate.RLock()
+		if stopped {
+			gate.RUnlock()
+			http.Error(w, "kiumtapd is stopping", http.StatusServiceUnavailable)
+			return
+		}
+		inflight.Add(1)
+		gate.RUnlock()
+		defer inflight.Done()
+		h.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	select {
+	case err := <-served: // the listener failed
 		srv.Close()
-	}()
-	err = srv.Serve(l)
-	os.Remove(path)
-	if errors.Is(err, http.ErrServerClosed) {
-		return ctx.Err()
+		gate.Lock()
+		stopped = true
+		gate.Unlock()
+		inflight.Wait()
+		return fmt.Errorf("localapi: serving on %s: %w", path, err)
+	case <-ctx.Done():
 	}
-	return err
+	gate.Lock()
+	stopped = true
+	gate.Unlock()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-served
+	inflight.Wait()
+	return ctx.Err()
 }
 
 // Client asks a running kiumtapd over its socket.

@@ -3,8 +3,11 @@ package localapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/uplink"
+	"kiumtap/internal/wait"
 	"kiumtap/protocol"
 )
 
@@ -79,4 +83,60 @@ func TestHandlerAndSocket(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// Serve returns only after every request in flight has been answered:
+// their contexts end with Serve's, so a request waiting on the terminal
+// ends at once and the caller may close the store when Serve returns.
+func TestServeWaitsForItsRequests(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	var answered atomic.Bool
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/emu/tap" {
+			return // up
+		}
+		close(started)
+		<-r.Context().Done() // an emu request waiting for a screen
+		answered.Store(true)
+		http.Error(w, "stopping", http.StatusServiceUnavailable)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, sock, h) }()
+	wait.For(t, 5*time.Second, "the socket", func() bool {
+		resp, err := Client(sock).Get("http://kiumtapd/status")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	asked := make(chan struct{})
+	go func() {
+		defer close(asked)
+		if resp, err := Client(sock).Post("http://kiumtapd/emu/tap", "application/json", strings.NewReader("{}")); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Serve = %v, want context.Canceled", err)
+	}
+	if !answered.Load() {
+		t.Error("Serve returned before its request was answered")
+	}
+	<-asked
+}
+
+// A socket that cannot be made is an error that says where and what to do.
+func TestServeCannotListen(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Serve(context.Background(), filepath.Join(file, "s.sock"), http.NotFoundHandler())
+	if err == nil || !strings.Contains(err.Error(), "set socket in the configuration") {
+		t.Errorf("Serve under a file: %v", err)
+	}
 }

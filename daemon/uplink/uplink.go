@@ -36,6 +36,12 @@ import (
 )
 
 // Stamper says what time it is (package clock).
+//
+// Times that mean a moment of the wall clock (a roster's arrival, a
+// command's expiry, the times in the status, the link's state and
+// rejections) come from Options.Clock, as the terminal's taps do. Real
+// time (time.Now, timers) measures only intervals: resend and refusal
+// holds, backoff, heartbeats, how long the broker was away.
 type Stamper interface{ Stamp() store.Stamp }
 
 // Options configure an Uplink. Zero values take the documented defaults.
@@ -236,7 +242,7 @@ func (u *Uplink) setConnected(up bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if up != u.link.Connected || u.link.Since.IsZero() {
-		u.link.Connected, u.link.Since = up, time.Now().UTC()
+		u.link.Connected, u.link.Since = up, u.o.Clock.Stamp().Time.UTC()
 	}
 }
 
@@ -252,7 +258,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		if err != nil {
 			attempts++
 			if downSince.IsZero() {
-				downSince = time.Now()
+				downSince = time.Now() // an interval's start: real time
 			}
 			d := jitter(wait)
 			u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", u.o.Broker, "err", err, "retry_in", d.Round(time.Millisecond))
@@ -443,7 +449,7 @@ func (s *session) subscribeSnapshot(ctx context.Context) error {
 func (s *session) close(stopping bool) {
 	if stopping && s.c.IsConnected() {
 		// A clean stop: say so, since the will is sent only on a lost link.
-		raw, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Time: time.Now().UTC()})
+		raw, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Time: s.u.o.Clock.Stamp().Time.UTC()})
 		s.c.Publish(s.u.topics.Status(), 1, true, raw).WaitTimeout(2 * time.Second)
 	}
 	s.c.Disconnect(250)
@@ -451,6 +457,7 @@ func (s *session) close(stopping bool) {
 
 func (s *session) run(ctx context.Context) error {
 	u := s.u
+	// The sender measures intervals (resends, holds): real time.
 	if err := u.snd.restart(time.Now()); err != nil {
 		return err
 	}
@@ -582,13 +589,17 @@ func (s *session) ack(raw []byte) {
 		u.log.Info("uplink: ack for another log ignored", "device", a.Device, "log", a.Log)
 		return
 	}
-	now := time.Now()
+	now := time.Now() // the sender's intervals
 	r, err := u.snd.take(a, now)
 	if err != nil {
 		u.log.Error("uplink: taking an ack", "err", err)
 		return
 	}
 	if r.refused {
+		if u.snd.refused.Count == 1 {
+			// A refusal's start is a wall time for staff: the clock's.
+			u.snd.refused.Since = u.o.Clock.Stamp().Time.UTC()
+		}
 		cur := *u.snd.refused
 		u.mu.Lock()
 		u.stats.Refused++
@@ -600,7 +611,7 @@ func (s *session) ack(raw []byte) {
 	if r.deleted > 0 {
 		u.mu.Lock()
 		u.stats.Acked += r.deleted
-		u.link.LastAck = now.UTC()
+		u.link.LastAck = u.o.Clock.Stamp().Time.UTC()
 		u.link.Refused = nil
 		u.mu.Unlock()
 	}
@@ -645,7 +656,7 @@ func (u *Uplink) correctClock(now store.Stamp, portal time.Time) {
 // reject reports a refused message from the portal: logged, counted and
 // put in the status.
 func (u *Uplink) reject(topic string, err error) {
-	r := &protocol.Rejection{Topic: topic, Reason: err.Error(), Time: time.Now().UTC()}
+	r := &protocol.Rejection{Topic: topic, Reason: err.Error(), Time: u.o.Clock.Stamp().Time.UTC()}
 	u.log.Warn("uplink: message from the portal refused; nothing changed", "topic", topic, "err", err)
 	u.mu.Lock()
 	u.stats.Rejected++
@@ -694,7 +705,7 @@ func (u *Uplink) takeSnapshot(raw []byte) (applied bool, err error) {
 }
 
 func (u *Uplink) apply(r *firmware.Roster) error {
-	if err := u.o.Store.ApplyRoster(r, time.Now()); err != nil {
+	if err := u.o.Store.ApplyRoster(r, u.o.Clock.Stamp().Time); err != nil {
 		return err
 	}
 	u.log.Info("uplink: roster applied", "revision", r.Revision, "children", len(r.Children))
@@ -754,7 +765,7 @@ func (s *session) command(ctx context.Context, m message) {
 	payload, err := protocol.Open(u.o.PortalKey, m.raw, protocol.MaxMessage)
 	var c *protocol.Command
 	if err == nil {
-		c, err = protocol.DecodeCommand(payload, u.o.Centre, u.o.Device, time.Now())
+		c, err = protocol.DecodeCommand(payload, u.o.Centre, u.o.Device, u.o.Clock.Stamp().Time)
 	}
 	if err != nil {
 		u.reject(m.topic, err)
@@ -778,7 +789,7 @@ func (s *session) command(ctx context.Context, m message) {
 	}
 	switch c.Name {
 	case protocol.CmdPing:
-		res, _ := json.Marshal(map[string]any{"time": time.Now().UTC()})
+		res, _ := json.Marshal(map[string]any{"time": u.o.Clock.Stamp().Time.UTC()})
 		s.reply(protocol.Reply{ID: c.ID, OK: true, Result: res})
 	case protocol.CmdResync:
 		if err := s.subscribeSnapshot(ctx); err != nil {

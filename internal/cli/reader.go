@@ -20,7 +20,10 @@ import (
 
 // ReaderFlags choose and wire the reader.
 type ReaderFlags struct {
-	Kind   string // "emu" or "pi"
+	// Kind is "pi" or "emu". It has no default: a command that touches a
+	// reader must be told which, so that a probe on a Raspberry Pi never
+	// succeeds on the emulator by mistake.
+	Kind   string
 	Board  pi.Options
 	Poll   time.Duration
 	RxGain int
@@ -30,7 +33,7 @@ type ReaderFlags struct {
 
 // Register adds the reader flags to fs.
 func (f *ReaderFlags) Register(fs *flag.FlagSet) {
-	fs.StringVar(&f.Kind, "reader", "emu", `card reader: "emu" (emulated MFRC522) or "pi" (MFRC522 on a Raspberry Pi)`)
+	fs.StringVar(&f.Kind, "reader", "", `card reader (required): "pi" (the MFRC522 wired to this Raspberry Pi) or "emu" (the emulated MFRC522)`)
 	fs.StringVar(&f.Board.SPI, "spi", "SPI0.0", "SPI port of the RC522")
 	fs.StringVar(&f.Board.RST, "rst", "GPIO25", "RC522 RST pin")
 	fs.StringVar(&f.Board.IRQ, "irq", "GPIO24", `RC522 IRQ pin, or "none" to poll the chip`)
@@ -57,9 +60,15 @@ type Reader struct {
 // Close releases the SPI port.
 func (r *Reader) Close() error { return r.Port.Close() }
 
+// ErrNoReader: no reader was chosen (-reader or reader.kind empty). It is
+// a usage error.
+var ErrNoReader = fmt.Errorf(`%w: say which reader: -reader pi (the MFRC522 wired to this Raspberry Pi) or -reader emu (the emulated MFRC522, to try the command)`, ErrUsage)
+
 // Open opens the reader the flags name.
 func (f *ReaderFlags) Open() (*Reader, error) {
 	switch f.Kind {
+	case "":
+		return nil, ErrNoReader
 	case "emu":
 		chip := rc522emu.New(rc522emu.Options{Timed: f.Timed})
 		r := &Reader{Port: chip, RST: chip.RST(), Emu: chip}
@@ -78,7 +87,7 @@ func (f *ReaderFlags) Open() (*Reader, error) {
 		}
 		return r, nil
 	}
-	return nil, fmt.Errorf(`-reader %q: want "emu" or "pi"`, f.Kind)
+	return nil, fmt.Errorf(`%w: -reader %q: want "emu" or "pi"`, ErrUsage, f.Kind)
 }
 
 // DevOptions are the driver options the flags set.
