@@ -1,11 +1,17 @@
 package protocol
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"kiumtap/firmware"
 )
 
 // Through: a terminal deletes the prefix of its outbox up to the highest
@@ -74,45 +80,109 @@ func FuzzDecodePortalStatus(f *testing.F) {
 	})
 }
 
+// docExampleKey is the Ed25519 public key docs/protocol.md's examples are
+// signed with.
+const docExampleKey = "d1ABeFJ9osEk1ZvGJ7NeTCI+HsWNMagKsgCwwgoBM2c="
+
 // The examples in docs/protocol.md are the contract a portal team
-// implements from: each complete JSON example must decode with the decoder
-// of its message, so the document and the code cannot drift apart.
+// implements from. Every JSON block there either decodes with the decoder
+// of its message (signatures and digests checked; the example delta
+// applied to the example snapshot) or says it is abridged with "…": a
+// renamed JSON tag, a changed digest rule or a wrong example fails here.
 func TestDocExamples(t *testing.T) {
 	raw, err := os.ReadFile("../docs/protocol.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
-	decoders := []struct {
-		name   string
-		is     func(string) bool
-		decode func([]byte) error
-	}{
-		{"ack", func(s string) bool { return strings.Contains(s, `"ranges"`) }, func(b []byte) error { _, err := DecodeAck(b); return err }},
-		{"status", func(s string) bool { return strings.Contains(s, `"outbox_depth"`) }, func(b []byte) error { _, err := DecodeStatus(b); return err }},
-		{"portal presence", func(s string) bool {
-			return strings.HasPrefix(s, `{"v":1,"state"`) && !strings.Contains(s, `"outbox_depth"`)
-		}, func(b []byte) error { _, err := DecodePortalStatus(b); return err }},
+	pub, err := ParsePublicKey(docExampleKey)
+	if err != nil {
+		t.Fatal(err)
 	}
+	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
 	seen := map[string]int{}
+	var snapshot *firmware.Roster
+	var deltas []*Delta
 	for _, b := range blocks {
 		text := strings.TrimSpace(b[1])
-		for _, d := range decoders {
-			if !d.is(text) {
-				continue
-			}
-			seen[d.name]++
-			if err := d.decode([]byte(strings.ReplaceAll(text, "\n", ""))); err != nil {
-				t.Errorf("docs/protocol.md's %s example does not decode: %v\n%s", d.name, err, text)
-			}
+		if strings.Contains(text, "…") {
+			seen["abridged"]++
+			continue
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, []byte(text)); err != nil {
+			t.Errorf("a JSON example that is not JSON (mark an abridged one with …): %v\n%s", err, text)
+			continue
+		}
+		msg := compact.Bytes()
+		kind, err := decodeDocExample(pub, msg, &snapshot, &deltas)
+		if err != nil {
+			t.Errorf("docs/protocol.md's %s example: %v\n%s", kind, err, text)
+		}
+		seen[kind]++
+	}
+	for _, d := range deltas {
+		if snapshot == nil {
+			t.Fatal("a delta example and no snapshot example to apply it to")
+		}
+		if _, err := d.Apply(snapshot); err != nil {
+			t.Errorf("the example delta does not apply to the example snapshot: %v", err)
 		}
 	}
-	for _, d := range decoders {
-		if seen[d.name] == 0 {
-			t.Errorf("docs/protocol.md has no %s example", d.name)
+	for _, want := range []string{"snapshot", "signed snapshot", "delta", "signed delta", "ack", "refusal", "status", "portal presence", "command"} {
+		if seen[want] == 0 {
+			t.Errorf("docs/protocol.md has no complete %s example (seen %v)", want, seen)
 		}
 	}
-	if seen["ack"] < 2 {
-		t.Errorf("want the ack and the refusal examples; found %d", seen["ack"])
+}
+
+// decodeDocExample decodes one example with its message's decoder and
+// says which message it is.
+func decodeDocExample(pub ed25519.PublicKey, msg []byte, snapshot **firmware.Roster, deltas *[]*Delta) (string, error) {
+	has := func(s string) bool { return bytes.Contains(msg, []byte(s)) }
+	prefix := ""
+	if has(`"payload":`) {
+		payload, err := Open(pub, msg, MaxRoster)
+		if err != nil {
+			return "signed message", err
+		}
+		msg, prefix = payload, "signed "
 	}
+	switch {
+	case has(`"kind":"snapshot"`):
+		r, err := DecodeSnapshot(msg, "mangwon1")
+		if err == nil && *snapshot == nil {
+			*snapshot = r
+		}
+		return prefix + "snapshot", err
+	case has(`"kind":"delta"`):
+		d, err := DecodeDelta(msg, "mangwon1")
+		if err == nil {
+			*deltas = append(*deltas, d)
+		}
+		return prefix + "delta", err
+	case has(`"refused":`):
+		_, err := DecodeAck(msg)
+		return "refusal", err
+	case has(`"ranges":`):
+		_, err := DecodeAck(msg)
+		return "ack", err
+	case has(`"outbox_depth":`):
+		_, err := DecodeStatus(msg)
+		return "status", err
+	case has(`"state":`):
+		_, err := DecodePortalStatus(msg)
+		return "portal presence", err
+	case has(`"expires":`):
+		var c Command
+		json.Unmarshal(msg, &c)
+		_, err := DecodeCommand(msg, c.Centre, c.Device, c.Expires.Add(-time.Minute))
+		return "command", err
+	case has(`"events":`):
+		_, err := DecodeBatch(msg)
+		return "events", err
+	case has(`"seq":`):
+		_, err := DecodeBatch(append(append([]byte(`{"v":1,"events":[`), msg...), ']', '}'))
+		return "event", err
+	}
+	return "unknown", errors.New("no decoder checks this example: teach TestDocExamples its message")
 }

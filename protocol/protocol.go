@@ -289,8 +289,12 @@ func DecodeAck(raw []byte) (*Ack, error) {
 
 // Status is a terminal's retained status.
 type Status struct {
-	V             int        `json:"v"`
-	State         string     `json:"state"` // "online" or "offline"
+	V     int    `json:"v"`
+	State string `json:"state"` // "online" or "offline"
+	// Instance is random for each start of the terminal's software: two
+	// terminals with one device ID (a cloned SD card) show as two
+	// instances taking the ID from each other.
+	Instance      string     `json:"instance,omitempty"`
 	Time          time.Time  `json:"time"`
 	Version       string     `json:"version,omitempty"`
 	OutboxDepth   int        `json:"outbox_depth"`

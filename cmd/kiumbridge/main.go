@@ -87,9 +87,15 @@ Commands:
   texts          the text queue: what was sent, what failed and why
   export         a centre's month: each child's sessions and the hourly occupancy,
                  as CSV or Excel
+  ca init        make the district's certificate authority (ca.pem, ca.key)
+  ca broker      issue the broker's certificate for its host names (SANs)
+  device issue   issue a terminal's certificate (its identity at the broker) and
+                 print its config lines and its block of the broker's ACL
+  device acl     write the broker's whole ACL for a list of CENTRE/DEVICE
   help COMMAND   a command's flags (as kiumbridge COMMAND -h)
 
-Every command but keygen takes -config FILE, kiumbridge's configuration.
+Every command but keygen, ca and device takes -config FILE, kiumbridge's
+configuration.
 kiumbridge -version prints the version.
 `
 
@@ -128,6 +134,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStatus(ctx, rest, stdout, stderr)
 	case "export":
 		return cmdExport(ctx, rest, stdout, stderr)
+	case "ca":
+		return cmdCA(rest, stdout, stderr)
+	case "device":
+		return cmdDevice(rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, cmd)

@@ -23,6 +23,7 @@ import (
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
+	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 	"kiumtap/protocol"
@@ -94,11 +95,13 @@ func tapFrom(t *testing.T, c mqtt.Client, st *bridge.Store, device string) {
 // command on T-1's topic, answered), and the errors of a terminal that
 // does not answer, an unknown one, and a centre of several.
 func TestCardCommands(t *testing.T) {
-	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
+	// The broker's ACL as kiumbridge device acl writes it, one password per
+	// terminal (the shipped configuration uses certificates instead).
+	acl, err := devices.ACL("portal", []devices.Device{{Centre: "mangwon1", ID: "T-1"}, {Centre: "mangwon1", ID: "T-9"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"mangwon1": termPass, "portal": portalPass}, ACL: string(acl)})
+	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"T-1": termPass, "T-9": termPass, "portal": portalPass}, ACL: acl})
 	dir := t.TempDir()
 	if err := source.Write(filepath.Join(dir, "mangwon1.json"), cardSource()); err != nil {
 		t.Fatal(err)
@@ -172,7 +175,7 @@ func TestCardCommands(t *testing.T) {
 	}
 
 	// Terminal T-1: it checks each command's signature and answers.
-	term := connect(t, mq.URL(), "mangwon1", termPass, "T-1")
+	term := connect(t, mq.URL(), "T-1", termPass, "T-1")
 	var mu sync.Mutex
 	var got []protocol.Command
 	pub := portalKey.Public().(ed25519.PublicKey)
@@ -251,7 +254,7 @@ func TestCardCommands(t *testing.T) {
 	t.Logf("no answer reported after %v; %s", time.Since(start).Round(time.Millisecond), err)
 
 	// Terminals: a terminal's retained status, then its last will.
-	t9 := connect(t, mq.URL(), "mangwon1", termPass, "T-9")
+	t9 := connect(t, mq.URL(), "T-9", termPass, "T-9")
 	status := func(payload string) {
 		t.Helper()
 		if tok := t9.Publish("kium/v1/c/mangwon1/d/T-9/status", 1, true, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {

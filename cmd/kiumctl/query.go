@@ -172,6 +172,9 @@ func printStatus(w io.Writer, s localapi.Status) {
 		state = "connected since " + kst(l.Since)
 	}
 	fmt.Fprintf(w, "portal\t%s, broker %s; last ack %s\n", state, l.Broker, kst(l.LastAck))
+	if !l.Connected && l.LastError != "" {
+		fmt.Fprintf(w, "\tlast error: %s\n", l.LastError)
+	}
 	if r := l.Refused; r != nil {
 		fmt.Fprintf(w, "EVENTS REFUSED\tthe portal refused this terminal's events (%s) since %s, from event %d: %s\n", count(r.Count, "refusal"), kst(r.Since), r.Seq, r.Reason)
 		fmt.Fprintf(w, "\tnothing is lost: they are sent again, in smaller batches and less often; tell the operator the reason above\n")

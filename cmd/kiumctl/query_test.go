@@ -136,8 +136,8 @@ func TestPrintStatusLink(t *testing.T) {
 		}
 	}
 	out.Reset()
-	printStatus(&out, localapi.Status{Device: "door", Link: &uplink.Link{Broker: "tcp://b:1883", Since: since}})
-	if !strings.Contains(out.String(), "DOWN since 2026-11-23 15:00:00") {
+	printStatus(&out, localapi.Status{Device: "door", Link: &uplink.Link{Broker: "tcp://b:1883", Since: since, LastError: "connecting: not Authorized: the broker refused this terminal"}})
+	if !strings.Contains(out.String(), "DOWN since 2026-11-23 15:00:00") || !strings.Contains(out.String(), "last error: connecting: not Authorized") {
 		t.Fatalf("a link down:\n%s", out.String())
 	}
 }

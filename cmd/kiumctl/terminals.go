@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -51,6 +52,10 @@ func terminalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			r := t.Status.Refused
 			refusals = append(refusals, fmt.Sprintf("EVENTS REFUSED (the terminal reports): terminal %s, %s since %s, from event %d: %s",
 				t.Device, count(r.Count, "refusal"), r.Since.In(firmware.KST).Format("2006-01-02 15:04:05"), r.Seq, r.Reason))
+		}
+		if c := t.Clash; c != nil {
+			refusals = append(refusals, fmt.Sprintf("DEVICE ID USED TWICE: %d terminals use device ID %s (instances %s, %d switches since %s): a cloned SD card or certificate? Give each terminal its own device ID and certificate (kiumbridge device issue)",
+				len(c.Instances), t.Device, strings.Join(c.Instances, ", "), c.Switches, c.Since.In(firmware.KST).Format("2006-01-02 15:04:05")))
 		}
 		s := t.Status
 		if s == nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"kiumtap/daemon/store"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 )
@@ -35,11 +36,7 @@ func clientTLS(t *testing.T, ca, cert, key string) *tls.Config {
 // of another CA is refused.
 func TestTLS(t *testing.T) {
 	certs := mosqtest.NewCerts(t)
-	b := mosqtest.Start(t, mosqtest.Options{
-		TLS:   certs,
-		Users: map[string]string{centre: termPass, "portal": portPass},
-		ACL:   exampleACL(t),
-	})
+	b := mosqtest.Start(t, mosqtest.Options{TLS: certs, Users: brokerUsers, ACL: brokerACL(t)})
 	p := newPortal(t, b.URL())
 	cert, keyFile := certs.Client(t, device)
 	tm := newTerminal(t, filepath.Join(t.TempDir(), "k.db"), b.TLSURL(), func(o *Options) {
@@ -63,6 +60,19 @@ func TestTLS(t *testing.T) {
 		t.Fatal("a certificate of another CA was let in")
 	} else if !strings.Contains(err.Error(), "connecting") {
 		t.Fatalf("unexpected error: %v", err)
+	}
+	// A certificate issued to another device: refused before connecting,
+	// saying which.
+	otherCert, otherKey := certs.Client(t, "T-2")
+	st, err := store.Open(store.Options{Path: filepath.Join(t.TempDir(), "o.db"), DeviceID: device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = New(Options{Broker: b.TLSURL(), Centre: centre, Device: device, PortalKey: portalPub(), Store: st, Clock: &clock{synced: true},
+		TLS: clientTLS(t, certs.CAFile, otherCert, otherKey)})
+	if err == nil || !strings.Contains(err.Error(), `issued to "T-2", but this terminal is "T-1"`) {
+		t.Fatalf("a certificate of another device: %v", err)
 	}
 }
 

@@ -14,7 +14,9 @@ package uplink
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -48,8 +50,11 @@ type Stamper interface{ Stamp() store.Stamp }
 type Options struct {
 	// Broker URL: tcp://host:1883 or ssl://host:8883.
 	Broker string
-	// Centre and Device: the topic levels, the MQTT username (centre) and
-	// client ID (device) the broker's ACL expects.
+	// Centre and Device: the topic levels. The device ID is also the MQTT
+	// username and client ID: with the shipped broker configuration the
+	// broker takes both from the terminal's certificate, whose common
+	// name must be the device ID; Password is then unused. A broker that
+	// checks passwords instead (one per device) gets Password.
 	Centre, Device string
 	Password       string
 	TLS            *tls.Config // for ssl:// brokers
@@ -117,6 +122,8 @@ type Uplink struct {
 	snd *sender
 	// probeAddr is the broker's host:port for probes; "" for none.
 	probeAddr string
+	// instance names this start of the software in the status: random.
+	instance string
 
 	mu    sync.Mutex
 	stats Stats
@@ -137,6 +144,9 @@ func New(o Options) (*Uplink, error) {
 		return nil, errors.New("uplink: the portal's public key is required to check rosters and commands")
 	case o.Store == nil || o.Clock == nil:
 		return nil, errors.New("uplink: Store and Clock are required")
+	}
+	if err := certIsFor(o.TLS, o.Device); err != nil {
+		return nil, err
 	}
 	if o.Window <= 0 {
 		o.Window = 5000
@@ -169,7 +179,32 @@ func New(o Options) (*Uplink, error) {
 	u := &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1),
 		snd: newSender(o.Store, o.Window, o.Batch, o.ResendAfter), probeAddr: probeAddr(o.Broker)}
 	u.link.Broker = o.Broker
+	var inst [6]byte
+	if _, err := crand.Read(inst[:]); err != nil {
+		return nil, err
+	}
+	u.instance = hex.EncodeToString(inst[:])
 	return u, nil
+}
+
+// certIsFor checks that a client certificate, if any, is the device's: the
+// broker takes the terminal's identity from it, so one issued to another
+// device would have it speak (and be refused) as that device.
+func certIsFor(cfg *tls.Config, device string) error {
+	if cfg == nil || len(cfg.Certificates) == 0 || len(cfg.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	leaf := cfg.Certificates[0].Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cfg.Certificates[0].Certificate[0]); err != nil {
+			return fmt.Errorf("uplink: the client certificate (mqtt.cert): %w", err)
+		}
+	}
+	if cn := leaf.Subject.CommonName; cn != device {
+		return fmt.Errorf("uplink: the client certificate (mqtt.cert) is issued to %q, but this terminal is %q (device_id): the broker knows a terminal by its certificate; issue one for %q (kiumbridge device issue)", cn, device, device)
+	}
+	return nil
 }
 
 // probeAddr is the host:port a broker URL connects to, "" when it is not
@@ -215,6 +250,9 @@ type Link struct {
 	Since time.Time `json:"since,omitzero"`
 	// LastAck is when an ack last deleted events.
 	LastAck time.Time `json:"last_ack,omitzero"`
+	// LastError is why the last connection attempt failed, with what to
+	// check; cleared once connected.
+	LastError string `json:"last_error,omitempty"`
 	// Refused: the portal refuses this terminal's events (why, since
 	// when, how often); nil when it does not.
 	Refused *protocol.Refusal `json:"events_refused,omitempty"`
@@ -238,9 +276,27 @@ func (u *Uplink) Link() Link {
 	return l
 }
 
+// connectHint says what to check for a failed connection, naming the
+// configuration keys.
+func connectHint(err error) string {
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "not authori") || strings.Contains(msg, "bad user name or password"):
+		return "the broker refused this terminal: its identity is its certificate (mqtt.cert and mqtt.key, issued to this device_id by kiumbridge device issue) or, on a broker that checks passwords, device_id and mqtt.password; and the broker's ACL must list it"
+	case strings.Contains(msg, "x509") || strings.Contains(msg, "certificate") || strings.Contains(msg, "tls"):
+		return "the TLS handshake failed: check mqtt.ca (the broker's CA), mqtt.cert and mqtt.key, and that mqtt.broker names a host the broker's certificate covers"
+	case refusedByNetwork(err):
+		return "no broker answers at mqtt.broker: check the address and the network; taps are kept and sent when it is back"
+	}
+	return "check mqtt.broker and the network; taps are kept and sent when it is back"
+}
+
 func (u *Uplink) setConnected(up bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if up {
+		u.link.LastError = ""
+	}
 	if up != u.link.Connected || u.link.Since.IsZero() {
 		u.link.Connected, u.link.Since = up, u.o.Clock.Stamp().Time.UTC()
 	}
@@ -261,7 +317,11 @@ func (u *Uplink) Run(ctx context.Context) error {
 				downSince = time.Now() // an interval's start: real time
 			}
 			d := jitter(wait)
-			u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", u.o.Broker, "err", err, "retry_in", d.Round(time.Millisecond))
+			hint := connectHint(err)
+			u.mu.Lock()
+			u.link.LastError = err.Error() + ": " + hint
+			u.mu.Unlock()
+			u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", u.o.Broker, "err", err, "check", hint, "retry_in", d.Round(time.Millisecond))
 			if u.waitRetry(ctx, d, refusedByNetwork(err)) {
 				u.mu.Lock()
 				u.stats.Probed++
@@ -356,11 +416,11 @@ type session struct {
 
 func (u *Uplink) connect(ctx context.Context) (*session, error) {
 	s := &session{u: u, msgs: make(chan message, 4096), lost: make(chan error, 1)}
-	offline, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline"})
+	offline, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Instance: u.instance})
 	o := mqtt.NewClientOptions().
 		AddBroker(u.o.Broker).
 		SetClientID(u.o.Device).
-		SetUsername(u.o.Centre).
+		SetUsername(u.o.Device).
 		SetPassword(u.o.Password).
 		SetCleanSession(true).
 		SetAutoReconnect(false).
@@ -449,7 +509,7 @@ func (s *session) subscribeSnapshot(ctx context.Context) error {
 func (s *session) close(stopping bool) {
 	if stopping && s.c.IsConnected() {
 		// A clean stop: say so, since the will is sent only on a lost link.
-		raw, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Time: s.u.o.Clock.Stamp().Time.UTC()})
+		raw, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Instance: s.u.instance, Time: s.u.o.Clock.Stamp().Time.UTC()})
 		s.c.Publish(s.u.topics.Status(), 1, true, raw).WaitTimeout(2 * time.Second)
 	}
 	s.c.Disconnect(250)
@@ -826,7 +886,7 @@ func (s *session) reply(r protocol.Reply) {
 // Status is the terminal's status as it would publish it now.
 func (u *Uplink) Status() protocol.Status {
 	now := u.o.Clock.Stamp()
-	st := protocol.Status{V: protocol.Version, State: "online", Time: now.Time.UTC(), Version: u.o.Version, ClockSynced: now.Synced}
+	st := protocol.Status{V: protocol.Version, State: "online", Instance: u.instance, Time: now.Time.UTC(), Version: u.o.Version, ClockSynced: now.Synced}
 	if o, err := u.o.Store.Outbox(); err == nil {
 		st.OutboxDepth = o.Depth
 		if o.Depth > 0 {

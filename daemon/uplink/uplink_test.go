@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"kiumtap/internal/chaosproxy"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/devices"
 	"kiumtap/portal/ingest"
 	"kiumtap/protocol"
 )
@@ -34,21 +34,23 @@ var portalPriv = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 
 func portalPub() ed25519.PublicKey { return portalPriv.Public().(ed25519.PublicKey) }
 
-// exampleACL is the broker ACL of deploy/mosquitto: the tests run under it.
-func exampleACL(t testing.TB) string {
-	raw, err := os.ReadFile("../../deploy/mosquitto/acl")
+// brokerACL is the broker ACL for this package's terminal, as `kiumbridge
+// device acl` writes it (portal/devices): the tests run under it.
+func brokerACL(t testing.TB) string {
+	acl, err := devices.ACL("portal", []devices.Device{{Centre: centre, ID: device}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(raw)
+	return acl
 }
 
+// brokerUsers: the terminal's password (with the shipped configuration a
+// terminal is its certificate; tests on the plain listener use one
+// password per device), and the portal's.
+var brokerUsers = map[string]string{device: termPass, "portal": portPass}
+
 func startBroker(t testing.TB, extra string) *mosqtest.Broker {
-	return mosqtest.Start(t, mosqtest.Options{
-		Users: map[string]string{centre: termPass, "other": "other-secret", "portal": portPass},
-		ACL:   exampleACL(t),
-		Extra: extra,
-	})
+	return mosqtest.Start(t, mosqtest.Options{Users: brokerUsers, ACL: brokerACL(t), Extra: extra})
 }
 
 type clock struct {
@@ -521,5 +523,26 @@ func TestBrokerDropsQueued(t *testing.T) {
 	t.Logf("published %d for %d events, %d times sent again; the portal saw %d beyond a gap", st.Published, n, st.Resends, ps.OutOfOrder)
 	if st.Resends == 0 || st.Published <= n {
 		t.Fatal("the broker dropped nothing: the test proves nothing")
+	}
+}
+
+// A terminal the broker refuses says why in its link's state, naming what
+// to check (kiumctl status shows it); a broker not there says so too.
+func TestLinkSaysWhy(t *testing.T) {
+	b := startBroker(t, "")
+	for _, tc := range []struct {
+		name, broker, password, want string
+	}{
+		{"wrong password", b.URL(), "wrong", "mqtt.password"},
+		{"no broker", "tcp://127.0.0.1:1", termPass, "no broker answers at mqtt.broker"},
+	} {
+		tm := newTerminal(t, filepath.Join(t.TempDir(), "k.db"), tc.broker, func(o *Options) { o.Password = tc.password })
+		tm.run()
+		wait.For(t, 10*time.Second, tc.name+": the reason in the link", func() bool {
+			l := tm.up.Link()
+			return !l.Connected && strings.Contains(l.LastError, tc.want)
+		})
+		t.Logf("%s: %s", tc.name, tm.up.Link().LastError)
+		tm.stop()
 	}
 }

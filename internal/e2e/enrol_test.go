@@ -26,6 +26,7 @@ import (
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
+	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 )
@@ -240,16 +241,11 @@ type system struct {
 	dir     string
 }
 
-func startSystem(t *testing.T, centres ...centre) *system {
-	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := map[string]string{"portal": portalPass}
-	for _, c := range centres {
-		users[c.id] = termPass
-	}
-	s := &system{mq: mosqtest.Start(t, mosqtest.Options{Users: users, ACL: string(acl)}), wg: &sync.WaitGroup{}}
+// startSystem starts Mosquitto, with the ACL for the terminals doors (as
+// kiumbridge device acl writes it; one password each), and the bridge on
+// the centres' roster sources.
+func startSystem(t *testing.T, doors []devices.Device, centres ...centre) *system {
+	s := &system{mq: startBroker(t, doors), wg: &sync.WaitGroup{}}
 	dir := t.TempDir()
 	s.srcDir = filepath.Join(dir, "sources")
 	os.MkdirAll(s.srcDir, 0o700)
@@ -264,6 +260,21 @@ func startSystem(t *testing.T, centres ...centre) *system {
 	s.startBridge(t)
 	t.Cleanup(s.stopBridge)
 	return s
+}
+
+// startBroker starts Mosquitto with the ACL for doors and one password
+// per terminal (the shipped configuration takes a terminal's identity from
+// its certificate instead: portal/devices tests that one).
+func startBroker(t testing.TB, doors []devices.Device) *mosqtest.Broker {
+	acl, err := devices.ACL("portal", doors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]string{"portal": portalPass}
+	for _, d := range doors {
+		users[d.ID] = termPass
+	}
+	return mosqtest.Start(t, mosqtest.Options{Users: users, ACL: acl})
 }
 
 // startBridge runs the bridge on the system's store, until stopBridge.
@@ -328,7 +339,7 @@ var hapjeong = centre{id: "hapjeong", key: []byte("hapjeong-centre-key-4567"), c
 // the portal's next revision holds the binding and says it took it in, and
 // the terminal's binding no longer needs to sit on top.
 func TestEnrolOfflineThenSync(t *testing.T) {
-	s := startSystem(t, mangwon)
+	s := startSystem(t, []devices.Device{{Centre: mangwon.id, ID: "door"}}, mangwon)
 	d := startDoor(t, s.mq, mangwon, "door", time.Now().In(firmware.KST))
 	waitRosters(t, d)
 	rev := d.portalRoster().Revision
@@ -386,7 +397,7 @@ func TestEnrolConflictTwoCentres(t *testing.T) {
 }
 
 func conflict(t *testing.T, laterFirst bool) {
-	s := startSystem(t, mangwon, hapjeong)
+	s := startSystem(t, []devices.Device{{Centre: mangwon.id, ID: "door-a"}, {Centre: hapjeong.id, ID: "door-b"}}, mangwon, hapjeong)
 	now := time.Now().In(firmware.KST)
 	a := startDoor(t, s.mq, mangwon, "door-a", now)
 	b := startDoor(t, s.mq, hapjeong, "door-b", now.Add(time.Minute)) // b's binding is made later
@@ -457,7 +468,7 @@ func (s *system) call(t *testing.T, method, path string, body any, out any) int 
 // bound with flow portal; the portal's revision holds it, and the history
 // says who did it. kiumctl revoke then stops it on the next revision.
 func TestEnrolFromPortal(t *testing.T) {
-	s := startSystem(t, mangwon)
+	s := startSystem(t, []devices.Device{{Centre: mangwon.id, ID: "door"}}, mangwon)
 	d := startDoor(t, s.mq, mangwon, "door", time.Now().In(firmware.KST))
 	waitRosters(t, d)
 	// A terminal that has sent no event yet is known by its status.
@@ -511,4 +522,21 @@ func TestEnrolFromPortal(t *testing.T) {
 	if f := d.tap(card); f.Pattern != firmware.PatternReplaced {
 		t.Fatalf("a revoked card's tap: %+v", f)
 	}
+}
+
+// Two terminals with one device ID (a cloned SD card): each connection
+// takes the ID from the other. The bridge sees their instances come back
+// in turn and reports the clash on the terminals' view, instead of the
+// terminal flapping silently.
+func TestClonedTerminal(t *testing.T) {
+	s := startSystem(t, []devices.Device{{Centre: mangwon.id, ID: "door"}}, mangwon)
+	now := time.Now().In(firmware.KST)
+	startDoor(t, s.mq, mangwon, "door", now)
+	startDoor(t, s.mq, mangwon, "door", now)
+	var ts []bridge.TerminalView
+	wait.For(t, 30*time.Second, "the clash on the terminals' view", func() bool {
+		s.call(t, "GET", "/terminals?centre="+mangwon.id, nil, &ts)
+		return len(ts) == 1 && ts[0].Clash != nil && len(ts[0].Clash.Instances) == 2
+	})
+	t.Logf("clash: %+v", *ts[0].Clash)
 }

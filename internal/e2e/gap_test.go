@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"io"
+	"kiumtap/portal/devices"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,7 +39,7 @@ func copyFile(t *testing.T, from, to string) {
 // -through is refused, and gap accept records the loss and lets the later
 // events (and their texts) through.
 func TestGapAfterRestore(t *testing.T) {
-	s := startSystem(t, mangwon)
+	s := startSystem(t, []devices.Device{{Centre: mangwon.id, ID: "door"}}, mangwon)
 	d := startDoor(t, s.mq, mangwon, "door", time.Now().In(firmware.KST))
 	waitRosters(t, d)
 	taps := func(n int) {

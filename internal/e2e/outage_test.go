@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"kiumtap/daemon/uplink"
-	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/devices"
 	"kiumtap/portal/sms/smstest"
 )
 
@@ -50,11 +49,7 @@ type outage struct {
 // takes two taps, then comes back.
 func brokerOutage(tb testing.TB, length time.Duration) outage {
 	c, src := busyCentre(6)
-	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	mq := mosqtest.Start(tb, mosqtest.Options{Users: map[string]string{"portal": portalPass, c.id: termPass}, ACL: string(acl)})
+	mq := startBroker(tb, []devices.Device{{Centre: c.id, ID: "door0"}, {Centre: c.id, ID: "door1"}, {Centre: c.id, ID: "door2"}})
 	hook := smstest.NewWebhook(tb, hookSecret)
 	srcDir := tb.TempDir()
 	writeSource(tb, srcDir, src)

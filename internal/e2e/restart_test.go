@@ -15,9 +15,9 @@ import (
 
 	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
-	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
+	"kiumtap/portal/devices"
 	"kiumtap/portal/sms/smstest"
 	"kiumtap/protocol"
 )
@@ -56,11 +56,7 @@ func recordedSent(t *testing.T, path string) map[string]bool {
 func TestBridgeRestartsAimedAtTexts(t *testing.T) {
 	const taps, restarts = 300, 40
 	c, src := busyCentre(12)
-	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"portal": portalPass, c.id: termPass}, ACL: string(acl)})
+	mq := startBroker(t, []devices.Device{{Centre: c.id, ID: "door0"}, {Centre: c.id, ID: "door1"}, {Centre: c.id, ID: "door2"}})
 	hook := smstest.NewWebhook(t, hookSecret)
 	srcDir := t.TempDir()
 	writeSource(t, srcDir, src)

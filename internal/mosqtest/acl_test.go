@@ -5,12 +5,16 @@ import (
 	"testing"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/portal/devices"
 )
 
 // TestExampleACL runs the production ACL in deploy/mosquitto/acl on a real
-// broker: a terminal (user = centre, client ID = device) may publish only on
-// its own device's topics and read only its own ack/cmd, its centre's
-// roster and the bridges' presence; the portal reads and writes everything.
+// broker, with a second terminal's block as kiumbridge device acl writes it:
+// a terminal (user = its device ID, which the shipped configuration takes
+// from its certificate) may publish only on its own device's topics and
+// read only its own ack/cmd, its centre's roster and the bridges' presence;
+// the portal reads and writes everything.
 func TestExampleACL(t *testing.T) {
 	t.Parallel()
 	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
@@ -18,11 +22,11 @@ func TestExampleACL(t *testing.T) {
 		t.Fatalf("reading the example ACL: %v", err)
 	}
 	b := Start(t, Options{
-		Users: map[string]string{"portal": "portal-pw", "mangwon1": "mangwon1-pw"},
-		ACL:   string(acl),
+		Users: map[string]string{"portal": "portal-pw", "mangwon1-door": "door-pw", "mangwon1-door2": "door2-pw"},
+		ACL:   string(acl) + "\n" + devices.Block(devices.Device{Centre: "mangwon1", ID: "mangwon1-door2"}),
 	})
 	portal := mustDial(t, client{url: b.URL(), id: "portal-bridge", user: "portal", pass: "portal-pw"})
-	term := mustDial(t, client{url: b.URL(), id: "T-1", user: "mangwon1", pass: "mangwon1-pw"})
+	term := mustDial(t, client{url: b.URL(), id: "mangwon1-door", user: "mangwon1-door", pass: "door-pw"})
 
 	atPortal := newInbox()
 	if code := atPortal.subscribe(t, portal, "kium/v1/#"); code != 1 {
@@ -38,24 +42,24 @@ func TestExampleACL(t *testing.T) {
 			topic   string
 			allowed bool
 		}{
-			{"kium/v1/c/mangwon1/d/T-1/events", true},
-			{"kium/v1/c/mangwon1/d/T-1/status", true},
-			{"kium/v1/c/mangwon1/d/T-1/reply", true},
-			{"kium/v1/c/mangwon1/d/T-1/resync", true},
-			{"kium/v1/c/other/d/T-1/events", false},       // another centre
-			{"kium/v1/c/mangwon1/d/T-2/events", false},    // another device
-			{"kium/v1/c/mangwon1/d/T-1/ack", false},       // read-only
-			{"kium/v1/c/mangwon1/d/T-1/cmd", false},       // read-only
-			{"kium/v1/c/mangwon1/roster", false},          // read-only
-			{"kium/v1/portal/kiumbridge-0/status", false}, // read-only: only a bridge says it is online
-			{"kium/v1/c/mangwon1/d/T-1", false},           // not a leaf of the patterns
+			{"kium/v1/c/mangwon1/d/mangwon1-door/events", true},
+			{"kium/v1/c/mangwon1/d/mangwon1-door/status", true},
+			{"kium/v1/c/mangwon1/d/mangwon1-door/reply", true},
+			{"kium/v1/c/mangwon1/d/mangwon1-door/resync", true},
+			{"kium/v1/c/other/d/mangwon1-door/events", false},     // another centre
+			{"kium/v1/c/mangwon1/d/mangwon1-door2/events", false}, // another device
+			{"kium/v1/c/mangwon1/d/mangwon1-door/ack", false},     // read-only
+			{"kium/v1/c/mangwon1/d/mangwon1-door/cmd", false},     // read-only
+			{"kium/v1/c/mangwon1/roster", false},                  // read-only
+			{"kium/v1/portal/kiumbridge-0/status", false},         // read-only: only a bridge says it is online
+			{"kium/v1/c/mangwon1/d/mangwon1-door", false},         // not a leaf of the patterns
 			{"elsewhere", false},
 		}
 		for i, tt := range tests {
 			payload := "probe"
 			publish(t, term, tt.topic, false, payload)
 			marker := "after " + tt.topic
-			publish(t, term, "kium/v1/c/mangwon1/d/T-1/events", false, marker)
+			publish(t, term, "kium/v1/c/mangwon1/d/mangwon1-door/events", false, marker)
 			delivered := false
 			for {
 				m := atPortal.next(t)
@@ -67,7 +71,7 @@ func TestExampleACL(t *testing.T) {
 				}
 			}
 			if delivered != tt.allowed {
-				t.Errorf("%d: mangwon1/T-1 publishing on %s: delivered %v, want %v", i, tt.topic, delivered, tt.allowed)
+				t.Errorf("%d: mangwon1-door publishing on %s: delivered %v, want %v", i, tt.topic, delivered, tt.allowed)
 			}
 		}
 	})
@@ -75,17 +79,17 @@ func TestExampleACL(t *testing.T) {
 	t.Run("read", func(t *testing.T) {
 		atTerm := newInbox()
 		for _, f := range []string{
-			"kium/v1/c/mangwon1/d/T-1/ack",
-			"kium/v1/c/mangwon1/d/T-1/cmd",
+			"kium/v1/c/mangwon1/d/mangwon1-door/ack",
+			"kium/v1/c/mangwon1/d/mangwon1-door/cmd",
 			"kium/v1/c/mangwon1/roster/delta",
 			"kium/v1/portal/kiumbridge-0/status",
 		} {
 			if code := atTerm.subscribe(t, term, f); code != 1 {
-				t.Fatalf("mangwon1/T-1: SUBACK for its own %s = %#x, want 1", f, code)
+				t.Fatalf("mangwon1-door: SUBACK for its own %s = %#x, want 1", f, code)
 			}
 			publish(t, portal, f, false, "for T-1")
 			if m := atTerm.next(t); m.Topic() != f {
-				t.Fatalf("mangwon1/T-1 subscribed to %s got a message on %s", f, m.Topic())
+				t.Fatalf("mangwon1-door subscribed to %s got a message on %s", f, m.Topic())
 			}
 		}
 	})
@@ -107,20 +111,20 @@ func TestExampleACL(t *testing.T) {
 		// portal publishes what it may not read, then its own cmd: messages
 		// from one publisher are sent in order, so once the own cmd arrived,
 		// the others can no longer arrive. No message is retained yet.
-		term2 := mustDial(t, client{url: b.URL(), id: "T-2", user: "mangwon1", pass: "mangwon1-pw"})
+		term2 := mustDial(t, client{url: b.URL(), id: "mangwon1-door2", user: "mangwon1-door2", pass: "door2-pw"})
 		atTerm2 := newInbox()
 		subscribeDenied(t, term2, atTerm2, "kium/v1/#")
 		for _, topic := range []string{
-			"kium/v1/c/other/d/T-2/cmd",
+			"kium/v1/c/other/d/mangwon1-door2/cmd",
 			"kium/v1/c/other/roster",
-			"kium/v1/c/mangwon1/d/T-1/cmd",
-			"kium/v1/c/mangwon1/d/T-1/events",
-			"kium/v1/c/mangwon1/d/T-2/cmd",
+			"kium/v1/c/mangwon1/d/mangwon1-door/cmd",
+			"kium/v1/c/mangwon1/d/mangwon1-door/events",
+			"kium/v1/c/mangwon1/d/mangwon1-door2/cmd",
 		} {
 			publish(t, portal, topic, false, "from portal")
 		}
-		if m := atTerm2.next(t); m.Topic() != "kium/v1/c/mangwon1/d/T-2/cmd" {
-			t.Fatalf("mangwon1/T-2 subscribed to kium/v1/# got %s first; want only its own cmd", m.Topic())
+		if m := atTerm2.next(t); m.Topic() != "kium/v1/c/mangwon1/d/mangwon1-door2/cmd" {
+			t.Fatalf("mangwon1-door2 subscribed to kium/v1/# got %s first; want only its own cmd", m.Topic())
 		}
 	})
 
@@ -130,17 +134,17 @@ func TestExampleACL(t *testing.T) {
 		// messages are sent in the order of the subscriptions, so once its
 		// own roster arrived, the other one can no longer arrive.
 		publish(t, portal, "kium/v1/c/other/roster", true, "other roster")
-		publish(t, portal, "kium/v1/c/other/d/T-1/cmd", true, "other cmd")
+		publish(t, portal, "kium/v1/c/other/d/mangwon1-door/cmd", true, "other cmd")
 		publish(t, portal, "kium/v1/c/mangwon1/roster", true, "own roster")
 		atTerm := newInbox()
 		subscribeDenied(t, term, atTerm, "kium/v1/c/other/roster")
-		subscribeDenied(t, term, atTerm, "kium/v1/c/other/d/T-1/cmd")
+		subscribeDenied(t, term, atTerm, "kium/v1/c/other/d/mangwon1-door/cmd")
 		if code := atTerm.subscribe(t, term, "kium/v1/c/mangwon1/roster"); code != 1 {
-			t.Fatalf("mangwon1/T-1: SUBACK for its own roster = %#x, want 1", code)
+			t.Fatalf("mangwon1-door: SUBACK for its own roster = %#x, want 1", code)
 		}
 		m := atTerm.next(t)
 		if m.Topic() != "kium/v1/c/mangwon1/roster" || string(m.Payload()) != "own roster" {
-			t.Fatalf("mangwon1/T-1 got %s %q first; want its own retained roster", m.Topic(), m.Payload())
+			t.Fatalf("mangwon1-door got %s %q first; want its own retained roster", m.Topic(), m.Payload())
 		}
 	})
 }

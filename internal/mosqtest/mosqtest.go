@@ -40,6 +40,14 @@ type Options struct {
 	// "max_queued_messages 1000\n"). It comes after the listener sections,
 	// so listener-specific options in it apply to the last listener.
 	Extra string
+	// Shipped, when set, is the path of a production mosquitto.conf (such
+	// as deploy/mosquitto/mosquitto.conf) to run instead of mosqtest's
+	// own, as it is but for what ties it to a host: its listeners move to
+	// free loopback ports (Listener(i) is the i-th), its TLS files become
+	// TLS's (required then), its password and ACL files Users' and ACL's,
+	// its log and persistence the test's; pid_file and user go. Every
+	// other line is kept, so a test runs the configuration operators run.
+	Shipped string
 }
 
 // Broker is one running Mosquitto. Its methods may be called from any
@@ -57,7 +65,10 @@ type Broker struct {
 	mu      sync.Mutex // serialises Stop and Restart
 	port    int
 	tlsPort int // 0 without TLS
-	proc    *process
+	// listeners are the ports of a Shipped configuration's listeners, in
+	// its order.
+	listeners []int
+	proc      *process
 }
 
 // process is one run of the mosquitto binary.
@@ -120,8 +131,13 @@ func Start(t testing.TB, o Options) *Broker {
 	}
 }
 
-// Addr returns "127.0.0.1:PORT" of the plain TCP listener.
+// Addr returns "127.0.0.1:PORT" of the plain TCP listener (of a Shipped
+// configuration: its first listener).
 func (b *Broker) Addr() string { return hostPort(b.port) }
+
+// Listener returns "127.0.0.1:PORT" of a Shipped configuration's i-th
+// listener.
+func (b *Broker) Listener(i int) string { return hostPort(b.listeners[i]) }
 
 // URL returns "tcp://127.0.0.1:PORT" of the plain TCP listener.
 func (b *Broker) URL() string { return "tcp://" + b.Addr() }
@@ -242,7 +258,14 @@ func (b *Broker) startOnce() error {
 // startLocked writes the config for the current ports, starts mosquitto and
 // waits until it accepts connections. On failure the process is gone.
 func (b *Broker) startLocked() error {
-	if err := os.WriteFile(b.confPath, []byte(b.config()), 0o600); err != nil {
+	conf := b.config()
+	if b.opts.Shipped != "" {
+		var err error
+		if conf, err = b.shippedConfig(); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(b.confPath, []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("writing mosquitto.conf: %w", err)
 	}
 	logStart := int64(0)
@@ -343,6 +366,21 @@ func (b *Broker) pickPorts() error {
 	if b.opts.TLS != nil {
 		n = 2
 	}
+	if b.opts.Shipped != "" {
+		lines, err := shippedLines(b.opts.Shipped)
+		if err != nil {
+			return err
+		}
+		n = 0
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == "listener" {
+				n++
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("%s has no listener", b.opts.Shipped)
+		}
+	}
 	var ports []int
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -353,10 +391,77 @@ func (b *Broker) pickPorts() error {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	b.port = ports[0]
-	if n == 2 {
+	if b.opts.Shipped != "" {
+		b.listeners = ports
+	} else if n == 2 {
 		b.tlsPort = ports[1]
 	}
 	return nil
+}
+
+func shippedLines(path string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("the shipped configuration: %w", err)
+	}
+	return strings.Split(string(raw), "\n"), nil
+}
+
+// shippedConfig is the Shipped configuration moved to this test's ports
+// and files.
+func (b *Broker) shippedConfig() (string, error) {
+	lines, err := shippedLines(b.opts.Shipped)
+	if err != nil {
+		return "", err
+	}
+	var c strings.Builder
+	fmt.Fprintf(&c, "# %s, moved to a test's ports and files by kiumtap/internal/mosqtest.\n", b.opts.Shipped)
+	if os.Geteuid() == 0 {
+		c.WriteString("user root\n")
+	}
+	listener, logged := 0, false
+	tlsFile := func(key string) (string, error) {
+		if b.opts.TLS == nil {
+			return "", fmt.Errorf("%s needs TLS files (%s): set Options.TLS", b.opts.Shipped, key)
+		}
+		return map[string]string{"cafile": b.opts.TLS.CAFile, "certfile": b.opts.TLS.ServerCert, "keyfile": b.opts.TLS.ServerKey}[key], nil
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			c.WriteString(l + "\n")
+			continue
+		}
+		switch f[0] {
+		case "listener":
+			fmt.Fprintf(&c, "listener %d 127.0.0.1\n", b.listeners[listener])
+			listener++
+		case "pid_file", "user":
+		case "log_dest":
+			if !logged {
+				fmt.Fprintf(&c, "log_dest file %s\nlog_type all\n", b.logPath)
+				logged = true
+			}
+		case "persistence_location":
+			fmt.Fprintf(&c, "persistence_location %s\n", b.dataDir()+string(filepath.Separator))
+		case "password_file":
+			fmt.Fprintf(&c, "password_file %s\n", b.passwdPath())
+		case "acl_file":
+			fmt.Fprintf(&c, "acl_file %s\n", b.aclPath())
+		case "cafile", "certfile", "keyfile":
+			p, err := tlsFile(f[0])
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&c, "%s %s\n", f[0], p)
+		default:
+			c.WriteString(l + "\n")
+		}
+	}
+	if !logged {
+		fmt.Fprintf(&c, "log_dest file %s\nlog_type all\n", b.logPath)
+	}
+	return c.String(), nil
 }
 
 // writeFiles makes the persistence dir and writes the password and ACL

@@ -149,8 +149,10 @@ type Bridge struct {
 	dirty    map[string]bool // centres to publish
 	// waiters are the enrol commands waiting for their reply, by ID.
 	waiters map[string]waiter
-	// terminals are the terminals' last statuses, by centre/device.
+	// terminals are the terminals' last statuses, by centre/device; ids
+	// watch each device's instances for a clash (terminals.go).
 	terminals map[string]TerminalView
+	ids       map[string]*idWatch
 	// failpoint stops a binding job at a named point (tests).
 	failpoint func(point string) error
 }
@@ -211,7 +213,7 @@ func New(o Options) (*Bridge, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
-		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}}
+		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, ids: map[string]*idWatch{}}
 	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	o.Store.JobsFor = b.jobsFor
 	o.Store.bindingFor = b.bindingFor

@@ -20,6 +20,7 @@ import (
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
+	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
 	"kiumtap/protocol"
 )
@@ -42,13 +43,20 @@ func (c *countTexts) Send(_ context.Context, m sms.Message) (sms.Receipt, error)
 	return sms.Receipt{ID: m.Key}, nil
 }
 
+// startTestBroker runs Mosquitto with the broker ACL for this package's
+// terminal, mangwon1's "door", as kiumbridge device acl writes it, and one
+// password per device (the shipped configuration takes a terminal's
+// identity from its certificate: portal/devices tests that one).
 func startTestBroker(t testing.TB) *mosqtest.Broker {
-	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
+	return mosqtest.Start(t, testBrokerOptions(t, "max_queued_messages 100000\n"))
+}
+
+func testBrokerOptions(t testing.TB, extra string) mosqtest.Options {
+	acl, err := devices.ACL("portal", []devices.Device{{Centre: "mangwon1", ID: "door"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"mangwon1": termPass, "portal": portalPass}, ACL: string(acl),
-		Extra: "max_queued_messages 100000\n"})
+	return mosqtest.Options{Users: map[string]string{"door": termPass, "portal": portalPass}, ACL: acl, Extra: extra}
 }
 
 func writeTestSource(t testing.TB, dir string) {

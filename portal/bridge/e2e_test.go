@@ -116,11 +116,7 @@ var guardiansTexted = map[string]int{"c1": 2, "c2": 1, "c3": 1, "c4": 1, "c5": 1
 // SIGKILLs of the bridge: exactly one text per guardian per accepted tap,
 // none for refused taps.
 func TestEndToEnd(t *testing.T) {
-	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"mangwon1": termPass, "portal": portalPass}, ACL: string(acl)})
+	mq := mosqtest.Start(t, testBrokerOptions(t, ""))
 	hook := smstest.NewWebhook(t, hookSecret)
 	dir := t.TempDir()
 	srcDir := filepath.Join(dir, "sources")

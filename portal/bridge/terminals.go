@@ -30,6 +30,59 @@ type TerminalView struct {
 	// reason, the first sequence of that message, since when and how
 	// many), until it stores its events again.
 	Refused *protocol.Refusal `json:"refused,omitempty"`
+	// Clash: two terminals use this device ID.
+	Clash *Clash `json:"clash,omitempty"`
+}
+
+// Clash is two (or more) terminals using one device ID, as a cloned SD
+// card or a copied certificate makes: each connection takes the ID from
+// the other, and their statuses come from instances that keep coming
+// back. A restart never comes back: each start of the software is a new
+// instance.
+type Clash struct {
+	Instances []string  `json:"instances"`
+	Since     time.Time `json:"since"`
+	Switches  int       `json:"switches"` // in the last ClashWindow
+}
+
+// ClashWindow is how long a device's switches of instance are remembered.
+const ClashWindow = 10 * time.Minute
+
+// idWatch is a device's online instances, in the order they came, within
+// ClashWindow.
+type idWatch struct {
+	seen []instanceAt
+}
+
+type instanceAt struct {
+	instance string
+	at       time.Time
+}
+
+// online notes an online status from instance at now and returns the clash
+// it shows, if any: an instance that was online before another, online
+// again.
+func (w *idWatch) online(instance string, now time.Time) *Clash {
+	if n := len(w.seen); n == 0 || w.seen[n-1].instance != instance {
+		w.seen = append(w.seen, instanceAt{instance, now})
+	}
+	for len(w.seen) > 1 && now.Sub(w.seen[1].at) > ClashWindow {
+		w.seen = w.seen[1:]
+	}
+	var insts []string
+	back := false
+	for _, s := range w.seen {
+		if slices.Contains(insts, s.instance) {
+			back = true
+		} else {
+			insts = append(insts, s.instance)
+		}
+	}
+	if !back {
+		return nil
+	}
+	slices.Sort(insts)
+	return &Clash{Instances: insts, Since: w.seen[0].at, Switches: len(w.seen) - 1}
 }
 
 // onStatus keeps a terminal's status. A malformed one is logged and kept
@@ -51,9 +104,26 @@ func (b *Bridge) onStatus(_ mqtt.Client, m mqtt.Message) {
 		b.log.Warn("bridge: a malformed terminal status", "topic", m.Topic(), "err", err)
 		return
 	}
+	now := b.o.Now().UTC()
 	b.mu.Lock()
-	b.terminals[k] = TerminalView{Centre: centre, Device: device, Status: st, Received: b.o.Now().UTC()}
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	view := TerminalView{Centre: centre, Device: device, Status: st, Received: now}
+	if prev, ok := b.terminals[k]; ok {
+		view.Clash = prev.Clash
+	}
+	if st.State == "online" && st.Instance != "" {
+		w := b.ids[k]
+		if w == nil {
+			w = &idWatch{}
+			b.ids[k] = w
+		}
+		clash := w.online(st.Instance, now)
+		if clash != nil && view.Clash == nil {
+			b.log.Error("bridge: two terminals use one device ID (a cloned SD card or certificate?); give each its own device ID and certificate", "centre", centre, "device", device, "instances", clash.Instances)
+		}
+		view.Clash = clash
+	}
+	b.terminals[k] = view
 }
 
 // Terminals returns the statuses of a centre's terminals, by device, with
