@@ -4,9 +4,7 @@
 package config
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/strictjson"
 	"kiumtap/protocol"
 )
 
@@ -157,21 +156,9 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes and checks a configuration.
 func Parse(b []byte) (*Config, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var c Config
-	if err := dec.Decode(&c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("key %q: a %s where a %s belongs", te.Field, te.Value, te.Type)
-		}
-		if strings.HasPrefix(err.Error(), "json: unknown field") {
-			return nil, fmt.Errorf("%s: no such key (a typo?)", strings.TrimPrefix(err.Error(), "json: "))
-		}
+	if err := strictjson.Decode(b, 1<<20, "config", &c); err != nil {
 		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("more than one JSON value")
 	}
 	if c.Store == "" {
 		c.Store = "/var/lib/kiumtap/kiumtap.db"

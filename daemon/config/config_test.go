@@ -24,23 +24,23 @@ func TestParse(t *testing.T) {
 		t.Errorf("%+v", c)
 	}
 	for _, tc := range []struct{ in, want string }{
-		{`{"device_id": 7}`, `key "device_id": a number where a string belongs`},
-		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "decisons": {}}`, `unknown field "decisons": no such key`},
+		{`{"device_id": 7}`, `device_id (line 1): want a string in quotes, got number`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "decisons": {}}`, `decisons (line 1): unknown field`},
 		{`{"centre_key": "00112233445566778899aabbccddeeff"}`, `key "device_id": required`},
 		{`{"device_id": "x", "centre_key": "abcd"}`, `key "centre_key"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "decisions": {"stale_after": "3 days"}}`, `not a duration`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "language": "fr"}`, `key "language"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"kind": "usb"}}`, `key "reader.kind"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"cards": {"김민준": "DEADBEEF"}}}`, `key "reader.cards": virtual cards need reader.kind "emu"`},
-		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"kind": "emu", "cards": {"김민준": 7}}}`, `key "reader.cards": a number where a string belongs`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"kind": "emu", "cards": {"김민준": 7}}}`, `reader.cards["김민준"] (line 1): want a string in quotes`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "disk_warn_free_mib": [10, 100]}`, `key "disk_warn_free_mib"`},
-		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"rx_gain_db": "33"}}`, `key "reader.rx_gain_db"`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "reader": {"rx_gain_db": "33"}}`, `reader.rx_gain_db (line 1): want a whole number`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "mqtt.example:1883"}}`, `key "mqtt.broker"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "tcp://h:1883", "centre_id": "a/b"}}`, `key "mqtt.centre_id"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "tcp://h:1883", "centre_id": "m1", "portal_key": "xyz"}}`, `key "mqtt.portal_key"`},
 		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"broker": "ssl://h:8883", "centre_id": "m1", "portal_key": "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="}}`, `key "mqtt.ca"`},
-		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"brokr": "tcp://h:1883"}}`, `unknown field "brokr"`},
-		{`{} {}`, `more than one JSON value`},
+		{`{"device_id": "x", "centre_key": "00112233445566778899aabbccddeeff", "mqtt": {"brokr": "tcp://h:1883"}}`, `mqtt.brokr (line 1): unknown field`},
+		{`{} {}`, `data after the JSON value`},
 	} {
 		_, err := Parse([]byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -69,7 +69,7 @@ func TestButtons(t *testing.T) {
 		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6", "debounce": "-5ms"}}`, err: `key "buttons.debounce": -5ms is outside`},
 		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6", "debounce": "2s"}}`, err: `key "buttons.debounce": 2s is outside`},
 		{in: `, "buttons": {"next": "GPIO5", "choose": "GPIO6", "debounce": "fast"}}`, err: `not a duration`},
-		{in: `, "buttons": {"nxt": "GPIO5"}}`, err: `unknown field "nxt"`},
+		{in: `, "buttons": {"nxt": "GPIO5"}}`, err: `buttons.nxt (line 1): unknown field`},
 	} {
 		c, err := Parse([]byte(head + tc.in))
 		switch {

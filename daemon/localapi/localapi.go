@@ -38,6 +38,7 @@ import (
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
+	"kiumtap/internal/strictjson"
 )
 
 // Status is the terminal at a glance.
@@ -281,10 +282,12 @@ func emuRoutes(mux *http.ServeMux, e *Emulator) {
 				return
 			}
 			var req EmuRequest
-			dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				http.Error(w, fmt.Sprintf("the request: %v", err), http.StatusBadRequest)
+			raw, err := io.ReadAll(io.LimitReader(r.Body, 4097))
+			if err == nil {
+				err = strictjson.Decode(raw, 4096, "the request", &req)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
 			res, err := do(e, r.Context(), req.Card, time.Duration(req.Wait))

@@ -16,15 +16,6 @@ import (
 // SessionHeader is the header row of WriteCSV and of the 이용기록 sheet.
 var SessionHeader = []string{"날짜", "아동ID", "이름", "입실", "퇴실", "이용시간(분)", "자동퇴실", "표시"}
 
-// flagLabels are the 표시 of flags staff read; other flags are shown as
-// they are.
-var flagLabels = map[string]string{
-	string(firmware.FlagEarly):       "예약시간 전 입실",
-	string(firmware.FlagLate):        "예약시간 후 입실",
-	string(firmware.FlagRosterStale): "명단 갱신 지연",
-	string(firmware.FlagAuto):        "", // the 자동퇴실 column says it
-}
-
 // noDeparture is the 표시 of an open session.
 const noDeparture = "퇴실 기록 없음"
 
@@ -36,12 +27,8 @@ func (s Session) Marks() []string {
 		out = append(out, noDeparture)
 	}
 	for _, f := range s.Flags {
-		l, ok := flagLabels[f]
-		if !ok {
-			l = f
-		}
-		if l != "" {
-			out = append(out, l)
+		if f != string(firmware.FlagAuto) { // the 자동퇴실 column says it
+			out = append(out, firmware.Flag(f).Label().Ko) // firmware's labels, as everywhere
 		}
 	}
 	return out
