@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"kiumtap/internal/logbuf"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +22,6 @@ import (
 	"kiumtap/portal/bridge"
 	"kiumtap/protocol"
 )
-
-// syncBuffer is an output the test reads while a command writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 var kst = time.FixedZone("KST", 9*3600)
 
@@ -128,7 +110,7 @@ func TestCommandsThroughTheRunningBridge(t *testing.T) {
 	mq := mosqtest.Start(t, mosqtest.Options{})
 	cfg, dir := portal(t, mq.URL())
 	ctx, cancel := context.WithCancel(context.Background())
-	var runOut, runLog syncBuffer
+	var runOut, runLog logbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"run", "-config", cfg}, &runOut, &runLog) }()
 	defer func() {

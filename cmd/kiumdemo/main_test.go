@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"kiumtap/internal/logbuf"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,7 +39,7 @@ func TestInteractive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	in := strings.Join([]string{"help", "minjun", "nosuch", "teacher", "choose", "seoyeon-new", "quit"}, "\n") + "\n"
-	var out syncBuffer
+	var out logbuf.Buffer
 	if err := run(ctx, []string{"-script", "../../testdata/demo/day.json", "-speed", "60", "-interactive"}, strings.NewReader(in), &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -59,7 +59,7 @@ func TestInteractive(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	var out syncBuffer
+	var out logbuf.Buffer
 	if err := run(context.Background(), []string{"-version"}, strings.NewReader(""), &out); err != nil || !strings.HasPrefix(out.String(), "kiumdemo "+cli.BuildVersion()) {
 		t.Errorf("-version: %v, %q", err, out.String())
 	}
@@ -73,22 +73,4 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%q: %v, exit %d, want a usage error", args, err, cli.ExitCode(err))
 		}
 	}
-}
-
-// syncBuffer is an output the demo writes from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"kiumtap/internal/logbuf"
+	"kiumtap/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,64 +19,16 @@ import (
 	"kiumtap/internal/wait"
 )
 
-// raceEnabled is set when the tests run with -race (race_test.go): the
-// binaries are then built with it too.
-var raceEnabled bool
-
-// bins are kiumtapd and kiumctl, built once per test binary.
-var bins struct {
-	once sync.Once
-	dir  string
-	err  error
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bins.dir != "" {
-		os.RemoveAll(bins.dir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
 // binaries builds kiumtapd and kiumctl (once) and returns their paths.
 func binaries(t *testing.T) (kiumtapd, kiumctl string) {
 	t.Helper()
-	bins.once.Do(func() {
-		if bins.dir, bins.err = os.MkdirTemp("", "kiumtapd-test-bin-"); bins.err != nil {
-			return
-		}
-		args := []string{"build", "-o", bins.dir + string(filepath.Separator)}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "kiumtap/cmd/kiumtapd", "kiumtap/cmd/kiumctl")...)
-		cmd.Env = append(os.Environ(), "GOFLAGS=") // the test's own flags are not the binaries'
-		if out, err := cmd.CombinedOutput(); err != nil {
-			bins.err = fmt.Errorf("building kiumtapd and kiumctl: %v\n%s", err, out)
-		}
-	})
-	if bins.err != nil {
-		t.Fatal(bins.err)
-	}
-	return filepath.Join(bins.dir, "kiumtapd"), filepath.Join(bins.dir, "kiumctl")
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return testbin.Path(t, "kiumtap/cmd/kiumtapd"), testbin.Path(t, "kiumtap/cmd/kiumctl")
 }
 
 // exitCode runs a command and returns its output and exit status.
@@ -117,7 +69,7 @@ func TestBinaries(t *testing.T) {
 		}
 	}
 
-	var out, errOut lockedBuffer
+	var out, errOut logbuf.Buffer
 	daemon := exec.Command(kiumtapd, "-config", in.config)
 	daemon.Stdout, daemon.Stderr = &out, &errOut
 	if err := daemon.Start(); err != nil {

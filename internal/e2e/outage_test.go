@@ -1,12 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
+	"kiumtap/internal/logbuf"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,31 +15,13 @@ import (
 	"kiumtap/portal/sms/smstest"
 )
 
-// syncBuf is a log that several goroutines write.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // outage is what brokerOutage saw.
 type outage struct {
 	// after is, per terminal, how long after the broker was back the last
 	// text of the taps it took during the outage reached the provider.
 	after []time.Duration
 	doors []*door
-	logs  []*syncBuf
+	logs  []*logbuf.Buffer
 }
 
 // brokerOutage: three terminals with the default timings (connected to
@@ -57,7 +38,7 @@ func brokerOutage(tb testing.TB, length time.Duration) outage {
 	kb.start()
 	var o outage
 	for i := range 3 {
-		log := &syncBuf{}
+		log := &logbuf.Buffer{}
 		o.logs = append(o.logs, log)
 		o.doors = append(o.doors, startDoor(tb, mq, c, fmt.Sprintf("door%d", i), tenAM(), func(uo *uplink.Options) {
 			uo.Broker = mq.URL()

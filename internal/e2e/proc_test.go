@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"kiumtap/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,39 +20,14 @@ import (
 	"kiumtap/portal/source"
 )
 
-// binDir holds the binaries the tests build once, removed by TestMain.
-var (
-	binDir  string
-	binOnce sync.Once
-	binErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
 // kiumbridgeBinary builds cmd/kiumbridge once, as an operator runs it.
-func kiumbridgeBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "kiumtap-e2e-bin-"); binErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", binDir, "kiumtap/cmd/kiumbridge")
-		cmd.Env = append(os.Environ(), "GOFLAGS=")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build kiumbridge: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return filepath.Join(binDir, "kiumbridge")
-}
+func kiumbridgeBinary(t testing.TB) string { return testbin.Path(t, "kiumtap/cmd/kiumbridge") }
 
 const hookSecret = "e2e-webhook-secret"
 

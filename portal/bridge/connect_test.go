@@ -1,19 +1,18 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"kiumtap/internal/logbuf"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,24 +24,6 @@ import (
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 )
-
-// logBuffer is a log the test reads while the bridge writes it.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // runBridge runs a bridge of centre m1 on broker until the test ends; it
 // returns the bridge, its control socket and Run's result.
@@ -84,7 +65,7 @@ func runBridge(t *testing.T, broker, password string, tc *tls.Config, log io.Wri
 func TestConnectRetriesUntilTheBrokerIsUp(t *testing.T) {
 	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"portal": "secret"}})
 	mq.Stop() // its port is known, and nobody listens on it
-	var logs logBuffer
+	var logs logbuf.Buffer
 	b, sock, done := runBridge(t, mq.URL(), "secret", nil, &logs)
 
 	wait.For(t, 20*time.Second, "two attempts to connect", func() bool {
@@ -139,7 +120,7 @@ func TestConnectRefused(t *testing.T) {
 		{"wrong password over TLS", mq.TLSURL(), "wrong", certs.TLSConfig(t, cert, key), []string{`"password"`}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs logBuffer
+			var logs logbuf.Buffer
 			_, _, done := runBridge(t, tc.broker, tc.password, tc.tls, &logs)
 			var err error
 			select {

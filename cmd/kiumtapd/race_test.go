@@ -1,6 +1,0 @@
-//go:build race
-
-package main
-
-// The binaries the tests build are built with the race detector too.
-func init() { raceEnabled = true }
