@@ -1,5 +1,7 @@
-// Package config reads the terminal's configuration file (JSON). Unknown
-// keys and values of the wrong type are errors that name the key: a
+// Package config reads the terminal's configuration file: TOML, as
+// deploy/config/kiumtapd.toml documents every key (internal/confile reads
+// it; the JSON of earlier versions is still read). Unknown keys and values
+// of the wrong type are errors that name the file, line and key: a
 // terminal never starts half-configured.
 package config
 
@@ -7,12 +9,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"kiumtap/firmware"
-	"kiumtap/internal/strictjson"
+	"kiumtap/internal/confile"
 	"kiumtap/protocol"
 )
 
@@ -35,95 +39,114 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 // Config is kiumtapd's configuration.
 type Config struct {
 	// DeviceID names the terminal, e.g. "mangwon1-door". Required.
-	DeviceID string `json:"device_id"`
+	DeviceID string `json:"device_id" toml:"device_id,omitempty"`
 	// Store is the database file. Default /var/lib/kiumtap/kiumtap.db.
-	Store string `json:"store"`
+	Store string `json:"store" toml:"store,omitempty"`
 	// Socket is where kiumctl asks questions. Default
 	// /run/kiumtap/kiumtapd.sock.
-	Socket string `json:"socket"`
+	Socket string `json:"socket" toml:"socket,omitempty"`
 	// CentreKey is the per-centre HMAC key for card UIDs, in hex, at least
-	// 16 bytes. Required: events and rosters name cards by HMAC only.
-	CentreKey string `json:"centre_key"`
+	// 16 bytes. Required (or CentreKeyFile): events and rosters name cards
+	// by HMAC only.
+	CentreKey string `json:"centre_key" toml:"centre_key,omitempty"`
+	// CentreKeyFile reads the centre key from a file of its own instead
+	// (mode 0640 at most).
+	CentreKeyFile string `json:"centre_key_file" toml:"centre_key_file,omitempty"`
 	// StoreRawUID keeps raw card UIDs in events too. Default false.
-	StoreRawUID bool `json:"store_raw_uid"`
+	StoreRawUID bool `json:"store_raw_uid" toml:"store_raw_uid,omitempty"`
 	// Language of the screen: "ko" (default) or "en".
-	Language string `json:"language"`
+	Language string `json:"language" toml:"language,omitempty"`
 	// Roster is a roster file to load at start when newer than the stored
 	// one (until sync delivers rosters).
-	Roster string `json:"roster"`
+	Roster string `json:"roster" toml:"roster,omitempty"`
 	// Decisions tunes firmware.Settings.
 	Decisions struct {
-		DuplicateWindow Duration `json:"duplicate_window"` // default 60s
-		StaleAfter      Duration `json:"stale_after"`      // default 72h
-		CloseGrace      Duration `json:"close_grace"`      // default 30m
-	} `json:"decisions"`
+		DuplicateWindow Duration `json:"duplicate_window" toml:"duplicate_window,omitempty"` // default 60s
+		StaleAfter      Duration `json:"stale_after" toml:"stale_after,omitempty"`           // default 72h
+		CloseGrace      Duration `json:"close_grace" toml:"close_grace,omitempty"`           // default 30m
+	} `json:"decisions" toml:"decisions,omitempty"`
 	// DiskWarnFree lists free-space levels in MiB below which a warning is
-	// logged, most lenient first. Default [512, 128, 32].
-	DiskWarnFree []int64 `json:"disk_warn_free_mib"`
+	// logged, most lenient first. Default (absent or empty) [512, 128, 32].
+	DiskWarnFree []int64 `json:"disk_warn_free_mib" toml:"disk_warn_free_mib,omitempty"`
 	// Display is the screen: "ssd1306" (128×64 on I²C, the default with
 	// the Pi reader) or "none".
 	Display struct {
-		Kind string `json:"kind"`
-		I2C  string `json:"i2c"` // bus name; default the first bus
-	} `json:"display"`
+		Kind string `json:"kind" toml:"kind,omitempty"`
+		I2C  string `json:"i2c" toml:"i2c,omitempty"` // bus name; default the first bus
+	} `json:"display" toml:"display,omitempty"`
 	// Reader wiring; see kiumtapd -help for the defaults.
 	Reader struct {
 		// Kind is "pi" (the default: the MFRC522 wired to the Raspberry
 		// Pi) or "emu": the emulated MFRC522, for a test install, a
 		// training or a test, whose cards kiumctl emu places; the LEDs and
 		// buzzer go to the console and the screen is virtual.
-		Kind       string   `json:"kind"`
-		SPI        string   `json:"spi"`
-		RST        string   `json:"rst"`
-		IRQ        string   `json:"irq"`
-		Green      string   `json:"green"`
-		Red        string   `json:"red"`
-		Buzzer     string   `json:"buzzer"`
-		Poll       Duration `json:"poll"`
-		RxGainDB   int      `json:"rx_gain_db"`
-		AllowClone bool     `json:"allow_clone"`
+		Kind       string   `json:"kind" toml:"kind,omitempty"`
+		SPI        string   `json:"spi" toml:"spi,omitempty"`
+		RST        string   `json:"rst" toml:"rst,omitempty"`
+		IRQ        string   `json:"irq" toml:"irq,omitempty"`
+		Green      string   `json:"green" toml:"green,omitempty"`
+		Red        string   `json:"red" toml:"red,omitempty"`
+		Buzzer     string   `json:"buzzer" toml:"buzzer,omitempty"`
+		Poll       Duration `json:"poll" toml:"poll,omitempty"`
+		RxGainDB   int      `json:"rx_gain_db" toml:"rx_gain_db,omitempty"`
+		AllowClone bool     `json:"allow_clone" toml:"allow_clone,omitempty"`
 		// Cards, with kind "emu" only, name virtual cards for kiumctl
 		// emu: label → UID in hex (4, 7 or 10 bytes), e.g.
 		// {"김민준 카드": "DEADBEEF"}. The roster knows cards only by
 		// their HMAC, so a child's name finds a card only when its UID is
 		// listed here or was placed by UID before.
-		Cards map[string]string `json:"cards"`
-	} `json:"reader"`
+		Cards map[string]string `json:"cards" toml:"cards,omitempty"`
+	} `json:"reader" toml:"reader,omitempty"`
 	// Buttons are the two enrolment push buttons (to ground, with the
 	// internal pull-up; see the README's wiring table), by periph pin name:
 	// Next scrolls to the next child, Choose chooses the child shown. Both
 	// or neither; empty: no buttons, and cards are enrolled from the portal.
 	Buttons struct {
-		Next   string `json:"next"`   // e.g. "GPIO5" (header pin 29)
-		Choose string `json:"choose"` // e.g. "GPIO6" (header pin 31)
+		Next   string `json:"next" toml:"next,omitempty"`     // e.g. "GPIO5" (header pin 29)
+		Choose string `json:"choose" toml:"choose,omitempty"` // e.g. "GPIO6" (header pin 31)
 		// Debounce is how long a button must stay down to count as a
 		// press; default 20ms (package button's), at most 1s.
-		Debounce Duration `json:"debounce"`
-	} `json:"buttons"`
+		Debounce Duration `json:"debounce" toml:"debounce,omitempty"`
+	} `json:"buttons" toml:"buttons,omitempty"`
 	// MQTT is the link to the portal (docs/protocol.md). Without a broker
 	// the terminal works offline only and keeps every event.
-	MQTT MQTT `json:"mqtt"`
+	MQTT MQTT `json:"mqtt" toml:"mqtt,omitempty"`
+	// Log: format "text" (default; systemd's journal adds the time) or
+	// "json"; level "debug", "info" (default), "warn" or "error".
+	Log struct {
+		Format string `json:"format" toml:"format,omitempty"`
+		Level  string `json:"level" toml:"level,omitempty"`
+	} `json:"log" toml:"log,omitempty"`
+	// Metrics is where the Prometheus endpoint (/metrics) listens: a
+	// host:port, or "unix:PATH"; default "127.0.0.1:9465", this host
+	// only; "off": none.
+	Metrics string `json:"metrics" toml:"metrics,omitempty"`
 }
 
 // MQTT configures the uplink to the portal.
 type MQTT struct {
 	// Broker URL, tcp://host:1883 or ssl://host:8883; empty: no uplink.
-	Broker string `json:"broker"`
-	// CentreID is the centre's ID: the MQTT username and a topic level.
-	CentreID string `json:"centre_id"`
-	Password string `json:"password"`
+	Broker string `json:"broker" toml:"broker,omitempty"`
+	// CentreID is the centre's ID: a topic level.
+	CentreID string `json:"centre_id" toml:"centre_id,omitempty"`
+	// Password, for a broker that checks one per device (username: the
+	// device ID); with the shipped broker configuration the certificate
+	// is the identity and no password is needed. PasswordFile reads it
+	// from a file of its own instead (mode 0640 at most).
+	Password     string `json:"password" toml:"password,omitempty"`
+	PasswordFile string `json:"password_file" toml:"password_file,omitempty"`
 	// CA, Cert, Key: PEM files for TLS (the broker's CA; this terminal's
 	// client certificate and key).
-	CA   string `json:"ca"`
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
+	CA   string `json:"ca" toml:"ca,omitempty"`
+	Cert string `json:"cert" toml:"cert,omitempty"`
+	Key  string `json:"key" toml:"key,omitempty"`
 	// PortalKey is the portal's Ed25519 public key (base64 or hex): rosters
 	// and commands must carry its signature.
-	PortalKey string `json:"portal_key"`
+	PortalKey string `json:"portal_key" toml:"portal_key,omitempty"`
 	// Window of events in flight; default 5000. Heartbeat of the status;
 	// default 30s.
-	Window    int      `json:"window"`
-	Heartbeat Duration `json:"heartbeat"`
+	Window    int      `json:"window" toml:"window,omitempty"`
+	Heartbeat Duration `json:"heartbeat" toml:"heartbeat,omitempty"`
 }
 
 // Key returns the decoded centre key.
@@ -141,25 +164,62 @@ func (c *Config) Settings() firmware.Settings {
 	}.WithDefaults()
 }
 
-// Load reads and checks a configuration file.
+// Load reads and checks a configuration file: TOML, or the JSON of earlier
+// versions when its name ends in ".json".
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("configuration: %w (kiumtapd -config FILE; the package installs /etc/kiumtap/kiumtapd.toml)", err)
 	}
-	c, err := Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return c, nil
+	return ParseFile(path, raw)
 }
 
-// Parse decodes and checks a configuration.
-func Parse(b []byte) (*Config, error) {
+// Parse decodes and checks a JSON configuration (as earlier versions wrote
+// it); errors name it "config".
+func Parse(raw []byte) (*Config, error) { return ParseFile("kiumtapd.toml", raw) }
+
+// ParseFile decodes and checks a configuration read from the file named
+// path (TOML, or JSON by its name).
+func ParseFile(path string, raw []byte) (*Config, error) {
 	var c Config
-	if err := strictjson.Decode(b, 1<<20, "config", &c); err != nil {
+	if err := confile.Parse(path, raw, &c); err != nil {
 		return nil, err
 	}
+	if err := c.readSecrets(path); err != nil {
+		return nil, err
+	}
+	if ps := c.check(); len(ps) > 0 {
+		return nil, confile.Problems(path, raw, ps)
+	}
+	return &c, nil
+}
+
+// readSecrets takes the secrets given as files.
+func (c *Config) readSecrets(path string) error {
+	var errs []error
+	for _, s := range []struct {
+		key, file string
+		into      *string
+	}{{"centre_key_file", c.CentreKeyFile, &c.CentreKey}, {"mqtt.password_file", c.MQTT.PasswordFile, &c.MQTT.Password}} {
+		if s.file == "" {
+			continue
+		}
+		if *s.into != "" {
+			errs = append(errs, &confile.Error{File: path, Key: s.key, Msg: "set together with " + strings.TrimSuffix(s.key, "_file") + ": keep one"})
+			continue
+		}
+		v, err := confile.ReadSecret(path, s.key, s.file)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		*s.into = v
+	}
+	return errors.Join(errs...)
+}
+
+// check sets the defaults and checks the values.
+func (c *Config) check() []confile.Problem {
 	if c.Store == "" {
 		c.Store = "/var/lib/kiumtap/kiumtap.db"
 	}
@@ -169,7 +229,7 @@ func Parse(b []byte) (*Config, error) {
 	if c.Language == "" {
 		c.Language = string(firmware.Korean)
 	}
-	if c.DiskWarnFree == nil {
+	if len(c.DiskWarnFree) == 0 {
 		c.DiskWarnFree = []int64{512, 128, 32}
 	}
 	if c.Reader.Kind == "" {
@@ -178,15 +238,33 @@ func Parse(b []byte) (*Config, error) {
 	if c.Display.Kind == "" {
 		c.Display.Kind = "ssd1306"
 	}
-	var errs []error
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Metrics == "" {
+		c.Metrics = "127.0.0.1:9465"
+	}
+	var ps []confile.Problem
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("key %q: %s", key, fmt.Sprintf(format, args...)))
+		ps = append(ps, confile.Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 	if c.DeviceID == "" {
 		bad("device_id", "required")
 	}
-	if k, err := hex.DecodeString(c.CentreKey); err != nil || len(k) < 16 {
-		bad("centre_key", "want at least 16 bytes in hex (32 hex digits)")
+	switch k, err := hex.DecodeString(c.CentreKey); {
+	case err != nil || len(k) < 16:
+		bad("centre_key", "want at least 16 bytes in hex (32 hex digits; make one with kiumctl key new)")
+	case strings.Trim(c.CentreKey, "0") == "":
+		bad("centre_key", "still the example's placeholder: make the centre's key with kiumctl key new (every terminal of the centre takes the same)")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if _, ok := LogLevels[c.Log.Level]; !ok {
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
 	if c.Language != string(firmware.Korean) && c.Language != string(firmware.English) {
 		bad("language", "%q is not ko or en", c.Language)
@@ -228,7 +306,7 @@ func Parse(b []byte) (*Config, error) {
 			bad("mqtt.broker", "%q: want tcp://host:port or ssl://host:port", m.Broker)
 		}
 		if !protocol.ValidID(m.CentreID) {
-			bad("mqtt.centre_id", "want 1-64 of A-Z a-z 0-9 _ . - (it is the MQTT username and a topic level)")
+			bad("mqtt.centre_id", "want 1-64 of A-Z a-z 0-9 _ . - (it is a topic level)")
 		}
 		if !protocol.ValidID(c.DeviceID) {
 			bad("device_id", "with mqtt, want 1-64 of A-Z a-z 0-9 _ . - (it is the MQTT client ID and a topic level)")
@@ -246,8 +324,17 @@ func Parse(b []byte) (*Config, error) {
 			bad("mqtt.window", "window and heartbeat must not be negative")
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	return ps
+}
+
+// LogLevels are the log.level values.
+var LogLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// Logger is the daemon's logger as log configures it, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	o := &slog.HandlerOptions{Level: LogLevels[c.Log.Level]}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
 	}
-	return &c, nil
+	return slog.New(slog.NewTextHandler(w, o))
 }
