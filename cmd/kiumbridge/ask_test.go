@@ -43,10 +43,9 @@ func portal(t *testing.T, broker string) (cfg string, dir string) {
 	if err := run(context.Background(), []string{"keygen", "-out", filepath.Join(dir, "portal.key")}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	cfg = filepath.Join(dir, "bridge.json")
-	raw, _ := json.Marshal(map[string]any{"broker": broker, "store": filepath.Join(dir, "b.db"), "sources": sources,
-		"signing_key": filepath.Join(dir, "portal.key"), "stop_timeout": "2s"})
-	os.WriteFile(cfg, raw, 0o600)
+	cfg = filepath.Join(dir, "kiumbridge.toml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "broker = %q\nstore = %q\nsources = %q\nsigning_key = %q\nstop_timeout = \"2s\"\n",
+		broker, filepath.Join(dir, "b.db"), sources, filepath.Join(dir, "portal.key")), 0o600)
 
 	st, err := bridge.OpenStore(filepath.Join(dir, "b.db"))
 	if err != nil {

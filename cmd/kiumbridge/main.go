@@ -10,6 +10,8 @@
 //	                                         the text queue: what was sent, what failed and why
 //	kiumbridge export -config FILE -centre C -month 2026-11 [-xlsx FILE]
 //	                                         sessions and hourly occupancy, CSV (with a UTF-8 BOM, for Excel) on stdout, or Excel
+//	kiumbridge config check -config FILE     check a configuration file
+//	kiumbridge config migrate OLD.json       print an earlier version's JSON configuration as TOML
 //	kiumbridge help [COMMAND]                the commands, or a command's flags
 //	kiumbridge -version
 //
@@ -33,18 +35,15 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -52,9 +51,10 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
-	"kiumtap/internal/strictjson"
+	"kiumtap/internal/confile"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/bridge"
+	"kiumtap/portal/config"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 )
@@ -92,10 +92,13 @@ Commands:
   device issue   issue a terminal's certificate (its identity at the broker) and
                  print its config lines and its block of the broker's ACL
   device acl     write the broker's whole ACL for a list of CENTRE/DEVICE
+  config check   check a configuration file and exit (0: good)
+  config migrate print an earlier version's JSON configuration as TOML
   help COMMAND   a command's flags (as kiumbridge COMMAND -h)
 
-Every command but keygen, ca and device takes -config FILE, kiumbridge's
-configuration.
+Every command but keygen, ca, device and config migrate takes -config
+FILE, kiumbridge's configuration (TOML; the package installs
+/etc/kiumbridge/kiumbridge.toml, every key documented).
 kiumbridge -version prints the version.
 `
 
@@ -138,6 +141,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCA(rest, stdout, stderr)
 	case "device":
 		return cmdDevice(rest, stdout, stderr)
+	case "config":
+		return cmdConfig(rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, cmd)
@@ -151,122 +156,57 @@ func noArgs(fs interface{ Args() []string }, synopsis string) error {
 	return nil
 }
 
-// Config is kiumbridge's configuration file (JSON; unknown keys are errors).
-type Config struct {
-	Broker   string `json:"broker"`
-	Username string `json:"username"` // default portal
-	Password string `json:"password"`
-	CA       string `json:"ca"`
-	Cert     string `json:"cert"`
-	Key      string `json:"key"`
-	// SigningKey is the file kiumbridge keygen wrote.
-	SigningKey   string `json:"signing_key"`
-	Store        string `json:"store"`
-	Sources      string `json:"sources"`
-	Group        string `json:"group"`
-	Instances    int    `json:"instances"`
-	AutoCheckOut string `json:"auto_check_out"` // text or hold
-	// Control is the unix socket where the running bridge answers
-	// kiumctl (cards, enrol, revoke, terminals, gaps) and kiumbridge
-	// status, texts and export; default kiumbridge.sock beside the store.
-	Control string `json:"control"`
-	// StopTimeout bounds a graceful stop on SIGTERM, e.g. "10s" (default).
-	StopTimeout string `json:"stop_timeout"`
-	stopTimeout time.Duration
-	SMS         struct {
-		Provider  string `json:"provider"` // console, solapi, nhn, webhook
-		From      string `json:"from"`
-		APIKey    string `json:"api_key"`    // solapi
-		APISecret string `json:"api_secret"` // solapi
-		AppKey    string `json:"app_key"`    // nhn
-		SecretKey string `json:"secret_key"` // nhn
-		URL       string `json:"url"`        // webhook; or the provider's base URL
-		Secret    string `json:"secret"`     // webhook
-	} `json:"sms"`
-}
+// Config is kiumbridge's configuration (portal/config).
+type Config = config.Config
 
-func loadConfig(path string) (*Config, error) {
-	if path == "" {
-		return nil, fmt.Errorf("%w: -config FILE is required", cli.ErrUsage)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	c, err := parseConfig(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+func loadConfig(path string) (*Config, error) { return config.Load(path) }
 
-func parseConfig(raw []byte) (*Config, error) {
-	var c Config
-	if err := strictjson.Decode(raw, 1<<20, "config", &c); err != nil {
-		return nil, err
-	}
-	var errs []error
-	bad := func(k, f string, a ...any) {
-		errs = append(errs, fmt.Errorf("config key %q: %s", k, fmt.Sprintf(f, a...)))
-	}
-	if c.Broker == "" {
-		bad("broker", "required, e.g. tcp://127.0.0.1:1883")
-	}
-	if c.Store == "" {
-		bad("store", "required: the bridge's database file")
-	}
-	if c.Sources == "" {
-		bad("sources", "required: the directory of roster sources, CENTRE.json")
-	}
-	if c.SigningKey == "" {
-		bad("signing_key", "required: make one with kiumbridge keygen")
-	}
-	if c.StopTimeout != "" {
-		d, err := time.ParseDuration(c.StopTimeout)
-		if err != nil || d <= 0 {
-			bad("stop_timeout", "%q is not a positive duration such as 10s", c.StopTimeout)
+// cmdConfig checks a configuration, or migrates an earlier version's.
+func cmdConfig(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "kiumbridge config check -config FILE | kiumbridge config migrate OLD.json > NEW.toml"
+	if len(args) == 0 || cli.IsHelp(args[0]) {
+		fmt.Fprintln(stderr, "usage: "+synopsis)
+		if len(args) > 0 {
+			return nil
 		}
-		c.stopTimeout = d
+		return fmt.Errorf("%w: %s", cli.ErrUsage, synopsis)
 	}
-	if c.Control == "" && c.Store != "" {
-		c.Control = filepath.Join(filepath.Dir(c.Store), "kiumbridge.sock")
-	}
-	switch c.SMS.Provider {
-	case "", "console":
-	case "solapi":
-		if c.SMS.APIKey == "" || c.SMS.APISecret == "" {
-			bad("sms.api_key", "solapi needs api_key and api_secret")
+	switch args[0] {
+	case "check":
+		fs := cli.NewFlagSet("config check", "kiumbridge config check -config FILE", stderr)
+		cfgPath := fs.String("config", "", "configuration file")
+		if err := cli.Parse(fs, args[1:]); err != nil {
+			return err
 		}
-	case "nhn":
-		if c.SMS.AppKey == "" || c.SMS.SecretKey == "" {
-			bad("sms.app_key", "nhn needs app_key and secret_key")
+		if err := noArgs(fs, synopsis); err != nil {
+			return err
 		}
-	case "webhook":
-		if c.SMS.URL == "" {
-			bad("sms.url", "webhook needs url")
+		cfg, err := loadConfig(*cfgPath)
+		if err != nil {
+			return err
 		}
-	default:
-		bad("sms.provider", "%q is not console, solapi, nhn or webhook", c.SMS.Provider)
+		if _, err := ReadKey(cfg.SigningKey); err != nil {
+			return err
+		}
+		if _, err := cfg.TLS(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: good (broker %s, store %s, texts by %s)\n", *cfgPath, cfg.Broker, cfg.Store, cfg.SMS.Provider)
+		return nil
+	case "migrate":
+		if len(args) != 2 {
+			return fmt.Errorf("%w: name one file: kiumbridge config migrate OLD.json > NEW.toml", cli.ErrUsage)
+		}
+		var old Config
+		out, err := confile.Migrate(args[1], &old)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(out)
+		return err
 	}
-	if c.SMS.Provider != "" && c.SMS.Provider != "console" && c.SMS.From == "" {
-		bad("sms.from", "the registered sender number is required")
-	}
-	return &c, errors.Join(errs...)
+	return fmt.Errorf("%w: unknown config command %q: %s", cli.ErrUsage, args[0], synopsis)
 }
-
-func (c *Config) provider(stdout io.Writer) sms.Provider {
-	switch c.SMS.Provider {
-	case "solapi":
-		return sms.NewSolapi(sms.SolapiOptions{APIKey: c.SMS.APIKey, APISecret: c.SMS.APISecret, BaseURL: c.SMS.URL})
-	case "nhn":
-		return sms.NewNHN(sms.NHNOptions{AppKey: c.SMS.AppKey, SecretKey: c.SMS.SecretKey, BaseURL: c.SMS.URL})
-	case "webhook":
-		return sms.NewWebhook(sms.WebhookOptions{URL: c.SMS.URL, Secret: c.SMS.Secret})
-	}
-	return sms.NewConsole(stdout)
-}
-
-func (c *Config) tls() (*tls.Config, error) { return cli.TLS(c.CA, c.Cert, c.Key) }
 
 // ReadKey reads a signing key file written by keygen: the base64 seed.
 func ReadKey(path string) (ed25519.PrivateKey, error) {
@@ -299,11 +239,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	tc, err := cfg.tls()
+	tc, err := cfg.TLS()
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := cfg.Logger(stderr)
 	st, err := bridge.OpenStore(cfg.Store)
 	if err != nil {
 		return err
@@ -312,8 +252,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	b, err := bridge.New(bridge.Options{
 		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
-		Provider: cfg.provider(stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
-		StatusFile: statusFile(cfg), Control: cfg.Control, StopTimeout: cfg.stopTimeout,
+		Provider: cfg.Provider(stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
+		StatusFile: cfg.StatusFile(), Control: cfg.Control, StopTimeout: time.Duration(cfg.StopTimeout),
 	})
 	if err != nil {
 		return err
@@ -374,8 +314,6 @@ func cmdPush(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func statusFile(cfg *Config) string { return cfg.Store + ".status.json" }
-
 // errNotRunning: no bridge answers on the config's control socket.
 var errNotRunning = errors.New("the bridge is not running")
 
@@ -431,7 +369,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // lastStatus says when a bridge last wrote its status file, if one did.
 func lastStatus(cfg *Config) string {
-	raw, err := os.ReadFile(statusFile(cfg))
+	raw, err := os.ReadFile(cfg.StatusFile())
 	if err != nil {
 		return ""
 	}

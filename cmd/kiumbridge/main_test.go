@@ -8,32 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestConfigErrors(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`{"brokr": "tcp://x:1"}`, `config: brokr (line 1): unknown field`},
-		{"{\n  \"broker\": \"tcp://x:1\",\n  \"instances\": \"two\"\n}", `config: instances (line 3): want a whole number, got string`},
-		{`{"store": "s", "sources": "d", "signing_key": "k"}`, `"broker"`},
-		{`{"broker": "tcp://x:1", "sources": "d", "signing_key": "k"}`, `"store"`},
-		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "sms": {"provider": "kakao"}}`, `"sms.provider"`},
-		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "sms": {"provider": "solapi", "from": "0212345678"}}`, `"sms.api_key"`},
-		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "sms": {"provider": "webhook", "url": "http://x"}}`, `"sms.from"`},
-		{`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "stop_timeout": "10"}`, `"stop_timeout": "10" is not a positive duration`},
-	} {
-		_, err := parseConfig([]byte(tc.in))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want %s", tc.in, err, tc.want)
-		}
-	}
-	if _, err := parseConfig([]byte(`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k"}`)); err != nil {
-		t.Errorf("a good config: %v", err)
-	}
-	if c, err := parseConfig([]byte(`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "stop_timeout": "30s"}`)); err != nil || c.stopTimeout != 30*time.Second {
-		t.Errorf("stop_timeout 30s: %v, %v", c.stopTimeout, err)
-	}
-}
 
 func TestKeygenAndPush(t *testing.T) {
 	dir := t.TempDir()
@@ -71,14 +46,36 @@ func TestKeygenAndPush(t *testing.T) {
 	}
 }
 
-// The control socket defaults to beside the store.
-func TestConfigControl(t *testing.T) {
-	c, err := parseConfig([]byte(`{"broker": "tcp://x:1", "store": "/var/lib/kiumbridge/bridge.db", "sources": "d", "signing_key": "k"}`))
-	if err != nil || c.Control != "/var/lib/kiumbridge/kiumbridge.sock" {
-		t.Fatalf("control %q, %v", c.Control, err)
+// An earlier version's JSON configuration migrates with one command, to
+// TOML that config check finds good.
+func TestConfigMigrateAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	key := filepath.Join(dir, "portal.key")
+	if err := run(context.Background(), []string{"keygen", "-out", key}, &out, &out); err != nil {
+		t.Fatal(err)
 	}
-	c, err = parseConfig([]byte(`{"broker": "tcp://x:1", "store": "s", "sources": "d", "signing_key": "k", "control": "/run/kb.sock"}`))
-	if err != nil || c.Control != "/run/kb.sock" {
-		t.Fatalf("control %q, %v", c.Control, err)
+	old := filepath.Join(dir, "bridge.json")
+	raw, _ := json.Marshal(map[string]any{"broker": "tcp://127.0.0.1:1883", "store": filepath.Join(dir, "b.db"), "sources": dir, "signing_key": key, "stop_timeout": "20s"})
+	os.WriteFile(old, raw, 0o600)
+	out.Reset()
+	if err := run(context.Background(), []string{"config", "migrate", old}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "stop_timeout = '20s'") {
+		t.Errorf("migrated:\n%s", out.String())
+	}
+	toml := filepath.Join(dir, "kiumbridge.toml")
+	os.WriteFile(toml, out.Bytes(), 0o600)
+	out.Reset()
+	if err := run(context.Background(), []string{"config", "check", "-config", toml}, &out, &out); err != nil || !strings.Contains(out.String(), toml+": good (broker tcp://127.0.0.1:1883") {
+		t.Errorf("check: %v %s", err, out.String())
+	}
+	os.WriteFile(key, []byte("not a key"), 0o600)
+	if err := run(context.Background(), []string{"config", "check", "-config", toml}, &out, &out); err == nil || !strings.Contains(err.Error(), "not a base64 Ed25519 seed") {
+		t.Errorf("check with a bad key: %v", err)
+	}
+	if err := run(context.Background(), []string{"config", "frobnicate"}, &out, &out); err == nil || !strings.Contains(err.Error(), `unknown config command "frobnicate"`) {
+		t.Errorf("unknown: %v", err)
 	}
 }

@@ -49,6 +49,7 @@ import (
 	"kiumtap/hal/pi"
 	"kiumtap/hal/rc522"
 	"kiumtap/internal/cli"
+	"kiumtap/internal/confile"
 	"kiumtap/protocol"
 )
 
@@ -92,12 +93,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	stdout, stderr = &syncWriter{w: stdout}, &syncWriter{w: stderr}
 	fs := flag.NewFlagSet("kiumtapd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "configuration file (JSON)")
+	configPath := fs.String("config", "", "configuration file (TOML, as /etc/kiumtap/kiumtapd.toml; a *.json of earlier versions is still read)")
+	check := fs.Bool("check", false, "check the configuration file and exit (0: good)")
+	migrate := fs.String("migrate-config", "", "print an earlier version's JSON configuration `FILE` as TOML and exit")
 	demo := fs.Bool("demo", false, "play a scripted session on the emulated reader and exit")
-	verbose := fs.Bool("v", false, "log debug records (bad frames, retries)")
+	verbose := fs.Bool("v", false, "log debug records (bad frames, retries), whatever log.level says")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: kiumtapd -config FILE [-v]\n       kiumtapd -demo\n       kiumtapd -version\n\n")
+		fmt.Fprint(fs.Output(), "usage: kiumtapd -config FILE [-v]\n       kiumtapd -config FILE -check\n       kiumtapd -migrate-config OLD.json > NEW.toml\n       kiumtapd -demo\n       kiumtapd -version\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -114,11 +117,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		cli.PrintVersion(stdout, "kiumtapd")
 		return nil
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	if *migrate != "" {
+		var old config.Config
+		out, err := confile.Migrate(*migrate, &old)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(out)
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var cfg *config.Config
 	var roster *firmware.Roster
@@ -134,10 +141,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		if cfg, err = config.Load(*configPath); err != nil {
 			return err
 		}
+		if *check {
+			fmt.Fprintf(stdout, "%s: good (device %s, reader %s, store %s)\n", *configPath, cfg.DeviceID, cfg.Reader.Kind, cfg.Store)
+			return nil
+		}
 	default:
 		fs.Usage()
 		return fmt.Errorf("%w: give -config FILE, or -demo", cli.ErrUsage)
 	}
+	if *verbose {
+		cfg.Log.Level = "debug"
+	}
+	log := cfg.Logger(stderr)
 
 	// Everything is opened before any part starts, so that a failure here
 	// leaves nothing running.

@@ -46,12 +46,41 @@ func TestBadStart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "k.json")
 	os.WriteFile(cfg, []byte(`{"device_id": "d", "centre_key": "00112233445566778899aabbccddeeff", "store": "`+filepath.Join(dir, "k.db")+`", "reader": {"kind": "emu", "rx_gain_db": 20}}`), 0o600)
-	if err := run(context.Background(), []string{"-config", cfg}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "RxGainDB 20") {
+	if err := run(context.Background(), []string{"-config", cfg}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "reader.rx_gain_db: 20 dB is not one the chip has") {
 		t.Errorf("bad gain: %v", err)
 	}
 	os.WriteFile(cfg, []byte(`{"device_id": "d", "centre_key": "00112233445566778899aabbccddeeff", "store": "`+filepath.Join(dir, "k.db")+`", "roster": "`+filepath.Join(dir, "none.json")+`"}`), 0o600)
 	if err := run(context.Background(), []string{"-config", cfg}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "roster") {
 		t.Errorf("missing roster: %v", err)
+	}
+}
+
+// An earlier version's JSON configuration migrates with one command, to
+// TOML that -check finds good; -check names a mistake and fails.
+func TestMigrateAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "kiumtapd.json")
+	os.WriteFile(old, []byte(`{"device_id": "mangwon1-door", "centre_key": "00112233445566778899aabbccddeeff", "store": "`+filepath.Join(dir, "k.db")+`",
+ "reader": {"kind": "emu"}, "decisions": {"duplicate_window": "90s"}}`), 0o600)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"-migrate-config", old}, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "duplicate_window = '1m30s'") {
+		t.Errorf("migrated:\n%s", out.String())
+	}
+	toml := filepath.Join(dir, "kiumtapd.toml")
+	os.WriteFile(toml, out.Bytes(), 0o600)
+	out.Reset()
+	if err := run(context.Background(), []string{"-config", toml, "-check"}, &out, &errOut); err != nil || !strings.Contains(out.String(), toml+": good (device mangwon1-door, reader emu") {
+		t.Errorf("-check of the migrated file: %v %q", err, out.String())
+	}
+	os.WriteFile(toml, []byte("device_id = \"d\"\ncentre_key = \"00112233445566778899aabbccddeeff\"\n[reader]\nkind = \"usb\"\n"), 0o600)
+	if err := run(context.Background(), []string{"-config", toml, "-check"}, &out, &errOut); err == nil || err.Error() != toml+`, line 4: reader.kind: "usb" is not pi or emu` {
+		t.Errorf("-check of a mistake: %v", err)
+	}
+	if err := run(context.Background(), []string{"-migrate-config", toml}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "migrate reads a JSON configuration") {
+		t.Errorf("migrating TOML: %v", err)
 	}
 }
 

@@ -7,7 +7,6 @@ package config
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,20 +20,7 @@ import (
 )
 
 // Duration is a time.Duration written as "60s" or "72h".
-type Duration time.Duration
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("%q is not a duration such as 60s or 72h", b)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+type Duration = confile.Duration
 
 // Config is kiumtapd's configuration.
 type Config struct {
@@ -113,10 +99,7 @@ type Config struct {
 	MQTT MQTT `json:"mqtt" toml:"mqtt,omitempty"`
 	// Log: format "text" (default; systemd's journal adds the time) or
 	// "json"; level "debug", "info" (default), "warn" or "error".
-	Log struct {
-		Format string `json:"format" toml:"format,omitempty"`
-		Level  string `json:"level" toml:"level,omitempty"`
-	} `json:"log" toml:"log,omitempty"`
+	Log confile.Log `json:"log" toml:"log,omitempty"`
 	// Metrics is where the Prometheus endpoint (/metrics) listens: a
 	// host:port, or "unix:PATH"; default "127.0.0.1:9465", this host
 	// only; "off": none.
@@ -196,26 +179,9 @@ func ParseFile(path string, raw []byte) (*Config, error) {
 
 // readSecrets takes the secrets given as files.
 func (c *Config) readSecrets(path string) error {
-	var errs []error
-	for _, s := range []struct {
-		key, file string
-		into      *string
-	}{{"centre_key_file", c.CentreKeyFile, &c.CentreKey}, {"mqtt.password_file", c.MQTT.PasswordFile, &c.MQTT.Password}} {
-		if s.file == "" {
-			continue
-		}
-		if *s.into != "" {
-			errs = append(errs, &confile.Error{File: path, Key: s.key, Msg: "set together with " + strings.TrimSuffix(s.key, "_file") + ": keep one"})
-			continue
-		}
-		v, err := confile.ReadSecret(path, s.key, s.file)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		*s.into = v
-	}
-	return errors.Join(errs...)
+	return confile.ReadSecrets(path,
+		confile.Secret{Key: "centre_key_file", File: c.CentreKeyFile, Into: &c.CentreKey},
+		confile.Secret{Key: "mqtt.password_file", File: c.MQTT.PasswordFile, Into: &c.MQTT.Password})
 }
 
 // check sets the defaults and checks the values.
@@ -238,12 +204,6 @@ func (c *Config) check() []confile.Problem {
 	if c.Display.Kind == "" {
 		c.Display.Kind = "ssd1306"
 	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
 	if c.Metrics == "" {
 		c.Metrics = "127.0.0.1:9465"
 	}
@@ -260,12 +220,7 @@ func (c *Config) check() []confile.Problem {
 	case strings.Trim(c.CentreKey, "0") == "":
 		bad("centre_key", "still the example's placeholder: make the centre's key with kiumctl key new (every terminal of the centre takes the same)")
 	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		bad("log.format", "%q is not text or json", c.Log.Format)
-	}
-	if _, ok := LogLevels[c.Log.Level]; !ok {
-		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
-	}
+	ps = append(ps, c.Log.Check()...)
 	if c.Language != string(firmware.Korean) && c.Language != string(firmware.English) {
 		bad("language", "%q is not ko or en", c.Language)
 	}
@@ -285,6 +240,11 @@ func (c *Config) check() []confile.Problem {
 	}
 	if c.Reader.Kind != "pi" && c.Reader.Kind != "emu" {
 		bad("reader.kind", "%q is not pi or emu", c.Reader.Kind)
+	}
+	switch c.Reader.RxGainDB {
+	case 0, 18, 23, 33, 38, 43, 48:
+	default:
+		bad("reader.rx_gain_db", "%d dB is not one the chip has: 18, 23, 33, 38, 43 or 48 (0: 33)", c.Reader.RxGainDB)
 	}
 	if len(c.Reader.Cards) > 0 && c.Reader.Kind != "emu" {
 		bad("reader.cards", `virtual cards need reader.kind "emu"; a real reader reads real cards`)
@@ -327,14 +287,5 @@ func (c *Config) check() []confile.Problem {
 	return ps
 }
 
-// LogLevels are the log.level values.
-var LogLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
-
 // Logger is the daemon's logger as log configures it, writing to w.
-func (c *Config) Logger(w io.Writer) *slog.Logger {
-	o := &slog.HandlerOptions{Level: LogLevels[c.Log.Level]}
-	if c.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, o))
-	}
-	return slog.New(slog.NewTextHandler(w, o))
-}
+func (c *Config) Logger(w io.Writer) *slog.Logger { return c.Log.Logger(w) }

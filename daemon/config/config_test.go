@@ -57,6 +57,7 @@ func TestMistakes(t *testing.T) {
 		{"not TOML", "device_id = \"x\n", `kiumtapd.toml, line 1: `},
 		{"no device", key, `kiumtapd.toml: device_id: required`},
 		{"a short key", "device_id = \"x\"\ncentre_key = \"abcd\"\n", `kiumtapd.toml, line 2: centre_key: want at least 16 bytes in hex (32 hex digits; make one with kiumctl key new)`},
+		{"a gain the chip lacks", dev + "[reader]\nrx_gain_db = 20\n", `kiumtapd.toml, line 4: reader.rx_gain_db: 20 dB is not one the chip has: 18, 23, 33, 38, 43 or 48 (0: 33)`},
 		{"the example's key", "device_id = \"x\"\ncentre_key = \"00000000000000000000000000000000\"\n", `kiumtapd.toml, line 2: centre_key: still the example's placeholder: make the centre's key with kiumctl key new (every terminal of the centre takes the same)`},
 		{"a language", dev + "language = \"fr\"\n", `kiumtapd.toml, line 3: language: "fr" is not ko or en`},
 		{"a reader", dev + "[reader]\nkind = \"usb\"\n", `kiumtapd.toml, line 4: reader.kind: "usb" is not pi or emu`},

@@ -18,11 +18,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
 
@@ -344,4 +347,88 @@ func Migrate(path string, v any) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// Duration is a time.Duration written as "60s" or "72h".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 60s or 72h", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Log is the [log] table both daemons take.
+type Log struct {
+	// Format "text" (default; journald adds the time and unit) or "json";
+	// Level "debug", "info" (default), "warn" or "error".
+	Format string `json:"format" toml:"format,omitempty"`
+	Level  string `json:"level" toml:"level,omitempty"`
+}
+
+// LogLevels are the log.level values.
+var LogLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// Check sets the defaults and names a wrong value.
+func (l *Log) Check() []Problem {
+	if l.Format == "" {
+		l.Format = "text"
+	}
+	if l.Level == "" {
+		l.Level = "info"
+	}
+	var ps []Problem
+	if l.Format != "text" && l.Format != "json" {
+		ps = append(ps, Problem{"log.format", fmt.Sprintf("%q is not text or json", l.Format)})
+	}
+	if _, ok := LogLevels[l.Level]; !ok {
+		ps = append(ps, Problem{"log.level", fmt.Sprintf("%q is not debug, info, warn or error", l.Level)})
+	}
+	return ps
+}
+
+// Logger is a daemon's logger as l configures it, writing to w.
+func (l Log) Logger(w io.Writer) *slog.Logger {
+	o := &slog.HandlerOptions{Level: LogLevels[l.Level]}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// Secret is a secret a configuration takes either inline (Into) or from a
+// file of its own (File, its key named Key, e.g. "mqtt.password_file").
+type Secret struct {
+	Key  string
+	File string
+	Into *string
+}
+
+// ReadSecrets reads each secret given as a file into its inline value;
+// both given is an error (keep one).
+func ReadSecrets(configFile string, secrets ...Secret) error {
+	var errs []error
+	for _, s := range secrets {
+		if s.File == "" {
+			continue
+		}
+		if *s.Into != "" {
+			errs = append(errs, &Error{File: configFile, Key: s.Key, Msg: "set together with " + strings.TrimSuffix(s.Key, "_file") + ": keep one"})
+			continue
+		}
+		v, err := ReadSecret(configFile, s.Key, s.File)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		*s.Into = v
+	}
+	return errors.Join(errs...)
 }

@@ -1,0 +1,223 @@
+// Package config reads kiumbridge's configuration file: TOML, as
+// deploy/config/kiumbridge.toml documents every key (internal/confile
+// reads it; the JSON of earlier versions is still read). Unknown keys and
+// values of the wrong type are errors that name the file, line and key;
+// secrets (the broker password, the SMS providers' keys) may live in files
+// of their own.
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"kiumtap/internal/cli"
+	"kiumtap/internal/confile"
+	"kiumtap/portal/sms"
+)
+
+// Duration is a time.Duration written as "10s".
+type Duration = confile.Duration
+
+// Config is kiumbridge's configuration.
+type Config struct {
+	// Broker is the MQTT broker's URL, tcp://host:1883 or ssl://host:8884.
+	// Required.
+	Broker string `json:"broker" toml:"broker,omitempty"`
+	// Username at the broker; default "portal". Password, or PasswordFile
+	// to read it from a file of its own (mode 0640 at most).
+	Username     string `json:"username" toml:"username,omitempty"`
+	Password     string `json:"password" toml:"password,omitempty"`
+	PasswordFile string `json:"password_file" toml:"password_file,omitempty"`
+	// CA, Cert, Key: PEM files for TLS to the broker.
+	CA   string `json:"ca" toml:"ca,omitempty"`
+	Cert string `json:"cert" toml:"cert,omitempty"`
+	Key  string `json:"key" toml:"key,omitempty"`
+	// SigningKey is the roster-signing key file kiumbridge keygen wrote.
+	// Required.
+	SigningKey string `json:"signing_key" toml:"signing_key,omitempty"`
+	// Store is the bridge's database file. Required.
+	Store string `json:"store" toml:"store,omitempty"`
+	// Sources is the directory of roster sources, CENTRE.json. Required.
+	Sources string `json:"sources" toml:"sources,omitempty"`
+	// Group is the shared subscription group of several bridge
+	// instances; Instances how many run (default 1).
+	Group     string `json:"group" toml:"group,omitempty"`
+	Instances int    `json:"instances" toml:"instances,omitempty"`
+	// AutoCheckOut: "text" (default) texts parents on a departure after
+	// an automatic check-out; "hold" keeps the text for staff.
+	AutoCheckOut string `json:"auto_check_out" toml:"auto_check_out,omitempty"`
+	// Control is the unix socket where the running bridge answers kiumctl
+	// and kiumbridge status, texts and export; default kiumbridge.sock
+	// beside the store.
+	Control string `json:"control" toml:"control,omitempty"`
+	// StopTimeout bounds a graceful stop on SIGTERM; default 10s.
+	StopTimeout Duration `json:"stop_timeout" toml:"stop_timeout,omitempty"`
+	// SMS is the texting provider.
+	SMS SMS `json:"sms" toml:"sms,omitempty"`
+	// Log is the log's format and level.
+	Log confile.Log `json:"log" toml:"log,omitempty"`
+	// Metrics is where the Prometheus endpoint (/metrics) listens: a
+	// host:port, or "unix:PATH"; default "127.0.0.1:9466", this host only;
+	// "off": none.
+	Metrics string `json:"metrics" toml:"metrics,omitempty"`
+}
+
+// SMS configures the texting provider. Each secret may instead come from
+// a file of its own (the key with _file).
+type SMS struct {
+	// Provider: "console" (default: texts printed), "solapi", "nhn" or
+	// "webhook".
+	Provider string `json:"provider" toml:"provider,omitempty"`
+	// From is the registered sender number; required but for console.
+	From string `json:"from" toml:"from,omitempty"`
+	// Solapi's API key and secret.
+	APIKey        string `json:"api_key" toml:"api_key,omitempty"`
+	APISecret     string `json:"api_secret" toml:"api_secret,omitempty"`
+	APISecretFile string `json:"api_secret_file" toml:"api_secret_file,omitempty"`
+	// NHN Cloud's app key and secret key.
+	AppKey        string `json:"app_key" toml:"app_key,omitempty"`
+	SecretKey     string `json:"secret_key" toml:"secret_key,omitempty"`
+	SecretKeyFile string `json:"secret_key_file" toml:"secret_key_file,omitempty"`
+	// URL: the webhook's, or another base URL for solapi or nhn.
+	URL string `json:"url" toml:"url,omitempty"`
+	// Secret signs the webhook's requests.
+	Secret     string `json:"secret" toml:"secret,omitempty"`
+	SecretFile string `json:"secret_file" toml:"secret_file,omitempty"`
+}
+
+// DefaultPath is where the package installs the configuration.
+const DefaultPath = "/etc/kiumbridge/kiumbridge.toml"
+
+// Load reads and checks a configuration file: TOML, or the JSON of earlier
+// versions when its name ends in ".json".
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: -config FILE is required (the package installs %s)", cli.ErrUsage, DefaultPath)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w (the package installs %s)", err, DefaultPath)
+	}
+	return ParseFile(path, raw)
+}
+
+// ParseFile decodes and checks a configuration read from the file named
+// path (TOML, or JSON by its name).
+func ParseFile(path string, raw []byte) (*Config, error) {
+	var c Config
+	if err := confile.Parse(path, raw, &c); err != nil {
+		return nil, err
+	}
+	if err := confile.ReadSecrets(path,
+		confile.Secret{Key: "password_file", File: c.PasswordFile, Into: &c.Password},
+		confile.Secret{Key: "sms.api_secret_file", File: c.SMS.APISecretFile, Into: &c.SMS.APISecret},
+		confile.Secret{Key: "sms.secret_key_file", File: c.SMS.SecretKeyFile, Into: &c.SMS.SecretKey},
+		confile.Secret{Key: "sms.secret_file", File: c.SMS.SecretFile, Into: &c.SMS.Secret},
+	); err != nil {
+		return nil, err
+	}
+	if ps := c.check(); len(ps) > 0 {
+		return nil, confile.Problems(path, raw, ps)
+	}
+	return &c, nil
+}
+
+// check sets the defaults and checks the values.
+func (c *Config) check() []confile.Problem {
+	if c.Control == "" && c.Store != "" {
+		c.Control = filepath.Join(filepath.Dir(c.Store), "kiumbridge.sock")
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = Duration(10 * time.Second)
+	}
+	if c.Metrics == "" {
+		c.Metrics = "127.0.0.1:9466"
+	}
+	if c.SMS.Provider == "" {
+		c.SMS.Provider = "console"
+	}
+	var ps []confile.Problem
+	bad := func(key, format string, args ...any) {
+		ps = append(ps, confile.Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case c.Broker == "":
+		bad("broker", "required, e.g. ssl://broker.example:8884 (or tcp://127.0.0.1:1883 on one host)")
+	case !strings.HasPrefix(c.Broker, "tcp://") && !strings.HasPrefix(c.Broker, "ssl://"):
+		bad("broker", "%q: want tcp://host:port or ssl://host:port", c.Broker)
+	}
+	if c.Store == "" {
+		bad("store", "required: the bridge's database file")
+	}
+	if c.Sources == "" {
+		bad("sources", "required: the directory of roster sources, CENTRE.json")
+	}
+	if c.SigningKey == "" {
+		bad("signing_key", "required: make one with kiumbridge keygen")
+	}
+	if c.StopTimeout < 0 {
+		bad("stop_timeout", "negative duration %v", time.Duration(c.StopTimeout))
+	}
+	if c.Instances < 0 {
+		bad("instances", "%d: want 1 or more (0: the default, 1)", c.Instances)
+	}
+	if c.AutoCheckOut != "" && c.AutoCheckOut != "text" && c.AutoCheckOut != "hold" {
+		bad("auto_check_out", "%q is not text or hold", c.AutoCheckOut)
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		bad("cert", "cert and key go together")
+	}
+	if strings.HasPrefix(c.Broker, "ssl://") && c.CA == "" {
+		bad("ca", "an ssl:// broker needs the CA file")
+	}
+	switch c.SMS.Provider {
+	case "console":
+	case "solapi":
+		if c.SMS.APIKey == "" || c.SMS.APISecret == "" {
+			bad("sms.api_key", "solapi needs api_key and api_secret (or api_secret_file)")
+		}
+	case "nhn":
+		if c.SMS.AppKey == "" || c.SMS.SecretKey == "" {
+			bad("sms.app_key", "nhn needs app_key and secret_key (or secret_key_file)")
+		}
+	case "webhook":
+		if c.SMS.URL == "" {
+			bad("sms.url", "webhook needs url")
+		}
+	default:
+		bad("sms.provider", "%q is not console, solapi, nhn or webhook", c.SMS.Provider)
+	}
+	if (c.SMS.Provider == "solapi" || c.SMS.Provider == "nhn" || c.SMS.Provider == "webhook") && c.SMS.From == "" {
+		bad("sms.from", "the registered sender number is required")
+	}
+	return append(ps, c.Log.Check()...)
+}
+
+// Provider is the configured texting provider; console texts go to
+// stdout.
+func (c *Config) Provider(stdout io.Writer) sms.Provider {
+	switch c.SMS.Provider {
+	case "solapi":
+		return sms.NewSolapi(sms.SolapiOptions{APIKey: c.SMS.APIKey, APISecret: c.SMS.APISecret, BaseURL: c.SMS.URL})
+	case "nhn":
+		return sms.NewNHN(sms.NHNOptions{AppKey: c.SMS.AppKey, SecretKey: c.SMS.SecretKey, BaseURL: c.SMS.URL})
+	case "webhook":
+		return sms.NewWebhook(sms.WebhookOptions{URL: c.SMS.URL, Secret: c.SMS.Secret})
+	}
+	return sms.NewConsole(stdout)
+}
+
+// TLS is the TLS configuration for the broker, nil for tcp://.
+func (c *Config) TLS() (*tls.Config, error) { return cli.TLS(c.CA, c.Cert, c.Key) }
+
+// Logger is the bridge's logger as log configures it, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger { return c.Log.Logger(w) }
+
+// StatusFile is where the running bridge writes its last status.
+func (c *Config) StatusFile() string { return c.Store + ".status.json" }
