@@ -91,6 +91,24 @@ func ErrorFeedback(lang Language) Feedback {
 	return Feedback{PatternError, []string{"기록하지 못했어요", "선생님께 알려주세요"}}
 }
 
+// ReaderFaultFeedback is shown while the card reader does not answer
+// (unplugged, a loose wire): taps cannot be read, so a child must tell a
+// teacher; kiumtapd keeps retrying the reader and says when it is back.
+func ReaderFaultFeedback(lang Language) Feedback {
+	if lang == English {
+		return Feedback{PatternError, []string{"Card reader fault", "Tell a teacher"}}
+	}
+	return Feedback{PatternError, []string{"카드 리더 고장", "선생님께 알려주세요"}}
+}
+
+// ReaderBackFeedback is shown when the card reader answers again.
+func ReaderBackFeedback(lang Language) Feedback {
+	if lang == English {
+		return Feedback{PatternBound, []string{"Card reader OK", "Tap your card"}}
+	}
+	return Feedback{PatternBound, []string{"카드 리더 정상", "카드를 대주세요"}}
+}
+
 // EnrolFeedback shows an enrolment screen (Step.Screen).
 func EnrolFeedback(lines []string) Feedback { return Feedback{PatternEnrol, lines} }
 

@@ -151,6 +151,8 @@ func TestEnrolScreens(t *testing.T) {
 	}{
 		{"enrol_done", firmware.BoundFeedback("김민준", true).Lines},
 		{"enrol_refused", firmware.RefusedFeedback(firmware.RefuseCardOfOther).Lines},
+		{"reader_fault", firmware.ReaderFaultFeedback(firmware.Korean).Lines},
+		{"reader_back", firmware.ReaderBackFeedback(firmware.Korean).Lines},
 	} {
 		checkScreen(t, face, s.name, s.lines, s.name)
 	}

@@ -58,6 +58,19 @@ type Options struct {
 	AllowClones bool
 	// SPIFrequency is the SPI clock. Default 10 MHz, the MFRC522's maximum.
 	SPIFrequency physic.Frequency
+	// WaitForChip: New does not fail when the chip does not answer its
+	// reset (unplugged, unpowered, a broken wire); Run then retries the
+	// reset with backoff until it does, and Up reports false meanwhile. A
+	// terminal keeps its store, roster and link working while the reader
+	// is repaired, rather than exiting and restarting in a loop. Default
+	// false: New fails (kiumctl reader probe wants to know at once).
+	WaitForChip bool
+	// RetryMax caps the backoff between resets of a chip that does not
+	// come back. Default 30 s; the first retries come within a second.
+	RetryMax time.Duration
+	// OnChange, if set, is told from Run's goroutine when the chip stops
+	// answering (with why) and when it answers again (nil).
+	OnChange func(err error)
 	// Now is the clock that stamps events. Default time.Now.
 	Now func() time.Time
 	// Logger gets warnings (recoveries) and debug records (bad frames).
@@ -80,6 +93,9 @@ func (o *Options) ensureDefaults() error {
 	}
 	if o.HealthInterval == 0 {
 		o.HealthInterval = time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = 30 * time.Second
 	}
 	if o.SPIFrequency == 0 {
 		o.SPIFrequency = 10 * physic.MegaHertz
@@ -148,6 +164,9 @@ type Dev struct {
 
 	version byte
 	stats   stats
+	// down holds why the chip does not answer (an error); nil while it
+	// does. Set by New (WaitForChip) and Run's recoveries.
+	down atomic.Pointer[error]
 
 	// What the driver knows of the chip's state, to skip redundant writes.
 	transceiving bool      // Transceive active, modem waiting for StartSend
@@ -200,9 +219,21 @@ func New(port spi.Port, rst gpio.PinOut, irq gpio.PinIn, opts Options) (*Dev, er
 		}
 	}
 	if err := d.reset(); err != nil {
-		return nil, err
+		if !opts.WaitForChip {
+			return nil, err
+		}
+		d.down.Store(&err)
+		d.log.Error("rc522: the reader chip does not answer; retrying in the background", "err", err)
 	}
 	return d, nil
+}
+
+// Up reports whether the chip answers, and why not when it does not.
+func (d *Dev) Up() (bool, error) {
+	if e := d.down.Load(); e != nil {
+		return false, *e
+	}
+	return true, nil
 }
 
 // Version returns what VersionReg read at the last reset: 0x91 or 0x92.

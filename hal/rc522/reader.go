@@ -128,6 +128,11 @@ type runner struct {
 
 func (r *runner) run(ctx context.Context) error {
 	d := r.d
+	if up, why := d.Up(); !up {
+		if err := r.recover(ctx, why); err != nil {
+			return err
+		}
+	}
 	now := time.Now()
 	nextPoll, nextPresence, nextHealth := now, now.Add(d.opts.PresenceInterval), now.Add(d.opts.HealthInterval)
 	for {
@@ -203,18 +208,44 @@ func (r *runner) recover(ctx context.Context, why error) error {
 	d.stats.recoveries.Add(1)
 	d.log.Warn("rc522: reader chip not working, hard reset through RST", "err", why, "recoveries", d.stats.recoveries.Load())
 	r.stuck, r.spiFails, r.bad = 0, 0, 0
-	// A reader that does not come back is retried for ever, with a capped
-	// backoff: the terminal must read cards again as soon as it can, and
-	// Stats.ResetFailures tells the status report why it cannot.
-	for attempt := 0; ; attempt++ {
+	// A reader that does not come back is retried for ever: the terminal
+	// must read cards again as soon as it can. A glitch clears within the
+	// first retries (20 ms apart, growing to 1 s); an unplugged reader is
+	// then retried at a doubling interval up to RetryMax, logged at each
+	// doubling rather than at each attempt, and Up and OnChange tell the
+	// status report and the screen.
+	wait := time.Duration(0)
+	for attempt := 1; ; attempt++ {
 		rerr := d.reset()
 		if rerr == nil {
 			break
 		}
 		d.stats.resetFailures.Add(1)
-		d.log.Error("rc522: hard reset failed", "err", rerr, "attempt", attempt+1)
-		if err := sleep(ctx, min(time.Duration(attempt)*20*time.Millisecond, time.Second)); err != nil {
+		if attempt == 1 || attempt&(attempt-1) == 0 {
+			d.log.Error("rc522: hard reset failed; the reader chip does not answer", "err", rerr, "attempt", attempt, "next_in", wait)
+		}
+		switch {
+		case attempt == 3: // not a passing glitch: say so
+			if d.down.Swap(&rerr) == nil && d.opts.OnChange != nil {
+				d.opts.OnChange(rerr)
+			}
+		case attempt > 3:
+			d.down.Store(&rerr)
+		}
+		switch {
+		case wait < time.Second:
+			wait = min(wait+20*time.Millisecond*time.Duration(attempt), time.Second)
+		default:
+			wait = min(2*wait, d.opts.RetryMax)
+		}
+		if err := sleep(ctx, wait); err != nil {
 			return err
+		}
+	}
+	if d.down.Swap(nil) != nil {
+		d.log.Info("rc522: the reader chip answers again", "version", fmt.Sprintf("%#02x", d.version))
+		if d.opts.OnChange != nil {
+			d.opts.OnChange(nil)
 		}
 	}
 	// The reset switched the field off and on: the records are woken

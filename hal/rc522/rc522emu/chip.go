@@ -131,6 +131,7 @@ type Chip struct {
 	timerLeft time.Duration
 	powerDown bool // hard power-down through NRSTPD
 	wedge     WedgeMode
+	unplugged bool // off its connector or its supply: Unplug
 	faults    map[Fault]int
 	lost      map[byte]int // frames the cards will not hear, by first byte
 	removeMid *Card
@@ -265,6 +266,32 @@ func (c *Chip) Wedge(m WedgeMode) {
 	c.log.Debug("rc522emu: wedged", "mode", m)
 }
 
+// Unplug takes the module off its connector or its 3.3 V supply, as a
+// loose jumper wire does: MISO reads 00h, writes and RST pulses go
+// nowhere, the field is off and the cards in it lose power.
+func (c *Chip) Unplug() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unplugged = true
+	c.ex = nil
+	c.timerOn = false
+	c.fieldChanged()
+	c.irq.drive(gpio.High) // released: the host's pull-up holds it high
+	c.log.Debug("rc522emu: unplugged")
+}
+
+// Plug puts the module back: it powers on with its registers at their
+// reset values (the field off until the host switches it on).
+func (c *Chip) Plug() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unplugged = false
+	c.powerDown = false
+	c.wedge = 0
+	c.resetRegisters()
+	c.log.Debug("rc522emu: plugged in")
+}
+
 // Reg returns a register's stored value without the side effects of an
 // SPI read, for tests.
 func (c *Chip) Reg(r byte) byte {
@@ -396,7 +423,7 @@ func (c *Chip) transaction(w, r []byte) error {
 		r[i] = 0
 	}
 	switch {
-	case c.powerDown || c.wedge == WedgeStuckBus:
+	case c.unplugged || c.powerDown || c.wedge == WedgeStuckBus:
 		// MISO reads 00h; writes go nowhere.
 	default:
 		addr, read := reg.FromAddr(w[0])
@@ -454,6 +481,9 @@ func (c *Chip) hardPowerDown() {
 func (c *Chip) hardReset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.unplugged {
+		return // the pulse goes nowhere
+	}
 	c.powerDown = false
 	c.wedge = 0
 	c.stats.HardResets++
@@ -463,7 +493,7 @@ func (c *Chip) hardReset() {
 
 // fieldOn: the antenna drivers are on and the chip is powered.
 func (c *Chip) fieldOn() bool {
-	return !c.powerDown && c.regs[reg.CommandReg]&reg.PowerDown == 0 &&
+	return !c.unplugged && !c.powerDown && c.regs[reg.CommandReg]&reg.PowerDown == 0 &&
 		c.regs[reg.TxControlReg]&(reg.Tx1RFEn|reg.Tx2RFEn) != 0
 }
 
@@ -952,7 +982,7 @@ func (c *Chip) receiveDone(ex *exchange) {
 // advance runs the chip's clock up to now: ends of transmissions, answers,
 // timer expiries. In instant mode everything due is due at once.
 func (c *Chip) advance(now time.Time) {
-	if c.wedge == WedgeStuckState || c.powerDown {
+	if c.wedge == WedgeStuckState || c.powerDown || c.unplugged {
 		return
 	}
 	for {
