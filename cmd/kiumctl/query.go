@@ -157,6 +157,15 @@ func printStatus(w io.Writer, s localapi.Status) {
 		oldest = s.OutboxOldest.In(firmware.KST).Format("2006-01-02 15:04:05")
 	}
 	fmt.Fprintf(w, "outbox\t%d events waiting, oldest %s, last sequence %d\n", s.OutboxDepth, oldest, s.LastSeq)
+	if r := s.Reader; r != nil {
+		since := r.Since.In(firmware.KST).Format("2006-01-02 15:04:05")
+		if r.Up {
+			fmt.Fprintf(w, "reader\tanswering since %s (%d recoveries)\n", since, r.Recoveries)
+		} else {
+			fmt.Fprintf(w, "READER NOT ANSWERING\tsince %s: %s\n", since, r.Error)
+			fmt.Fprintf(w, "\tcards cannot be read; kiumtapd keeps trying. Check the reader's wires (docs/operations.md), then kiumctl status again\n")
+		}
+	}
 	l := s.Link
 	if l == nil {
 		return

@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ var testCentreKey = []byte("kiumtap-test-centre-key!")
 // reader.kind "emu", virtual cards by label, and a roster file.
 type install struct {
 	config, store, socket string
+	metrics               string // the /metrics endpoint's socket
 }
 
 // testCard is a child's card on the test install.
@@ -37,7 +40,7 @@ var testCards = []testCard{
 // duplicateWindow "" is the default.
 func newInstall(t testing.TB, dir, duplicateWindow string) install {
 	t.Helper()
-	in := install{config: filepath.Join(dir, "kiumtapd.json"), store: filepath.Join(dir, "kiumtap.db"), socket: filepath.Join(dir, "kiumtapd.sock")}
+	in := install{config: filepath.Join(dir, "kiumtapd.toml"), store: filepath.Join(dir, "kiumtap.db"), socket: filepath.Join(dir, "kiumtapd.sock"), metrics: filepath.Join(dir, "metrics.sock")}
 	now := time.Now()
 	today := firmware.DateOf(now)
 	all := []time.Weekday{0, 1, 2, 3, 4, 5, 6}
@@ -66,23 +69,18 @@ func newInstall(t testing.TB, dir, duplicateWindow string) install {
 	if err := os.WriteFile(rosterPath, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := map[string]any{
-		"device_id":  "mangwon1-door",
-		"centre_key": hex.EncodeToString(testCentreKey),
-		"store":      in.store,
-		"socket":     in.socket,
-		"roster":     rosterPath,
-		"display":    map[string]any{"kind": "none"},
-		"reader":     map[string]any{"kind": "emu", "cards": cards},
-	}
+	// The configuration as an installer writes it: TOML.
+	var b strings.Builder
+	fmt.Fprintf(&b, "device_id = %q\ncentre_key = %q\nstore = %q\nsocket = %q\nroster = %q\nmetrics = %q\n",
+		"mangwon1-door", hex.EncodeToString(testCentreKey), in.store, in.socket, rosterPath, "unix:"+in.metrics)
 	if duplicateWindow != "" {
-		cfg["decisions"] = map[string]any{"duplicate_window": duplicateWindow}
+		fmt.Fprintf(&b, "\n[decisions]\nduplicate_window = %q\n", duplicateWindow)
 	}
-	raw, err = json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
+	b.WriteString("\n[display]\nkind = \"none\"\n\n[reader]\nkind = \"emu\"\n\n[reader.cards]\n")
+	for label, uid := range cards {
+		fmt.Fprintf(&b, "%q = %q\n", label, uid)
 	}
-	if err := os.WriteFile(in.config, raw, 0o600); err != nil {
+	if err := os.WriteFile(in.config, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return in

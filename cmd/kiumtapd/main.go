@@ -40,6 +40,7 @@ import (
 	"kiumtap/daemon/config"
 	"kiumtap/daemon/localapi"
 	"kiumtap/daemon/store"
+	"kiumtap/daemon/telemetry"
 	"kiumtap/daemon/terminal"
 	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
@@ -48,8 +49,11 @@ import (
 	"kiumtap/hal/indicator"
 	"kiumtap/hal/pi"
 	"kiumtap/hal/rc522"
+	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/cli"
 	"kiumtap/internal/confile"
+	"kiumtap/internal/metrics"
+	"kiumtap/internal/service"
 	"kiumtap/protocol"
 )
 
@@ -82,6 +86,14 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// Test hooks, nil but in tests: before the tap loop starts, and in it as a
+// tap is recorded (a test blocks the loop there, as a deadlock would).
+var testHookBeforeTapLoop, testHookTapped func()
+
+// testHookEmu, nil but in tests, is given the emulated reader chip before
+// the driver opens it.
+var testHookEmu func(*rc522emu.Chip)
 
 // errDemoDone ends the parts when the demo has played.
 var errDemoDone = errors.New("the demo is done")
@@ -162,6 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		Board: pi.Options{SPI: cfg.Reader.SPI, RST: cfg.Reader.RST, IRQ: cfg.Reader.IRQ,
 			Green: cfg.Reader.Green, Red: cfg.Reader.Red, Buzzer: cfg.Reader.Buzzer},
 	}
+	service.Status("starting: opening the store " + cfg.Store)
 	clk := clock.New(clock.Options{})
 	now := func() time.Time { return clk.Stamp().Time }
 	st, err := store.Open(store.Options{Path: cfg.Store, DeviceID: cfg.DeviceID, Logger: log})
@@ -201,6 +214,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	defer r.Close()
+	if testHookEmu != nil && r.Emu != nil {
+		testHookEmu(r.Emu)
+	}
 	var emu *localapi.Emulator
 	if r.Emu != nil {
 		// The emulated terminal's LEDs and buzzer are pins that go nowhere;
@@ -210,11 +226,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return fmt.Errorf("config: %w", err)
 		}
 	}
+	// A reader that does not answer is shown, reported and retried by the
+	// driver, with backoff: the store, the roster and the link keep
+	// working, and systemd does not restart the daemon in a loop.
+	reader := &readerState{since: now()}
 	opts := rf.DevOptions()
 	opts.Logger = log
+	opts.WaitForChip = true
+	opts.OnChange = func(err error) { reader.changed(err) }
 	dev, err := rc522.New(r.Port, r.RST, r.IRQ, opts)
 	if err != nil {
 		return err
+	}
+	reader.init(dev.Up())
+	if up, why := dev.Up(); !up {
+		log.Error("THE CARD READER DOES NOT ANSWER: kiumtapd starts without it and keeps retrying. Check its wires and supply (docs/operations.md, troubleshooting)", "err", why)
 	}
 	ind, err := indicator.New(r.Pins, indicator.Options{Logger: log})
 	if err != nil {
@@ -230,6 +256,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 
+	metricsAt, err := metrics.Listen(cfg.Metrics)
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	taps := make(chan tapped, 16)
 	removed := make(chan rc522.Event, 16)
@@ -239,25 +270,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	var showMu sync.Mutex // the tap loop and the reader's state both show
+	show := func(f firmware.Feedback) {
+		showMu.Lock()
+		defer showMu.Unlock()
+		if err := ind.Show(indicator.Pattern(f.Pattern)); err != nil {
+			log.Error("LEDs and buzzer", "err", err)
+		}
+		if err := screen.Show(f.Lines); err != nil {
+			log.Error("screen", "err", err)
+		}
+		if r.Emu != nil {
+			fmt.Fprintf(stdout, "    screen: %-40s [%s]\n", strings.Join(f.Lines, " / "), f.Pattern)
+		}
+		if emu != nil {
+			emu.Shown(f)
+		}
+	}
+	reader.show, reader.lang, reader.log, reader.now = show, firmware.Language(cfg.Language), log, now
+	sources := telemetry.Sources{
+		Store:    st,
+		Reader:   dev.Stats,
+		ReaderUp: func() bool { up, _ := dev.Up(); return up },
+		Synced:   func() bool { return clk.Stamp().Synced },
+		Now:      now,
+		Version:  cli.BuildVersion(),
+	}
+	if up != nil {
+		sources.Link, sources.Uplink = up.Link, up.Stats
+	}
+	tele := telemetry.New(sources)
 	term, err = terminal.New(terminal.Options{
 		Store: st, Clock: clk, Key: cfg.Key(), RawUID: cfg.StoreRawUID,
 		Settings: cfg.Settings(), Language: firmware.Language(cfg.Language), Logger: log,
 		DiskWarnFree: mib(cfg.DiskWarnFree),
-		Show: func(f firmware.Feedback) {
-			if err := ind.Show(indicator.Pattern(f.Pattern)); err != nil {
-				log.Error("LEDs and buzzer", "err", err)
-			}
-			if err := screen.Show(f.Lines); err != nil {
-				log.Error("screen", "err", err)
-			}
-			if r.Emu != nil {
-				fmt.Fprintf(stdout, "    screen: %-40s [%s]\n", strings.Join(f.Lines, " / "), f.Pattern)
-			}
-			if emu != nil {
-				emu.Shown(f)
-			}
-		},
+		Show:         show,
 		Tapped: func(ev store.Event, dec firmware.Decision) {
+			if testHookTapped != nil {
+				testHookTapped()
+			}
+			tele.Tapped(dec)
 			if up != nil {
 				up.Notify()
 			}
@@ -300,19 +352,57 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	events := make(chan rc522.Event, 16)
 	toTerm := make(chan rc522.Event, 16)
+	apiListening := make(chan struct{})
 	part("the local API", func(ctx context.Context) error {
 		var link func() uplink.Link
 		if up != nil {
 			link = up.Link
 		}
-		return localapi.Serve(ctx, cfg.Socket, localapi.NewHandler(localapi.Options{Store: st, Now: now, Link: link, Emulator: emu}))
+		return localapi.ServeListening(ctx, cfg.Socket, localapi.NewHandler(localapi.Options{Store: st, Now: now, Link: link, Emulator: emu,
+			Reader: func() localapi.Reader { return reader.state(dev.Stats().Recoveries) }}), apiListening)
+	})
+	part("the metrics", func(ctx context.Context) error { return metrics.Serve(ctx, metricsAt, tele.Registry, log) })
+	// The watchdog is fed while the tap loop takes events and the store
+	// answers; a missing reader does not starve it (the driver retries).
+	part("the watchdog", func(ctx context.Context) error {
+		return service.Watchdog(ctx, service.WatchdogOptions{Logger: log, Healthy: tele.Healthy, Checks: []service.Check{
+			{Name: "the tap loop", Fn: term.Ping},
+			{Name: "the store", Fn: st.Ping},
+		}})
+	})
+	// Ready once the store is open, the roster loaded (above), the tap
+	// loop takes events and kiumctl can ask.
+	g.Go(func() error {
+		for _, c := range []<-chan struct{}{term.Running(), apiListening} {
+			select {
+			case <-c:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		rev := "no roster yet"
+		if r, _, err := st.Roster(); err == nil {
+			rev = fmt.Sprintf("roster revision %d", r.Revision)
+		}
+		if err := service.Ready(fmt.Sprintf("running: %s, %s, %s", cfg.DeviceID, rev, reader.summary())); err != nil {
+			log.Warn("telling systemd kiumtapd is ready", "err", err)
+		}
+		reader.ready()
+		<-gctx.Done()
+		service.Stopping()
+		return nil
 	})
 	if up != nil {
 		part("the uplink", up.Run)
 	}
 	part("the reader", func(ctx context.Context) error { return dev.Run(ctx, events) })
 	part("the LEDs and buzzer", ind.Run)
-	part("the tap loop", func(ctx context.Context) error { return term.Run(ctx, toTerm) })
+	part("the tap loop", func(ctx context.Context) error {
+		if testHookBeforeTapLoop != nil {
+			testHookBeforeTapLoop()
+		}
+		return term.Run(ctx, toTerm)
+	})
 	if btn != nil {
 		part("the buttons", func(ctx context.Context) error { return btn.Run(ctx, term.Press) })
 	}
@@ -381,8 +471,8 @@ func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc
 	return uplink.New(uplink.Options{
 		Broker: m.Broker, Centre: m.CentreID, Device: cfg.DeviceID, Password: m.Password, TLS: tc, PortalKey: key,
 		Store: st, Clock: clk, Window: m.Window, Heartbeat: time.Duration(m.Heartbeat), Version: cli.BuildVersion(), Logger: log,
-		// Healthy until a hard reset has failed to bring the chip back.
-		Reader: func() (bool, int) { s := dev.Stats(); return s.ResetFailures == 0, int(s.Recoveries) },
+		// Healthy while the chip answers.
+		Reader: func() (bool, int) { up, _ := dev.Up(); return up, int(dev.Stats().Recoveries) },
 		Enrol:  enrol,
 	})
 }
@@ -437,4 +527,77 @@ func mib(v []int64) []int64 {
 		out[i] = x << 20
 	}
 	return out
+}
+
+// readerState is what kiumtapd knows of the card reader for the screen,
+// the log, systemd's status line and kiumctl status. The driver tells it
+// when the chip stops and starts answering (rc522.Options.OnChange).
+type readerState struct {
+	mu      sync.Mutex
+	up      bool
+	err     error
+	since   time.Time
+	started bool // ready: changes are shown on the screen
+
+	show func(firmware.Feedback)
+	lang firmware.Language
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// init takes the chip's state after New.
+func (r *readerState) init(up bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.up, r.err = up, err
+}
+
+func (r *readerState) changed(err error) {
+	r.mu.Lock()
+	r.up, r.err, r.since = err == nil, err, r.now()
+	started := r.started
+	r.mu.Unlock()
+	if err != nil {
+		r.log.Error("THE CARD READER DOES NOT ANSWER: taps cannot be read; kiumtapd keeps retrying it. Check its wires and supply (docs/operations.md, troubleshooting)", "err", err)
+		service.Status("running; CARD READER NOT ANSWERING: " + err.Error())
+		if started {
+			r.show(firmware.ReaderFaultFeedback(r.lang))
+		}
+		return
+	}
+	r.log.Info("the card reader answers again")
+	service.Status("running; the card reader answers again")
+	if started {
+		r.show(firmware.ReaderBackFeedback(r.lang))
+	}
+}
+
+// ready shows the reader's fault, if it has one, once the daemon runs.
+func (r *readerState) ready() {
+	r.mu.Lock()
+	r.started = true
+	up := r.up
+	r.mu.Unlock()
+	if !up {
+		r.show(firmware.ReaderFaultFeedback(r.lang))
+	}
+}
+
+func (r *readerState) summary() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.up {
+		return "card reader answering"
+	}
+	return "CARD READER NOT ANSWERING: " + r.err.Error()
+}
+
+func (r *readerState) state(recoveries uint64) localapi.Reader {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := localapi.Reader{Up: r.up, Since: r.since, Recoveries: recoveries}
+	if r.err != nil {
+		s.Error = r.err.Error()
+	}
+	return s
 }

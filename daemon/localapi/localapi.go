@@ -56,6 +56,20 @@ type Status struct {
 	// Link is the link to the portal; nil without one (no broker
 	// configured, or the store read directly).
 	Link *uplink.Link `json:"link,omitempty"`
+	// Reader is the card reader's state; nil when the store was read
+	// directly.
+	Reader *Reader `json:"reader,omitempty"`
+}
+
+// Reader is the card reader's state.
+type Reader struct {
+	Up bool `json:"up"`
+	// Since: answering since, or not answering since.
+	Since time.Time `json:"since,omitzero"`
+	// Error is why it does not answer, with what to check.
+	Error string `json:"error,omitempty"`
+	// Recoveries counts hard resets since kiumtapd started.
+	Recoveries uint64 `json:"recoveries"`
 }
 
 // Presence is a child inside the centre.
@@ -179,6 +193,8 @@ type Options struct {
 	Now func() time.Time
 	// Link, when not nil, adds the link to the portal to the status.
 	Link func() uplink.Link
+	// Reader, when not nil, adds the card reader's state to the status.
+	Reader func() Reader
 	// Emulator serves /emu/ when the reader is the emulated one; nil: a
 	// real MFRC522, and /emu/ says so.
 	Emulator *Emulator
@@ -212,6 +228,10 @@ func NewHandler(o Options) http.Handler {
 		if link != nil {
 			l := link()
 			s.Link = &l
+		}
+		if o.Reader != nil {
+			rd := o.Reader()
+			s.Reader = &rd
 		}
 		reply(w, s, err)
 	})
@@ -318,6 +338,12 @@ func emuRoutes(mux *http.ServeMux, e *Emulator) {
 // every request in flight has been answered (a handler that ignores its
 // context delays it), or the error that stopped it.
 func Serve(ctx context.Context, path string, h http.Handler) error {
+	return ServeListening(ctx, path, h, nil)
+}
+
+// ServeListening is Serve, and closes listening (when not nil) once the
+// socket takes connections.
+func ServeListening(ctx context.Context, path string, h http.Handler, listening chan<- struct{}) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("localapi: making the socket's directory: %w (set socket in the configuration to a writable place)", err)
 	}
@@ -334,6 +360,9 @@ func Serve(ctx context.Context, path string, h http.Handler) error {
 	if err := os.Chmod(path, 0o660); err != nil {
 		l.Close()
 		return fmt.Errorf("localapi: %w", err)
+	}
+	if listening != nil {
+		close(listening)
 	}
 
 	// Handlers are counted so that Serve returns only after the last:

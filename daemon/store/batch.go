@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -16,6 +17,7 @@ type batch struct {
 	raw      [][]byte        // events[i] encoded
 	presence []childPresence // later entries for a child win
 	bindings []localBinding  // binding changes made here (Store.Bind)
+	queued   time.Time       // when it was journaled (by the host's clock), for JournalLag
 }
 
 // localBinding is a binding change made at this terminal, by the event

@@ -15,6 +15,7 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -137,10 +138,11 @@ type Store struct {
 	pmu      sync.Mutex
 	applied  *sync.Cond // broadcast on every apply attempt
 	pending  []*batch
-	applyErr error  // of the last apply attempt
-	started  uint64 // apply attempts started...
-	done     uint64 // ...and finished
-	closed   bool   // the applier has stopped
+	applyErr error     // of the last apply attempt
+	started  uint64    // apply attempts started...
+	done     uint64    // ...and finished
+	writing  time.Time // when the attempt writing to bbolt now began; zero: none
+	closed   bool      // the applier has stopped
 	kick     chan struct{}
 	stop     chan struct{}
 	stopped  chan struct{}
@@ -292,6 +294,9 @@ func (s *Store) applier() {
 		s.pmu.Lock()
 		todo := slices.Clone(s.pending)
 		s.started++
+		if len(todo) > 0 {
+			s.writing = time.Now()
+		}
 		s.pmu.Unlock()
 		var err error
 		if len(todo) > 0 {
@@ -306,6 +311,7 @@ func (s *Store) applier() {
 		}
 		s.pmu.Lock()
 		s.applyErr = err
+		s.writing = time.Time{}
 		s.done++
 		if err == nil {
 			s.pending = slices.Clone(s.pending[len(todo):])
@@ -330,6 +336,50 @@ func (s *Store) applier() {
 			wait = minWait
 		}
 	}
+}
+
+// StuckAfter is how long one write of journaled taps to bbolt may last
+// before Ping calls the store hung: a disk that does not answer.
+const StuckAfter = 20 * time.Second
+
+// Ping returns nil when the store responds: no write to the database has
+// hung for StuckAfter, and a read transaction completes before ctx ends.
+// It is the watchdog's question; a full disk is not a hang (the applier
+// retries and the journal keeps the taps).
+func (s *Store) Ping(ctx context.Context) error {
+	s.pmu.Lock()
+	writing := s.writing
+	s.pmu.Unlock()
+	if !writing.IsZero() && time.Since(writing) > StuckAfter {
+		return fmt.Errorf("store: a write to %s has not returned for %v: the disk does not answer", s.opts.Path, time.Since(writing).Round(time.Second))
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bMeta) == nil {
+				return errors.New("store: no meta bucket")
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("store: a read of %s has not returned: %w", s.opts.Path, ctx.Err())
+	}
+}
+
+// JournalLag is how many batches of taps the journal holds that the
+// database does not have yet, and when the oldest of them was journaled
+// (zero when none).
+func (s *Store) JournalLag() (int, time.Time) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if len(s.pending) == 0 {
+		return 0, time.Time{}
+	}
+	return len(s.pending), s.pending[0].queued
 }
 
 // Replayed is how many taps (batches) Open found in the journal only and
@@ -834,6 +884,7 @@ func (s *Store) commit(b *batch) error {
 		return err
 	}
 	s.seq = b.last()
+	b.queued = time.Now()
 	s.pmu.Lock()
 	s.pending = append(s.pending, b)
 	s.pmu.Unlock()

@@ -58,6 +58,10 @@ type Terminal struct {
 
 	mu    sync.Mutex // one input at a time: taps, buttons, the portal, ticks
 	enrol firmware.Enroller
+
+	pings   chan chan struct{} // Ping's questions, answered by Run's loop
+	running chan struct{}      // closed when Run's loop takes events
+	once    sync.Once
 }
 
 // New checks the options.
@@ -75,7 +79,7 @@ func New(o Options) (*Terminal, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Settings = o.Settings.WithDefaults()
-	t := &Terminal{o: o, warnedAt: -1}
+	t := &Terminal{o: o, warnedAt: -1, pings: make(chan chan struct{}), running: make(chan struct{})}
 	t.enrol.Timeout, t.enrol.PortalTimeout = o.Enrol.Timeout, o.Enrol.PortalTimeout
 	return t, nil
 }
@@ -87,10 +91,15 @@ func (t *Terminal) Run(ctx context.Context, events <-chan rc522.Event) error {
 	second := time.NewTicker(time.Second)
 	defer second.Stop()
 	t.housekeeping()
+	t.once.Do(func() { close(t.running) })
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case done := <-t.pings:
+			t.mu.Lock() // held by a tap, a button, the portal: they must let go
+			t.mu.Unlock()
+			close(done)
 		case ev := <-events:
 			if ev.Kind == rc522.Presented {
 				t.Tap(ev.Card.UID)
@@ -100,6 +109,28 @@ func (t *Terminal) Run(ctx context.Context, events <-chan rc522.Event) error {
 		case <-tick.C:
 			t.housekeeping()
 		}
+	}
+}
+
+// Running is closed once Run takes card events.
+func (t *Terminal) Running() <-chan struct{} { return t.running }
+
+// Ping returns nil once Run's loop has answered: it is taking events, and
+// no tap, button or portal request holds the terminal. It returns ctx's
+// error when the loop does not answer in time (it is blocked, or not
+// running): the watchdog's question.
+func (t *Terminal) Ping(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case t.pings <- done:
+	case <-ctx.Done():
+		return fmt.Errorf("the tap loop does not take events: %w", ctx.Err())
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the tap loop is held by a tap, a button or the portal: %w", ctx.Err())
 	}
 }
 
