@@ -34,6 +34,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'BridgeIngest' -benchtime 3x ./portal/bridge/
 	$(GO) test -run '^$$' -bench 'TapToText' -benchtime 200x ./portal/bridge/
 	$(GO) test -run '^$$' -bench 'BrokerReturn' -benchtime 1x ./internal/e2e/
+	$(GO) test -run '^$$' -bench 'Start' -benchtime 20x ./cmd/kiumtapd/
+	$(GO) test -run '^$$' -bench 'Footprint' -benchtime 1x ./cmd/kiumtapd/
 
 ## cross: the terminal's binaries for the Pi boards we support (kiumbridge,
 ## the portal's side, is 64-bit only: excelize does not build on 32-bit arm)

@@ -24,7 +24,7 @@ import (
 
 // scrape reads a /metrics endpoint on a unix socket into name{labels} →
 // value.
-func scrape(t *testing.T, socket string) map[string]float64 {
+func scrape(t testing.TB, socket string) map[string]float64 {
 	t.Helper()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
@@ -41,7 +41,7 @@ func scrape(t *testing.T, socket string) map[string]float64 {
 	return parseMetrics(t, resp.Body)
 }
 
-func parseMetrics(t *testing.T, r io.Reader) map[string]float64 {
+func parseMetrics(t testing.TB, r io.Reader) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
 	sc := bufio.NewScanner(r)

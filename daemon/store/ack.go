@@ -21,6 +21,7 @@ func (s *Store) Ack(through uint64) (int, error) {
 	n := 0
 	err := s.write(func(tx *bolt.Tx) error {
 		n = 0
+		had := outboxCount(tx)
 		c := tx.Bucket(bEvents).Cursor()
 		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= through; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
@@ -28,7 +29,10 @@ func (s *Store) Ack(through uint64) (int, error) {
 			}
 			n++
 		}
-		return nil
+		if n == 0 {
+			return nil
+		}
+		return putOutboxCount(tx, had-n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: deleting acknowledged events: %w", err)

@@ -173,8 +173,13 @@ func (r *reader) blob() []byte {
 func (b *batch) apply(tx *bolt.Tx) error {
 	events := tx.Bucket(bEvents)
 	events.FillPercent = 1 // appends only: pack pages full
+	n, added := outboxCount(tx), 0
 	for i, ev := range b.events {
-		if err := events.Put(seqKey(ev.Seq), b.raw[i]); err != nil {
+		k := seqKey(ev.Seq)
+		if events.Get(k) == nil {
+			added++
+		}
+		if err := events.Put(k, b.raw[i]); err != nil {
 			return err
 		}
 	}
@@ -183,6 +188,9 @@ func (b *batch) apply(tx *bolt.Tx) error {
 		if err := putU64(meta, kSeq, b.last()); err != nil {
 			return err
 		}
+	}
+	if err := putOutboxCount(tx, n+added); err != nil {
+		return err
 	}
 	pb := tx.Bucket(bPresence)
 	for _, p := range b.presence {

@@ -11,11 +11,19 @@ import (
 	"fmt"
 	"strings"
 
+	"periph.io/x/conn/v3/driver/driverreg"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/spi"
 	"periph.io/x/conn/v3/spi/spireg"
-	"periph.io/x/host/v3"
+
+	// The Raspberry Pi's drivers only, not every board's that
+	// periph.io/x/host registers (Allwinner, BeagleBone, ODROID, …): a
+	// terminal is a Pi, and the others cost the ARMv6 binary some 0.4 MiB.
+	_ "periph.io/x/host/v3/bcm283x"
+	_ "periph.io/x/host/v3/gpioioctl"
+	_ "periph.io/x/host/v3/rpi"
+	_ "periph.io/x/host/v3/sysfs"
 
 	"kiumtap/hal/indicator"
 )
@@ -75,7 +83,7 @@ func pin(name, part string, optional bool) (gpio.PinIO, error) {
 // Open initialises periph's host drivers and opens every port and pin.
 func Open(opts Options) (*Board, error) {
 	opts.ensureDefaults()
-	if _, err := host.Init(); err != nil {
+	if _, err := driverreg.Init(); err != nil {
 		return nil, fmt.Errorf("pi: initialising periph host drivers: %w", err)
 	}
 	var b Board

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -65,4 +66,40 @@ func Cleanup() {
 		os.RemoveAll(dir)
 		dir, built = "", map[string]error{}
 	}
+}
+
+// Release builds pkg as the packages ship it: static (CGO_ENABLED=0),
+// -trimpath, stripped (-ldflags "-s -w"), never with the race detector,
+// for the platform env names (e.g. "GOARCH=arm", "GOARM=6"; none: this
+// machine's). Each pkg and env is built once per test binary.
+func Release(t testing.TB, pkg string, env ...string) string {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if dir == "" {
+		d, err := os.MkdirTemp("", "kiumtap-testbin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = d
+	}
+	name := path.Base(pkg) + "-release"
+	for _, e := range env {
+		name += "-" + strings.NewReplacer("=", "", "/", "").Replace(strings.ToLower(e))
+	}
+	bin := filepath.Join(dir, name)
+	key := "release " + pkg + " " + strings.Join(env, " ")
+	err, ok := built[key]
+	if !ok {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
+		cmd.Env = append(append(os.Environ(), "GOFLAGS=", "CGO_ENABLED=0", "GOOS=linux"), env...)
+		if out, e := cmd.CombinedOutput(); e != nil {
+			err = fmt.Errorf("testbin: go build %s (%s): %v\n%s", pkg, strings.Join(env, " "), e, out)
+		}
+		built[key] = err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }

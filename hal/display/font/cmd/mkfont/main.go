@@ -1,13 +1,15 @@
 // Command mkfont makes the terminal's font subset from a BDF file:
 //
 //	npm pack galmuri && tar xzf galmuri-*.tgz
-//	go run ./hal/display/font/cmd/mkfont package/dist/Galmuri11.bdf > hal/display/font/galmuri11.ktf
+//	go run ./hal/display/font/cmd/mkfont package/dist/Galmuri11.bdf > hal/display/font/galmuri11.ktf.flate
 //
 // It keeps printable ASCII, Hangul syllables and compatibility jamo, and the
-// punctuation the screens use.
+// punctuation the screens use, and writes the subset DEFLATE-compressed
+// (package font inflates it on first use).
 package main
 
 import (
+	"compress/flate"
 	"fmt"
 	"os"
 
@@ -28,7 +30,7 @@ func keep(r rune) bool {
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: mkfont FONT.bdf > subset.ktf")
+		fmt.Fprintln(os.Stderr, "usage: mkfont FONT.bdf > subset.ktf.flate")
 		os.Exit(2)
 	}
 	f, err := os.Open(os.Args[1])
@@ -42,6 +44,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "mkfont:", err)
 		os.Exit(1)
 	}
-	os.Stdout.Write(font.Encode(face))
+	zw, err := flate.NewWriter(os.Stdout, flate.BestCompression)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mkfont:", err)
+		os.Exit(1)
+	}
+	zw.Write(font.Encode(face))
+	if err := zw.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "mkfont:", err)
+		os.Exit(1)
+	}
 	fmt.Fprintf(os.Stderr, "mkfont: %d glyphs, ascent %d, descent %d\n", face.Len(), face.Ascent, face.Descent)
 }
