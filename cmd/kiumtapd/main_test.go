@@ -76,8 +76,11 @@ func TestMigrateAndCheck(t *testing.T) {
 		t.Errorf("-check of the migrated file: %v %q", err, out.String())
 	}
 	os.WriteFile(toml, []byte("device_id = \"d\"\ncentre_key = \"00112233445566778899aabbccddeeff\"\n[reader]\nkind = \"usb\"\n"), 0o600)
-	if err := run(context.Background(), []string{"-config", toml, "-check"}, &out, &errOut); err == nil || err.Error() != toml+`, line 4: reader.kind: "usb" is not pi or emu` {
-		t.Errorf("-check of a mistake: %v", err)
+	if err := run(context.Background(), []string{"-config", toml, "-check"}, &out, &errOut); err == nil || err.Error() != toml+`, line 4: reader.kind: "usb" is not pi or emu` || cli.ExitCode(err) != cli.ExitConfig {
+		t.Errorf("-check of a mistake: %v (exit %d, want %d)", err, cli.ExitCode(err), cli.ExitConfig)
+	}
+	if err := run(context.Background(), []string{"-config", filepath.Join(dir, "absent.toml")}, &out, &errOut); err == nil || cli.ExitCode(err) != cli.ExitConfig {
+		t.Errorf("a missing configuration: %v (exit %d, want %d)", err, cli.ExitCode(err), cli.ExitConfig)
 	}
 	if err := run(context.Background(), []string{"-migrate-config", toml}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "migrate reads a JSON configuration") {
 		t.Errorf("migrating TOML: %v", err)

@@ -152,7 +152,7 @@ func (c *Config) Settings() firmware.Settings {
 func Load(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w (kiumtapd -config FILE; the package installs /etc/kiumtap/kiumtapd.toml)", err)
+		return nil, confile.Mark(fmt.Errorf("configuration: %w (kiumtapd -config FILE; the package installs /etc/kiumtap/kiumtapd.toml)", err))
 	}
 	return ParseFile(path, raw)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -75,6 +76,9 @@ func TestMistakes(t *testing.T) {
 		{"both a key and its file", dev + "centre_key_file = \"/etc/kiumtap/centre.key\"\n", `kiumtapd.toml: centre_key_file: set together with centre_key: keep one`},
 	} {
 		_, err := parse(t, tc.in)
+		if err != nil && !errors.Is(err, confile.ErrConfig) {
+			t.Errorf("%s: %v is not a confile.ErrConfig (kiumtapd would not exit 78)", tc.name, err)
+		}
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || (tc.name != "not TOML" && err.Error() != tc.want) {
 			t.Errorf("%s:\n got %v\nwant %s", tc.name, err, tc.want)
 		}

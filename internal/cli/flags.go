@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"kiumtap/internal/confile"
 	"strings"
 )
 
@@ -66,15 +67,22 @@ func isBool(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
+// ExitConfig is the exit status for a mistake in a configuration file
+// (EX_CONFIG of sysexits.h): the units do not restart a daemon for it.
+const ExitConfig = 78
+
 // ExitCode is the exit status of a command that returned err: 0 for none,
 // and for flag.ErrHelp (help asked for and printed); 2 for a usage error
-// (ErrUsage); 1 for any other.
+// (ErrUsage); ExitConfig (78) for a configuration file's mistake
+// (confile.ErrConfig); 1 for any other.
 func ExitCode(err error) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, ErrUsage):
 		return 2
+	case errors.Is(err, confile.ErrConfig):
+		return ExitConfig
 	}
 	return 1
 }

@@ -32,6 +32,28 @@ import (
 	"kiumtap/internal/strictjson"
 )
 
+// ErrConfig matches (errors.Is) every error of reading a configuration
+// file: the daemons exit with status 78 (EX_CONFIG, sysexits.h) for it,
+// and their systemd units do not restart them for it
+// (RestartPreventExitStatus=78): a mistake in the file stays one until a
+// technician fixes it, and a restart loop would only bury it in the log.
+var ErrConfig = errors.New("configuration error")
+
+// configErr marks an error of reading a configuration as ErrConfig.
+type configErr struct{ error }
+
+func (e configErr) Unwrap() error        { return e.error }
+func (e configErr) Is(target error) bool { return target == ErrConfig }
+
+// Mark marks err, an error of reading or checking a configuration, as
+// ErrConfig; nil stays nil.
+func Mark(err error) error {
+	if err == nil || errors.Is(err, ErrConfig) {
+		return err
+	}
+	return configErr{err}
+}
+
 // Error is a configuration error at a place in a file.
 type Error struct {
 	File string
@@ -39,6 +61,9 @@ type Error struct {
 	Key  string
 	Msg  string
 }
+
+// Is makes every Error an ErrConfig.
+func (e *Error) Is(target error) bool { return target == ErrConfig }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -61,7 +86,7 @@ const MaxSize = 1 << 20
 func Load(path string, v any) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return Mark(fmt.Errorf("configuration: %w", err))
 	}
 	return Parse(path, raw, v)
 }
@@ -73,7 +98,7 @@ func Parse(path string, raw []byte, v any) error {
 	}
 	if strings.HasSuffix(path, ".json") {
 		if err := strictjson.Decode(raw, MaxSize, path, v); err != nil {
-			return err
+			return Mark(err)
 		}
 		return nil
 	}

@@ -102,7 +102,7 @@ func Load(path string) (*Config, error) {
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w (the package installs %s)", err, DefaultPath)
+		return nil, confile.Mark(fmt.Errorf("configuration: %w (the package installs %s)", err, DefaultPath))
 	}
 	return ParseFile(path, raw)
 }
