@@ -6,7 +6,7 @@ GOFILES    = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    = -X kiumtap/internal/cli.Version=$(VERSION)
 
-.PHONY: all build test run bench cross lint mosquitto clean
+.PHONY: all build test run bench cross package lint mosquitto packaging-tools qemu clean
 
 all: build
 
@@ -19,8 +19,9 @@ build:
 run:
 	$(GO) run ./cmd/kiumdemo
 
-## test: lint, make sure Mosquitto is here, then every test with the race detector
-test: lint mosquitto
+## test: lint, make sure Mosquitto, lintian, debootstrap and qemu are here,
+## then every test with the race detector
+test: lint mosquitto packaging-tools qemu
 	$(GO) test -race -timeout 18m ./...
 
 ## bench: the benchmarks the issues name (see README for the metrics)
@@ -38,13 +39,22 @@ bench:
 	$(GO) test -run '^$$' -bench 'Footprint' -benchtime 1x ./cmd/kiumtapd/
 
 ## cross: the terminal's binaries for the Pi boards we support (kiumbridge,
-## the portal's side, is 64-bit only: excelize does not build on 32-bit arm)
+## the portal's side, is built for 64-bit hosts only)
 TERMINAL_CMDS = ./cmd/kiumtapd ./cmd/kiumctl ./cmd/kiumdemo
 cross:
 	@mkdir -p $(BIN)/linux-armv6 $(BIN)/linux-armv7 $(BIN)/linux-arm64
 	GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-armv6/ $(TERMINAL_CMDS)
 	GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-armv7/ $(TERMINAL_CMDS)
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ $(CMDS)
+
+## package: the Debian packages in dist/: kiumtap (kiumtapd, kiumctl) for
+## armhf (GOARM=6: every Pi from the Zero and 1 to the 4) and arm64, kiumbridge
+## for amd64 and arm64. nfpm is a tool of the module (go tool nfpm); the
+## binaries are stripped and static. PACKAGES=kiumtap:amd64 builds others.
+DIST     ?= dist
+PACKAGES ?= kiumtap:armhf kiumtap:arm64 kiumbridge:amd64 kiumbridge:arm64
+package:
+	VERSION='$(VERSION)' DIST='$(DIST)' scripts/package.sh $(PACKAGES)
 
 ## lint: gofmt must have nothing to say, go vet must pass
 lint:
@@ -54,5 +64,13 @@ lint:
 mosquitto:
 	@scripts/ensure-mosquitto.sh
 
+# The package tests' tools: lintian and debootstrap (packaging/), qemu's
+# user-mode emulators for the ARM builds.
+packaging-tools:
+	@scripts/ensure-packaging-tools.sh
+
+qemu:
+	@scripts/ensure-qemu.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
