@@ -28,7 +28,8 @@ var kst = time.FixedZone("KST", 9*3600)
 // portal is a bridge's configuration in a temporary directory: centre
 // mangwon1's source, a store holding c01's Monday of November 2026 (in
 // 14:05, out 16:05) and four texts, one in each state that stays as it
-// is while a bridge runs.
+// is while a bridge runs; the metrics on metrics.sock there (never the
+// default port: tests run side by side).
 func portal(t *testing.T, broker string) (cfg string, dir string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -44,8 +45,8 @@ func portal(t *testing.T, broker string) (cfg string, dir string) {
 		t.Fatal(err)
 	}
 	cfg = filepath.Join(dir, "kiumbridge.toml")
-	os.WriteFile(cfg, fmt.Appendf(nil, "broker = %q\nstore = %q\nsources = %q\nsigning_key = %q\nstop_timeout = \"2s\"\n",
-		broker, filepath.Join(dir, "b.db"), sources, filepath.Join(dir, "portal.key")), 0o600)
+	os.WriteFile(cfg, fmt.Appendf(nil, "broker = %q\nstore = %q\nsources = %q\nsigning_key = %q\nstop_timeout = \"2s\"\nmetrics = %q\n",
+		broker, filepath.Join(dir, "b.db"), sources, filepath.Join(dir, "portal.key"), "unix:"+filepath.Join(dir, "metrics.sock")), 0o600)
 
 	st, err := bridge.OpenStore(filepath.Join(dir, "b.db"))
 	if err != nil {

@@ -28,6 +28,13 @@
 // attempt logged) and stops at once, with the broker's answer, on one that
 // refuses it (a wrong password or certificate).
 //
+// run serves Prometheus metrics on the config's "metrics" (package
+// portal/bridge/telemetry names them) and speaks to systemd as a
+// Type=notify unit: READY=1 once the store is open and the control socket
+// answers, whether or not the broker is reachable yet (the status line
+// says which), WATCHDOG=1 while the store and the bridge answer, and
+// STOPPING=1 as a graceful stop begins.
+//
 // Flags may come before or after the arguments; -h on any command shows
 // its flags.
 package main
@@ -40,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -49,11 +57,16 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
 	"kiumtap/internal/confile"
+	"kiumtap/internal/metrics"
+	"kiumtap/internal/service"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/bridge"
+	"kiumtap/portal/bridge/telemetry"
 	"kiumtap/portal/config"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
@@ -244,21 +257,113 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	log := cfg.Logger(stderr)
+	// Opened before anything starts: a port in use stops the start here,
+	// saying which key to change.
+	metricsAt, err := metrics.Listen(cfg.Metrics)
+	if err != nil {
+		return err
+	}
+	if metricsAt != nil {
+		defer metricsAt.Close()
+	}
+	service.Status("starting: opening the store " + cfg.Store)
 	st, err := bridge.OpenStore(cfg.Store)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	b, err := bridge.New(bridge.Options{
+	provider := cfg.Provider(stdout)
+	var b *bridge.Bridge // set below, before the metrics are served
+	tele := telemetry.New(telemetry.Sources{
+		Status:    func() bridge.Status { return b.Status() },
+		Terminals: func() (int, int) { return b.TerminalCount() },
+		Queue:     st.Queue,
+		Provider:  provider.Name(),
+		Version:   cli.BuildVersion(),
+	})
+	b, err = bridge.New(bridge.Options{
 		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
-		Provider: cfg.Provider(stdout), From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
+		Provider: provider, From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
 		StatusFile: cfg.StatusFile(), Control: cfg.Control, StopTimeout: time.Duration(cfg.StopTimeout),
+		Attempted: tele.Texted,
 	})
 	if err != nil {
 		return err
 	}
-	return b.Run(ctx)
+	// The bridge stops everything when it returns (a broker that refuses
+	// it); any other part that fails stops the bridge, gracefully.
+	g, gctx := errgroup.WithContext(ctx)
+	hook := testHookBeforeBridge
+	g.Go(func() error {
+		if hook != nil {
+			hook()
+		}
+		return b.Run(gctx)
+	})
+	g.Go(func() error { return metrics.Serve(gctx, metricsAt, tele.Registry, log) })
+	// The watchdog is fed while the store answers and the bridge's state
+	// is not locked; a broker out of reach does not starve it (the bridge
+	// retries it, a restart would not help).
+	g.Go(func() error {
+		return service.Watchdog(gctx, service.WatchdogOptions{Logger: log, Healthy: tele.Healthy, Checks: []service.Check{
+			{Name: "the store", Fn: st.Ping},
+			{Name: "the bridge", Fn: b.Ping},
+		}})
+	})
+	g.Go(func() error {
+		tellSystemd(gctx, b, cfg, log)
+		return nil
+	})
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err() // a signal: the bridge stopped gracefully
+	}
+	return err
+}
+
+// testHookBeforeBridge, if set, runs before the bridge starts: tests hold
+// it there.
+var testHookBeforeBridge func()
+
+// tellSystemd says READY=1 once the store is open (before it runs) and the
+// bridge answers on its control socket. It does not wait for the broker,
+// which the bridge keeps trying to reach: the status line says whether it
+// is connected, and changes as the connection comes and goes. STOPPING=1
+// goes as soon as ctx ends.
+func tellSystemd(ctx context.Context, b *bridge.Bridge, cfg *Config, log *slog.Logger) {
+	defer service.Stopping()
+	select {
+	case <-b.Listening():
+	case <-ctx.Done():
+		return
+	}
+	connected := b.Connected()
+	if err := service.Ready(runningStatus(cfg, len(b.Status().Centres), connected)); err != nil {
+		log.Warn("telling systemd kiumbridge is ready", "err", err)
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if c := b.Connected(); c != connected {
+			connected = c
+			service.Status(runningStatus(cfg, len(b.Status().Centres), c))
+		}
+	}
+}
+
+// runningStatus is systemd's status line of a running bridge.
+func runningStatus(cfg *Config, centres int, connected bool) string {
+	broker := "broker " + cfg.Broker + " connected"
+	if !connected {
+		broker = "BROKER " + cfg.Broker + " NOT CONNECTED: retrying (the log says why)"
+	}
+	return fmt.Sprintf("running: centres %d, control socket %s; %s", centres, cfg.Control, broker)
 }
 
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,46 +15,15 @@ import (
 	"kiumtap/daemon/localapi"
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/logbuf"
+	"kiumtap/internal/metrics/metricstest"
 	"kiumtap/internal/service/servicetest"
 	"kiumtap/internal/wait"
 )
 
-// scrape reads a /metrics endpoint on a unix socket into name{labels} →
-// value.
+// scrape reads the /metrics endpoint on a unix socket.
 func scrape(t testing.TB, socket string) map[string]float64 {
 	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-	}}, Timeout: 5 * time.Second}
-	resp, err := c.Get("http://kiumtapd/metrics")
-	if err != nil {
-		t.Fatalf("scraping %s: %v", socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("scrape: %s: %s", resp.Status, b)
-	}
-	return parseMetrics(t, resp.Body)
-}
-
-func parseMetrics(t testing.TB, r io.Reader) map[string]float64 {
-	t.Helper()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		l := sc.Text()
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", l, err)
-		}
-		out[l[:i]] = v
-	}
-	return out
+	return metricstest.Scrape(t, "unix:"+socket)
 }
 
 // emuTap taps a virtual card through kiumtapd's local API.
@@ -99,16 +65,7 @@ func TestSystemdReadyAndWatchdog(t *testing.T) {
 
 	// Everything but the tap loop runs: the metrics answer, the store is
 	// open. No READY yet.
-	wait.For(t, 20*time.Second, "the metrics endpoint", func() bool {
-		c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", in.metrics)
-		}}}
-		resp, err := c.Get("http://kiumtapd/metrics")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	wait.For(t, 20*time.Second, "the metrics endpoint", func() bool { _, err := metricstest.TryScrape("unix:" + in.metrics); return err == nil })
 	if _, ok := m.Wait(time.Time{}, time.Now().Add(500*time.Millisecond), servicetest.Has("READY", "1")); ok {
 		t.Fatal("READY=1 before the tap loop runs")
 	}

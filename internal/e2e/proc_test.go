@@ -52,7 +52,7 @@ func newBridgeProc(t testing.TB, mq *mosqtest.Broker, hook *smstest.Webhook, src
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(portalKey.Seed())+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := map[string]any{"broker": mq.URL(), "username": "portal", "password": portalPass, "signing_key": keyFile, "store": p.store, "sources": srcDir,
+	cfg := map[string]any{"broker": mq.URL(), "username": "portal", "password": portalPass, "signing_key": keyFile, "store": p.store, "sources": srcDir, "metrics": "off",
 		"sms": map[string]string{"provider": "webhook", "url": hook.URL, "secret": hookSecret, "from": "0212345678"}}
 	raw, _ := json.Marshal(cfg)
 	if err := os.WriteFile(p.config, raw, 0o600); err != nil {

@@ -278,6 +278,13 @@ func (b *Broker) startLocked() error {
 	}
 	cmd := exec.Command(b.bin, "-c", b.confPath)
 	cmd.Dir = b.dir
+	// Not the test's systemd: Mosquitto would send READY=1 to a fake
+	// NOTIFY_SOCKET a test set for its daemon.
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "NOTIFY_SOCKET=") && !strings.HasPrefix(e, "WATCHDOG_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = sysProcAttr()

@@ -84,6 +84,11 @@ type Options struct {
 	Logger             *slog.Logger
 	// Sent, if set, is told of every text the provider accepted.
 	Sent func(Job, sms.Text)
+	// Attempted, if set, is told of every attempt to hand a text to the
+	// provider, as its answer comes, with the provider's name and its
+	// error (nil: the provider took the text). It must not block: texts
+	// wait for it (the metrics count with it).
+	Attempted func(provider string, err error)
 	// StallAfter is how long a terminal's gap lasts before it is reported
 	// as stalled (kiumctl gaps); default 30 s.
 	StallAfter time.Duration
@@ -155,6 +160,11 @@ type Bridge struct {
 	ids       map[string]*idWatch
 	// failpoint stops a binding job at a named point (tests).
 	failpoint func(point string) error
+	// listening is closed once Run answers on the control socket.
+	listening     chan struct{}
+	listeningOnce sync.Once
+	// pinging: a Ping waits for the locks (one at a time).
+	pinging atomic.Bool
 }
 
 // New checks the options and loads the roster sources.
@@ -213,7 +223,8 @@ func New(o Options) (*Bridge, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
-		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, ids: map[string]*idWatch{}}
+		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, ids: map[string]*idWatch{},
+		listening: make(chan struct{})}
 	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	o.Store.JobsFor = b.jobsFor
 	o.Store.bindingFor = b.bindingFor
@@ -233,6 +244,36 @@ func (b *Bridge) source(centre string) *source.Source {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.sources[centre]
+}
+
+// Listening is closed once Run answers on the control socket (at once
+// when there is none): kiumctl and kiumbridge status, texts and export
+// can ask from then on. It does not wait for the broker: Run keeps
+// trying to reach it meanwhile (Connected says when it has).
+func (b *Bridge) Listening() <-chan struct{} { return b.listening }
+
+// Connected reports whether a connection to the broker is open now.
+func (b *Bridge) Connected() bool { return b.client() != nil }
+
+// Ping returns once the bridge's state answers: its lock and the
+// ingest's are free (a deadlock holds them). It is the watchdog's check
+// of the bridge; it returns ctx's error if they stay held.
+func (b *Bridge) Ping(ctx context.Context) error {
+	if !b.pinging.CompareAndSwap(false, true) {
+		return errors.New("the bridge's state is locked: the last check is still waiting for it")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer b.pinging.Store(false)
+		defer close(done)
+		b.Stats()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the bridge's state is locked: %w", ctx.Err())
+	}
 }
 
 // Stats returns the counts so far.
@@ -314,6 +355,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		go func() { defer close(served); b.serveControl(serve, ctl) }()
 		defer func() { stopServe(); <-served }()
 	}
+	b.listeningOnce.Do(func() { close(b.listening) })
 	for i := range b.o.Instances {
 		c, err := b.connect(ctx, i)
 		if err != nil {
@@ -894,6 +936,9 @@ func (b *Bridge) send(ctx context.Context, j Job) (Job, sms.Text) {
 	}
 	text := sms.Render(sms.Kind(j.Kind), centreName, childName, j.At)
 	r, err := b.o.Provider.Send(ctx, sms.Message{Key: j.ID, To: j.To, From: b.o.From, Text: text})
+	if b.o.Attempted != nil {
+		b.o.Attempted(b.o.Provider.Name(), err)
+	}
 	now := b.o.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -541,14 +540,8 @@ func Texts(st *Store, state string) (*TextsView, error) {
 	if state != "" && !slices.Contains(JobStates, state) {
 		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(JobStates, ", ")))
 	}
-	st.mu.Lock()
-	sending := maps.Clone(st.claimed)
-	st.mu.Unlock()
 	v := &TextsView{Counts: map[string]int{}, Texts: []Job{}}
-	err := st.Jobs(func(j Job) bool {
-		if j.State == JobPending && sending[j.ID] {
-			j.State = JobSending
-		}
+	err := st.eachJob(true, func(j Job) bool {
 		v.Counts[j.State]++
 		if state == "" || j.State == state {
 			v.Texts = append(v.Texts, j)

@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,8 @@ type Store struct {
 	// bindQueued: a Put queued a binding job since the binder last
 	// looked; it spares the binder a look at the store after every commit.
 	bindQueued atomic.Bool
+	// pinging: a Ping's read has not returned yet.
+	pinging atomic.Bool
 }
 
 var (
@@ -257,9 +261,13 @@ func putJob(tx *bolt.Tx, j Job) error {
 }
 
 // Jobs calls fn for every job, to do first, until fn returns false.
-func (s *Store) Jobs(fn func(Job) bool) error {
+func (s *Store) Jobs(fn func(Job) bool) error { return s.walk([][]byte{bQueue, bJobs}, fn) }
+
+// walk calls fn for the jobs of buckets, in their order, until fn
+// returns false.
+func (s *Store) walk(buckets [][]byte, fn func(Job) bool) error {
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bQueue, bJobs} {
+		for _, b := range buckets {
 			err := tx.Bucket(b).ForEach(func(k, v []byte) error {
 				var j Job
 				if err := json.Unmarshal(v, &j); err != nil {
@@ -283,6 +291,84 @@ func (s *Store) Jobs(fn func(Job) bool) error {
 }
 
 var errStop = errors.New("stop")
+
+// eachJob calls fn for the jobs to do (the queue) and, with done, those
+// done too, until fn returns false. A job a texter of this process is
+// handing to its provider now is JobSending (on disk it is pending until
+// its outcome is recorded).
+func (s *Store) eachJob(done bool, fn func(Job) bool) error {
+	s.mu.Lock()
+	sending := maps.Clone(s.claimed)
+	s.mu.Unlock()
+	buckets := [][]byte{bQueue}
+	if done {
+		buckets = append(buckets, bJobs)
+	}
+	return s.walk(buckets, func(j Job) bool {
+		if j.State == JobPending && sending[j.ID] {
+			j.State = JobSending
+		}
+		return fn(j)
+	})
+}
+
+// Queue is the text queue's part still to do: the texts to send, by
+// state, and when the oldest of them was queued.
+type Queue struct {
+	Pending int // waiting for their time (NextAt): new, or retried after a failure
+	Sending int // being handed to the provider now
+	// Oldest is when the oldest text still to send was queued (its
+	// tap's event stored); zero when none is.
+	Oldest time.Time
+}
+
+// Queue reads the texts still to send. It reads the queue alone, never
+// the texts done: its cost is the backlog's, however many texts were
+// sent before.
+func (s *Store) Queue() (Queue, error) {
+	var q Queue
+	err := s.eachJob(false, func(j Job) bool {
+		if j.State == JobSending {
+			q.Sending++
+		} else {
+			q.Pending++
+		}
+		if q.Oldest.IsZero() || j.Created.Before(q.Oldest) {
+			q.Oldest = j.Created
+		}
+		return true
+	})
+	if err != nil {
+		return Queue{}, fmt.Errorf("reading the text queue: %w", err)
+	}
+	return q, nil
+}
+
+// Ping returns once the store answers a read: the watchdog's check of
+// the store (a hung disk or a stuck remap holds it); it returns ctx's
+// error if the read does not come back.
+func (s *Store) Ping(ctx context.Context) error {
+	if !s.pinging.CompareAndSwap(false, true) {
+		return errors.New("the store does not answer: the last read is still waiting")
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer s.pinging.Store(false)
+		done <- s.db.View(func(tx *bolt.Tx) error {
+			tx.Bucket(bQueue).Cursor().First()
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("reading the store: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the store does not answer a read: %w", ctx.Err())
+	}
+}
 
 // Claim returns up to n jobs due at now that no texter of this process is
 // sending, and marks them so. It writes nothing to disk: a job stays

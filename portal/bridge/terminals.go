@@ -156,6 +156,21 @@ func (b *Bridge) Terminals(centre string) ([]TerminalView, error) {
 	return out, nil
 }
 
+// TerminalCount is how many terminals the bridge holds a status of (each
+// terminal's retained status; a retired terminal's is removed), of every
+// centre, and how many of them say they are online.
+func (b *Bridge) TerminalCount() (known, online int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range b.terminals {
+		known++
+		if t.Status != nil && t.Status.State == "online" {
+			online++
+		}
+	}
+	return known, online
+}
+
 // devices are a centre's terminals: those the bridge has events from, and
 // those whose status it has seen.
 func (b *Bridge) devices(centre string) ([]string, error) {
