@@ -183,8 +183,8 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err) // what systemctl enable does
 	}
 	data := map[string]string{ // data files and their owners
-		"/var/lib/kiumtap/kiumtap.db":           "kiumtap",
-		"/var/lib/kiumbridge/bridge.db":         "kiumbridge",
+		"/var/lib/kiumtap/kiumtap.db":               "kiumtap",
+		"/var/lib/kiumbridge/bridge.db":             "kiumbridge",
 		"/var/lib/kiumbridge/sources/mangwon1.json": "kiumbridge",
 	}
 	for p, owner := range data {
@@ -272,7 +272,7 @@ func TestInstall(t *testing.T) {
 		// The terminal's store is never deleted; the bridge's store is, its
 		// roster sources are not.
 		checkData(t, root, map[string]string{
-			"/var/lib/kiumtap/kiumtap.db":           "kiumtap",
+			"/var/lib/kiumtap/kiumtap.db":               "kiumtap",
 			"/var/lib/kiumbridge/sources/mangwon1.json": "kiumbridge",
 		})
 		for _, f := range []string{"var/lib/kiumbridge/bridge.db", "etc/kiumtap", "etc/kiumbridge/kiumbridge.toml", "etc/systemd/system/multi-user.target.wants/kiumtapd.service", "etc/systemd/system/kiumtapd.service"} {

@@ -419,9 +419,19 @@ func (l *Log) Check() []Problem {
 	return ps
 }
 
-// Logger is a daemon's logger as l configures it, writing to w.
+// Logger is a daemon's logger as l configures it, writing to w. Under
+// systemd (JOURNAL_STREAM set: standard error goes to the journal) the text
+// format leaves the time out, as the journal stamps every line itself.
 func (l Log) Logger(w io.Writer) *slog.Logger {
 	o := &slog.HandlerOptions{Level: LogLevels[l.Level]}
+	if os.Getenv("JOURNAL_STREAM") != "" && l.Format != "json" {
+		o.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
 	if l.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, o))
 	}

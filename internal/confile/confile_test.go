@@ -78,3 +78,32 @@ func TestTooLarge(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+// The text log has no time under journald (the journal stamps each line);
+// JSON keeps it for shippers; levels filter.
+func TestLogger(t *testing.T) {
+	var b strings.Builder
+	t.Setenv("JOURNAL_STREAM", "8:1234")
+	l := Log{Format: "text", Level: "info"}
+	l.Logger(&b).Info("hello", "k", 1)
+	l.Logger(&b).Debug("hidden")
+	if got := b.String(); got != "level=INFO msg=hello k=1\n" {
+		t.Errorf("text under journald: %q", got)
+	}
+	b.Reset()
+	Log{Format: "json", Level: "debug"}.Logger(&b).Debug("hello")
+	if !strings.Contains(b.String(), `"time":`) || !strings.Contains(b.String(), `"level":"DEBUG"`) {
+		t.Errorf("json: %q", b.String())
+	}
+	t.Setenv("JOURNAL_STREAM", "")
+	b.Reset()
+	Log{Format: "text", Level: "info"}.Logger(&b).Info("hello")
+	if !strings.HasPrefix(b.String(), "time=") {
+		t.Errorf("text outside journald: %q", b.String())
+	}
+	for _, bad := range []Log{{Format: "xml"}, {Level: "loud"}} {
+		if ps := bad.Check(); len(ps) != 1 {
+			t.Errorf("%+v: %v", bad, ps)
+		}
+	}
+}
