@@ -69,6 +69,14 @@ func TestBinaries(t *testing.T) {
 		}
 	}
 
+	// A mistake in the configuration exits 78 (EX_CONFIG): the unit does
+	// not restart kiumtapd for it.
+	bad := filepath.Join(filepath.Dir(in.config), "bad.toml")
+	os.WriteFile(bad, []byte("device_id = \"d\"\ncentre_key = \"00112233445566778899aabbccddeeff\"\nlanguage = \"fr\"\n"), 0o600)
+	if _, errOut, code := exitCode(t, kiumtapd, "-config", bad); code != 78 || !strings.Contains(errOut, `bad.toml, line 3: language: "fr" is not ko or en`) {
+		t.Errorf("kiumtapd with a bad configuration: exit %d, stderr %q; want 78 and the line", code, errOut)
+	}
+
 	var out, errOut logbuf.Buffer
 	daemon := exec.Command(kiumtapd, "-config", in.config)
 	daemon.Stdout, daemon.Stderr = &out, &errOut
