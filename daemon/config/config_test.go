@@ -102,7 +102,7 @@ func TestSecretFiles(t *testing.T) {
 		t.Fatalf("a secret readable by all:\n got %v\nwant %s", err, want)
 	}
 	_, err = parse(t, "device_id = \"x\"\ncentre_key_file = \""+filepath.Join(dir, "none")+"\"\n")
-	if err == nil || !strings.Contains(err.Error(), "kiumtapd.toml: centre_key_file: the secret file: stat ") {
+	if want := "kiumtapd.toml: centre_key_file: " + filepath.Join(dir, "none") + " does not exist: write the secret in it (owner root, group of the daemon's user, mode 0640), or give it inline with centre_key"; err == nil || err.Error() != want {
 		t.Fatalf("a missing secret file: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -335,6 +336,9 @@ func LineOf(path string, raw []byte, key string) int {
 // errors.
 func ReadSecret(configFile, key, path string) (string, error) {
 	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", &Error{File: configFile, Key: key, Msg: fmt.Sprintf("%s does not exist: write the secret in it (owner root, group of the daemon's user, mode 0640), or give it inline with %s", path, strings.TrimSuffix(key, "_file"))}
+	}
 	if err != nil {
 		return "", &Error{File: configFile, Key: key, Msg: fmt.Sprintf("the secret file: %v", err)}
 	}

@@ -42,7 +42,7 @@ func TestReadSecret(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
 		}
 	}
-	if _, err := ReadSecret("k.toml", "key_file", filepath.Join(dir, "absent")); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := ReadSecret("k.toml", "key_file", filepath.Join(dir, "absent")); err == nil || !strings.Contains(err.Error(), "absent does not exist: write the secret in it") {
 		t.Errorf("a missing file: %v", err)
 	}
 	if _, err := ReadSecret("k.toml", "key_file", dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {

@@ -99,7 +99,7 @@ func TestExampleInStep(t *testing.T) {
 		t.Fatalf("deploy/config/kiumbridge.toml documents\n%v\nthe configuration has\n%v", got, want)
 	}
 	_, err = ParseFile(DefaultPath, raw)
-	if want := DefaultPath + ": password_file: the secret file: stat /etc/kiumbridge/broker.password: no such file or directory"; err == nil || err.Error() != want {
+	if want := DefaultPath + ": password_file: /etc/kiumbridge/broker.password does not exist: write the secret in it (owner root, group of the daemon's user, mode 0640), or give it inline with password"; err == nil || err.Error() != want {
 		t.Fatalf("the untouched example:\n got %v\nwant %s", err, want)
 	}
 	dir := t.TempDir()
