@@ -209,11 +209,15 @@ func (r *runner) recover(ctx context.Context, why error) error {
 	d.log.Warn("rc522: reader chip not working, hard reset through RST", "err", why, "recoveries", d.stats.recoveries.Load())
 	r.stuck, r.spiFails, r.bad = 0, 0, 0
 	// A reader that does not come back is retried for ever: the terminal
-	// must read cards again as soon as it can. A glitch clears within the
-	// first retries (20 ms apart, growing to 1 s); an unplugged reader is
-	// then retried at a doubling interval up to RetryMax, logged at each
-	// doubling rather than at each attempt, and Up and OnChange tell the
-	// status report and the screen.
+	// must read cards again as soon as it can. For a minute the retries
+	// come quickly (20 ms apart, growing to 1 s: a glitch, garbage on
+	// MISO, clears within them); a reader still silent after that is
+	// unplugged or unpowered, and is retried at a doubling interval up to
+	// RetryMax. Failures are logged at each doubling of their count rather
+	// than each attempt, and Up and OnChange tell the status report and
+	// the screen.
+	const quickFor = time.Minute
+	start := time.Now()
 	wait := time.Duration(0)
 	for attempt := 1; ; attempt++ {
 		rerr := d.reset()
@@ -232,10 +236,9 @@ func (r *runner) recover(ctx context.Context, why error) error {
 		case attempt > 3:
 			d.down.Store(&rerr)
 		}
-		switch {
-		case wait < time.Second:
-			wait = min(wait+20*time.Millisecond*time.Duration(attempt), time.Second)
-		default:
+		if time.Since(start) < quickFor {
+			wait = min(time.Duration(attempt)*20*time.Millisecond, time.Second, d.opts.RetryMax)
+		} else {
 			wait = min(2*wait, d.opts.RetryMax)
 		}
 		if err := sleep(ctx, wait); err != nil {
