@@ -103,23 +103,34 @@ func p99(ds []time.Duration) time.Duration {
 // broker answering (the probe, not the backoff, brings it back), logs the
 // reconnect, and the texts of the taps it took offline go out.
 // BenchmarkBrokerReturn measures how soon.
+//
+// A terminal's backoff may itself run out in the second after the broker
+// returns, before its probe does (a few per cent of the time each): that
+// terminal reconnects as soon, without a probe. So every terminal must be
+// back and say so, and the probe must have brought back at least one of
+// the three (all three by chance: about one run in ten thousand).
 func TestBrokerOutage(t *testing.T) {
 	o := brokerOutage(t, 60*time.Second)
+	probed := 0
 	for i, d := range o.doors {
-		if n := d.up.Stats().Probed; n == 0 {
-			t.Errorf("%s: reconnected without a probe: its backoff, not the broker's return, decided when", d.id)
-		}
 		log := o.logs[i].String()
-		for _, want := range []string{"uplink: the broker answers again; connecting", "uplink: connected to the broker again"} {
-			if !strings.Contains(log, want) {
-				t.Errorf("%s's log lacks %q", d.id, want)
+		if d.up.Stats().Probed > 0 {
+			probed++
+			if want := "uplink: the broker answers again; connecting"; !strings.Contains(log, want) {
+				t.Errorf("%s probed, but its log lacks %q", d.id, want)
 			}
+		}
+		if want := "uplink: connected to the broker again"; !strings.Contains(log, want) {
+			t.Errorf("%s's log lacks %q", d.id, want)
 		}
 		if strings.Count(log, "cannot reach the broker") > 12 {
 			t.Errorf("%s tried to connect %d times in 60 s: the backoff does not hold", d.id, strings.Count(log, "cannot reach the broker"))
 		}
 	}
-	t.Logf("texts of the taps taken offline, out after the broker's return: %v per terminal (p99 %v)", o.after, p99(o.after))
+	if probed == 0 {
+		t.Error("no terminal reconnected through its probe: their backoffs, not the broker's return, decided when")
+	}
+	t.Logf("texts of the taps taken offline, out after the broker's return: %v per terminal (p99 %v); %d of %d reconnected through the probe", o.after, p99(o.after), probed, len(o.doors))
 }
 
 // BenchmarkBrokerReturn: the time from the broker's return after a 60 s
