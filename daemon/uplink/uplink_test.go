@@ -334,7 +334,10 @@ func TestChaos(t *testing.T) {
 	st, ps := tm.up.Stats(), p.in.Stats()
 	t.Logf("%d cuts, %d connects, %d published (%d times sent again on loss), portal: %d stored, %d duplicates, %d beyond a gap",
 		px.Cuts(), st.Connects, st.Published, st.Resends, ps.Stored, ps.Duplicates, ps.OutOfOrder)
-	if px.Cuts() < 3 || st.Connects < 7 {
+	// Cuts and restarts may fall on one interruption (a cut while the
+	// broker is down, a restart just after a cut): four reconnects at
+	// least, not one per cut and restart.
+	if px.Cuts() < 3 || st.Connects < 5 {
 		t.Fatalf("the link was not cut enough to prove anything: %d cuts, %d connects", px.Cuts(), st.Connects)
 	}
 }
