@@ -62,9 +62,8 @@ func key2(a, b string) []byte { return []byte(a + "\x00" + b) }
 
 // putBindJob queues or updates a job; a new job gets the next place.
 func putBindJob(tx *bolt.Tx, j *bindJob) error {
-	q := tx.Bucket(bBindQ)
 	if j.Q == 0 {
-		n, err := q.NextSequence()
+		n, err := tx.Bucket(bBindQ).NextSequence()
 		if err != nil {
 			return err
 		}
@@ -74,7 +73,21 @@ func putBindJob(tx *bolt.Tx, j *bindJob) error {
 	if err != nil {
 		return err
 	}
-	return q.Put(u64(j.Q), raw)
+	return putRawBindJob(tx, j.Q, raw)
+}
+
+// putRawBindJob queues (q 0: at the next place) or replaces a job, as
+// encoded.
+func putRawBindJob(tx *bolt.Tx, q uint64, raw []byte) error {
+	b := tx.Bucket(bBindQ)
+	if q == 0 {
+		n, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		q = n
+	}
+	return b.Put(u64(q), raw)
 }
 
 // nextBindJob is the first queued job, nil if none.
@@ -89,6 +102,7 @@ func (s *Store) nextBindJob() (*bindJob, error) {
 		if err := json.Unmarshal(v, j); err != nil {
 			return fmt.Errorf("stored binding job %x: %w", k, err)
 		}
+		j.Q = binary.BigEndian.Uint64(k) // its place is its key
 		return nil
 	})
 	return j, err

@@ -25,6 +25,7 @@ import (
 	"kiumtap/internal/strictjson"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 	"kiumtap/protocol"
 )
 
@@ -530,7 +531,7 @@ type TextsView struct {
 }
 
 // JobStates are the states of texts, in their order.
-var JobStates = []string{JobPending, JobSending, JobSent, JobFailed, JobHeld}
+var JobStates = store.JobStates
 
 // Texts reads the text queue of st: the texts in state (all when empty)
 // and the counts of all. A text a texter of this process is handing to

@@ -3,13 +3,12 @@ package bridge
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"kiumtap/portal/ingest"
+	"kiumtap/portal/store"
 )
 
 // Gaps: a terminal deletes an event once the portal acknowledges it. If
@@ -24,16 +23,9 @@ import (
 // → Gap.
 var bGaps = []byte("gaps")
 
-// Gap is a run of a terminal's events recorded as lost at the portal.
-type Gap struct {
-	Centre   string    `json:"centre"`
-	Device   string    `json:"device"`
-	Log      string    `json:"log"`
-	From     uint64    `json:"from"` // the first missing sequence
-	To       uint64    `json:"to"`   // the last
-	By       string    `json:"by"`
-	Recorded time.Time `json:"recorded"`
-}
+// Gap is a run of a terminal's events recorded as lost at the portal
+// (store.Gap).
+type Gap = store.Gap
 
 // GapsView is what kiumctl gaps shows: the logs stalled now, and the gaps
 // recorded.
@@ -63,19 +55,30 @@ func (b *Bridge) Gaps(centre string) (*GapsView, error) {
 			v.Stalled = append(v.Stalled, s)
 		}
 	}
-	err := b.o.Store.db.View(func(tx *bolt.Tx) error {
+	gs, err := b.o.Store.gaps(centre)
+	if err != nil {
+		return nil, err
+	}
+	v.Recorded = append(v.Recorded, gs...)
+	return v, nil
+}
+
+// gaps lists a centre's recorded gaps.
+func (s *Store) gaps(centre string) ([]Gap, error) {
+	var out []Gap
+	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bGaps).ForEach(func(_, raw []byte) error {
 			var g Gap
 			if err := json.Unmarshal(raw, &g); err != nil {
 				return err
 			}
 			if g.Centre == centre {
-				v.Recorded = append(v.Recorded, g)
+				out = append(out, g)
 			}
 			return nil
 		})
 	})
-	return v, err
+	return out, err
 }
 
 // AcceptGap records the missing events of a stalled log as lost at the
@@ -129,7 +132,7 @@ func (s *Store) recordGap(g *Gap) error {
 			last = binary.BigEndian.Uint64(v)
 		}
 		if last+1 != g.From {
-			return errors.New("the log moved on meanwhile: look at kiumctl gaps again")
+			return store.ErrLogMoved
 		}
 		if err := lb.Put(lk, binary.BigEndian.AppendUint64(nil, g.To)); err != nil {
 			return err

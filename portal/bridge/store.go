@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"kiumtap/portal/store"
 	"kiumtap/protocol"
 )
 
@@ -31,10 +32,11 @@ import (
 // Store on a shared database.
 type Store struct {
 	db *bolt.DB
-	// claimed are the jobs a texter of this process is sending: bridges
-	// sharing the store never send one twice.
+	// claimed are the jobs texters of this process are sending, by ID:
+	// bridges sharing the store never send one twice. A claim lapses at
+	// its until (zero: never; the bridge's own texters release theirs).
 	mu      sync.Mutex
-	claimed map[string]bool
+	claimed map[string]claim
 	// JobsFor says which texts an event calls for; set before Put is used.
 	JobsFor func(e *protocol.Event) []Job
 	// bindingFor makes the binding job of a card_bound event (the
@@ -79,8 +81,17 @@ func OpenStore(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("bridge store %s: %w", path, err)
 	}
-	return &Store{db: db, claimed: map[string]bool{}}, nil
+	return &Store{db: db, claimed: map[string]claim{}}, nil
 }
+
+// claim is a texter's hold on a job.
+type claim struct {
+	owner string
+	until time.Time // zero: until released
+}
+
+// held reports whether the claim holds at now.
+func (c claim) held(now time.Time) bool { return c.until.IsZero() || now.Before(c.until) }
 
 // OpenStoreReadOnly opens an existing store for reading (kiumbridge texts
 // and export). A running bridge holds the store: it cannot be opened then.
@@ -95,7 +106,7 @@ func OpenStoreReadOnly(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening bridge store %s: %w", path, err)
 	}
-	return &Store{db: db, claimed: map[string]bool{}}, nil
+	return &Store{db: db, claimed: map[string]claim{}}, nil
 }
 
 // Close closes the store.
@@ -126,7 +137,28 @@ func (s *Store) Last(device, log string) (uint64, error) {
 // (card_bound) queues its binding job in the same transaction and is
 // stored without its raw UID.
 func (s *Store) Put(evs []protocol.Event) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	_, err := s.put(evs, s.JobsFor, s.bindingFor, func() { s.bindQueued.Store(true) })
+	return err
+}
+
+// put stores evs with the texts jobsFor says each calls for and the
+// binding job bindingFor makes of a card_bound event (either may be nil),
+// in one transaction; queued is called before the commit when a binding
+// job is queued. It returns how many events it stored.
+func (s *Store) put(evs []protocol.Event, jobsFor func(*protocol.Event) []Job, bindingFor func(*protocol.Event) *binding, queued func()) (int, error) {
+	return s.putWith(evs, jobsFor, func(e *protocol.Event) (json.RawMessage, error) {
+		if bindingFor == nil {
+			return nil, nil
+		}
+		return json.Marshal(&bindJob{Binding: bindingFor(e)})
+	}, queued)
+}
+
+// putWith is put with the binding job already encoded.
+func (s *Store) putWith(evs []protocol.Event, jobsFor func(*protocol.Event) []Job, bindJobFor func(*protocol.Event) (json.RawMessage, error), queued func()) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
 		eb, lb := tx.Bucket(bEvents), tx.Bucket(bLast)
 		for i := range evs {
 			e := &evs[i]
@@ -139,14 +171,20 @@ func (s *Store) Put(evs []protocol.Event) error {
 				continue // stored by another instance sharing the store
 			}
 			if e.Seq != last+1 {
-				return fmt.Errorf("event %s does not follow %d", e.ID, last)
+				return fmt.Errorf("event %s does not follow %d: %w", e.ID, last, store.ErrNotNext)
 			}
 			if e.Outcome == protocol.OutcomeCardBound {
-				if s.bindingFor != nil {
-					if err := putBindJob(tx, &bindJob{Binding: s.bindingFor(e)}); err != nil {
+				raw, err := bindJobFor(e)
+				if err != nil {
+					return err
+				}
+				if raw != nil {
+					if err := putRawBindJob(tx, 0, raw); err != nil {
 						return err
 					}
-					s.bindQueued.Store(true) // set before the commit: the binder may look early, never late
+					if queued != nil {
+						queued() // before the commit: the binder may look early, never late
+					}
 				}
 				c := *e
 				c.UID = "" // raw UIDs are not kept: the registry knows the card by its HMAC
@@ -162,10 +200,11 @@ func (s *Store) Put(evs []protocol.Event) error {
 			if err := lb.Put(lk, binary.BigEndian.AppendUint64(nil, e.Seq)); err != nil {
 				return err
 			}
-			if s.JobsFor == nil {
+			n++
+			if jobsFor == nil {
 				continue
 			}
-			for _, j := range s.JobsFor(e) {
+			for _, j := range jobsFor(e) {
 				if err := putJob(tx, j); err != nil {
 					return err
 				}
@@ -173,6 +212,10 @@ func (s *Store) Put(evs []protocol.Event) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Events calls fn for each stored event of a centre (all when centre is
@@ -197,36 +240,17 @@ func (s *Store) Events(centre string, fn func(protocol.Event) bool) error {
 	})
 }
 
-// Job states.
+// Job states: the contract's (package store).
 const (
-	JobPending = "pending" // to send, at NextAt
-	JobSending = "sending" // being handed to the provider (in memory only)
-	JobSent    = "sent"
-	JobFailed  = "failed" // the provider refused for good: Reason says why
-	JobHeld    = "held"   // not to be sent (automatic check-outs, per configuration)
+	JobPending = store.JobPending
+	JobSending = store.JobSending
+	JobSent    = store.JobSent
+	JobFailed  = store.JobFailed
+	JobHeld    = store.JobHeld
 )
 
-// Job is one text to one guardian.
-type Job struct {
-	ID       string    `json:"id"` // event ID + "/" + guardian index: the provider's idempotency key
-	EventID  string    `json:"event"`
-	Centre   string    `json:"centre"`
-	Child    string    `json:"child"`
-	Kind     string    `json:"kind"` // arrival, departure, auto_check_out
-	At       time.Time `json:"at"`   // the tap
-	To       string    `json:"to"`
-	Created  time.Time `json:"created"`
-	State    string    `json:"state"`
-	Attempts int       `json:"attempts"`
-	NextAt   time.Time `json:"next_at"`
-	Receipt  string    `json:"receipt,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	SentAt   time.Time `json:"sent_at,omitzero"`
-	// ClaimedAt is when a texter took the job.
-	ClaimedAt time.Time `json:"claimed_at,omitzero"`
-	// Q is the job's key in the queue: the order it was queued in.
-	Q uint64 `json:"q"`
-}
+// Job is one text to one guardian (store.Job).
+type Job = store.Job
 
 // putJob files a job by its state: pending and sending ones in the
 // queue, the others with the done. Both buckets are keyed by sequence,
@@ -305,22 +329,15 @@ func (s *Store) eachJob(done bool, fn func(Job) bool) error {
 		buckets = append(buckets, bJobs)
 	}
 	return s.walk(buckets, func(j Job) bool {
-		if j.State == JobPending && sending[j.ID] {
+		if _, ok := sending[j.ID]; ok && j.State == JobPending {
 			j.State = JobSending
 		}
 		return fn(j)
 	})
 }
 
-// Queue is the text queue's part still to do: the texts to send, by
-// state, and when the oldest of them was queued.
-type Queue struct {
-	Pending int // waiting for their time (NextAt): new, or retried after a failure
-	Sending int // being handed to the provider now
-	// Oldest is when the oldest text still to send was queued (its
-	// tap's event stored); zero when none is.
-	Oldest time.Time
-}
+// Queue is the text queue's part still to do (store.Queue).
+type Queue = store.Queue
 
 // Queue reads the texts still to send. It reads the queue alone, never
 // the texts done: its cost is the backlog's, however many texts were
@@ -375,6 +392,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // pending there until Finish records its outcome, so a crash leaves it to
 // be sent again, with the same idempotency key.
 func (s *Store) Claim(now time.Time, n int) ([]Job, error) {
+	return s.claim("", now, n, 0)
+}
+
+// claim is Claim for owner, each claim lapsing after lease (0: never).
+func (s *Store) claim(owner string, now time.Time, n int, lease time.Duration) ([]Job, error) {
 	var out []Job
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -386,20 +408,24 @@ func (s *Store) Claim(now time.Time, n int) ([]Job, error) {
 			if err := json.Unmarshal(v, &j); err != nil {
 				return fmt.Errorf("stored job %x: %w", k, err)
 			}
-			if claimed[j.ID] {
+			if cl, ok := claimed[j.ID]; ok && cl.held(now) {
 				continue
 			}
 			if j.NextAt.After(now) {
 				continue
 			}
-			j.State, j.ClaimedAt = JobSending, time.Now()
+			j.State, j.ClaimedAt = JobSending, now
 			j.Attempts++
 			out = append(out, j)
 		}
 		return nil
 	})
+	var until time.Time
+	if lease > 0 {
+		until = now.Add(lease)
+	}
 	for _, j := range out {
-		claimed[j.ID] = true
+		claimed[j.ID] = claim{owner: owner, until: until}
 	}
 	return out, err
 }
@@ -434,12 +460,8 @@ func (s *Store) Finish(jobs ...Job) error {
 	})
 }
 
-// Published is a centre's latest roster revision: the snapshot and the
-// delta that led to it (nil for the first revision).
-type Published struct {
-	Snapshot *protocol.Snapshot `json:"snapshot"`
-	Delta    *protocol.Delta    `json:"delta,omitempty"`
-}
+// Published is a centre's latest roster revision (store.Published).
+type Published = store.Published
 
 // Published returns a centre's latest roster revision, nil if none.
 func (s *Store) Published(centre string) (*Published, error) {

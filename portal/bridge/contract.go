@@ -1,0 +1,130 @@
+package bridge
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"kiumtap/portal/store"
+	"kiumtap/protocol"
+)
+
+// Contract is this bbolt store as the portal's storage contract (package
+// store) has it: what portal/store/pgstore also keeps, and what the
+// conformance suite (portal/store/storetest) checks of both. The bridge's
+// jobs still call the Store's own methods; they move onto the contract as
+// the bridge is split into them.
+func (s *Store) Contract() store.Store { return contract{s} }
+
+type contract struct{ s *Store }
+
+var _ store.Store = contract{}
+
+func (c contract) Last(_ context.Context, device, log string) (uint64, error) {
+	return c.s.Last(device, log)
+}
+
+func (c contract) Put(_ context.Context, evs []protocol.Event, plan store.Plan) (int, error) {
+	return c.s.putWith(evs, plan.Texts, func(e *protocol.Event) (json.RawMessage, error) {
+		if plan.Binding == nil {
+			return nil, nil
+		}
+		return plan.Binding(e), nil
+	}, func() { c.s.bindQueued.Store(true) })
+}
+
+func (c contract) Events(_ context.Context, centre string, fn func(protocol.Event) bool) error {
+	return c.s.Events(centre, fn)
+}
+
+func (c contract) Centres(context.Context) ([]string, error) { return c.s.eventCentres() }
+
+func (c contract) Claim(_ context.Context, owner string, now time.Time, n int, lease time.Duration) ([]store.Job, error) {
+	if lease <= 0 {
+		return nil, errors.New("store: a claim needs a lease")
+	}
+	return c.s.claim(owner, now, n, lease)
+}
+
+func (c contract) Release(_ context.Context, owner string, jobs ...store.Job) error {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	for _, j := range jobs {
+		if cl, ok := c.s.claimed[j.ID]; ok && cl.owner == owner {
+			delete(c.s.claimed, j.ID)
+		}
+	}
+	return nil
+}
+
+func (c contract) Finish(_ context.Context, _ string, jobs ...store.Job) error {
+	return c.s.Finish(jobs...)
+}
+
+func (c contract) Queue(context.Context) (store.Queue, error) { return c.s.Queue() }
+
+func (c contract) Jobs(_ context.Context, done bool, fn func(store.Job) bool) error {
+	return c.s.eachJob(done, fn)
+}
+
+func (c contract) Published(_ context.Context, centre string) (*store.Published, error) {
+	return c.s.Published(centre)
+}
+
+func (c contract) Publish(_ context.Context, p *store.Published) error {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	rev := p.Snapshot.Roster.Revision
+	return c.s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRoster)
+		if v := b.Get([]byte(p.Snapshot.Centre)); v != nil {
+			var cur store.Published
+			if err := json.Unmarshal(v, &cur); err != nil {
+				return fmt.Errorf("stored roster of %s: %w", p.Snapshot.Centre, err)
+			}
+			if cur.Snapshot.Roster.Revision+1 != rev {
+				return fmt.Errorf("revision %d of %s, the latest being %d: %w", rev, p.Snapshot.Centre, cur.Snapshot.Roster.Revision, store.ErrRevisionTaken)
+			}
+		}
+		return b.Put([]byte(p.Snapshot.Centre), raw)
+	})
+}
+
+func (c contract) RecordGap(_ context.Context, g store.Gap) error { return c.s.recordGap(&g) }
+
+func (c contract) Gaps(_ context.Context, centre string) ([]store.Gap, error) {
+	return c.s.gaps(centre)
+}
+
+func (c contract) NextBinding(context.Context) (*store.BindingJob, error) {
+	var j *store.BindingJob
+	err := c.s.db.View(func(tx *bolt.Tx) error {
+		if k, v := tx.Bucket(bBindQ).Cursor().First(); k != nil {
+			j = &store.BindingJob{Q: binary.BigEndian.Uint64(k), Job: append(json.RawMessage(nil), v...)}
+		}
+		return nil
+	})
+	return j, err
+}
+
+func (c contract) UpdateBinding(_ context.Context, j store.BindingJob) error {
+	return c.s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bBindQ).Get(u64(j.Q)) == nil {
+			return fmt.Errorf("store: binding job %d is not queued", j.Q)
+		}
+		return putRawBindJob(tx, j.Q, j.Job)
+	})
+}
+
+func (c contract) DoneBinding(_ context.Context, q uint64) error { return c.s.removeBindJob(q) }
+
+func (c contract) Ping(ctx context.Context) error { return c.s.Ping(ctx) }
+
+func (c contract) Close() error { return c.s.Close() }

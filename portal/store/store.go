@@ -1,0 +1,209 @@
+// Package store is the portal's storage contract: what each of the
+// bridge's jobs needs of the database, as one small interface per job,
+// the records they exchange, and the errors they agree on. It holds no
+// storage itself. Two implementations keep it:
+//
+//   - the bbolt store (portal/bridge's Store): the embedded default, for
+//     make run and a single host; its instances share one process;
+//   - portal/store/pgstore: PostgreSQL, for any number of kiumbridge
+//     processes on several hosts.
+//
+// portal/store/storetest is the conformance suite both must pass. It
+// holds every invariant that matters where the database can hold it, not
+// in one process's memory: one event per device, log and sequence, each
+// log in order without a hole; one text per event and guardian, created
+// with its event or not at all; one claim per text at a time, a claim
+// that outlives its owner given back; one roster per revision number.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"kiumtap/protocol"
+)
+
+// Errors the implementations agree on.
+var (
+	// ErrNotNext: an event does not follow its log's last stored one
+	// (a hole). Nothing of the call is stored.
+	ErrNotNext = errors.New("store: the event does not follow its log's last one")
+	// ErrLogMoved: a gap could not be recorded because the log's last
+	// sequence is no longer the one before the gap.
+	ErrLogMoved = errors.New("store: the log moved on meanwhile: look at kiumctl gaps again")
+	// ErrRevisionTaken: another instance published the centre's revision
+	// first; read it and build on it.
+	ErrRevisionTaken = errors.New("store: the revision was published by another instance")
+)
+
+// Plan says what storing an event brings with it, in the same
+// transaction: the texts it calls for, and, for a terminal's binding
+// change, the binding job the binder takes (opaque to the store). A nil
+// func brings nothing.
+type Plan struct {
+	Texts   func(e *protocol.Event) []Job
+	Binding func(e *protocol.Event) json.RawMessage
+}
+
+// Events keeps the terminals' events: ingest's part.
+type Events interface {
+	// Last is the highest sequence stored for a device's log, 0 if none.
+	Last(ctx context.Context, device, log string) (uint64, error)
+	// Put stores events in one transaction with what plan says each
+	// brings. Within a log they must be consecutive; an event already
+	// stored (by another instance, or again after a crash) is skipped
+	// with what it brings, and one that does not follow its log's last is
+	// ErrNotNext, storing nothing. A card_bound event is stored without
+	// its raw UID. It returns how many events it stored.
+	Put(ctx context.Context, evs []protocol.Event, plan Plan) (int, error)
+	// Events calls fn for each stored event of a centre (every centre's
+	// when centre is ""), in the order of centre, device, log and
+	// sequence, until fn returns false.
+	Events(ctx context.Context, centre string, fn func(protocol.Event) bool) error
+	// Centres lists the centres that have stored events.
+	Centres(ctx context.Context) ([]string, error)
+}
+
+// Text job states.
+const (
+	JobPending = "pending" // to send, at NextAt
+	JobSending = "sending" // claimed: being handed to the provider
+	JobSent    = "sent"
+	JobFailed  = "failed" // the provider refused for good: Reason says why
+	JobHeld    = "held"   // not to be sent (automatic check-outs, per configuration)
+)
+
+// JobStates are the states, in the order staff read them.
+var JobStates = []string{JobPending, JobSending, JobSent, JobFailed, JobHeld}
+
+// Job is one text to one guardian.
+type Job struct {
+	ID       string    `json:"id"` // event ID + "/" + guardian index: the provider's idempotency key
+	EventID  string    `json:"event"`
+	Centre   string    `json:"centre"`
+	Child    string    `json:"child"`
+	Kind     string    `json:"kind"` // arrival, departure, auto_check_out
+	At       time.Time `json:"at"`   // the tap
+	To       string    `json:"to"`
+	Created  time.Time `json:"created"`
+	State    string    `json:"state"`
+	Attempts int       `json:"attempts"`
+	NextAt   time.Time `json:"next_at"`
+	Receipt  string    `json:"receipt,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	SentAt   time.Time `json:"sent_at,omitzero"`
+	// ClaimedAt is when a texter took the job.
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	// Q is the job's place in the queue: the order it was queued in.
+	Q uint64 `json:"q"`
+}
+
+// Queue is the text queue's part still to do.
+type Queue struct {
+	Pending int // waiting for their time (NextAt): new, or retried after a failure
+	Sending int // claimed, being handed to a provider (as Jobs shows them)
+	// Oldest is when the oldest text still to send was queued; zero when
+	// none is.
+	Oldest time.Time
+}
+
+// TextQueue is the texts to send and sent: the texter's part.
+type TextQueue interface {
+	// Claim takes up to n texts due at now (pending, NextAt not after
+	// now) that no texter holds, for owner, until now+lease: while the
+	// claim holds, no other texter (of this process or another) gets
+	// them. A claim its owner neither finishes nor releases (the process
+	// died) lapses at its end, and the text is claimed again, with the
+	// same ID as idempotency key. Each claimed Job comes with Attempts
+	// counted and State JobSending.
+	Claim(ctx context.Context, owner string, now time.Time, n int, lease time.Duration) ([]Job, error)
+	// Release gives texts back unsent (a stop came first): claimable at
+	// once, their attempt not counted.
+	Release(ctx context.Context, owner string, jobs ...Job) error
+	// Finish records texts' outcomes (State sent, failed or held; or
+	// pending with a later NextAt, to try again) and ends their claims,
+	// in one transaction.
+	Finish(ctx context.Context, owner string, jobs ...Job) error
+	// Queue counts the texts still to do; its cost is the backlog's, not
+	// the history's.
+	Queue(ctx context.Context) (Queue, error)
+	// Jobs calls fn for the texts still to do, in queue order, then, with
+	// done, for those done, until fn returns false. A claimed text is
+	// JobSending until its outcome is recorded or it is released (a
+	// lapsed claim too, until another texter takes it over).
+	Jobs(ctx context.Context, done bool, fn func(Job) bool) error
+}
+
+// Published is a centre's latest roster revision: the snapshot and the
+// delta that led to it (nil for the first revision).
+type Published struct {
+	Snapshot *protocol.Snapshot `json:"snapshot"`
+	Delta    *protocol.Delta    `json:"delta,omitempty"`
+}
+
+// Revisions keeps the rosters published: the publisher's part.
+type Revisions interface {
+	// Published returns a centre's latest revision, nil if none.
+	Published(ctx context.Context, centre string) (*Published, error)
+	// Publish records p (revision p.Snapshot.Roster.Revision of centre
+	// p.Snapshot.Centre) as its centre's latest, before it goes out, if
+	// the latest is still the revision before it, or there is none yet
+	// (a first revision takes its source's number); else ErrRevisionTaken: a revision number is never given to two
+	// rosters, whichever instance publishes.
+	Publish(ctx context.Context, p *Published) error
+}
+
+// Gap is a run of a terminal's events recorded as lost at the portal.
+type Gap struct {
+	Centre   string    `json:"centre"`
+	Device   string    `json:"device"`
+	Log      string    `json:"log"`
+	From     uint64    `json:"from"` // the first missing sequence
+	To       uint64    `json:"to"`   // the last
+	By       string    `json:"by"`
+	Recorded time.Time `json:"recorded"`
+}
+
+// Gaps keeps the gaps operators accepted.
+type Gaps interface {
+	// RecordGap moves the log's last sequence to g.To and keeps g, in one
+	// transaction, if the last is still g.From-1; else ErrLogMoved.
+	RecordGap(ctx context.Context, g Gap) error
+	// Gaps lists a centre's recorded gaps.
+	Gaps(ctx context.Context, centre string) ([]Gap, error)
+}
+
+// BindingJob is a binding change waiting for the binder: what Plan.Binding
+// made of a card_bound event, or a change made at the portal, in the order
+// queued.
+type BindingJob struct {
+	Q   uint64
+	Job json.RawMessage
+}
+
+// BindingJobs is the binder's queue. (The card registry and its audit
+// records are the bbolt store's alone so far: several instances need them
+// on PostgreSQL too.)
+type BindingJobs interface {
+	// NextBinding is the first job queued, nil if none.
+	NextBinding(ctx context.Context) (*BindingJob, error)
+	// UpdateBinding replaces a queued job's content (planned, with the
+	// edits to make), keeping its place.
+	UpdateBinding(ctx context.Context, j BindingJob) error
+	// DoneBinding removes a job once applied.
+	DoneBinding(ctx context.Context, q uint64) error
+}
+
+// Store is every part together, as an implementation provides it.
+type Store interface {
+	Events
+	TextQueue
+	Revisions
+	Gaps
+	BindingJobs
+	// Ping returns once the store answers a read, or ctx's error.
+	Ping(ctx context.Context) error
+	Close() error
+}
