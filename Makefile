@@ -6,7 +6,7 @@ GOFILES    = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    = -X kiumtap/internal/cli.Version=$(VERSION)
 
-.PHONY: all build test run bench cross package lint mosquitto packaging-tools qemu clean
+.PHONY: all build test run bench cross package lint mosquitto postgresql packaging-tools qemu clean
 
 all: build
 
@@ -19,9 +19,9 @@ build:
 run:
 	$(GO) run ./cmd/kiumdemo
 
-## test: lint, make sure Mosquitto, lintian, debootstrap and qemu are here,
-## then every test with the race detector
-test: lint mosquitto packaging-tools qemu
+## test: lint, make sure Mosquitto, PostgreSQL, lintian, debootstrap and qemu
+## are here, then every test with the race detector
+test: lint mosquitto postgresql packaging-tools qemu
 	$(GO) test -race -timeout 18m ./...
 
 ## bench: the benchmarks the issues name (see README for the metrics)
@@ -63,6 +63,10 @@ lint:
 
 mosquitto:
 	@scripts/ensure-mosquitto.sh
+
+# The server programs the tests run their own clusters with (internal/pgtest).
+postgresql:
+	@scripts/ensure-postgresql.sh
 
 # The package tests' tools: lintian and debootstrap (packaging/), qemu's
 # user-mode emulators for the ARM builds.
