@@ -1,0 +1,518 @@
+// Package pgstore keeps the portal's storage contract (package store) on
+// PostgreSQL, through pgx: any number of kiumbridge processes, on any
+// number of hosts, share one database. Every invariant is the database's:
+//
+//   - one event per device, log and sequence (the primary key), each log in
+//     order without a hole: a Put locks its logs' rows (SELECT … FOR
+//     UPDATE) and stores what follows their last sequence, in one
+//     transaction with the texts and binding jobs the events bring;
+//   - one text per event and guardian (a unique ID, inserted once);
+//   - one claim per text at a time: claims are taken with SELECT … FOR
+//     UPDATE SKIP LOCKED and recorded with their owner and lease, so a
+//     claim whose owner died lapses and the text is claimed again with
+//     the same ID as idempotency key;
+//   - one roster per revision number: Publish is a conditional upsert.
+//
+// The schema is versioned: Open applies the migrations not yet applied,
+// in order, under an advisory lock, so instances started together apply
+// each once.
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"kiumtap/portal/store"
+	"kiumtap/protocol"
+)
+
+// Store is the contract on a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a PostgreSQL URL or key=value
+// string, as pgx takes it) and brings its schema up to date.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the database URL: %w (want postgres://user:password@host:5432/db)", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: connecting to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Ping returns once the database answers, or ctx's error.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("pgstore: the database does not answer: %w", err)
+	}
+	return nil
+}
+
+// tx runs fn in a transaction, committed if fn returns nil. A
+// serialization failure or deadlock (another instance's transaction on the
+// same rows) is retried a few times.
+func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := pgx.BeginFunc(ctx, s.pool, fn)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") && attempt < 5 {
+			continue
+		}
+		return err
+	}
+}
+
+// Last implements store.Events.
+func (s *Store) Last(ctx context.Context, device, log string) (uint64, error) {
+	var last int64
+	err := s.pool.QueryRow(ctx, `SELECT last FROM logs WHERE device = $1 AND log = $2`, device, log).Scan(&last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: the last sequence of %s/%s: %w", device, log, err)
+	}
+	return uint64(last), nil
+}
+
+type logKey struct{ device, log string }
+
+// Put implements store.Events.
+func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	var n int
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		n = 0
+		// Lock the logs' rows, in a fixed order so that two instances
+		// never wait on each other in a circle.
+		keys := map[logKey]string{}
+		for i := range evs {
+			keys[logKey{evs[i].Device, evs[i].Log}] = evs[i].Centre
+		}
+		order := make([]logKey, 0, len(keys))
+		for k := range keys {
+			order = append(order, k)
+		}
+		slices.SortFunc(order, func(a, b logKey) int {
+			return strings.Compare(a.device+"\x00"+a.log, b.device+"\x00"+b.log)
+		})
+		last := map[logKey]uint64{}
+		for _, k := range order {
+			if _, err := tx.Exec(ctx, `INSERT INTO logs (device, log, centre, last) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, k.device, k.log, keys[k]); err != nil {
+				return err
+			}
+			var l int64
+			if err := tx.QueryRow(ctx, `SELECT last FROM logs WHERE device = $1 AND log = $2 FOR UPDATE`, k.device, k.log).Scan(&l); err != nil {
+				return err
+			}
+			last[k] = uint64(l)
+		}
+		b := &pgx.Batch{}
+		for i := range evs {
+			e := &evs[i]
+			k := logKey{e.Device, e.Log}
+			switch {
+			case e.Seq <= last[k]:
+				continue // stored already: by another instance, or before a crash
+			case e.Seq != last[k]+1:
+				return fmt.Errorf("event %s does not follow %d: %w", e.ID, last[k], store.ErrNotNext)
+			}
+			last[k] = e.Seq
+			n++
+			if e.Outcome == protocol.OutcomeCardBound {
+				if plan.Binding != nil {
+					if job := plan.Binding(e); job != nil {
+						b.Queue(`INSERT INTO binding_jobs (job) VALUES ($1)`, []byte(job))
+					}
+				}
+				c := *e
+				c.UID = "" // raw UIDs are not kept: the registry knows the card by its HMAC
+				e = &c
+			}
+			raw, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			b.Queue(`INSERT INTO events (centre, device, log, seq, body) VALUES ($1, $2, $3, $4, $5)`, e.Centre, e.Device, e.Log, int64(e.Seq), raw)
+			if plan.Texts == nil {
+				continue
+			}
+			for _, j := range plan.Texts(e) {
+				raw, err := json.Marshal(j)
+				if err != nil {
+					return err
+				}
+				b.Queue(`INSERT INTO texts (id, state, next_at, created, attempts, body) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+					j.ID, j.State, j.NextAt, j.Created, j.Attempts, raw)
+			}
+		}
+		for _, k := range order {
+			b.Queue(`UPDATE logs SET last = $3 WHERE device = $1 AND log = $2`, k.device, k.log, int64(last[k]))
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrNotNext) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("pgstore: storing %d events: %w", len(evs), err)
+	}
+	return n, nil
+}
+
+// Events implements store.Events. Rows are read in pages, so a centre's
+// history of years is never held whole.
+func (s *Store) Events(ctx context.Context, centre string, fn func(protocol.Event) bool) error {
+	const page = 1000
+	after := []any{"", "", "", int64(0)}
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT centre, device, log, seq, body FROM events
+			WHERE ($1 = '' OR centre = $1) AND (centre, device, log, seq) > ($2, $3, $4, $5)
+			ORDER BY centre, device, log, seq LIMIT $6`, centre, after[0], after[1], after[2], after[3], page)
+		if err != nil {
+			return fmt.Errorf("pgstore: reading events: %w", err)
+		}
+		var evs []protocol.Event
+		for rows.Next() {
+			var c, d, l string
+			var seq int64
+			var raw []byte
+			if err := rows.Scan(&c, &d, &l, &seq, &raw); err != nil {
+				rows.Close()
+				return err
+			}
+			var e protocol.Event
+			if err := json.Unmarshal(raw, &e); err != nil {
+				rows.Close()
+				return fmt.Errorf("pgstore: stored event %s/%s/%d: %w", d, l, seq, err)
+			}
+			evs = append(evs, e)
+			after = []any{c, d, l, seq}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("pgstore: reading events: %w", err)
+		}
+		for _, e := range evs {
+			if !fn(e) {
+				return nil
+			}
+		}
+		if len(evs) < page {
+			return nil
+		}
+	}
+}
+
+// Centres implements store.Events.
+func (s *Store) Centres(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT centre FROM logs WHERE last > 0 ORDER BY centre`)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the centres: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the centres: %w", err)
+	}
+	return out, nil
+}
+
+// jobColumns are read with every text: the job as queued, and what
+// changes of it as it goes.
+const jobColumns = `q, body, state, next_at, attempts, claimed_at`
+
+func scanJob(row pgx.Row) (store.Job, error) {
+	var j store.Job
+	var q int64
+	var raw []byte
+	var claimed *time.Time
+	if err := row.Scan(&q, &raw, &j.State, &j.NextAt, &j.Attempts, &claimed); err != nil {
+		return j, err
+	}
+	state, next, attempts := j.State, j.NextAt, j.Attempts
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return j, fmt.Errorf("pgstore: stored text %d: %w", q, err)
+	}
+	j.Q, j.State, j.NextAt, j.Attempts = uint64(q), state, next, attempts
+	if claimed != nil {
+		j.ClaimedAt = *claimed
+	}
+	return j, nil
+}
+
+func collectJobs(rows pgx.Rows) ([]store.Job, error) {
+	defer rows.Close()
+	var out []store.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// Claim implements store.TextQueue.
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, n int, lease time.Duration) ([]store.Job, error) {
+	if lease <= 0 {
+		return nil, errors.New("pgstore: a claim needs a lease")
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `WITH due AS (
+			SELECT q FROM texts
+			WHERE NOT done AND ((state = 'pending' AND next_at <= $3) OR (state = 'sending' AND claim_until <= $3))
+			ORDER BY q LIMIT $4 FOR UPDATE SKIP LOCKED)
+		UPDATE texts t SET state = 'sending', claimed_by = $1, claim_until = $2, claimed_at = $3, attempts = t.attempts + 1
+		FROM due WHERE t.q = due.q
+		RETURNING t.`+strings.ReplaceAll(jobColumns, ", ", ", t."), owner, now.Add(lease), now, n)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: claiming texts: %w", err)
+	}
+	out, err := collectJobs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: claiming texts: %w", err)
+	}
+	slices.SortFunc(out, func(a, b store.Job) int { return cmp.Compare(a.Q, b.Q) })
+	return out, nil
+}
+
+// Release implements store.TextQueue.
+func (s *Store) Release(ctx context.Context, owner string, jobs ...store.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE texts SET state = 'pending', claimed_by = NULL, claim_until = NULL, claimed_at = NULL, attempts = attempts - 1
+		WHERE id = ANY($1) AND state = 'sending' AND claimed_by = $2`, ids, owner)
+	if err != nil {
+		return fmt.Errorf("pgstore: releasing %d texts: %w", len(jobs), err)
+	}
+	return nil
+}
+
+func done(state string) bool {
+	return state == store.JobSent || state == store.JobFailed || state == store.JobHeld
+}
+
+// Finish implements store.TextQueue.
+func (s *Store) Finish(ctx context.Context, owner string, jobs ...store.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, j := range jobs {
+			if j.State == store.JobSending {
+				j.State = store.JobPending
+			}
+			raw, err := json.Marshal(j)
+			if err != nil {
+				return err
+			}
+			if done(j.State) {
+				b.Queue(`UPDATE texts SET state = $2, next_at = $3, attempts = $4, body = $5, claimed_by = NULL, claim_until = NULL,
+					done = true, done_order = nextval('texts_done_order') WHERE id = $1`, j.ID, j.State, j.NextAt, j.Attempts, raw)
+			} else {
+				b.Queue(`UPDATE texts SET state = $2, next_at = $3, attempts = $4, body = $5, claimed_by = NULL, claim_until = NULL, claimed_at = NULL
+					WHERE id = $1 AND NOT done`, j.ID, j.State, j.NextAt, j.Attempts, raw)
+			}
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: recording %d texts' outcomes: %w", len(jobs), err)
+	}
+	return nil
+}
+
+// Queue implements store.TextQueue.
+func (s *Store) Queue(ctx context.Context) (store.Queue, error) {
+	var q store.Queue
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'sending'), min(created)
+		FROM texts WHERE NOT done`).Scan(&q.Pending, &q.Sending, &oldest)
+	if err != nil {
+		return store.Queue{}, fmt.Errorf("pgstore: reading the text queue: %w", err)
+	}
+	if oldest != nil {
+		q.Oldest = *oldest
+	}
+	return q, nil
+}
+
+// Jobs implements store.TextQueue.
+func (s *Store) Jobs(ctx context.Context, withDone bool, fn func(store.Job) bool) error {
+	queries := []string{`SELECT ` + jobColumns + ` FROM texts WHERE NOT done ORDER BY q`}
+	if withDone {
+		queries = append(queries, `SELECT `+jobColumns+` FROM texts WHERE done ORDER BY done_order`)
+	}
+	for _, query := range queries {
+		rows, err := s.pool.Query(ctx, query)
+		if err != nil {
+			return fmt.Errorf("pgstore: reading texts: %w", err)
+		}
+		js, err := collectJobs(rows)
+		if err != nil {
+			return fmt.Errorf("pgstore: reading texts: %w", err)
+		}
+		for _, j := range js {
+			if !fn(j) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// Published implements store.Revisions.
+func (s *Store) Published(ctx context.Context, centre string) (*store.Published, error) {
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `SELECT body FROM rosters WHERE centre = $1`, centre).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the roster of %s: %w", centre, err)
+	}
+	var p store.Published
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("pgstore: the stored roster of %s: %w", centre, err)
+	}
+	return &p, nil
+}
+
+// Publish implements store.Revisions.
+func (s *Store) Publish(ctx context.Context, p *store.Published) error {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	centre, rev := p.Snapshot.Centre, int64(p.Snapshot.Roster.Revision)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO rosters (centre, revision, body) VALUES ($1, $2, $3)
+		ON CONFLICT (centre) DO UPDATE SET revision = EXCLUDED.revision, body = EXCLUDED.body
+		WHERE rosters.revision = EXCLUDED.revision - 1`, centre, rev, raw)
+	if err != nil {
+		return fmt.Errorf("pgstore: recording revision %d of %s: %w", rev, centre, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("revision %d of %s: %w", rev, centre, store.ErrRevisionTaken)
+	}
+	return nil
+}
+
+// RecordGap implements store.Gaps.
+func (s *Store) RecordGap(ctx context.Context, g store.Gap) error {
+	raw, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO logs (device, log, centre, last) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, g.Device, g.Log, g.Centre); err != nil {
+			return err
+		}
+		var last int64
+		if err := tx.QueryRow(ctx, `SELECT last FROM logs WHERE device = $1 AND log = $2 FOR UPDATE`, g.Device, g.Log).Scan(&last); err != nil {
+			return err
+		}
+		if uint64(last)+1 != g.From {
+			return store.ErrLogMoved
+		}
+		if _, err := tx.Exec(ctx, `UPDATE logs SET last = $3 WHERE device = $1 AND log = $2`, g.Device, g.Log, int64(g.To)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO gaps (device, log, from_seq, centre, body) VALUES ($1, $2, $3, $4, $5)`, g.Device, g.Log, int64(g.From), g.Centre, raw)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrLogMoved) {
+		return fmt.Errorf("pgstore: recording the gap %d..%d of %s/%s: %w", g.From, g.To, g.Device, g.Log, err)
+	}
+	return err
+}
+
+// Gaps implements store.Gaps.
+func (s *Store) Gaps(ctx context.Context, centre string) ([]store.Gap, error) {
+	rows, err := s.pool.Query(ctx, `SELECT body FROM gaps WHERE centre = $1 ORDER BY device, log, from_seq`, centre)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the gaps of %s: %w", centre, err)
+	}
+	raws, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the gaps of %s: %w", centre, err)
+	}
+	out := make([]store.Gap, len(raws))
+	for i, raw := range raws {
+		if err := json.Unmarshal(raw, &out[i]); err != nil {
+			return nil, fmt.Errorf("pgstore: a stored gap: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// NextBinding implements store.BindingJobs.
+func (s *Store) NextBinding(ctx context.Context) (*store.BindingJob, error) {
+	var q int64
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `SELECT q, job FROM binding_jobs ORDER BY q LIMIT 1`).Scan(&q, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the next binding job: %w", err)
+	}
+	return &store.BindingJob{Q: uint64(q), Job: raw}, nil
+}
+
+// UpdateBinding implements store.BindingJobs.
+func (s *Store) UpdateBinding(ctx context.Context, j store.BindingJob) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE binding_jobs SET job = $2 WHERE q = $1`, int64(j.Q), []byte(j.Job))
+	if err != nil {
+		return fmt.Errorf("pgstore: updating binding job %d: %w", j.Q, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("pgstore: binding job %d is not queued", j.Q)
+	}
+	return nil
+}
+
+// DoneBinding implements store.BindingJobs.
+func (s *Store) DoneBinding(ctx context.Context, q uint64) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM binding_jobs WHERE q = $1`, int64(q)); err != nil {
+		return fmt.Errorf("pgstore: removing binding job %d: %w", q, err)
+	}
+	return nil
+}
