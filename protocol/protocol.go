@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -526,6 +527,50 @@ func (d *Delta) Apply(cur *firmware.Roster) (*firmware.Roster, error) {
 		return nil, fmt.Errorf("roster delta %d→%d: digest %s, the result's is %s", d.Base, d.Revision, d.Digest, got)
 	}
 	return next, nil
+}
+
+// Diff is the delta that turns prev into next: Apply of it on prev gives
+// next (the portal makes it, a terminal applies it).
+func Diff(prev, next *firmware.Roster) *Delta {
+	d := &Delta{V: Version, Kind: "delta", Centre: next.Centre.ID, Base: prev.Revision, Revision: next.Revision,
+		Issued: next.Issued, Digest: Digest(next)}
+	pc, _ := json.Marshal(prev.Centre)
+	nc, _ := json.Marshal(next.Centre)
+	if string(pc) != string(nc) {
+		c := next.Centre
+		d.Calendar = &c
+	}
+	d.Children = changes(prev.Children, next.Children, func(c firmware.Child) string { return c.ID })
+	d.Cards = changes(prev.Cards, next.Cards, func(c firmware.Card) string { return c.Key })
+	d.Bookings = changes(prev.Bookings, next.Bookings, func(c firmware.Booking) string { return c.ID })
+	d.Staff = changes(prev.Staff, next.Staff, func(s firmware.Staff) string { return s.ID })
+	if !maps.Equal(prev.Applied, next.Applied) {
+		d.Applied = maps.Clone(next.Applied) // only ever grows
+	}
+	return d
+}
+
+func changes[T any](prev, next []T, id func(T) string) Changes[T] {
+	var ch Changes[T]
+	old := map[string]string{}
+	for _, p := range prev {
+		raw, _ := json.Marshal(p)
+		old[id(p)] = string(raw)
+	}
+	seen := map[string]bool{}
+	for _, n := range next {
+		seen[id(n)] = true
+		raw, _ := json.Marshal(n)
+		if old[id(n)] != string(raw) {
+			ch.Upsert = append(ch.Upsert, n)
+		}
+	}
+	for _, p := range prev {
+		if !seen[id(p)] {
+			ch.Remove = append(ch.Remove, id(p))
+		}
+	}
+	return ch
 }
 
 func applyChanges[T any](cur []T, ch Changes[T], id func(T) string) []T {

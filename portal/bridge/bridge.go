@@ -1081,7 +1081,7 @@ func (b *Bridge) Publish(centre string) error {
 		}
 		p := &Published{Snapshot: &protocol.Snapshot{V: protocol.Version, Kind: "snapshot", Centre: centre, Digest: protocol.Digest(&next), Roster: &next}}
 		if latest != nil {
-			p.Delta = Diff(latest.Snapshot.Roster, &next)
+			p.Delta = protocol.Diff(latest.Snapshot.Roster, &next)
 		}
 		if err := b.o.Store.SetPublished(p); err != nil {
 			return err
@@ -1111,47 +1111,4 @@ func (b *Bridge) Publish(centre string) error {
 		b.log.Info("bridge: roster published", "centre", centre, "revision", snap.Roster.Revision, "children", len(snap.Roster.Children))
 	}
 	return nil
-}
-
-// Diff is the delta that turns prev into next.
-func Diff(prev, next *firmware.Roster) *protocol.Delta {
-	d := &protocol.Delta{V: protocol.Version, Kind: "delta", Centre: next.Centre.ID, Base: prev.Revision, Revision: next.Revision,
-		Issued: next.Issued, Digest: protocol.Digest(next)}
-	pc, _ := json.Marshal(prev.Centre)
-	nc, _ := json.Marshal(next.Centre)
-	if string(pc) != string(nc) {
-		c := next.Centre
-		d.Calendar = &c
-	}
-	d.Children = changes(prev.Children, next.Children, func(c firmware.Child) string { return c.ID })
-	d.Cards = changes(prev.Cards, next.Cards, func(c firmware.Card) string { return c.Key })
-	d.Bookings = changes(prev.Bookings, next.Bookings, func(c firmware.Booking) string { return c.ID })
-	d.Staff = changes(prev.Staff, next.Staff, func(s firmware.Staff) string { return s.ID })
-	if !maps.Equal(prev.Applied, next.Applied) {
-		d.Applied = maps.Clone(next.Applied) // only ever grows
-	}
-	return d
-}
-
-func changes[T any](prev, next []T, id func(T) string) protocol.Changes[T] {
-	var ch protocol.Changes[T]
-	old := map[string]string{}
-	for _, p := range prev {
-		raw, _ := json.Marshal(p)
-		old[id(p)] = string(raw)
-	}
-	seen := map[string]bool{}
-	for _, n := range next {
-		seen[id(n)] = true
-		raw, _ := json.Marshal(n)
-		if old[id(n)] != string(raw) {
-			ch.Upsert = append(ch.Upsert, n)
-		}
-	}
-	for _, p := range prev {
-		if !seen[id(p)] {
-			ch.Remove = append(ch.Remove, id(p))
-		}
-	}
-	return ch
 }
