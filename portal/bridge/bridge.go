@@ -41,6 +41,7 @@ import (
 	"kiumtap/portal/ingest"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 	"kiumtap/protocol"
 )
 
@@ -165,6 +166,11 @@ type Bridge struct {
 	listeningOnce sync.Once
 	// pinging: a Ping waits for the locks (one at a time).
 	pinging atomic.Bool
+	// texts is the text queue as the storage contract has it; owner
+	// names this bridge's claims on it (random per start: a restarted
+	// process is another owner, whose predecessor's claims lapse).
+	texts store.TextQueue
+	owner string
 }
 
 // New checks the options and loads the roster sources.
@@ -226,6 +232,7 @@ func New(o Options) (*Bridge, error) {
 		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, ids: map[string]*idWatch{},
 		listening: make(chan struct{})}
 	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
+	b.texts, b.owner = o.Store.Contract(), fmt.Sprintf("%s-%x", o.ClientID, rand.Uint64())
 	o.Store.JobsFor = b.jobsFor
 	o.Store.bindingFor = b.bindingFor
 	if _, err := b.reload(); err != nil {
@@ -788,7 +795,7 @@ func (b *Bridge) texter(stop, hard context.Context) {
 			case <-time.After(burstYield - since):
 			}
 		}
-		jobs, err := b.o.Store.Claim(b.o.Now(), textBatch)
+		jobs, err := b.texts.Claim(hard, b.owner, b.o.Now(), textBatch, textLease)
 		if err != nil {
 			b.log.Error("bridge: reading the text queue", "err", err)
 		}
@@ -828,6 +835,13 @@ const (
 // one per worker.
 const textBatch = 32
 
+// textLease is how long a texter's claim on a text holds: much longer
+// than a provider's answer may take (their clients time out within a
+// minute), so that no other texter takes a text being sent; a texter that
+// died leaves its claims to lapse after it, and the texts go again with
+// the same idempotency keys.
+const textLease = 5 * time.Minute
+
 // textLinger is how long the texter lets new texts gather before sending.
 const textLinger = 10 * time.Millisecond
 
@@ -856,7 +870,9 @@ func (b *Bridge) sendAll(stop, hard context.Context, jobs []Job) {
 		case <-stop.Done():
 		}
 		if stop.Err() != nil {
-			b.o.Store.Release(jobs[i:]...)
+			if err := b.texts.Release(hard, b.owner, jobs[i:]...); err != nil {
+				b.log.Warn("bridge: giving back texts not sent; their claims lapse", "err", err, "lapse_in", textLease)
+			}
 			break
 		}
 		wg.Add(1)
@@ -900,7 +916,7 @@ func (b *Bridge) finish(batch []sentText) {
 	for i, r := range batch {
 		jobs[i] = r.job
 	}
-	if err := b.o.Store.Finish(jobs...); err != nil {
+	if err := b.texts.Finish(context.Background(), b.owner, jobs...); err != nil {
 		b.log.Error("bridge: recording texts; they will be sent again with the same keys", "err", err)
 		return
 	}
