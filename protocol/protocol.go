@@ -313,7 +313,8 @@ type Status struct {
 }
 
 // DecodeStatus decodes a terminal's status message (retained on its
-// status topic, and its last will, {"v":1,"state":"offline"}).
+// status topic, and its last will, {"v":1,"state":"offline","time":…}:
+// with several brokers the newest time wins).
 func DecodeStatus(raw []byte) (*Status, error) {
 	var st Status
 	if err := decode(raw, MaxMessage, "status", &st); err != nil {

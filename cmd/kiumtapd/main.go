@@ -454,7 +454,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 // openUplink makes the link to the portal when a broker is configured.
 func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc522.Dev, enrol func(child, by string) ([]string, error), log *slog.Logger) (*uplink.Uplink, error) {
 	m := cfg.MQTT
-	if m.Broker == "" {
+	if len(m.URLs()) == 0 {
 		log.Warn("no mqtt.broker configured: working offline; every event stays in the outbox")
 		return nil, nil
 	}
@@ -467,7 +467,7 @@ func openUplink(cfg *config.Config, st *store.Store, clk uplink.Stamper, dev *rc
 		return nil, fmt.Errorf("mqtt.%w", err)
 	}
 	return uplink.New(uplink.Options{
-		Broker: m.Broker, Centre: m.CentreID, Device: cfg.DeviceID, Password: m.Password, TLS: tc, PortalKey: key,
+		Broker: m.Broker, Brokers: m.Brokers, Centre: m.CentreID, Device: cfg.DeviceID, Password: m.Password, TLS: tc, PortalKey: key,
 		Store: st, Clock: clk, Window: m.Window, Heartbeat: time.Duration(m.Heartbeat), Version: cli.BuildVersion(), Logger: log,
 		// Healthy while the chip answers.
 		Reader: func() (bool, int) { up, _ := dev.Up(); return up, int(dev.Stats().Recoveries) },

@@ -110,6 +110,11 @@ type Config struct {
 type MQTT struct {
 	// Broker URL, tcp://host:1883 or ssl://host:8883; empty: no uplink.
 	Broker string `json:"broker" toml:"broker,omitempty"`
+	// Brokers lists several instead of Broker (not both), in the order a
+	// terminal tries them: it is connected to one at a time and fails
+	// over to the next when it loses that one (docs/protocol.md,
+	// "Several brokers"). Independent brokers, or a cluster's nodes.
+	Brokers []string `json:"brokers" toml:"brokers,omitempty"`
 	// CentreID is the centre's ID: a topic level.
 	CentreID string `json:"centre_id" toml:"centre_id,omitempty"`
 	// Password, for a broker that checks one per device (username: the
@@ -130,6 +135,18 @@ type MQTT struct {
 	// default 30s.
 	Window    int      `json:"window" toml:"window,omitempty"`
 	Heartbeat Duration `json:"heartbeat" toml:"heartbeat,omitempty"`
+}
+
+// URLs returns the brokers' URLs in the order they are tried: Brokers, or
+// Broker alone; none without an uplink.
+func (m MQTT) URLs() []string {
+	if len(m.Brokers) > 0 {
+		return m.Brokers
+	}
+	if m.Broker != "" {
+		return []string{m.Broker}
+	}
+	return nil
 }
 
 // Key returns the decoded centre key.
@@ -261,9 +278,29 @@ func (c *Config) check() []confile.Problem {
 	case b.Debounce < 0 || time.Duration(b.Debounce) > time.Second:
 		bad("buttons.debounce", "%v is outside 0 to 1s (0: the default, 20ms)", time.Duration(b.Debounce))
 	}
-	if m := c.MQTT; m.Broker != "" {
-		if !strings.HasPrefix(m.Broker, "tcp://") && !strings.HasPrefix(m.Broker, "ssl://") {
-			bad("mqtt.broker", "%q: want tcp://host:port or ssl://host:port", m.Broker)
+	if m := c.MQTT; m.Broker != "" && len(m.Brokers) > 0 {
+		bad("mqtt.brokers", "set together with mqtt.broker: keep one (broker for a single broker, brokers for several)")
+	}
+	if m := c.MQTT; len(m.URLs()) > 0 {
+		key := "mqtt.broker"
+		if len(m.Brokers) > 0 {
+			key = "mqtt.brokers"
+		}
+		seen, tls := map[string]bool{}, 0
+		for _, u := range m.URLs() {
+			switch {
+			case !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://"):
+				bad(key, "%q: want tcp://host:port or ssl://host:port", u)
+			case seen[u]:
+				bad(key, "%q is listed twice: list each broker once", u)
+			}
+			seen[u] = true
+			if strings.HasPrefix(u, "ssl://") {
+				tls++
+			}
+		}
+		if tls > 0 && tls < len(m.URLs()) {
+			bad(key, "mixes tcp:// and ssl:// brokers: list brokers of one kind (over tcp:// the terminal would send in the clear what it sends the others over TLS)")
 		}
 		if !protocol.ValidID(m.CentreID) {
 			bad("mqtt.centre_id", "want 1-64 of A-Z a-z 0-9 _ . - (it is a topic level)")
@@ -274,7 +311,7 @@ func (c *Config) check() []confile.Problem {
 		if _, err := protocol.ParsePublicKey(m.PortalKey); err != nil {
 			bad("mqtt.portal_key", "%v", err)
 		}
-		if strings.HasPrefix(m.Broker, "ssl://") && m.CA == "" {
+		if tls > 0 && m.CA == "" {
 			bad("mqtt.ca", "an ssl:// broker needs the CA file")
 		}
 		if (m.Cert == "") != (m.Key == "") {

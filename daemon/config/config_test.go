@@ -51,7 +51,7 @@ func TestMistakes(t *testing.T) {
 		{"a typo in a key", dev + "[decisons]\nduplicate_window = \"90s\"\n",
 			`kiumtapd.toml, line 3: decisons: no such key (a typo? the installed example lists every key): the top level takes device_id, store, socket, centre_key, centre_key_file, store_raw_uid, language, roster, decisions, disk_warn_free_mib, display, reader, buttons, mqtt, log, metrics`},
 		{"a typo in a table", dev + "[mqtt]\nbrokr = \"tcp://h:1883\"\n",
-			`kiumtapd.toml, line 4: mqtt.brokr: no such key (a typo? the installed example lists every key): [mqtt] takes broker, centre_id, password, password_file, ca, cert, key, portal_key, window, heartbeat`},
+			`kiumtapd.toml, line 4: mqtt.brokr: no such key (a typo? the installed example lists every key): [mqtt] takes broker, brokers, centre_id, password, password_file, ca, cert, key, portal_key, window, heartbeat`},
 		{"a number for a string", "device_id = 7\n" + key, `kiumtapd.toml, line 1: device_id: want a string in quotes ("…"), not a TOML integer`},
 		{"a string for a number", dev + "[reader]\nrx_gain_db = \"33\"\n", `kiumtapd.toml, line 4: reader.rx_gain_db: want a whole number, not a TOML string`},
 		{"a bad duration", dev + "[decisions]\nstale_after = \"3 days\"\n", `kiumtapd.toml, line 4: decisions.stale_after: "3 days" is not a duration such as 60s or 72h`},
@@ -74,6 +74,15 @@ func TestMistakes(t *testing.T) {
 		{"a slow button", dev + "[buttons]\nnext = \"GPIO5\"\nchoose = \"GPIO6\"\ndebounce = \"2s\"\n", `kiumtapd.toml, line 6: buttons.debounce: 2s is outside 0 to 1s (0: the default, 20ms)`},
 		{"a log format", dev + "[log]\nformat = \"xml\"\n", `kiumtapd.toml, line 4: log.format: "xml" is not text or json`},
 		{"both a key and its file", dev + "centre_key_file = \"/etc/kiumtap/centre.key\"\n", `kiumtapd.toml: centre_key_file: set together with centre_key: keep one`},
+		{"both broker and brokers", dev + mqtt + "brokers = [\"tcp://h2:1883\"]\n",
+			`kiumtapd.toml, line 7: mqtt.brokers: set together with mqtt.broker: keep one (broker for a single broker, brokers for several)`},
+		{"a broker of the list without a scheme", dev + strings.Replace(mqtt, `broker = "tcp://h:1883"`, `brokers = ["tcp://h:1883", "h2:1883"]`, 1),
+			`kiumtapd.toml, line 4: mqtt.brokers: "h2:1883": want tcp://host:port or ssl://host:port`},
+		{"a broker listed twice", dev + strings.Replace(mqtt, `broker = "tcp://h:1883"`, "brokers = [\n  \"tcp://h:1883\",\n  \"tcp://h:1883\",\n]", 1),
+			`kiumtapd.toml, line 4: mqtt.brokers: "tcp://h:1883" is listed twice: list each broker once`},
+		{"tcp and ssl brokers mixed", dev + strings.Replace(mqtt, `broker = "tcp://h:1883"`, `brokers = ["ssl://h:8883", "tcp://h2:1883"]`, 1) + "ca = \"/etc/kiumtap/ca.pem\"\n",
+			`kiumtapd.toml, line 4: mqtt.brokers: mixes tcp:// and ssl:// brokers: list brokers of one kind (over tcp:// the terminal would send in the clear what it sends the others over TLS)`},
+		{"TLS brokers without a CA", dev + strings.Replace(mqtt, `broker = "tcp://h:1883"`, `brokers = ["ssl://h:8883", "ssl://h2:8883"]`, 1), `kiumtapd.toml, line 3: mqtt.ca: an ssl:// broker needs the CA file`},
 	} {
 		_, err := parse(t, tc.in)
 		if err != nil && !errors.Is(err, confile.ErrConfig) {
@@ -81,6 +90,30 @@ func TestMistakes(t *testing.T) {
 		}
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || (tc.name != "not TOML" && err.Error() != tc.want) {
 			t.Errorf("%s:\n got %v\nwant %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// One broker or several: mqtt.brokers lists them in the order they are
+// tried; mqtt.broker is the list of one; neither is no uplink.
+func TestBrokers(t *testing.T) {
+	const head = "device_id = \"x\"\n" + key + "\n[mqtt]\ncentre_id = \"m1\"\nportal_key = \"O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=\"\nca = \"/etc/kiumtap/ca.pem\"\n"
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{in: "", want: nil},
+		{in: "broker = \"ssl://a:8883\"\n", want: []string{"ssl://a:8883"}},
+		{in: "brokers = [\"ssl://a:8883\"]\n", want: []string{"ssl://a:8883"}},
+		{in: "brokers = [\"ssl://b:8883\", \"ssl://a:8883\"]\n", want: []string{"ssl://b:8883", "ssl://a:8883"}},
+	} {
+		c, err := parse(t, head+tc.in)
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if got := c.MQTT.URLs(); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: brokers %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

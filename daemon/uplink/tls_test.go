@@ -55,7 +55,7 @@ func TestTLS(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if s, err := bad.up.connect(ctx); err == nil {
+	if s, err := bad.up.connect(ctx, b.TLSURL()); err == nil {
 		s.close(true)
 		t.Fatal("a certificate of another CA was let in")
 	} else if !strings.Contains(err.Error(), "connecting") {

@@ -9,6 +9,24 @@
 // stop coming while events are in flight it goes back to that event too
 // (go-back-N); the portal drops duplicates by sequence. docs/protocol.md is
 // the contract.
+//
+// # Several brokers
+//
+// A terminal may be given several brokers (Options.Brokers): independent
+// ones that the portal's bridges all listen on, or the nodes of one
+// cluster. It is connected to one at a time and publishes everything
+// there: its events, its status and, through its will, its going offline.
+// It fails over to another only when it loses the one it is on and that
+// one does not take it back (Run says in which order); the outbox is sent
+// again from the first unacknowledged event on the new one as after any
+// reconnect, and the portal's in-order storing drops what reaches it
+// twice through two brokers. A broker left behind keeps the terminal's
+// last status retained: the will, or "online" if that broker crashed (it
+// is the broker that publishes a will). Every status, the will included,
+// carries a time (the will the time its connection began), and the portal
+// believes a terminal's newest status, whichever broker holds it. Rosters and commands are taken where
+// the terminal is connected; an older retained snapshot on a broker that
+// missed later revisions is refused like any older revision.
 package uplink
 
 import (
@@ -48,8 +66,12 @@ type Stamper interface{ Stamp() store.Stamp }
 
 // Options configure an Uplink. Zero values take the documented defaults.
 type Options struct {
-	// Broker URL: tcp://host:1883 or ssl://host:8883.
-	Broker string
+	// Broker URL: tcp://host:1883 or ssl://host:8883. Brokers lists
+	// several instead, in the order they are tried (give one of the two):
+	// the terminal is connected to one at a time and fails over between
+	// them (see Run).
+	Broker  string
+	Brokers []string
 	// Centre and Device: the topic levels. The device ID is also the MQTT
 	// username and client ID: with the shipped broker configuration the
 	// broker takes both from the terminal's certificate, whose common
@@ -103,9 +125,12 @@ type Stats struct {
 	Rejected                            int
 	// Refused counts the portal's refusals of events messages taken.
 	Refused int
-	// Probed counts waits to reconnect that a probe cut short: the
+	// Probed counts waits to reconnect that a probe cut short: a
 	// broker's port answered again before the backoff ran out.
 	Probed int
+	// Failovers counts connections to another broker than the one this
+	// terminal was last connected to.
+	Failovers int
 	// Rejections are the last (up to 32) refused messages, oldest first.
 	Rejections []protocol.Rejection
 }
@@ -120,8 +145,10 @@ type Uplink struct {
 	// snd is the sending half of the ack protocol; only Run's goroutine
 	// uses it. Its refusal state outlives connections.
 	snd *sender
-	// probeAddr is the broker's host:port for probes; "" for none.
-	probeAddr string
+	// brokers are the brokers in the order configured; brokerKey is the
+	// configuration key that names them, for hints.
+	brokers   []broker
+	brokerKey string
 	// instance names this start of the software in the status: random.
 	instance string
 
@@ -133,10 +160,23 @@ type Uplink struct {
 	base time.Time
 }
 
+// broker is one of the brokers a terminal may be connected to.
+type broker struct {
+	url string
+	// probe is its host:port for probes; "" for none.
+	probe string
+}
+
 // New checks the options.
 func New(o Options) (*Uplink, error) {
+	urls, key := o.Brokers, "mqtt.brokers"
+	if len(urls) == 0 {
+		urls, key = []string{o.Broker}, "mqtt.broker"
+	}
 	switch {
-	case o.Broker == "":
+	case o.Broker != "" && len(o.Brokers) > 0:
+		return nil, errors.New("uplink: both Broker and Brokers are set: give one broker URL, or the list")
+	case slices.Contains(urls, ""):
 		return nil, errors.New("uplink: no broker URL")
 	case !protocol.ValidID(o.Centre) || !protocol.ValidID(o.Device):
 		return nil, fmt.Errorf("uplink: centre %q and device %q must be 1-64 of A-Z a-z 0-9 _ . -", o.Centre, o.Device)
@@ -177,8 +217,11 @@ func New(o Options) (*Uplink, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := &Uplink{o: o, topics: protocol.Topics{Centre: o.Centre, Device: o.Device}, log: o.Logger, notify: make(chan struct{}, 1),
-		snd: newSender(o.Store, o.Window, o.Batch, o.ResendAfter), probeAddr: probeAddr(o.Broker)}
-	u.link.Broker = o.Broker
+		snd: newSender(o.Store, o.Window, o.Batch, o.ResendAfter), brokerKey: key}
+	for _, url := range urls {
+		u.brokers = append(u.brokers, broker{url: url, probe: probeAddr(url)})
+	}
+	u.link.Broker = urls[0]
 	var inst [6]byte
 	if _, err := crand.Read(inst[:]); err != nil {
 		return nil, err
@@ -244,6 +287,8 @@ func (u *Uplink) Stats() Stats {
 // Link is the state of the terminal's link to the portal, for staff
 // (kiumctl status).
 type Link struct {
+	// Broker is the broker in use; while down, the one last tried (whose
+	// failure LastError tells).
 	Broker    string `json:"broker"`
 	Connected bool   `json:"connected"`
 	// Since: connected since, or down since (zero: never connected).
@@ -278,17 +323,17 @@ func (u *Uplink) Link() Link {
 
 // connectHint says what to check for a failed connection, naming the
 // configuration keys.
-func connectHint(err error) string {
+func (u *Uplink) connectHint(err error) string {
 	msg := strings.ToLower(err.Error())
 	switch {
 	case strings.Contains(msg, "not authori") || strings.Contains(msg, "bad user name or password"):
 		return "the broker refused this terminal: its identity is its certificate (mqtt.cert and mqtt.key, issued to this device_id by kiumbridge device issue) or, on a broker that checks passwords, device_id and mqtt.password; and the broker's ACL must list it"
 	case strings.Contains(msg, "x509") || strings.Contains(msg, "certificate") || strings.Contains(msg, "tls"):
-		return "the TLS handshake failed: check mqtt.ca (the broker's CA), mqtt.cert and mqtt.key, and that mqtt.broker names a host the broker's certificate covers"
+		return "the TLS handshake failed: check mqtt.ca (the broker's CA), mqtt.cert and mqtt.key, and that " + u.brokerKey + " names a host the broker's certificate covers"
 	case refusedByNetwork(err):
-		return "no broker answers at mqtt.broker: check the address and the network; taps are kept and sent when it is back"
+		return "no broker answers at " + u.brokerKey + ": check the address and the network; taps are kept and sent when it is back"
 	}
-	return "check mqtt.broker and the network; taps are kept and sent when it is back"
+	return "check " + u.brokerKey + " and the network; taps are kept and sent when it is back"
 }
 
 func (u *Uplink) setConnected(up bool) {
@@ -305,36 +350,71 @@ func (u *Uplink) setConnected(up bool) {
 // Run keeps the link up until ctx ends, reconnecting with backoff; a
 // broker that comes back after an outage is found by probing its port
 // (Options.ProbeEvery) rather than at the end of a long backoff.
+//
+// With several brokers it is connected to one at a time. It starts with
+// the first listed; after losing a broker it tries that one again first
+// (a cut connection, a restarted broker) and, when it does not take the
+// connection, the next listed after the backoff, or whichever a probe
+// finds answering first (preferring the one last used) if that comes
+// sooner. It stays on the broker it failed over to until it loses that
+// one too.
+//
+// The order is the configuration's and the start fixed, not random:
+// with independent brokers each must carry the whole fleet when the other
+// is down, so spreading terminals over them in good times saves no
+// capacity, while a fixed order keeps a centre's terminals on the broker
+// where operators look for them (an operator who wants a fleet spread
+// lists the brokers in another order on some terminals). And it does not
+// go back to the first once that returns: a move costs a reconnect and a
+// resend for nothing, and a broker that flaps would drag the fleet along.
 func (u *Uplink) Run(ctx context.Context) error {
 	wait := u.o.BackoffMin
 	attempts := 0
 	var downSince time.Time
+	// next is the broker of the next attempt; last the one last connected
+	// to (-1: none yet), which probes prefer.
+	next, last := 0, -1
 	for ctx.Err() == nil {
-		s, err := u.connect(ctx)
+		b := u.brokers[next]
+		u.mu.Lock()
+		u.link.Broker = b.url
+		u.mu.Unlock()
+		s, err := u.connect(ctx, b.url)
 		if err != nil {
 			attempts++
 			if downSince.IsZero() {
 				downSince = time.Now() // an interval's start: real time
 			}
 			d := jitter(wait)
-			hint := connectHint(err)
+			hint := u.connectHint(err)
 			u.mu.Lock()
 			u.link.LastError = err.Error() + ": " + hint
 			u.mu.Unlock()
-			u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", u.o.Broker, "err", err, "check", hint, "retry_in", d.Round(time.Millisecond))
-			if u.waitRetry(ctx, d, refusedByNetwork(err)) {
-				u.mu.Lock()
-				u.stats.Probed++
-				u.mu.Unlock()
+			// Unless a probe finds one answering sooner, the next attempt
+			// goes to the next broker listed.
+			next = (next + 1) % len(u.brokers)
+			if len(u.brokers) > 1 {
+				u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", b.url, "err", err, "check", hint, "retry_in", d.Round(time.Millisecond), "next", u.brokers[next].url)
+			} else {
+				u.log.Warn("uplink: cannot reach the broker; events stay in the outbox", "broker", b.url, "err", err, "check", hint, "retry_in", d.Round(time.Millisecond))
+			}
+			if i, ok := u.waitRetry(ctx, d, refusedByNetwork(err), max(last, 0)); ok {
+				next = i
+				u.count(func(st *Stats) { st.Probed++ })
 			}
 			wait = min(2*wait, u.o.BackoffMax)
 			continue
 		}
-		if attempts > 0 {
-			u.log.Info("uplink: connected to the broker again", "broker", u.o.Broker, "down_for", time.Since(downSince).Round(time.Millisecond), "attempts", attempts)
-		} else {
-			u.log.Info("uplink: connected to the broker", "broker", u.o.Broker)
+		switch {
+		case last >= 0 && next != last:
+			u.count(func(st *Stats) { st.Failovers++ })
+			u.log.Warn("uplink: failed over to another broker", "broker", b.url, "from", u.brokers[last].url, "down_for", time.Since(downSince).Round(time.Millisecond), "attempts", attempts)
+		case attempts > 0:
+			u.log.Info("uplink: connected to the broker again", "broker", b.url, "down_for", time.Since(downSince).Round(time.Millisecond), "attempts", attempts)
+		default:
+			u.log.Info("uplink: connected to the broker", "broker", b.url)
 		}
+		last = next
 		attempts, downSince, wait = 0, time.Time{}, u.o.BackoffMin
 		u.setConnected(true)
 		err = s.run(ctx)
@@ -342,7 +422,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		u.setConnected(false)
 		if ctx.Err() == nil {
 			downSince = time.Now()
-			u.log.Warn("uplink: connection lost", "err", err)
+			u.log.Warn("uplink: connection lost", "broker", b.url, "err", err)
 		}
 	}
 	return ctx.Err()
@@ -356,43 +436,109 @@ func refusedByNetwork(err error) bool {
 }
 
 // waitRetry waits d before the next connection attempt. When probe is
-// set (the broker's address refused the last attempt), it dials the
-// broker's port meanwhile; the first dial that connects ends the wait
-// after a random share of ReconnectSpread, and waitRetry reports true. A
-// broker that answers but refuses (a password, a certificate) is waited
-// for the whole backoff: probes would only hammer it.
-func (u *Uplink) waitRetry(ctx context.Context, d time.Duration, probe bool) bool {
+// set (the last attempt's dial failed: that broker is down or out of
+// reach, not refusing this terminal), it dials every broker's port
+// meanwhile; once one answers (the one at prefer if it does, see probe)
+// it ends the wait after a random share of ReconnectSpread and reports
+// which one. A broker that answers but refuses (a password, a
+// certificate) is waited for the whole backoff: probes would only hammer
+// it.
+func (u *Uplink) waitRetry(ctx context.Context, d time.Duration, probe bool, prefer int) (int, bool) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	var probes <-chan time.Time
 	pt := time.NewTimer(jitter(u.o.ProbeEvery))
 	defer pt.Stop()
-	if probe && u.probeAddr != "" {
+	if probe && slices.ContainsFunc(u.brokers, func(b broker) bool { return b.probe != "" }) {
 		probes = pt.C
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return 0, false
 		case <-timer.C:
-			return false
+			return 0, false
 		case <-probes:
 		}
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := (&net.Dialer{}).DialContext(dctx, "tcp", u.probeAddr)
-		cancel()
-		if err != nil {
+		i := u.probe(ctx, prefer)
+		if i < 0 {
 			pt.Reset(jitter(u.o.ProbeEvery))
 			continue
 		}
-		c.Close()
-		u.log.Info("uplink: the broker answers again; connecting", "broker", u.o.Broker)
+		if i == prefer {
+			u.log.Info("uplink: the broker answers again; connecting", "broker", u.brokers[i].url)
+		} else {
+			u.log.Info("uplink: another broker answers; connecting to it", "broker", u.brokers[i].url, "instead_of", u.brokers[prefer].url)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(rand.N(u.o.ReconnectSpread)):
 		}
-		return true
+		return i, true
 	}
+}
+
+// probeTimeout bounds one probe's dial.
+const probeTimeout = 2 * time.Second
+
+// probe dials every broker's port at once and returns the index of the
+// one to connect to, -1 when none answers: of those that answer, the first
+// in the order of preference, which is the one at prefer (the one last
+// used), then those listed after it, wrapping round. It does not wait on
+// a less preferred broker's dial once a more preferred one answered, and
+// waits on a more preferred one's at most probeTimeout.
+func (u *Uplink) probe(ctx context.Context, prefer int) int {
+	n := len(u.brokers)
+	const pending, answered, silent = 0, 1, 2
+	state := make([]int, n)
+	type result struct {
+		i  int
+		ok bool
+	}
+	results := make(chan result, n)
+	dctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: every dial returns at once
+	defer cancel()
+	dials := 0
+	for i, b := range u.brokers {
+		if b.probe == "" {
+			state[i] = silent
+			continue
+		}
+		dials++
+		wg.Go(func() {
+			c, err := (&net.Dialer{}).DialContext(dctx, "tcp", b.probe)
+			if err == nil {
+				c.Close()
+			}
+			results <- result{i, err == nil}
+		})
+	}
+	// pick is the broker decided on so far: -1 while none answered, or
+	// while a more preferred one's dial is not done.
+	pick := func() int {
+		for k := range n {
+			switch j := (prefer + k) % n; state[j] {
+			case answered:
+				return j
+			case pending:
+				return -1
+			}
+		}
+		return -1
+	}
+	for range dials {
+		r := <-results
+		state[r.i] = silent
+		if r.ok {
+			state[r.i] = answered
+		}
+		if j := pick(); j >= 0 {
+			return j
+		}
+	}
+	return -1
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -414,11 +560,17 @@ type session struct {
 	wantSnapshot bool
 }
 
-func (u *Uplink) connect(ctx context.Context) (*session, error) {
+// connect makes one connection to the broker at url.
+func (u *Uplink) connect(ctx context.Context, url string) (*session, error) {
 	s := &session{u: u, msgs: make(chan message, 4096), lost: make(chan error, 1)}
-	offline, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Instance: u.instance})
+	// The will carries the time its connection began: it cannot know when
+	// the broker will send it, and with several brokers the portal orders
+	// a terminal's statuses on them by time (docs/protocol.md, "Several
+	// brokers"), so it must rank before everything this terminal
+	// publishes on a broker it connects to later.
+	offline, _ := json.Marshal(protocol.Status{V: protocol.Version, State: "offline", Instance: u.instance, Time: u.o.Clock.Stamp().Time.UTC()})
 	o := mqtt.NewClientOptions().
-		AddBroker(u.o.Broker).
+		AddBroker(url).
 		SetClientID(u.o.Device).
 		SetUsername(u.o.Device).
 		SetPassword(u.o.Password).
@@ -468,7 +620,7 @@ func (u *Uplink) connect(ctx context.Context) (*session, error) {
 	for topic, code := range st.(*mqtt.SubscribeToken).Result() {
 		if code == 0x80 {
 			s.c.Disconnect(0)
-			return nil, fmt.Errorf("the broker refused the subscription to %s: check its ACL (username = centre, client ID = device)", topic)
+			return nil, fmt.Errorf("the broker refused the subscription to %s: check its ACL (username and client ID = the device ID)", topic)
 		}
 	}
 	// Bridges' presence: optional, so that a broker whose ACL predates it
@@ -757,7 +909,7 @@ func (u *Uplink) takeSnapshot(raw []byte) (applied bool, err error) {
 	cur, _, _ := u.o.Store.PortalRoster()
 	switch {
 	case cur != nil && r.Revision < cur.Revision:
-		return false, fmt.Errorf("roster snapshot revision %d is older than the current %d (a replay?)", r.Revision, cur.Revision)
+		return false, fmt.Errorf("roster snapshot revision %d is older than the current %d: kept the current (a broker that missed the portal's later revisions, or a replay)", r.Revision, cur.Revision)
 	case cur != nil && r.Revision == cur.Revision:
 		return false, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,12 +144,15 @@ func (tm *terminal) waiting(t testing.TB) (uint64, uint64) {
 
 // portal is the portal's side for tests: it stores events through
 // ingest, acknowledges them every 50 ms, and records what else terminals
-// send.
+// send. With several brokers it does what docs/protocol.md asks of a
+// portal ("Several brokers"): it listens on every one, into one ingest,
+// and publishes acks (and, by publish, rosters and commands) on every one.
 type portal struct {
-	t   testing.TB
-	c   mqtt.Client
-	mem *ingest.Memory
-	in  *ingest.Ingest
+	t    testing.TB
+	urls []string
+	cs   []mqtt.Client // one per broker, in urls' order
+	mem  *ingest.Memory
+	in   *ingest.Ingest
 
 	onEvent func(*protocol.Event) // set before events flow; optional
 	stop    func()
@@ -157,49 +161,58 @@ type portal struct {
 	replies  []protocol.Reply
 	statuses []protocol.Status
 	received int // event messages, duplicates included
+	// receivedOn counts event messages by broker; statusOn is the last
+	// status each broker delivered.
+	receivedOn map[string]int
+	statusOn   map[string]protocol.Status
 }
 
-func newPortal(t testing.TB, broker string) *portal {
-	p := &portal{t: t, mem: ingest.NewMemory()}
+func newPortal(t testing.TB, brokers ...string) *portal {
+	p := &portal{t: t, urls: brokers, mem: ingest.NewMemory(), receivedOn: map[string]int{}, statusOn: map[string]protocol.Status{}}
 	p.in = ingest.New(p.mem, ingest.Options{})
-	o := mqtt.NewClientOptions().AddBroker(broker).SetClientID("portal-test").SetUsername("portal").SetPassword(portPass).
-		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(50 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetOnConnectHandler(func(c mqtt.Client) {
-			c.Subscribe("kium/v1/c/+/d/+/events", 1, func(_ mqtt.Client, m mqtt.Message) {
-				p.mu.Lock()
-				p.received++
-				f := p.onEvent
-				p.mu.Unlock()
-				if f != nil {
-					if evs, err := protocol.DecodeBatch(m.Payload()); err == nil {
-						for i := range evs {
-							f(&evs[i])
+	for _, broker := range brokers {
+		o := mqtt.NewClientOptions().AddBroker(broker).SetClientID("portal-test").SetUsername("portal").SetPassword(portPass).
+			SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
+			SetConnectRetryInterval(50 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
+			SetOnConnectHandler(func(c mqtt.Client) {
+				c.Subscribe("kium/v1/c/+/d/+/events", 1, func(_ mqtt.Client, m mqtt.Message) {
+					p.mu.Lock()
+					p.received++
+					p.receivedOn[broker]++
+					f := p.onEvent
+					p.mu.Unlock()
+					if f != nil {
+						if evs, err := protocol.DecodeBatch(m.Payload()); err == nil {
+							for i := range evs {
+								f(&evs[i])
+							}
 						}
 					}
-				}
-				if err := p.in.Handle(m.Topic(), m.Payload(), time.Now()); err != nil {
-					t.Errorf("portal: %v", err)
-				}
+					if err := p.in.Handle(m.Topic(), m.Payload(), time.Now()); err != nil {
+						t.Errorf("portal: %v", err)
+					}
+				})
+				c.Subscribe("kium/v1/c/+/d/+/reply", 1, func(_ mqtt.Client, m mqtt.Message) {
+					var r protocol.Reply
+					json.Unmarshal(m.Payload(), &r)
+					p.mu.Lock()
+					p.replies = append(p.replies, r)
+					p.mu.Unlock()
+				})
+				c.Subscribe("kium/v1/c/+/d/+/status", 1, func(_ mqtt.Client, m mqtt.Message) {
+					var s protocol.Status
+					json.Unmarshal(m.Payload(), &s)
+					p.mu.Lock()
+					p.statuses = append(p.statuses, s)
+					p.statusOn[broker] = s
+					p.mu.Unlock()
+				})
 			})
-			c.Subscribe("kium/v1/c/+/d/+/reply", 1, func(_ mqtt.Client, m mqtt.Message) {
-				var r protocol.Reply
-				json.Unmarshal(m.Payload(), &r)
-				p.mu.Lock()
-				p.replies = append(p.replies, r)
-				p.mu.Unlock()
-			})
-			c.Subscribe("kium/v1/c/+/d/+/status", 1, func(_ mqtt.Client, m mqtt.Message) {
-				var s protocol.Status
-				json.Unmarshal(m.Payload(), &s)
-				p.mu.Lock()
-				p.statuses = append(p.statuses, s)
-				p.mu.Unlock()
-			})
-		})
-	p.c = mqtt.NewClient(o)
-	if tok := p.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("portal connect: %v", tok.Error())
+		c := mqtt.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("portal connect to %s: %v", broker, tok.Error())
+		}
+		p.cs = append(p.cs, c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -213,21 +226,41 @@ func newPortal(t testing.TB, broker string) *portal {
 				return
 			case now := <-tick.C:
 				for _, a := range p.in.Acks(now) {
-					p.c.Publish(a.Topic, 1, false, a.Payload)
+					for _, c := range p.cs {
+						c.Publish(a.Topic, 1, false, a.Payload)
+					}
 				}
 			}
 		}
 	}()
 	var once sync.Once
-	p.stop = func() { once.Do(func() { cancel(); <-done; p.c.Disconnect(100) }) }
+	p.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			for _, c := range p.cs {
+				c.Disconnect(100)
+			}
+		})
+	}
 	t.Cleanup(p.stop)
 	return p
 }
 
+// publish publishes on every broker.
 func (p *portal) publish(topic string, retained bool, payload []byte) {
 	p.t.Helper()
-	if tok := p.c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		p.t.Fatalf("portal publish %s: %v", topic, tok.Error())
+	for _, url := range p.urls {
+		p.publishOn(url, topic, retained, payload)
+	}
+}
+
+// publishOn publishes on one broker only.
+func (p *portal) publishOn(broker, topic string, retained bool, payload []byte) {
+	p.t.Helper()
+	c := p.cs[slices.Index(p.urls, broker)]
+	if tok := c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		p.t.Fatalf("portal publish %s on %s: %v", topic, broker, tok.Error())
 	}
 }
 
