@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -128,3 +129,116 @@ func (c contract) DoneBinding(_ context.Context, q uint64) error { return c.s.re
 func (c contract) Ping(ctx context.Context) error { return c.s.Ping(ctx) }
 
 func (c contract) Close() error { return c.s.Close() }
+
+func (c contract) Devices(_ context.Context, centre string) ([]string, error) {
+	return c.s.Devices(centre)
+}
+
+// UpdateRegistry implements store.Registry: bbolt has one writer at a
+// time, and one process holds the file.
+func (c contract) UpdateRegistry(_ context.Context, fn func(store.RegistryTx) error) error {
+	return c.s.db.Update(func(tx *bolt.Tx) error { return fn(boltRegistry{tx, true}) })
+}
+
+// ViewRegistry implements store.Registry.
+func (c contract) ViewRegistry(_ context.Context, fn func(store.RegistryTx) error) error {
+	return c.s.db.View(func(tx *bolt.Tx) error { return fn(boltRegistry{tx, false}) })
+}
+
+// boltRegistry keeps each registry table in a bucket of its name.
+type boltRegistry struct {
+	tx       *bolt.Tx
+	writable bool
+}
+
+func (r boltRegistry) bucket(table string) (*bolt.Bucket, error) {
+	if b := r.tx.Bucket([]byte(table)); b != nil || !r.writable {
+		return b, nil
+	}
+	return r.tx.CreateBucketIfNotExists([]byte(table))
+}
+
+func (r boltRegistry) Get(table string, key []byte) ([]byte, error) {
+	b, err := r.bucket(table)
+	if b == nil || err != nil {
+		return nil, err
+	}
+	if v := b.Get(key); v != nil {
+		return bytes.Clone(v), nil
+	}
+	return nil, nil
+}
+
+func (r boltRegistry) Put(table string, key, value []byte) error {
+	b, err := r.bucket(table)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, value)
+}
+
+func (r boltRegistry) Delete(table string, key []byte) error {
+	b, err := r.bucket(table)
+	if b == nil || err != nil {
+		return err
+	}
+	return b.Delete(key)
+}
+
+func (r boltRegistry) Scan(table string, prefix []byte, fn func(k, v []byte) error) error {
+	b, err := r.bucket(table)
+	if b == nil || err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(bytes.Clone(k), bytes.Clone(v)); err != nil {
+			if errors.Is(err, store.ErrStopScan) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (r boltRegistry) Sequence(table string) (uint64, error) {
+	b, err := r.bucket(table)
+	if b == nil || err != nil {
+		return 0, err
+	}
+	return b.Sequence(), nil
+}
+
+func (r boltRegistry) NextSequence(table string) (uint64, error) {
+	b, err := r.bucket(table)
+	if err != nil {
+		return 0, err
+	}
+	return b.NextSequence()
+}
+
+func (r boltRegistry) SetSequence(table string, n uint64) error {
+	b, err := r.bucket(table)
+	if err != nil {
+		return err
+	}
+	return b.SetSequence(n)
+}
+
+func (r boltRegistry) QueueBinding(q uint64, job json.RawMessage) (uint64, error) {
+	b := r.tx.Bucket(bBindQ)
+	if q == 0 {
+		n, err := b.NextSequence()
+		if err != nil {
+			return 0, err
+		}
+		q = n
+	}
+	return q, b.Put(u64(q), job)
+}
+
+func (r boltRegistry) BindingQueued() (bool, error) {
+	k, _ := r.tx.Bucket(bBindQ).Cursor().First()
+	return k != nil, nil
+}

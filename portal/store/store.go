@@ -64,6 +64,9 @@ type Events interface {
 	Events(ctx context.Context, centre string, fn func(protocol.Event) bool) error
 	// Centres lists the centres that have stored events.
 	Centres(ctx context.Context) ([]string, error)
+	// Devices lists the terminals of a centre that have stored events,
+	// sorted.
+	Devices(ctx context.Context, centre string) ([]string, error)
 }
 
 // Text job states.
@@ -183,9 +186,7 @@ type BindingJob struct {
 	Job json.RawMessage
 }
 
-// BindingJobs is the binder's queue. (The card registry and its audit
-// records are the bbolt store's alone so far: several instances need them
-// on PostgreSQL too.)
+// BindingJobs is the binder's queue.
 type BindingJobs interface {
 	// NextBinding is the first job queued, nil if none.
 	NextBinding(ctx context.Context) (*BindingJob, error)
@@ -196,6 +197,47 @@ type BindingJobs interface {
 	DoneBinding(ctx context.Context, q uint64) error
 }
 
+// Registry is the card registry, the binding changes' audit records and
+// what was applied to each centre's source: the binder's part. Its
+// records are the binder's own encoding, opaque to the store, kept as
+// values under byte-string keys in named tables; what the store holds is
+// the transaction around them.
+type Registry interface {
+	// UpdateRegistry runs fn in one write transaction, committed if fn
+	// returns nil and rolled back otherwise. Write transactions run one at
+	// a time across every instance sharing the store: a card's holder is
+	// decided once, on what the one before decided.
+	UpdateRegistry(ctx context.Context, fn func(RegistryTx) error) error
+	// ViewRegistry runs fn in a read transaction (fn must not write).
+	ViewRegistry(ctx context.Context, fn func(RegistryTx) error) error
+}
+
+// RegistryTx is a registry transaction. Tables are made on first use.
+type RegistryTx interface {
+	// Get returns the value under key, nil if none.
+	Get(table string, key []byte) ([]byte, error)
+	Put(table string, key, value []byte) error
+	Delete(table string, key []byte) error
+	// Scan calls fn for each key starting with prefix, in byte order of
+	// the keys, until fn returns an error (returned, except ErrStopScan).
+	Scan(table string, prefix []byte, fn func(key, value []byte) error) error
+	// Sequence is the table's counter (0 at first); NextSequence raises it
+	// by one and returns it; SetSequence sets it.
+	Sequence(table string) (uint64, error)
+	NextSequence(table string) (uint64, error)
+	SetSequence(table string, n uint64) error
+	// QueueBinding queues a binding job in this transaction: at the next
+	// place when q is 0 (returning it), else replacing job q.
+	QueueBinding(q uint64, job json.RawMessage) (uint64, error)
+	// BindingQueued reports whether a binding job waits. From then until
+	// the transaction ends no other instance queues one: what is decided
+	// on "none waits" stays true until the commit.
+	BindingQueued() (bool, error)
+}
+
+// ErrStopScan ends a Scan early without an error.
+var ErrStopScan = errors.New("store: stop the scan")
+
 // Store is every part together, as an implementation provides it.
 type Store interface {
 	Events
@@ -203,6 +245,7 @@ type Store interface {
 	Revisions
 	Gaps
 	BindingJobs
+	Registry
 	// Ping returns once the store answers a read, or ctx's error.
 	Ping(ctx context.Context) error
 	Close() error

@@ -67,6 +67,19 @@ var migrations = []string{
 		q   bigserial PRIMARY KEY,
 		job json NOT NULL -- opaque to the store: kept as written
 	);`,
+	// 2: the card registry: the binder's tables of keyed values (opaque
+	// to the store) and their counters.
+	`CREATE TABLE registry (
+		tbl text NOT NULL,
+		k   bytea NOT NULL,
+		v   bytea NOT NULL,
+		PRIMARY KEY (tbl, k)
+	);
+	CREATE TABLE registry_seq (
+		tbl text PRIMARY KEY,
+		n   bigint NOT NULL CHECK (n >= 0)
+	);
+	CREATE INDEX logs_by_centre ON logs (centre, device);`,
 }
 
 // lockID keys the advisory lock migrations run under (any constant the

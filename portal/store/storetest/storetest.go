@@ -83,6 +83,11 @@ func Run(t *testing.T, open Open, o Options) {
 	t.Run("Revisions", func(t *testing.T) { s := fresh(t); revisions(t, s, second(t, s)) })
 	t.Run("Gaps", func(t *testing.T) { gaps(t, fresh(t)) })
 	t.Run("BindingJobs", func(t *testing.T) { bindingJobs(t, fresh(t)) })
+	t.Run("Devices", func(t *testing.T) { devices(t, fresh(t)) })
+	t.Run("RegistryTables", func(t *testing.T) { registryTables(t, fresh(t)) })
+	t.Run("RegistryRollsBack", func(t *testing.T) { registryRollsBack(t, fresh(t)) })
+	t.Run("RegistryWritesOneAtATime", func(t *testing.T) { s := fresh(t); registryOneAtATime(t, s, second(t, s)) })
+	t.Run("RegistryHoldsTheQueue", func(t *testing.T) { s := fresh(t); registryHoldsTheQueue(t, s, second(t, s)) })
 }
 
 var ctx = context.Background()
