@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"crypto/hkdf"
 	"crypto/hmac"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"kiumtap/firmware"
@@ -63,10 +65,10 @@ func (b *Bridge) binder(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		// The store is looked at each second (jobs left by a crash, or a
-		// drain that failed) and when a commit queued a job (bindKick).
-		b.o.Store.bindQueued.Store(false)
-		if b.o.Store.bindingsQueued() {
+		// The store is looked at each second (jobs left by a crash, or
+		// queued by another instance, or a drain that failed) and when
+		// this instance stored a binding event (bindKick).
+		if j, err := b.nextBindJob(ctx); j != nil || err != nil {
 			if err := b.drain(); err != nil {
 				b.log.Error("bridge: applying a binding; trying again in a second", "err", err)
 			}
@@ -93,8 +95,9 @@ func (b *Bridge) drain() error {
 // roster push changes one meanwhile. Sources staff replaced are taken in
 // first. It returns the centres whose source changed.
 func (b *Bridge) locked(fn func() ([]string, error)) ([]string, error) {
-	b.o.Store.edit.Lock()
-	defer b.o.Store.edit.Unlock()
+	mu := editing(b.o.SourceDir)
+	mu.Lock()
+	defer mu.Unlock()
 	unlock, err := source.Lock(b.o.SourceDir)
 	if err != nil {
 		return nil, err
@@ -114,7 +117,7 @@ func (b *Bridge) locked(fn func() ([]string, error)) ([]string, error) {
 func (b *Bridge) drainLocked() ([]string, error) {
 	var changed []string
 	for {
-		j, err := b.o.Store.nextBindJob()
+		j, err := b.nextBindJob(context.Background())
 		if err != nil || j == nil {
 			return changed, err
 		}
@@ -161,7 +164,7 @@ func (b *Bridge) runJob(j *bindJob) ([]string, error) {
 	if err := b.fail("written"); err != nil {
 		return changed, err
 	}
-	return changed, b.o.Store.removeBindJob(j.Q)
+	return changed, b.db.DoneBinding(context.Background(), j.Q)
 }
 
 func (b *Bridge) rosterOf(centre string) *firmware.Roster {
@@ -180,13 +183,13 @@ func (b *Bridge) plan(j *bindJob) error {
 		j.Planned = true
 		return nil
 	}
-	return b.o.Store.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
+	return b.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
 		own := b.rosterOf(bd.Centre)
 		key := bd.appliedKey()
 		if own != nil && own.Applied[key] >= bd.Seq {
 			// Taken in already (a source pushed with it): nothing to do.
 			j.Planned, j.Edits = true, nil
-			return putBindJob(t.tx, j)
+			return t.queue(j)
 		}
 		var edits []edit
 		var changes []Change
@@ -254,7 +257,7 @@ func (b *Bridge) plan(j *bindJob) error {
 			}
 		}
 		j.Planned, j.Edits = true, edits
-		return putBindJob(t.tx, j)
+		return t.queue(j)
 	})
 }
 
@@ -324,7 +327,7 @@ func (b *Bridge) writeSource(src *source.Source) error {
 // so what it lacks is the last of that order.
 func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
 	centre := src.Roster.Centre.ID
-	rec, err := b.o.Store.recorded(centre)
+	rec, err := b.recorded(centre)
 	if err != nil {
 		return nil, false, err
 	}
@@ -371,7 +374,7 @@ func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
 // reports whether it queued one.
 func (b *Bridge) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
 	queued := false
-	err := b.o.Store.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
+	err := b.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
 		held, err := t.heldAt(centre)
 		if err != nil {
 			return err
@@ -396,7 +399,7 @@ func (b *Bridge) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
 			return nil
 		}
 		queued = true
-		return putBindJob(t.tx, j)
+		return t.queue(j)
 	})
 	return queued, err
 }
@@ -460,9 +463,9 @@ func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) 
 	var j *bindJob
 	var out Change
 	var ref *firmware.Refused
-	err := b.o.Store.updateBindings(now, func(t *bindTx) error {
-		if k, _ := t.tx.Bucket(bBindQ).Cursor().First(); k != nil {
-			return errQueuedMeanwhile
+	err := b.updateBindings(now, func(t *bindTx) error {
+		if queued, err := t.r.BindingQueued(); err != nil || queued {
+			return cmp.Or(err, errQueuedMeanwhile)
 		}
 		_, ch, err := firmware.Unbind(src.Roster, child, by, firmware.FlowPortal, now)
 		if err != nil && !errors.As(err, &ref) {
@@ -491,7 +494,7 @@ func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) 
 			}
 		}
 		j = &bindJob{Planned: true, Edits: append([]edit{{Centre: centre, Ops: ops, Applied: key, Seq: seq}}, freed...)}
-		return putBindJob(t.tx, j)
+		return t.queue(j)
 	})
 	if err != nil {
 		return nil, out, err
@@ -501,3 +504,12 @@ func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) 
 	}
 	return j, out, nil
 }
+
+// editing is the lock on a source directory among the bridges of this
+// process (source.Lock holds it among processes and hosts).
+func editing(dir string) *sync.Mutex {
+	mu, _ := editLocks.LoadOrStore(filepath.Clean(dir), &sync.Mutex{})
+	return mu.(*sync.Mutex)
+}
+
+var editLocks sync.Map

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
@@ -98,7 +99,7 @@ func bound(centre, device string, seq uint64, child, card string, at time.Time) 
 // put stores events as ingest does, then applies the binding jobs.
 func (h *harness) put(evs ...protocol.Event) {
 	h.t.Helper()
-	if err := h.st.Put(evs); err != nil {
+	if err := (ingestStore{h.b}).Put(evs); err != nil {
 		h.t.Fatal(err)
 	}
 	if err := h.b.drain(); err != nil {
@@ -258,7 +259,7 @@ func TestBindingJobKilled(t *testing.T) {
 				}
 				return nil
 			}
-			if err := h.st.Put([]protocol.Event{bound("m1", "T-1", 1, "c1", "X", t0)}); err != nil {
+			if err := (ingestStore{h.b}).Put([]protocol.Event{bound("m1", "T-1", 1, "c1", "X", t0)}); err != nil {
 				t.Fatal(err)
 			}
 			if err := h.b.drain(); !errors.Is(err, crash) {
@@ -598,4 +599,10 @@ func TestCSVAfterTerminalBinding(t *testing.T) {
 	if ch, st := cardState(h.source("m1"), cardKey("m1", "X")); ch != "c1" || st != firmware.CardActive {
 		t.Errorf("X after a later binding to c2: %s %s, want c1's, active", ch, st)
 	}
+}
+
+// bindingsQueued reports whether any binding job waits.
+func (s *Store) bindingsQueued() bool {
+	j, err := s.Contract().NextBinding(context.Background())
+	return j != nil || err != nil
 }

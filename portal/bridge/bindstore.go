@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -12,24 +13,28 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/store"
 )
 
 // The store's part in bindings: the job queue, the card registry, the
 // audit records, and what was applied to each centre's source (so a
 // source staff replace with an older copy gets it again).
-var (
-	bBindQ    = []byte("bindq")    // q → bindJob: to apply, in order
-	bHistory  = []byte("bindlog")  // centre \0 child \0 n → Change: the audit records
-	bRegistry = []byte("registry") // card ID (HMAC of the UID) → holder
-	bRegIndex = []byte("regindex") // centre \0 card key → card ID, for the holders' cards
-	bLost     = []byte("lost")     // centre \0 card key → card ID, for cards that lost a conflict
-	bReleased = []byte("released") // centre \0 card key → cardRef, for cards freed from a conflict since
-	bBindOps  = []byte("bindops")  // centre \0 n → opRecord: ops applied for a terminal's binding or a portal change
-	bApplied  = []byte("applied")  // centre \0 device/log (or portal/ID) → the last sequence taken in
-	bPortal   = []byte("portal")   // "log" → the portal log's ID; the bucket's sequence numbers its changes
+// The registry's tables (store.Registry; in bbolt, buckets of these
+// names), and the binding jobs' queue (the bbolt store's bucket).
+const (
+	tHistory  = "bindlog"  // centre \0 child \0 n → Change: the audit records
+	tRegistry = "registry" // card ID (HMAC of the UID) → holder
+	tRegIndex = "regindex" // centre \0 card key → card ID, for the holders' cards
+	tLost     = "lost"     // centre \0 card key → card ID, for cards that lost a conflict
+	tReleased = "released" // centre \0 card key → cardRef, for cards freed from a conflict since
+	tBindOps  = "bindops"  // centre \0 n → opRecord: ops applied for a terminal's binding or a portal change
+	tApplied  = "applied"  // centre \0 device/log (or portal/ID) → the last sequence taken in
+	tPortal   = "portal"   // "log" → the portal log's ID; the table's sequence numbers its changes
 )
 
-var bindBuckets = [][]byte{bBindQ, bHistory, bRegistry, bRegIndex, bLost, bReleased, bBindOps, bApplied, bPortal}
+var bBindQ = []byte("bindq") // q → bindJob: to apply, in order
+
+var bindBuckets = [][]byte{bBindQ, []byte(tHistory), []byte(tRegistry), []byte(tRegIndex), []byte(tLost), []byte(tReleased), []byte(tBindOps), []byte(tApplied), []byte(tPortal)}
 
 // Changes made at the portal (a revoke) are a log of their own in
 // applied_bindings, as a terminal's bindings are: key "portal/ID", ID made
@@ -60,24 +65,8 @@ func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 func key2(a, b string) []byte { return []byte(a + "\x00" + b) }
 
-// putBindJob queues or updates a job; a new job gets the next place.
-func putBindJob(tx *bolt.Tx, j *bindJob) error {
-	if j.Q == 0 {
-		n, err := tx.Bucket(bBindQ).NextSequence()
-		if err != nil {
-			return err
-		}
-		j.Q = n
-	}
-	raw, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	return putRawBindJob(tx, j.Q, raw)
-}
-
 // putRawBindJob queues (q 0: at the next place) or replaces a job, as
-// encoded.
+// encoded, in a bbolt transaction.
 func putRawBindJob(tx *bolt.Tx, q uint64, raw []byte) error {
 	b := tx.Bucket(bBindQ)
 	if q == 0 {
@@ -91,47 +80,47 @@ func putRawBindJob(tx *bolt.Tx, q uint64, raw []byte) error {
 }
 
 // nextBindJob is the first queued job, nil if none.
-func (s *Store) nextBindJob() (*bindJob, error) {
-	var j *bindJob
-	err := s.db.View(func(tx *bolt.Tx) error {
-		k, v := tx.Bucket(bBindQ).Cursor().First()
-		if k == nil {
-			return nil
-		}
-		j = &bindJob{}
-		if err := json.Unmarshal(v, j); err != nil {
-			return fmt.Errorf("stored binding job %x: %w", k, err)
-		}
-		j.Q = binary.BigEndian.Uint64(k) // its place is its key
-		return nil
-	})
-	return j, err
+func (b *Bridge) nextBindJob(ctx context.Context) (*bindJob, error) {
+	bj, err := b.db.NextBinding(ctx)
+	if err != nil || bj == nil {
+		return nil, err
+	}
+	j := &bindJob{}
+	if err := json.Unmarshal(bj.Job, j); err != nil {
+		return nil, fmt.Errorf("stored binding job %d: %w", bj.Q, err)
+	}
+	j.Q = bj.Q // its place is its key
+	return j, nil
 }
 
-// bindingsQueued reports whether any binding job waits.
-func (s *Store) bindingsQueued() bool {
-	j, err := s.nextBindJob()
-	return j != nil || err != nil
-}
-
-func (s *Store) removeBindJob(q uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bBindQ).Delete(u64(q)) })
-}
-
-// bindTx is a write transaction over the bindings' buckets.
+// bindTx is a write transaction over the registry.
 type bindTx struct {
-	tx  *bolt.Tx
+	r   store.RegistryTx
 	now time.Time
 }
 
-func (s *Store) updateBindings(now time.Time, fn func(t *bindTx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&bindTx{tx: tx, now: now}) })
+func (b *Bridge) updateBindings(now time.Time, fn func(t *bindTx) error) error {
+	return b.db.UpdateRegistry(context.Background(), func(r store.RegistryTx) error { return fn(&bindTx{r: r, now: now}) })
+}
+
+// queue queues or updates a job; a new job gets the next place.
+func (t *bindTx) queue(j *bindJob) error {
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	q, err := t.r.QueueBinding(j.Q, raw)
+	if err != nil {
+		return err
+	}
+	j.Q = q
+	return nil
 }
 
 func (t *bindTx) holder(cardID string) (*holder, error) {
-	v := t.tx.Bucket(bRegistry).Get([]byte(cardID))
-	if v == nil {
-		return nil, nil
+	v, err := t.r.Get(tRegistry, []byte(cardID))
+	if v == nil || err != nil {
+		return nil, err
 	}
 	var h holder
 	if err := json.Unmarshal(v, &h); err != nil {
@@ -140,33 +129,40 @@ func (t *bindTx) holder(cardID string) (*holder, error) {
 	return &h, nil
 }
 
+// deleteIf deletes key from table if it holds want.
+func (t *bindTx) deleteIf(table string, key []byte, want string) error {
+	v, err := t.r.Get(table, key)
+	if err != nil || string(v) != want {
+		return err
+	}
+	return t.r.Delete(table, key)
+}
+
 // setHolder records h as the card's holder, indexed by its centre and key.
 func (t *bindTx) setHolder(cardID string, h *holder) error {
 	raw, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	if err := t.tx.Bucket(bRegistry).Put([]byte(cardID), raw); err != nil {
+	if err := t.r.Put(tRegistry, []byte(cardID), raw); err != nil {
 		return err
 	}
-	if err := t.tx.Bucket(bRegIndex).Put(key2(h.Centre, h.Card), []byte(cardID)); err != nil {
+	if err := t.r.Put(tRegIndex, key2(h.Centre, h.Card), []byte(cardID)); err != nil {
 		return err
 	}
 	for _, l := range h.Losers {
-		if err := t.tx.Bucket(bLost).Put(key2(l.Centre, l.Card), []byte(cardID)); err != nil {
+		if err := t.r.Put(tLost, key2(l.Centre, l.Card), []byte(cardID)); err != nil {
 			return err
 		}
 		// Lost again after a release: the conflict stands, not the release.
-		if err := t.tx.Bucket(bReleased).Delete(key2(l.Centre, l.Card)); err != nil {
+		if err := t.r.Delete(tReleased, key2(l.Centre, l.Card)); err != nil {
 			return err
 		}
 	}
 	// A card that held and now lost is a loser, not a holder.
 	for _, l := range h.Losers {
-		if v := t.tx.Bucket(bRegIndex).Get(key2(l.Centre, l.Card)); string(v) == cardID {
-			if err := t.tx.Bucket(bRegIndex).Delete(key2(l.Centre, l.Card)); err != nil {
-				return err
-			}
+		if err := t.deleteIf(tRegIndex, key2(l.Centre, l.Card), cardID); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -178,12 +174,12 @@ func (t *bindTx) setHolder(cardID string, h *holder) error {
 // edits that frees them, and their audit records.
 func (t *bindTx) release(centre, card, why string) ([]edit, []Change, error) {
 	ik := key2(centre, card)
-	id := t.tx.Bucket(bRegIndex).Get(ik)
-	if id == nil {
-		return nil, nil, nil
+	id, err := t.r.Get(tRegIndex, ik)
+	if id == nil || err != nil {
+		return nil, nil, err
 	}
 	cardID := string(id)
-	if err := t.tx.Bucket(bRegIndex).Delete(ik); err != nil {
+	if err := t.r.Delete(tRegIndex, ik); err != nil {
 		return nil, nil, err
 	}
 	h, err := t.holder(cardID)
@@ -197,25 +193,23 @@ func (t *bindTx) release(centre, card, why string) ([]edit, []Change, error) {
 // freed is recorded as released at its centre, so a source pushed there
 // from a copy that still has the card in conflict gets it freed again.
 func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, error) {
-	if err := t.tx.Bucket(bRegistry).Delete([]byte(cardID)); err != nil {
+	if err := t.r.Delete(tRegistry, []byte(cardID)); err != nil {
 		return nil, nil, err
 	}
-	if v := t.tx.Bucket(bRegIndex).Get(key2(h.Centre, h.Card)); string(v) == cardID {
-		if err := t.tx.Bucket(bRegIndex).Delete(key2(h.Centre, h.Card)); err != nil {
-			return nil, nil, err
-		}
+	if err := t.deleteIf(tRegIndex, key2(h.Centre, h.Card), cardID); err != nil {
+		return nil, nil, err
 	}
 	var edits []edit
 	var changes []Change
 	for _, l := range h.Losers {
-		if err := t.tx.Bucket(bLost).Delete(key2(l.Centre, l.Card)); err != nil {
+		if err := t.r.Delete(tLost, key2(l.Centre, l.Card)); err != nil {
 			return nil, nil, err
 		}
 		raw, err := json.Marshal(cardRef{Centre: l.Centre, Child: l.Child, Card: l.Card, At: t.now})
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := t.tx.Bucket(bReleased).Put(key2(l.Centre, l.Card), raw); err != nil {
+		if err := t.r.Put(tReleased, key2(l.Centre, l.Card), raw); err != nil {
 			return nil, nil, err
 		}
 		edits = append(edits, edit{Centre: l.Centre, Ops: []op{{Do: opState, Child: l.Child, Card: l.Card, State: firmware.CardRevoked, From: firmware.CardConflict, At: t.now}}})
@@ -229,8 +223,7 @@ func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, e
 // record appends an audit record.
 func (t *bindTx) record(c Change) error {
 	c.Recorded = t.now
-	b := t.tx.Bucket(bHistory)
-	n, err := b.NextSequence()
+	n, err := t.r.NextSequence(tHistory)
 	if err != nil {
 		return err
 	}
@@ -238,14 +231,13 @@ func (t *bindTx) record(c Change) error {
 	if err != nil {
 		return err
 	}
-	return b.Put(append([]byte(c.Centre+"\x00"+c.Child+"\x00"), u64(n)...), raw)
+	return t.r.Put(tHistory, append([]byte(c.Centre+"\x00"+c.Child+"\x00"), u64(n)...), raw)
 }
 
 // applied records that a terminal's binding event, or a portal change,
 // was taken into its centre's source, with the ops it applied there.
 func (t *bindTx) applied(centre, key string, seq uint64, ops []op) error {
-	b := t.tx.Bucket(bBindOps)
-	n, err := b.NextSequence()
+	n, err := t.r.NextSequence(tBindOps)
 	if err != nil {
 		return err
 	}
@@ -253,10 +245,10 @@ func (t *bindTx) applied(centre, key string, seq uint64, ops []op) error {
 	if err != nil {
 		return err
 	}
-	if err := b.Put(append([]byte(centre+"\x00"), u64(n)...), raw); err != nil {
+	if err := t.r.Put(tBindOps, append([]byte(centre+"\x00"), u64(n)...), raw); err != nil {
 		return err
 	}
-	return t.tx.Bucket(bApplied).Put(key2(centre, key), u64(seq))
+	return t.r.Put(tApplied, key2(centre, key), u64(seq))
 }
 
 // portalChange numbers a change made at the portal to a centre's source:
@@ -265,41 +257,49 @@ func (t *bindTx) applied(centre, key string, seq uint64, ops []op) error {
 // its mark of the portal log even if the store was restored from an older
 // backup, so the change is never taken for one the source has already.
 func (t *bindTx) portalChange(have map[string]uint64) (string, uint64, error) {
-	b := t.tx.Bucket(bPortal)
-	id := string(b.Get([]byte("log")))
+	v, err := t.r.Get(tPortal, []byte("log"))
+	if err != nil {
+		return "", 0, err
+	}
+	id := string(v)
 	if id == "" {
 		id = rand.Text()
-		if err := b.Put([]byte("log"), []byte(id)); err != nil {
+		if err := t.r.Put(tPortal, []byte("log"), []byte(id)); err != nil {
 			return "", 0, err
 		}
 	}
 	key := firmware.AppliedKey(portalDevice, id)
-	seq := max(b.Sequence(), have[key]) + 1
-	return key, seq, b.SetSequence(seq)
+	n, err := t.r.Sequence(tPortal)
+	if err != nil {
+		return "", 0, err
+	}
+	seq := max(n, have[key]) + 1
+	return key, seq, t.r.SetSequence(tPortal, seq)
 }
 
 // History returns a centre's audit records of binding changes, of one
 // child (all children when child is empty), oldest first.
 func (s *Store) History(centre, child string) ([]Change, error) {
+	return history(context.Background(), s.Contract(), centre, child)
+}
+
+// history is History of any store.
+func history(ctx context.Context, reg store.Registry, centre, child string) ([]Change, error) {
 	var out []Change
 	prefix := []byte(centre + "\x00")
 	if child != "" {
 		prefix = append(prefix, child+"\x00"...)
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bHistory)
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	err := reg.ViewRegistry(ctx, func(r store.RegistryTx) error {
+		out = out[:0]
+		return r.Scan(tHistory, prefix, func(k, v []byte) error {
 			var ch Change
 			if err := json.Unmarshal(v, &ch); err != nil {
 				return fmt.Errorf("stored binding record %q: %w", k, err)
 			}
 			out = append(out, ch)
-		}
-		return nil
+			return nil
+		})
 	})
 	slices.SortStableFunc(out, func(a, b Change) int { return a.Recorded.Compare(b.Recorded) })
 	return out, err
@@ -315,47 +315,55 @@ type recorded struct {
 	released map[string]cardRef // At: when freed
 }
 
-func (s *Store) recorded(centre string) (recorded, error) {
-	r := recorded{applied: map[string]uint64{}, lost: map[string]cardRef{}, released: map[string]cardRef{}}
+func (b *Bridge) recorded(centre string) (recorded, error) {
+	var r recorded
 	prefix := []byte(centre + "\x00")
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bApplied).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	err := b.db.ViewRegistry(context.Background(), func(tx store.RegistryTx) error {
+		r = recorded{applied: map[string]uint64{}, lost: map[string]cardRef{}, released: map[string]cardRef{}}
+		err := tx.Scan(tApplied, prefix, func(k, v []byte) error {
 			if len(v) == 8 {
 				r.applied[string(k[len(prefix):])] = binary.BigEndian.Uint64(v)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		c = tx.Bucket(bBindOps).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		err = tx.Scan(tBindOps, prefix, func(k, v []byte) error {
 			var o opRecord
 			if err := json.Unmarshal(v, &o); err != nil {
 				return fmt.Errorf("stored binding ops %q: %w", k, err)
 			}
 			r.ops = append(r.ops, o)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		c = tx.Bucket(bLost).Cursor()
-		reg := tx.Bucket(bRegistry)
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		err = tx.Scan(tLost, prefix, func(k, v []byte) error {
 			card := string(k[len(prefix):])
 			var h holder
-			if raw := reg.Get(v); raw == nil || json.Unmarshal(raw, &h) != nil {
-				continue
+			if raw, err := tx.Get(tRegistry, v); err != nil || raw == nil || json.Unmarshal(raw, &h) != nil {
+				return err
 			}
 			for _, l := range h.Losers {
 				if l.Centre == centre && l.Card == card {
 					r.lost[card] = l
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		c = tx.Bucket(bReleased).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		return tx.Scan(tReleased, prefix, func(k, v []byte) error {
 			var l cardRef
 			if err := json.Unmarshal(v, &l); err != nil {
 				return fmt.Errorf("stored released card %q: %w", k, err)
 			}
 			r.released[l.Card] = l
-		}
-		return nil
+			return nil
+		})
 	})
 	return r, err
 }
@@ -365,17 +373,17 @@ func (s *Store) recorded(centre string) (recorded, error) {
 func (t *bindTx) heldAt(centre string) (map[string]*holder, error) {
 	out := map[string]*holder{}
 	prefix := []byte(centre + "\x00")
-	c := t.tx.Bucket(bRegIndex).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	err := t.r.Scan(tRegIndex, prefix, func(k, v []byte) error {
 		h, err := t.holder(string(v))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if h != nil && h.Centre == centre && h.Card == string(k[len(prefix):]) {
 			out[string(v)] = h
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // Devices returns the terminals of a centre the bridge has events from,

@@ -62,7 +62,12 @@ type Options struct {
 	Instances int
 	// Key signs rosters and commands.
 	Key ed25519.PrivateKey
-	// Store keeps events, texts and published rosters.
+	// DB keeps events, texts, published rosters and the card registry:
+	// the storage contract (package store), on PostgreSQL
+	// (portal/store/pgstore) for instances on several hosts. Nil: Store.
+	DB store.Store
+	// Store is the embedded bbolt store, used when DB is nil (one of the
+	// two is required).
 	Store *Store
 	// SourceDir holds one roster source per centre, CENTRE.json (package
 	// source); it is read at start and watched for changes.
@@ -166,10 +171,10 @@ type Bridge struct {
 	listeningOnce sync.Once
 	// pinging: a Ping waits for the locks (one at a time).
 	pinging atomic.Bool
-	// texts is the text queue as the storage contract has it; owner
-	// names this bridge's claims on it (random per start: a restarted
+	// db is the store, as the storage contract has it; owner names this
+	// bridge's claims on its text queue (random per start: a restarted
 	// process is another owner, whose predecessor's claims lapse).
-	texts store.TextQueue
+	db    store.Store
 	owner string
 }
 
@@ -180,8 +185,8 @@ func New(o Options) (*Bridge, error) {
 		return nil, errors.New("bridge: no broker URL")
 	case len(o.Key) != ed25519.PrivateKeySize:
 		return nil, errors.New("bridge: the signing key (Ed25519) is required: rosters and commands are signed")
-	case o.Store == nil || o.Provider == nil:
-		return nil, errors.New("bridge: Store and Provider are required")
+	case (o.Store == nil && o.DB == nil) || o.Provider == nil:
+		return nil, errors.New("bridge: a store (DB or Store) and Provider are required")
 	case o.SourceDir == "":
 		return nil, errors.New("bridge: no roster source directory")
 	}
@@ -231,10 +236,12 @@ func New(o Options) (*Bridge, error) {
 	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
 		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, ids: map[string]*idWatch{},
 		listening: make(chan struct{})}
-	b.in = ingest.New(o.Store, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
-	b.texts, b.owner = o.Store.Contract(), fmt.Sprintf("%s-%x", o.ClientID, rand.Uint64())
-	o.Store.JobsFor = b.jobsFor
-	o.Store.bindingFor = b.bindingFor
+	b.db = o.DB
+	if b.db == nil {
+		b.db = o.Store.Contract()
+	}
+	b.owner = fmt.Sprintf("%s-%x", o.ClientID, rand.Uint64())
+	b.in = ingest.New(ingestStore{b}, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	if _, err := b.reload(); err != nil {
 		return nil, err
 	}
@@ -735,7 +742,8 @@ func (b *Bridge) ingester(intake, hard context.Context) {
 	}
 }
 
-// flush stores what was taken and wakes the texter and the binder.
+// flush stores what was taken and wakes the texter (ingestStore wakes
+// the binder).
 func (b *Bridge) flush() {
 	before := b.in.Stats().Stored
 	if err := b.in.Flush(b.o.Now()); err != nil {
@@ -747,12 +755,6 @@ func (b *Bridge) flush() {
 		select {
 		case b.kick <- struct{}{}:
 		default:
-		}
-		if b.o.Store.bindQueued.Load() {
-			select {
-			case b.bindKick <- struct{}{}:
-			default:
-			}
 		}
 		if n >= burstEvents {
 			b.burstAt.Store(time.Now().UnixNano())
@@ -795,7 +797,7 @@ func (b *Bridge) texter(stop, hard context.Context) {
 			case <-time.After(burstYield - since):
 			}
 		}
-		jobs, err := b.texts.Claim(hard, b.owner, b.o.Now(), textBatch, textLease)
+		jobs, err := b.db.Claim(hard, b.owner, b.o.Now(), textBatch, textLease)
 		if err != nil {
 			b.log.Error("bridge: reading the text queue", "err", err)
 		}
@@ -870,7 +872,7 @@ func (b *Bridge) sendAll(stop, hard context.Context, jobs []Job) {
 		case <-stop.Done():
 		}
 		if stop.Err() != nil {
-			if err := b.texts.Release(hard, b.owner, jobs[i:]...); err != nil {
+			if err := b.db.Release(hard, b.owner, jobs[i:]...); err != nil {
 				b.log.Warn("bridge: giving back texts not sent; their claims lapse", "err", err, "lapse_in", textLease)
 			}
 			break
@@ -916,7 +918,7 @@ func (b *Bridge) finish(batch []sentText) {
 	for i, r := range batch {
 		jobs[i] = r.job
 	}
-	if err := b.texts.Finish(context.Background(), b.owner, jobs...); err != nil {
+	if err := b.db.Finish(context.Background(), b.owner, jobs...); err != nil {
 		b.log.Error("bridge: recording texts; they will be sent again with the same keys", "err", err)
 		return
 	}
@@ -1070,13 +1072,12 @@ func (b *Bridge) reloadLocked() ([]string, error) {
 // (terminals ignore a revision they hold) and puts the retained snapshot
 // back on a broker that lost it.
 func (b *Bridge) Publish(centre string) error {
-	b.o.Store.pub.Lock() // one revision number, one roster
-	defer b.o.Store.pub.Unlock()
 	src := b.source(centre)
 	if src == nil {
 		return fmt.Errorf("no roster source for centre %q", centre)
 	}
-	latest, err := b.o.Store.Published(centre)
+	ctx := context.Background()
+	latest, err := b.db.Published(ctx, centre)
 	if err != nil {
 		return err
 	}
@@ -1099,7 +1100,11 @@ func (b *Bridge) Publish(centre string) error {
 		if latest != nil {
 			p.Delta = protocol.Diff(latest.Snapshot.Roster, &next)
 		}
-		if err := b.o.Store.SetPublished(p); err != nil {
+		// One revision number, one roster, whichever instance publishes:
+		// another that took this number first is built on next time.
+		if err := b.db.Publish(ctx, p); errors.Is(err, store.ErrRevisionTaken) {
+			return b.Publish(centre)
+		} else if err != nil {
 			return err
 		}
 		latest = p

@@ -36,7 +36,7 @@ func (c contract) Put(_ context.Context, evs []protocol.Event, plan store.Plan) 
 			return nil, nil
 		}
 		return plan.Binding(e), nil
-	}, func() { c.s.bindQueued.Store(true) })
+	})
 }
 
 func (c contract) Events(_ context.Context, centre string, fn func(protocol.Event) bool) error {
@@ -124,7 +124,9 @@ func (c contract) UpdateBinding(_ context.Context, j store.BindingJob) error {
 	})
 }
 
-func (c contract) DoneBinding(_ context.Context, q uint64) error { return c.s.removeBindJob(q) }
+func (c contract) DoneBinding(_ context.Context, q uint64) error {
+	return c.s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bBindQ).Delete(u64(q)) })
+}
 
 func (c contract) Ping(ctx context.Context) error { return c.s.Ping(ctx) }
 

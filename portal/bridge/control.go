@@ -176,7 +176,7 @@ func (b *Bridge) History(centre, child string) ([]Change, error) {
 	if b.rosterOf(centre) == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
 	}
-	h, err := b.o.Store.History(centre, child)
+	h, err := history(context.Background(), b.db, centre, child)
 	if h == nil {
 		h = []Change{}
 	}

@@ -81,7 +81,7 @@ func TestTextRetries(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	f := &flaky{}
-	b := &Bridge{o: Options{Store: st, Provider: f, Now: clock, RetryMin: time.Second, RetryMax: time.Minute, Workers: 1}, texts: st.Contract(), owner: "test",
+	b := &Bridge{o: Options{Store: st, Provider: f, Now: clock, RetryMin: time.Second, RetryMax: time.Minute, Workers: 1}, db: st.Contract(), owner: "test",
 		log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{}, in: ingest.New(st, ingest.Options{})}
 	j := Job{ID: "d-1/0", EventID: "d-1", Centre: "m1", Child: "c1", Kind: "arrival", To: "01012345678", State: JobPending, NextAt: now}
 	if err := st.Finish(j); err != nil {
@@ -123,7 +123,7 @@ func TestPublishRecordsFirst(t *testing.T) {
 	if err := r.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	b := &Bridge{o: Options{Store: st, Now: time.Now}, texts: st.Contract(), owner: "test", log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{"m1": {Roster: r}}}
+	b := &Bridge{o: Options{Store: st, Now: time.Now}, db: st.Contract(), owner: "test", log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{"m1": {Roster: r}}}
 	rev := func() uint64 {
 		p, err := st.Published("m1")
 		if err != nil || p == nil {
@@ -182,7 +182,7 @@ func TestTextsRecordedAsTheyFinish(t *testing.T) {
 	defer st.Close()
 	now := time.Now()
 	p := &slowFor{to: "01000000000", release: make(chan struct{})}
-	b := &Bridge{o: Options{Store: st, Provider: p, Now: time.Now, RetryMin: time.Second, RetryMax: time.Minute, Workers: 2}, texts: st.Contract(), owner: "test",
+	b := &Bridge{o: Options{Store: st, Provider: p, Now: time.Now, RetryMin: time.Second, RetryMax: time.Minute, Workers: 2}, db: st.Contract(), owner: "test",
 		log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{}, in: ingest.New(st, ingest.Options{})}
 	for i := range 6 {
 		to := "01012345678"

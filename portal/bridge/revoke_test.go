@@ -22,7 +22,7 @@ import (
 func (h *harness) portalKey() string {
 	h.t.Helper()
 	var id string
-	if err := h.st.db.View(func(tx *bolt.Tx) error { id = string(tx.Bucket(bPortal).Get([]byte("log"))); return nil }); err != nil {
+	if err := h.st.db.View(func(tx *bolt.Tx) error { id = string(tx.Bucket([]byte(tPortal)).Get([]byte("log"))); return nil }); err != nil {
 		h.t.Fatal(err)
 	}
 	if id == "" {
@@ -247,7 +247,7 @@ func TestRevokeAboveSourceMark(t *testing.T) {
 // order the bridge records is the order it wrote.
 func TestRevokeAfterQueuedBinding(t *testing.T) {
 	h := newHarness(t, "m1")
-	if err := h.st.Put([]protocol.Event{bound("m1", "T-1", 1, "c1", "X", t0)}); err != nil {
+	if err := (ingestStore{h.b}).Put([]protocol.Event{bound("m1", "T-1", 1, "c1", "X", t0)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := h.b.planRevoke("m1", "c1", "op.kim"); !errors.Is(err, errQueuedMeanwhile) {

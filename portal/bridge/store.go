@@ -37,17 +37,9 @@ type Store struct {
 	// its until (zero: never; the bridge's own texters release theirs).
 	mu      sync.Mutex
 	claimed map[string]claim
-	// JobsFor says which texts an event calls for; set before Put is used.
+	// JobsFor says which texts an event calls for, for Put (tools and
+	// tests that fill a store; a bridge stores through the contract).
 	JobsFor func(e *protocol.Event) []Job
-	// bindingFor makes the binding job of a card_bound event (the
-	// bridge's, set by New); nil: none is queued.
-	bindingFor func(e *protocol.Event) *binding
-	// edit serialises changes to roster sources among the bridges that
-	// share the store; pub, the publishing of revisions.
-	edit, pub sync.Mutex
-	// bindQueued: a Put queued a binding job since the binder last
-	// looked; it spares the binder a look at the store after every commit.
-	bindQueued atomic.Bool
 	// pinging: a Ping's read has not returned yet.
 	pinging atomic.Bool
 }
@@ -131,31 +123,19 @@ func (s *Store) Last(device, log string) (uint64, error) {
 	return last, err
 }
 
-// Put implements ingest.Store: the events, their log's last sequence and
-// the texts they call for, in one transaction. Events another instance
-// stored meanwhile are skipped; a gap is an error. A binding change
-// (card_bound) queues its binding job in the same transaction and is
-// stored without its raw UID.
+// Put stores the events, their log's last sequence and the texts JobsFor
+// says they call for, in one transaction (ingest.Store, for tools and
+// tests: a bridge stores through the contract, with binding jobs).
+// Events stored already are skipped; a gap is an error.
 func (s *Store) Put(evs []protocol.Event) error {
-	_, err := s.put(evs, s.JobsFor, s.bindingFor, func() { s.bindQueued.Store(true) })
+	_, err := s.putWith(evs, s.JobsFor, func(*protocol.Event) (json.RawMessage, error) { return nil, nil })
 	return err
 }
 
-// put stores evs with the texts jobsFor says each calls for and the
-// binding job bindingFor makes of a card_bound event (either may be nil),
-// in one transaction; queued is called before the commit when a binding
-// job is queued. It returns how many events it stored.
-func (s *Store) put(evs []protocol.Event, jobsFor func(*protocol.Event) []Job, bindingFor func(*protocol.Event) *binding, queued func()) (int, error) {
-	return s.putWith(evs, jobsFor, func(e *protocol.Event) (json.RawMessage, error) {
-		if bindingFor == nil {
-			return nil, nil
-		}
-		return json.Marshal(&bindJob{Binding: bindingFor(e)})
-	}, queued)
-}
-
-// putWith is put with the binding job already encoded.
-func (s *Store) putWith(evs []protocol.Event, jobsFor func(*protocol.Event) []Job, bindJobFor func(*protocol.Event) (json.RawMessage, error), queued func()) (int, error) {
+// putWith stores evs with the texts jobsFor says each calls for (nil:
+// none) and the binding job bindJobFor makes of a card_bound event (nil:
+// none), in one transaction. It returns how many events it stored.
+func (s *Store) putWith(evs []protocol.Event, jobsFor func(*protocol.Event) []Job, bindJobFor func(*protocol.Event) (json.RawMessage, error)) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		n = 0
@@ -181,9 +161,6 @@ func (s *Store) putWith(evs []protocol.Event, jobsFor func(*protocol.Event) []Jo
 				if raw != nil {
 					if err := putRawBindJob(tx, 0, raw); err != nil {
 						return err
-					}
-					if queued != nil {
-						queued() // before the commit: the binder may look early, never late
 					}
 				}
 				c := *e
