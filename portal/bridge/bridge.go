@@ -48,6 +48,12 @@ import (
 // Options configure a Bridge. Zero values take the documented defaults.
 type Options struct {
 	Broker   string // tcp://host:1883 or ssl://host:8883
+	// Brokers lists several brokers instead of Broker: the bridge
+	// connects to each (Instances connections per broker), takes events
+	// from all, and publishes rosters, acks and commands on every one, so
+	// a terminal finds them on whichever broker it is connected to
+	// (docs/protocol.md, "Several brokers").
+	Brokers []string
 	Username string // default "portal"
 	Password string
 	TLS      *tls.Config
@@ -118,7 +124,10 @@ type Options struct {
 // Status is what the bridge reports of itself (kiumbridge status).
 type Status struct {
 	Time      time.Time `json:"time"`
-	Connected bool      `json:"connected"`
+	Connected bool      `json:"connected"` // to at least one broker
+	// Brokers are the brokers' connections: each broker's URL and whether
+	// at least one of its connections is up.
+	Brokers []BrokerLink `json:"brokers"`
 	Centres   []string  `json:"centres"`
 	Stats     Stats     `json:"stats"`
 	// Failed are the latest texts providers refused for good, newest last.
@@ -149,7 +158,7 @@ type Bridge struct {
 	sources map[string]*source.Source
 	seen    map[string]fileStamp // the source files as last read
 	stats   Stats
-	clients []mqtt.Client
+	clients []link
 	failed  []Job // latest refused texts
 	kick    chan struct{}
 	taken   chan struct{}
@@ -181,8 +190,10 @@ type Bridge struct {
 // New checks the options and loads the roster sources.
 func New(o Options) (*Bridge, error) {
 	switch {
-	case o.Broker == "":
+	case o.Broker == "" && len(o.Brokers) == 0:
 		return nil, errors.New("bridge: no broker URL")
+	case o.Broker != "" && len(o.Brokers) > 0:
+		return nil, errors.New("bridge: Broker and Brokers both set: keep one")
 	case len(o.Key) != ed25519.PrivateKeySize:
 		return nil, errors.New("bridge: the signing key (Ed25519) is required: rosters and commands are signed")
 	case (o.Store == nil && o.DB == nil) || o.Provider == nil:
@@ -370,15 +381,51 @@ func (b *Bridge) Run(ctx context.Context) error {
 		defer func() { stopServe(); <-served }()
 	}
 	b.listeningOnce.Do(func() { close(b.listening) })
-	for i := range b.o.Instances {
-		c, err := b.connect(ctx, i)
-		if err != nil {
-			return err
-		}
+	// Every connection is tried at once. The bridge starts its work once
+	// one is up; the others join as their broker answers. A broker that
+	// refuses stops the bridge, with its answer.
+	refused := make(chan error, 1)
+	up := make(chan struct{}, 1)
+	var dialing sync.WaitGroup
+	defer func() {
+		dialing.Wait()
 		b.mu.Lock()
-		b.clients = append(b.clients, c)
-		b.mu.Unlock()
-		defer c.Disconnect(250)
+		defer b.mu.Unlock()
+		for _, l := range b.clients {
+			l.c.Disconnect(250)
+		}
+	}()
+	for k, url := range b.brokers() {
+		for i := range b.o.Instances {
+			dialing.Add(1)
+			go func() {
+				defer dialing.Done()
+				c, err := b.connect(ctx, url, i)
+				if err != nil {
+					if ctx.Err() == nil {
+						select {
+						case refused <- err:
+						default:
+						}
+					}
+					return
+				}
+				b.mu.Lock()
+				b.clients = append(b.clients, link{c: c, broker: k, instance: i})
+				b.mu.Unlock()
+				select {
+				case up <- struct{}{}:
+				default:
+				}
+			}()
+		}
+	}
+	select {
+	case <-up:
+	case err := <-refused:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	// Every centre's roster goes out at start (again: the broker may have
 	// lost its retained copy), and any that fails is tried each second.
@@ -406,6 +453,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.writeStatus()
 			b.log.Info("bridge: stopped", "took", time.Since(began).Round(time.Millisecond))
 			return ctx.Err()
+		case err := <-refused:
+			// A broker joining late refused this bridge: as at start, it
+			// stops, with the broker's answer.
+			b.leave(hard)
+			stopIntake()
+			wg.Wait()
+			b.goOffline(hard)
+			return err
 		case <-watch.C:
 			changed, err := b.reload()
 			if err != nil {
@@ -424,9 +479,9 @@ func (b *Bridge) leave(hard context.Context) {
 	b.mu.Lock()
 	clients := slices.Clone(b.clients)
 	b.mu.Unlock()
-	for _, c := range clients {
-		if c.IsConnectionOpen() {
-			waitToken(hard, c.Unsubscribe(b.eventsTopic()), 2*time.Second)
+	for _, l := range clients {
+		if l.c.IsConnectionOpen() {
+			waitToken(hard, l.c.Unsubscribe(b.eventsTopic()), 2*time.Second)
 		}
 	}
 }
@@ -438,9 +493,9 @@ func (b *Bridge) goOffline(hard context.Context) {
 	clients := slices.Clone(b.clients)
 	b.mu.Unlock()
 	raw, _ := json.Marshal(protocol.PortalStatus{V: protocol.Version, State: "offline", Time: b.o.Now().UTC()})
-	for i, c := range clients {
-		if c.IsConnectionOpen() {
-			waitToken(hard, c.Publish(protocol.PortalStatusTopic(b.instanceID(i)), 1, true, raw), 2*time.Second)
+	for _, l := range clients {
+		if l.c.IsConnectionOpen() {
+			waitToken(hard, l.c.Publish(protocol.PortalStatusTopic(b.instanceID(l.instance)), 1, true, raw), 2*time.Second)
 		}
 	}
 }
@@ -485,7 +540,7 @@ func (b *Bridge) publishDirty() {
 
 // Status is the bridge's status now.
 func (b *Bridge) Status() Status {
-	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals()}
+	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Brokers: b.links(), Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals()}
 	b.mu.Lock()
 	st.Failed = slices.Clone(b.failed)
 	b.mu.Unlock()
@@ -533,7 +588,7 @@ func (b *Bridge) instanceID(i int) string {
 	return string(id)
 }
 
-func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
+func (b *Bridge) connect(ctx context.Context, url string, i int) (mqtt.Client, error) {
 	topic := b.eventsTopic()
 	handler := func(_ mqtt.Client, m mqtt.Message) {
 		if err := b.in.Take(m.Topic(), m.Payload(), b.o.Now()); err != nil {
@@ -547,7 +602,7 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 	}
 	presence := protocol.PortalStatusTopic(b.instanceID(i))
 	offline, _ := json.Marshal(protocol.PortalStatus{V: protocol.Version, State: "offline"})
-	o := mqtt.NewClientOptions().AddBroker(b.o.Broker).SetClientID(b.instanceID(i)).
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(b.instanceID(i)).
 		SetUsername(b.o.Username).SetPassword(b.o.Password).
 		// The first connection is retried by connect, while the broker
 		// cannot be reached; a broker that refuses (a wrong password or
@@ -558,7 +613,7 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(false).
 		SetMaxReconnectInterval(2*time.Second).
 		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
-			b.log.Warn("bridge: reconnecting to the broker", "broker", b.o.Broker)
+			b.log.Warn("bridge: reconnecting to the broker", "broker", url)
 		}).
 		SetConnectTimeout(10*time.Second).SetKeepAlive(30*time.Second).SetOrderMatters(true).
 		SetBinaryWill(presence, offline, 1, true).
@@ -580,8 +635,13 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 			if t := c.Publish(presence, 1, true, raw); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 				b.log.Error("bridge: publishing its presence", "topic", presence, "err", t.Error())
 			}
+			// Every roster again, on this broker too: it may have lost
+			// its retained copies (restarted without persistence).
+			b.markDirty(b.centres()...)
 		}).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) { b.log.Warn("bridge: connection lost; reconnecting", "err", err) })
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			b.log.Warn("bridge: connection lost; reconnecting", "broker", url, "err", err)
+		})
 	if b.o.TLS != nil {
 		o.SetTLSConfig(b.o.TLS)
 	}
@@ -596,14 +656,14 @@ func (b *Bridge) connect(ctx context.Context, i int) (mqtt.Client, error) {
 		}
 		err := t.Error()
 		if err == nil {
-			b.log.Info("bridge: connected", "broker", b.o.Broker, "client_id", b.instanceID(i), "attempts", attempt)
+			b.log.Info("bridge: connected", "broker", url, "client_id", b.instanceID(i), "attempts", attempt)
 			return c, nil
 		}
 		if !unreachable(err) {
-			return nil, fmt.Errorf("bridge: the broker %s refused the connection: %w: %s", b.o.Broker, err, refusalHint(err))
+			return nil, fmt.Errorf("bridge: the broker %s refused the connection: %w: %s", url, err, refusalHint(err))
 		}
 		d := min(jitter(wait), connectRetryMax)
-		attrs := []any{"broker", b.o.Broker, "instance", i, "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", err}
+		attrs := []any{"broker", url, "instance", i, "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", err}
 		if closedEarly(err) {
 			// Also how a TLS broker's refusal of a certificate may come,
 			// when the connection's reset outruns its alert.
@@ -700,16 +760,81 @@ func refusalHint(err error) string {
 	return `check the config's "broker", "username", "password", "ca", "cert" and "key"`
 }
 
-// client is a connected MQTT client, nil when none is.
-func (b *Bridge) client() mqtt.Client {
+// link is one connection: to broker k of brokers(), instance i.
+type link struct {
+	c                mqtt.Client
+	broker, instance int
+}
+
+// brokers are the brokers' URLs.
+func (b *Bridge) brokers() []string {
+	if len(b.o.Brokers) > 0 {
+		return b.o.Brokers
+	}
+	return []string{b.o.Broker}
+}
+
+// BrokerLink is a broker as the bridge's status shows it.
+type BrokerLink struct {
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
+}
+
+// links are the brokers' connections now.
+func (b *Bridge) links() []BrokerLink {
+	out := []BrokerLink{}
+	for k, url := range b.brokers() {
+		out = append(out, BrokerLink{URL: url, Connected: b.perBroker()[k] != nil})
+	}
+	return out
+}
+
+// perBroker is a connected client of each broker (nil for a broker none
+// of whose connections is up), in the order of brokers().
+func (b *Bridge) perBroker() []mqtt.Client {
+	out := make([]mqtt.Client, len(b.brokers()))
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, c := range b.clients {
-		if c.IsConnectionOpen() {
+	for _, l := range b.clients {
+		if out[l.broker] == nil && l.c.IsConnectionOpen() {
+			out[l.broker] = l.c
+		}
+	}
+	return out
+}
+
+// client is a connected MQTT client, nil when none is.
+func (b *Bridge) client() mqtt.Client {
+	for _, c := range b.perBroker() {
+		if c != nil {
 			return c
 		}
 	}
 	return nil
+}
+
+// publishAll publishes a message on every broker connected, as a
+// terminal may be on any. It fails when no broker is connected, or
+// with the first broker's error; a broker not connected gets the
+// message when it is again, if the caller tries again (rosters are
+// republished on each connection).
+func (b *Bridge) publishAll(topic string, qos byte, retained bool, payload []byte) error {
+	var errs []error
+	sent := 0
+	for k, c := range b.perBroker() {
+		if c == nil {
+			continue
+		}
+		if err := published(c.Publish(topic, qos, retained, payload)); err != nil {
+			errs = append(errs, fmt.Errorf("broker %s: %w", b.brokers()[k], err))
+			continue
+		}
+		sent++
+	}
+	if sent == 0 && len(errs) == 0 {
+		return errors.New("not connected to any broker")
+	}
+	return errors.Join(errs...)
 }
 
 // ingester stores what the subscribers took, many messages to a
@@ -765,15 +890,24 @@ func (b *Bridge) flush() {
 // sendAcks publishes the acks due; wait: until the broker has each (a
 // stopping bridge), bounded by ctx.
 func (b *Bridge) sendAcks(ctx context.Context, wait bool) {
-	c := b.client()
-	if c == nil {
+	// Acks go on every broker: the terminal is on one of them (which,
+	// the bridge does not track: it may have failed over meanwhile).
+	var cs []mqtt.Client
+	for _, c := range b.perBroker() {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
 		return // acks come again: cumulative, and repeated for duplicates
 	}
 	for _, a := range b.in.Acks(b.o.Now()) {
-		t := c.Publish(a.Topic, 1, false, a.Payload)
-		if wait {
-			if err := waitToken(ctx, t, 2*time.Second); err != nil {
-				b.log.Warn("bridge: a last ack not confirmed by the broker; the terminal's resend gets it again", "topic", a.Topic, "err", err)
+		for _, c := range cs {
+			t := c.Publish(a.Topic, 1, false, a.Payload)
+			if wait {
+				if err := waitToken(ctx, t, 2*time.Second); err != nil {
+					b.log.Warn("bridge: a last ack not confirmed by the broker; the terminal's resend gets it again", "topic", a.Topic, "err", err)
+				}
 			}
 		}
 	}
@@ -1109,19 +1243,18 @@ func (b *Bridge) Publish(centre string) error {
 		}
 		latest = p
 	}
-	c := b.client()
-	if c == nil {
+	if b.client() == nil {
 		return errors.New("not connected")
 	}
 	snap := latest.Snapshot
 	raw, _ := json.Marshal(snap)
 	topics := protocol.Topics{Centre: centre}
-	if err := published(c.Publish(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw))); err != nil {
+	if err := b.publishAll(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); err != nil {
 		return fmt.Errorf("publishing roster %d of %s: %w", snap.Roster.Revision, centre, err)
 	}
 	if latest.Delta != nil {
 		raw, _ := json.Marshal(latest.Delta)
-		if err := published(c.Publish(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw))); err != nil {
+		if err := b.publishAll(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw)); err != nil {
 			return fmt.Errorf("publishing the delta to roster %d of %s: %w", snap.Roster.Revision, centre, err)
 		}
 	}

@@ -215,6 +215,11 @@ func TestTwoBridges(t *testing.T) {
 // fillTerminal makes a terminal with n taps of c1, c2 and c5 in its outbox
 // and starts its uplink.
 func fillTerminal(t testing.TB, path, broker string, n int) *store.Store {
+	return fillTerminalOn(t, path, []string{broker}, n)
+}
+
+// fillTerminalOn is fillTerminal with a list of brokers to fail over along.
+func fillTerminalOn(t testing.TB, path string, brokers []string, n int) *store.Store {
 	st, err := store.Open(store.Options{Path: path, DeviceID: "door", NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -231,8 +236,12 @@ func fillTerminal(t testing.TB, path, broker string, n int) *store.Store {
 			t.Fatal(err)
 		}
 	}
-	up, err := uplink.New(uplink.Options{Broker: broker, Centre: "mangwon1", Device: "door", Password: termPass,
-		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: st, Clock: clk, ResendAfter: 2 * time.Second})
+	o := uplink.Options{Brokers: brokers}
+	if len(brokers) == 1 {
+		o = uplink.Options{Broker: brokers[0]}
+	}
+	o.Centre, o.Device, o.Password, o.PortalKey, o.Store, o.Clock, o.ResendAfter = "mangwon1", "door", termPass, portalKey.Public().(ed25519.PublicKey), st, clk, 2*time.Second
+	up, err := uplink.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +57,7 @@ func TestEnrolPublishFails(t *testing.T) {
 			h := newHarness(t, "m1")
 			h.put(bound("m1", "T-1", 1, "c1", "X", t0)) // the bridge has events from T-1
 			h.b.mu.Lock()
-			h.b.clients = []mqtt.Client{brokerClient{token: tc.token}}
+			h.b.clients = []link{{c: brokerClient{token: tc.token}}}
 			h.b.mu.Unlock()
 
 			rec := httptest.NewRecorder()
@@ -72,5 +74,26 @@ func TestEnrolPublishFails(t *testing.T) {
 				t.Errorf("error %q, want one saying %q", ce.Error, tc.want)
 			}
 		})
+	}
+}
+
+// The control socket is the bridge's user's alone (0600), and one another
+// bridge answers on is not taken: the error says so.
+func TestControlSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "run", "kiumbridge.sock")
+	l, err := listenControl(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the control socket: %v %v, want mode 0600", fi.Mode(), err)
+	}
+	want := "control socket " + sock + " is answered by another process: is another kiumbridge running?"
+	if _, err := listenControl(sock); err == nil || err.Error() != want {
+		t.Errorf("a second listenControl = %v, want %q", err, want)
+	}
+	if _, err := os.Lstat(sock); err != nil {
+		t.Errorf("the first bridge's socket after the second tried: %v", err)
 	}
 }

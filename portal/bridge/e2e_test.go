@@ -24,6 +24,7 @@ import (
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/chaosproxy"
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/pgtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
@@ -48,7 +49,9 @@ func TestMain(m *testing.M) {
 		bridgeChild()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.Cleanup()
+	os.Exit(code)
 }
 
 // bridgeChild runs a bridge, configured by the environment, until killed.

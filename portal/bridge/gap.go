@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -55,7 +56,7 @@ func (b *Bridge) Gaps(centre string) (*GapsView, error) {
 			v.Stalled = append(v.Stalled, s)
 		}
 	}
-	gs, err := b.o.Store.gaps(centre)
+	gs, err := b.db.Gaps(context.Background(), centre)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (b *Bridge) AcceptGap(req GapRequest) (*Gap, error) {
 			req.Device, st.Last, st.Lowest, st.Last+1, st.Lowest-1, st.Lowest-1))
 	}
 	g := &Gap{Centre: req.Centre, Device: req.Device, Log: st.Log, From: st.Last + 1, To: req.Through, By: req.By, Recorded: b.o.Now().UTC()}
-	if err := b.o.Store.recordGap(g); err != nil {
+	if err := b.db.RecordGap(context.Background(), *g); err != nil {
 		return nil, err
 	}
 	b.in.Skip(g.Centre, g.Device, g.Log, g.To)

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -174,7 +175,7 @@ func (b *Bridge) TerminalCount() (known, online int) {
 // devices are a centre's terminals: those the bridge has events from, and
 // those whose status it has seen.
 func (b *Bridge) devices(centre string) ([]string, error) {
-	ds, err := b.o.Store.Devices(centre)
+	ds, err := b.db.Devices(context.Background(), centre)
 	if err != nil {
 		return nil, err
 	}
