@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"kiumtap/internal/logbuf"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +16,7 @@ import (
 	"github.com/xuri/excelize/v2"
 
 	"kiumtap/internal/cli"
+	"kiumtap/internal/logbuf"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/attendance"
@@ -104,8 +105,9 @@ func checkReport(t *testing.T, out string) {
 // texts, export and status while a bridge runs (it holds the store: the
 // old commands could not open it) are answered by the bridge on its
 // control socket, and they say so; once it has stopped, texts and export
-// read the store and say so, and status says it is not running and exits
-// 1, though its last status file said it was connected.
+// read the store and say so, and status says no bridge answers and exits
+// 1, with nothing of what the bridge was: not even from the status file
+// an earlier version left saying it was connected.
 func TestCommandsThroughTheRunningBridge(t *testing.T) {
 	mq := mosqtest.Start(t, mosqtest.Options{})
 	cfg, dir := portal(t, mq.URL())
@@ -173,16 +175,19 @@ func TestCommandsThroughTheRunningBridge(t *testing.T) {
 			if code != 1 || out != "" || !strings.Contains(errs, "kiumbridge: no such centre: mangwon (centres: mangwon1)") {
 				t.Errorf("export of an unknown centre: exit %d\n%q\n%s", code, out, errs)
 			}
-			out, errs, code = command(t, "status", "-config", cfg)
 			if via == "bridge" {
+				out, errs, code := command(t, "status", "-config", cfg)
 				if code != 0 || !strings.Contains(out, "kiumbridge is running") || !strings.Contains(out, "connected: true; centres: mangwon1") {
 					t.Errorf("status of a running bridge: exit %d\n%s%s", code, out, errs)
 				}
 				return
 			}
-			if code != 1 || out != "" || !strings.Contains(errs, "the bridge is not running: no kiumbridge answers on the control socket") ||
-				!strings.Contains(errs, "a bridge last wrote its status at") {
-				t.Errorf("status of a stopped bridge: exit %d\n%s%s", code, out, errs)
+			for _, args := range [][]string{{"status", "-config", cfg}, {"status", "-json", "-config", cfg}} {
+				out, errs, code := command(t, args...)
+				if code != 1 || out != "" || !strings.Contains(errs, "the bridge is not running: no kiumbridge answers on the control socket") ||
+					strings.Contains(errs, "last wrote") || strings.Contains(errs, "mangwon1") {
+					t.Errorf("%q of a stopped bridge: exit %d\n%s%s", args, code, out, errs)
+				}
 			}
 		})
 	}
@@ -192,18 +197,53 @@ func TestCommandsThroughTheRunningBridge(t *testing.T) {
 		t.Fatalf("kiumbridge run: %v\n%s", err, runLog.String())
 	}
 	done <- nil
+	// The bridge's status is asked of it live, never written to a file
+	// that outlives it.
+	statusFile := filepath.Join(dir, "b.db.status.json")
+	if _, err := os.Stat(statusFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the stopped bridge left a status file: %v", err)
+	}
+	// As an earlier version left it: connected, at mangwon1.
+	raw, _ := json.Marshal(bridge.Status{Time: time.Now(), Connected: true, Centres: []string{"mangwon1"}})
+	os.WriteFile(statusFile, raw, 0o600)
 	check("store")
-	// The status file the stopped bridge left says connected: what made
-	// the old status say so of a stopped bridge.
-	raw, _ := os.ReadFile(filepath.Join(dir, "b.db.status.json"))
-	var last bridge.Status
-	if err := json.Unmarshal(raw, &last); err != nil || !last.Connected {
-		t.Errorf("the status file left: %s (%v)", raw, err)
+}
+
+// status is the bridge's answer now: the broker gone, it says so while
+// the bridge runs; the bridge stopped, the first status after says no
+// bridge answers (no file of its last status speaks for it).
+func TestStatusIsLive(t *testing.T) {
+	mq := mosqtest.Start(t, mosqtest.Options{})
+	cfg, dir := portal(t, mq.URL())
+	stop, log := startRun(t, cfg, io.Discard)
+	status := func() (string, string, int) { return command(t, "status", "-config", cfg) }
+	wait.For(t, 20*time.Second, "kiumbridge status to say the bridge is connected", func() bool {
+		out, _, code := status()
+		return code == 0 && strings.Contains(out, "connected: true; centres: mangwon1")
+	})
+	out, errs, code := command(t, "status", "-json", "-config", cfg)
+	var st bridge.Status
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || !st.Connected || time.Since(st.Time) > 5*time.Second {
+		t.Errorf("status -json of the running bridge: exit %d, %+v (%v)\n%s%s", code, st, err, out, errs)
+	}
+	mq.Stop()
+	wait.For(t, 20*time.Second, "kiumbridge status to say the broker is gone", func() bool {
+		out, _, code := status()
+		return code == 0 && strings.Contains(out, "kiumbridge is running") && strings.Contains(out, "connected: false (it is trying to reach the broker")
+	})
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("kiumbridge run: %v\n%s", err, log.String())
+	}
+	out, errs, code = status()
+	want := "kiumbridge: the bridge is not running: no kiumbridge answers on the control socket " + filepath.Join(dir, "kiumbridge.sock")
+	if code != 1 || out != "" || !strings.HasPrefix(errs, want) {
+		t.Errorf("status of the stopped bridge: exit %d, want 1 and %q\n%s%s", code, want, out, errs)
 	}
 }
 
-// A status file that says connected, with no bridge running: status
-// says the bridge is not running and exits 1.
+// With no bridge running, status says so and exits 1, printing nothing of
+// a bridge: not even from a status file an earlier version left saying it
+// was connected.
 func TestStatusOfAStoppedBridge(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "bridge.json")
@@ -213,16 +253,17 @@ func TestStatusOfAStoppedBridge(t *testing.T) {
 		name  string
 		setup func()
 		want  []string
+		dont  []string // in no case, once set up
 	}{
-		{"no socket", func() {}, []string{"the bridge is not running: no kiumbridge answers on the control socket " + filepath.Join(dir, "kiumbridge.sock"), "start it: kiumbridge run -config " + cfg}},
+		{"no socket", func() {}, []string{"the bridge is not running: no kiumbridge answers on the control socket " + filepath.Join(dir, "kiumbridge.sock"), "start it: kiumbridge run -config " + cfg}, nil},
 		{"a stale status file", func() {
 			st := bridge.Status{Time: time.Now().Add(-3 * time.Hour), Connected: true, Centres: []string{"mangwon1"}}
 			raw, _ := json.Marshal(st)
 			os.WriteFile(filepath.Join(dir, "b.db.status.json"), raw, 0o600)
-		}, []string{"not running", "a bridge last wrote its status at", "(3h0m0s ago)"}},
+		}, []string{"not running", "no kiumbridge answers on the control socket"}, []string{"last wrote", "mangwon1", "3h0m0s"}},
 		{"a stale socket file", func() {
 			os.WriteFile(filepath.Join(dir, "kiumbridge.sock"), nil, 0o600) // nobody listens
-		}, []string{"not running", "connect: connection refused"}},
+		}, []string{"not running", "connect: connection refused"}, []string{"last wrote", "mangwon1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.setup()
@@ -234,6 +275,11 @@ func TestStatusOfAStoppedBridge(t *testing.T) {
 				for _, w := range tc.want {
 					if !strings.Contains(errs, w) {
 						t.Errorf("%q: %q lacks %q", args, errs, w)
+					}
+				}
+				for _, d := range tc.dont {
+					if strings.Contains(errs, d) {
+						t.Errorf("%q: %q says %q", args, errs, d)
 					}
 				}
 			}

@@ -285,7 +285,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
 		Provider: provider, From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
-		StatusFile: cfg.StatusFile(), Control: cfg.Control, StopTimeout: time.Duration(cfg.StopTimeout),
+		Control: cfg.Control, StopTimeout: time.Duration(cfg.StopTimeout),
 		Attempted: tele.Texted,
 	})
 	if err != nil {
@@ -440,7 +440,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var st bridge.Status
 	if err := bridge.Ask(ctx, cfg.Control, http.MethodGet, "/status", nil, &st); err != nil {
 		if errors.Is(err, bridge.ErrNoBridge) {
-			return fmt.Errorf("%w: %w%s; start it: kiumbridge run -config %s", errNotRunning, err, lastStatus(cfg), *cfgPath)
+			return fmt.Errorf("%w: %w; start it: kiumbridge run -config %s", errNotRunning, err, *cfgPath)
 		}
 		return fmt.Errorf("the bridge's status: %w", err)
 	}
@@ -470,19 +470,6 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			g.Device, g.Centre, g.Log, g.Last, g.Lowest, g.Last+1, g.Lowest-1, g.Centre, g.Device, g.Lowest-1)
 	}
 	return nil
-}
-
-// lastStatus says when a bridge last wrote its status file, if one did.
-func lastStatus(cfg *Config) string {
-	raw, err := os.ReadFile(cfg.StatusFile())
-	if err != nil {
-		return ""
-	}
-	var st bridge.Status
-	if json.Unmarshal(raw, &st) != nil || st.Time.IsZero() {
-		return ""
-	}
-	return fmt.Sprintf("; a bridge last wrote its status at %s (%s ago)", st.Time.In(firmware.KST).Format("2006-01-02 15:04:05 KST"), time.Since(st.Time).Round(time.Second))
 }
 
 // ask asks the running bridge on the config's control socket. When no
@@ -527,7 +514,7 @@ func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var v *bridge.TextsView
 	err = ask(ctx, cfg, stderr, "/texts?"+url.Values{"state": {*state}}.Encode(), &v, func(st *bridge.Store) (err error) {
-		v, err = bridge.Texts(st, *state)
+		v, err = bridge.Texts(st.Contract(), *state)
 		return err
 	})
 	if err != nil {
@@ -576,7 +563,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var v *bridge.ExportView
 	err = ask(ctx, cfg, stderr, "/export?"+url.Values{"centre": {*centre}, "month": {*month}}.Encode(), &v, func(st *bridge.Store) (err error) {
-		v, err = bridge.ExportStore(st, cfg.Sources, *centre, *month)
+		v, err = bridge.ExportStore(st.Contract(), cfg.Sources, *centre, *month)
 		return err
 	})
 	if err != nil {

@@ -26,19 +26,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"kiumtap/daemon/store"
 	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
 	"kiumtap/internal/strictjson"
+	"kiumtap/internal/unixhttp"
 )
 
 // Status is the terminal at a glance.
@@ -344,79 +341,33 @@ func Serve(ctx context.Context, path string, h http.Handler) error {
 // ServeListening is Serve, and closes listening (when not nil) once the
 // socket takes connections.
 func ServeListening(ctx context.Context, path string, h http.Handler, listening chan<- struct{}) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("localapi: making the socket's directory: %w (set socket in the configuration to a writable place)", err)
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return fmt.Errorf("localapi: %s is answered by another process: is another kiumtapd running?", path)
-	}
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, err := unixhttp.Listen(path, unixhttp.Options{Mode: 0o660, DirMode: 0o755})
 	if err != nil {
-		return fmt.Errorf("localapi: listening on %s: %w (is the directory writable by kiumtapd? set socket in the configuration to move it)", path, err)
-	}
-	defer os.Remove(path)
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
+		var le *unixhttp.ListenError
+		errors.As(err, &le)
+		switch {
+		case errors.Is(err, unixhttp.ErrInUse):
+			return fmt.Errorf("localapi: %w: is another kiumtapd running?", err)
+		case le != nil && le.Op == unixhttp.OpMkdir:
+			return fmt.Errorf("localapi: %w (set socket in the configuration to a writable place)", err)
+		case le != nil && le.Op == unixhttp.OpListen:
+			return fmt.Errorf("localapi: %w (is the directory writable by kiumtapd? set socket in the configuration to move it)", err)
+		}
 		return fmt.Errorf("localapi: %w", err)
 	}
 	if listening != nil {
 		close(listening)
 	}
-
-	// Handlers are counted so that Serve returns only after the last:
-	// http.Server's Close does not wait for them.
-	var (
-		gate     sync.RWMutex
-		stopped  bool
-		inflight sync.WaitGroup
-	)
-	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gate.RLock()
-		if stopped {
-			gate.RUnlock()
-			http.Error(w, "kiumtapd is stopping", http.StatusServiceUnavailable)
-			return
-		}
-		inflight.Add(1)
-		gate.RUnlock()
-		defer inflight.Done()
-		h.ServeHTTP(w, r)
-	})
-	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 5 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	select {
-	case err := <-served: // the listener failed
-		srv.Close()
-		gate.Lock()
-		stopped = true
-		gate.Unlock()
-		inflight.Wait()
-		return fmt.Errorf("localapi: serving on %s: %w", path, err)
-	case <-ctx.Done():
+	err = unixhttp.Serve(ctx, l, h)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return err
 	}
-	gate.Lock()
-	stopped = true
-	gate.Unlock()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	<-served
-	inflight.Wait()
-	return ctx.Err()
+	return fmt.Errorf("localapi: serving on %s: %w", path, err)
 }
 
 // Client asks a running kiumtapd over its socket.
 func Client(path string) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
+	c := unixhttp.Client(path)
+	c.Timeout = 10 * time.Second
+	return c
 }

@@ -218,6 +218,3 @@ func (c *Config) TLS() (*tls.Config, error) { return cli.TLS(c.CA, c.Cert, c.Key
 
 // Logger is the bridge's logger as log configures it, writing to w.
 func (c *Config) Logger(w io.Writer) *slog.Logger { return c.Log.Logger(w) }
-
-// StatusFile is where the running bridge writes its last status.
-func (c *Config) StatusFile() string { return c.Store + ".status.json" }

@@ -26,7 +26,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Control != "/var/lib/kiumbridge/kiumbridge.sock" || c.StopTimeout != Duration(10*time.Second) || c.Metrics != "127.0.0.1:9466" ||
-		c.SMS.Provider != "console" || c.Log.Format != "text" || c.Log.Level != "info" || c.StatusFile() != "/var/lib/kiumbridge/bridge.db.status.json" {
+		c.SMS.Provider != "console" || c.Log.Format != "text" || c.Log.Level != "info" {
 		t.Errorf("%+v", c)
 	}
 	c, err = parse(base + "control = \"/run/kb.sock\"\nstop_timeout = \"30s\"\n")
