@@ -47,13 +47,13 @@ import (
 
 // Options configure a Bridge. Zero values take the documented defaults.
 type Options struct {
-	Broker   string // tcp://host:1883 or ssl://host:8883
+	Broker string // tcp://host:1883 or ssl://host:8883
 	// Brokers lists several brokers instead of Broker: the bridge
 	// connects to each (Instances connections per broker), takes events
 	// from all, and publishes rosters, acks and commands on every one, so
 	// a terminal finds them on whichever broker it is connected to
 	// (docs/protocol.md, "Several brokers").
-	Brokers []string
+	Brokers  []string
 	Username string // default "portal"
 	Password string
 	TLS      *tls.Config
@@ -104,9 +104,6 @@ type Options struct {
 	// StallAfter is how long a terminal's gap lasts before it is reported
 	// as stalled (kiumctl gaps); default 30 s.
 	StallAfter time.Duration
-	// StatusFile is where the bridge writes its status every few seconds,
-	// for kiumbridge status; empty: nowhere.
-	StatusFile string
 	// Control is the unix socket where kiumctl asks about cards and
 	// enrols or revokes them (mode 0600); empty: none.
 	Control string
@@ -128,8 +125,8 @@ type Status struct {
 	// Brokers are the brokers' connections: each broker's URL and whether
 	// at least one of its connections is up.
 	Brokers []BrokerLink `json:"brokers"`
-	Centres   []string  `json:"centres"`
-	Stats     Stats     `json:"stats"`
+	Centres []string     `json:"centres"`
+	Stats   Stats        `json:"stats"`
 	// Failed are the latest texts providers refused for good, newest last.
 	Failed []Job `json:"failed,omitempty"`
 	// Stalled are terminal logs whose gap does not fill (gap.go): an
@@ -439,10 +436,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); b.binder(ctx) }()
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
-	for tick := 0; ; tick++ {
-		if tick%5 == 0 {
-			b.writeStatus()
-		}
+	for {
 		select {
 		case <-ctx.Done():
 			began := time.Now()
@@ -450,7 +444,6 @@ func (b *Bridge) Run(ctx context.Context) error {
 			stopIntake() // the ingester stores and acknowledges what it took, then returns
 			wg.Wait()
 			b.goOffline(hard)
-			b.writeStatus()
 			b.log.Info("bridge: stopped", "took", time.Since(began).Round(time.Millisecond))
 			return ctx.Err()
 		case err := <-refused:
@@ -546,17 +539,6 @@ func (b *Bridge) Status() Status {
 	b.mu.Unlock()
 	slices.Sort(st.Centres)
 	return st
-}
-
-func (b *Bridge) writeStatus() {
-	if b.o.StatusFile == "" {
-		return
-	}
-	raw, _ := json.MarshalIndent(b.Status(), "", "  ")
-	tmp := b.o.StatusFile + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err == nil {
-		err = os.Rename(tmp, b.o.StatusFile)
-	}
 }
 
 func (b *Bridge) centres() []string {

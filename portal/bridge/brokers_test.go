@@ -127,4 +127,3 @@ func TestSeveralBrokersOnePostgres(t *testing.T) {
 	}
 	t.Logf("%d events, %d texts; stored by bridge %v", got, want, byBridge)
 }
-

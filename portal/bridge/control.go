@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -23,6 +22,7 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/strictjson"
+	"kiumtap/internal/unixhttp"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
@@ -354,7 +354,7 @@ func (b *Bridge) ControlHandler() http.Handler {
 		answer(w, b.Status(), nil)
 	})
 	mux.HandleFunc("GET /texts", func(w http.ResponseWriter, r *http.Request) {
-		v, err := Texts(b.o.Store, r.URL.Query().Get("state"))
+		v, err := Texts(b.db, r.URL.Query().Get("state"))
 		answer(w, v, err)
 	})
 	mux.HandleFunc("GET /export", func(w http.ResponseWriter, r *http.Request) {
@@ -411,37 +411,24 @@ func answer(w http.ResponseWriter, v any, err error) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// listenControl listens on the control socket, mode 0600. A stale socket
-// file is replaced; one another process answers on is an error.
+// listenControl listens on the control socket, mode 0600 (its directory,
+// when made, 0700). A stale socket file is replaced; one another process
+// answers on is an error.
 func listenControl(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s is answered by another process: is another kiumbridge running?", path)
-	}
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("control socket: listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
+	l, err := unixhttp.Listen(path, unixhttp.Options{Mode: 0o600, DirMode: 0o700})
+	switch {
+	case errors.Is(err, unixhttp.ErrInUse):
+		return nil, fmt.Errorf("control socket %w: is another kiumbridge running?", err)
+	case err != nil:
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return l, nil
 }
 
-// serveControl answers on l until ctx ends.
+// serveControl answers on l until ctx ends, and returns once every
+// request in flight has been answered.
 func (b *Bridge) serveControl(ctx context.Context, l net.Listener) {
-	srv := &http.Server{Handler: b.ControlHandler(), ReadHeaderTimeout: 5 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := unixhttp.Serve(ctx, l, b.ControlHandler()); ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
 		b.log.Error("bridge: control socket", "err", err)
 	}
 }
@@ -449,12 +436,9 @@ func (b *Bridge) serveControl(ctx context.Context, l net.Listener) {
 // ControlClient asks a running kiumbridge on its control socket. An
 // enrol waits for the terminal: allow it the bridge's CommandWait.
 func ControlClient(path string) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
+	c := unixhttp.Client(path)
+	c.Timeout = 30 * time.Second
+	return c
 }
 
 // ErrNoBridge is Ask's error when no kiumbridge answers on the control
@@ -499,7 +483,7 @@ func Ask(ctx context.Context, socket, method, path string, body, into any) error
 	if err != nil {
 		var op *net.OpError
 		switch {
-		case errors.As(err, &op) && op.Op == "dial" && (errors.Is(op.Err, syscall.ENOENT) || errors.Is(op.Err, syscall.ECONNREFUSED)):
+		case errors.Is(err, unixhttp.ErrNoServer) && errors.As(err, &op):
 			return fmt.Errorf("%w %s (%w)", ErrNoBridge, socket, op.Err)
 		case errors.Is(err, os.ErrPermission):
 			return fmt.Errorf("asking kiumbridge on %s: %w: the socket is for the bridge's own user (mode 0600): run this as that user", socket, err)
@@ -537,12 +521,12 @@ var JobStates = store.JobStates
 // and the counts of all. A text a texter of this process is handing to
 // its provider now is "sending" (on disk it is pending until its outcome
 // is recorded).
-func Texts(st *Store, state string) (*TextsView, error) {
+func Texts(q store.TextQueue, state string) (*TextsView, error) {
 	if state != "" && !slices.Contains(JobStates, state) {
 		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(JobStates, ", ")))
 	}
 	v := &TextsView{Counts: map[string]int{}, Texts: []Job{}}
-	err := st.eachJob(true, func(j Job) bool {
+	err := q.Jobs(context.Background(), true, func(j Job) bool {
 		v.Counts[j.State]++
 		if state == "" || j.State == state {
 			v.Texts = append(v.Texts, j)
@@ -589,12 +573,13 @@ func (b *Bridge) Export(centre, month string) (*ExportView, error) {
 			names[c.ID] = c.Name
 		}
 	}
-	return export(b.o.Store, b.centres(), names, centre, month)
+	return export(b.db, b.centres(), names, centre, month)
 }
 
-// ExportStore is Export from a store no bridge runs on (opened with
-// OpenStoreReadOnly) and the roster sources in sourceDir.
-func ExportStore(st *Store, sourceDir, centre, month string) (*ExportView, error) {
+// ExportStore is Export from a store read directly (a bbolt store no
+// bridge runs on, opened with OpenStoreReadOnly and given as its
+// Contract, or PostgreSQL) and the roster sources in sourceDir.
+func ExportStore(st store.Events, sourceDir, centre, month string) (*ExportView, error) {
 	files, err := filepath.Glob(filepath.Join(sourceDir, "*.json"))
 	if err != nil {
 		return nil, err
@@ -616,16 +601,17 @@ func ExportStore(st *Store, sourceDir, centre, month string) (*ExportView, error
 	return export(st, known, names, centre, month)
 }
 
-func export(st *Store, known []string, names map[string]string, centre, month string) (*ExportView, error) {
+func export(st store.Events, known []string, names map[string]string, centre, month string) (*ExportView, error) {
 	if centre == "" {
 		return nil, badRequest("the centre is required")
 	}
 	if _, err := time.Parse("2006-01", month); err != nil {
 		return nil, badRequest(fmt.Sprintf("month %q: want YYYY-MM, e.g. 2026-11", month))
 	}
-	stored, err := st.eventCentres()
+	ctx := context.Background()
+	stored, err := st.Centres(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the centres of the events stored: %w", err)
 	}
 	for _, c := range stored {
 		if !slices.Contains(known, c) {
@@ -637,7 +623,7 @@ func export(st *Store, known []string, names map[string]string, centre, month st
 		return nil, &noSuchCentre{centre: centre, known: known}
 	}
 	var evs []protocol.Event
-	err = st.Events(centre, func(e protocol.Event) bool {
+	err = st.Events(ctx, centre, func(e protocol.Event) bool {
 		if firmware.DateOf(e.Time).String()[:7] == month {
 			evs = append(evs, e)
 		}

@@ -108,7 +108,7 @@ func TestControlReports(t *testing.T) {
 	}
 
 	// The store read directly (no bridge running) answers the same.
-	direct, err := ExportStore(h.st, h.dir, "m1", "2026-11")
+	direct, err := ExportStore(h.st.Contract(), h.dir, "m1", "2026-11")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestControlReports(t *testing.T) {
 	if string(a) != string(b) {
 		t.Errorf("from the store:\n%s\nfrom the bridge:\n%s", a, b)
 	}
-	if _, err := ExportStore(h.st, h.dir, "m3", "2026-11"); err == nil || err.Error() != "no such centre: m3 (centres: m1, m2, m9)" {
+	if _, err := ExportStore(h.st.Contract(), h.dir, "m3", "2026-11"); err == nil || err.Error() != "no such centre: m3 (centres: m1, m2, m9)" {
 		t.Errorf("ExportStore of an unknown centre: %v", err)
 	}
 }
