@@ -70,6 +70,8 @@ import (
 	"kiumtap/portal/config"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	portalstore "kiumtap/portal/store"
+	"kiumtap/portal/store/pgstore"
 )
 
 func main() {
@@ -204,7 +206,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		if _, err := cfg.TLS(); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: good (broker %s, store %s, texts by %s)\n", *cfgPath, cfg.Broker, cfg.Store, cfg.SMS.Provider)
+		fmt.Fprintf(stdout, "%s: good (broker %s, store %s, texts by %s)\n", *cfgPath, strings.Join(cfg.URLs(), ", "), storeName(cfg), cfg.SMS.Provider)
 		return nil
 	case "migrate":
 		if len(args) != 2 {
@@ -266,8 +268,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if metricsAt != nil {
 		defer metricsAt.Close()
 	}
-	service.Status("starting: opening the store " + cfg.Store)
-	st, err := bridge.OpenStore(cfg.Store)
+	service.Status("starting: opening the store " + storeName(cfg))
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -277,13 +279,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tele := telemetry.New(telemetry.Sources{
 		Status:    func() bridge.Status { return b.Status() },
 		Terminals: func() (int, int) { return b.TerminalCount() },
-		Queue:     st.Queue,
+		Queue:     func() (bridge.Queue, error) { return st.Queue(context.Background()) },
 		Provider:  provider.Name(),
 		Version:   cli.BuildVersion(),
 	})
 	b, err = bridge.New(bridge.Options{
-		Broker: cfg.Broker, Username: cfg.Username, Password: cfg.Password, TLS: tc,
-		Group: cfg.Group, Instances: cfg.Instances, Key: key, Store: st, SourceDir: cfg.Sources,
+		ClientID: cfg.ClientID, Broker: cfg.Broker, Brokers: cfg.Brokers, Username: cfg.Username, Password: cfg.Password, TLS: tc,
+		Group: cfg.Group, Instances: cfg.Instances, Key: key, DB: st, SourceDir: cfg.Sources,
 		Provider: provider, From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
 		Control: cfg.Control, StopTimeout: time.Duration(cfg.StopTimeout),
 		Attempted: tele.Texted,
@@ -359,9 +361,10 @@ func tellSystemd(ctx context.Context, b *bridge.Bridge, cfg *Config, log *slog.L
 
 // runningStatus is systemd's status line of a running bridge.
 func runningStatus(cfg *Config, centres int, connected bool) string {
-	broker := "broker " + cfg.Broker + " connected"
+	urls := strings.Join(cfg.URLs(), ", ")
+	broker := "broker " + urls + " connected"
 	if !connected {
-		broker = "BROKER " + cfg.Broker + " NOT CONNECTED: retrying (the log says why)"
+		broker = "BROKER " + urls + " NOT CONNECTED: retrying (the log says why)"
 	}
 	return fmt.Sprintf("running: centres %d, control socket %s; %s", centres, cfg.Control, broker)
 }
@@ -455,6 +458,15 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		conn = "connected: false (it is trying to reach the broker: its log says why)"
 	}
 	fmt.Fprintf(stdout, "%s; centres: %s\n", conn, strings.Join(st.Centres, ", "))
+	if len(st.Brokers) > 1 {
+		for _, l := range st.Brokers {
+			state := "connected"
+			if !l.Connected {
+				state = "NOT CONNECTED (retrying; terminals on it fail over to another)"
+			}
+			fmt.Fprintf(stdout, "broker %s: %s\n", l.URL, state)
+		}
+	}
 	in := st.Stats.Ingest
 	fmt.Fprintf(stdout, "events: %d stored, %d duplicates, %d beyond a gap, %d malformed, %d of unknown centres\n", in.Stored, in.Duplicates, in.OutOfOrder, in.Malformed, in.UnknownCentre)
 	fmt.Fprintf(stdout, "texts: %d sent, %d refused, %d retries; rosters published: %d\n", st.Stats.TextsSent, st.Stats.TextsFailed, st.Stats.TextRetries, st.Stats.Published)
@@ -475,7 +487,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // ask asks the running bridge on the config's control socket. When no
 // bridge answers there, it says so on stderr and reads the store with
 // fallback instead; it also says when the bridge answered.
-func ask(ctx context.Context, cfg *Config, stderr io.Writer, path string, into any, fallback func(*bridge.Store) error) error {
+func ask(ctx context.Context, cfg *Config, stderr io.Writer, path string, into any, fallback func(portalstore.Store) error) error {
 	err := bridge.Ask(ctx, cfg.Control, http.MethodGet, path, nil, into)
 	if err == nil {
 		fmt.Fprintf(stderr, "kiumbridge: asked the running bridge (control socket %s)\n", cfg.Control)
@@ -484,13 +496,21 @@ func ask(ctx context.Context, cfg *Config, stderr io.Writer, path string, into a
 	if !errors.Is(err, bridge.ErrNoBridge) {
 		return err
 	}
-	fmt.Fprintf(stderr, "kiumbridge: no bridge answers on %s: reading the store %s directly\n", cfg.Control, cfg.Store)
+	fmt.Fprintf(stderr, "kiumbridge: no bridge answers on %s: reading the store %s directly\n", cfg.Control, storeName(cfg))
+	if cfg.Database != "" {
+		db, err := pgstore.Open(ctx, cfg.Database)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return fallback(db)
+	}
 	st, err := bridge.OpenStoreReadOnly(cfg.Store)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	return fallback(st)
+	return fallback(st.Contract())
 }
 
 func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -513,8 +533,8 @@ func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var v *bridge.TextsView
-	err = ask(ctx, cfg, stderr, "/texts?"+url.Values{"state": {*state}}.Encode(), &v, func(st *bridge.Store) (err error) {
-		v, err = bridge.Texts(st.Contract(), *state)
+	err = ask(ctx, cfg, stderr, "/texts?"+url.Values{"state": {*state}}.Encode(), &v, func(st portalstore.Store) (err error) {
+		v, err = bridge.Texts(st, *state)
 		return err
 	})
 	if err != nil {
@@ -562,8 +582,8 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	var v *bridge.ExportView
-	err = ask(ctx, cfg, stderr, "/export?"+url.Values{"centre": {*centre}, "month": {*month}}.Encode(), &v, func(st *bridge.Store) (err error) {
-		v, err = bridge.ExportStore(st.Contract(), cfg.Sources, *centre, *month)
+	err = ask(ctx, cfg, stderr, "/export?"+url.Values{"centre": {*centre}, "month": {*month}}.Encode(), &v, func(st portalstore.Store) (err error) {
+		v, err = bridge.ExportStore(st, cfg.Sources, *centre, *month)
 		return err
 	})
 	if err != nil {
@@ -586,4 +606,32 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("writing %s: %w", *xlsx, err)
 	}
 	return nil
+}
+
+// storeName says where the bridge keeps its data, without a password.
+func storeName(cfg *Config) string {
+	if cfg.Database == "" {
+		return cfg.Store
+	}
+	if u, err := url.Parse(cfg.Database); err == nil && u.Host != "" {
+		return "PostgreSQL " + u.Redacted()
+	}
+	return "PostgreSQL (database)"
+}
+
+// openStore opens the configured store: PostgreSQL (schema migrated to
+// this version first) or the bbolt file.
+func openStore(ctx context.Context, cfg *Config) (portalstore.Store, error) {
+	if cfg.Database != "" {
+		db, err := pgstore.Open(ctx, cfg.Database)
+		if err != nil {
+			return nil, fmt.Errorf("%w (config key database)", err)
+		}
+		return db, nil
+	}
+	st, err := bridge.OpenStore(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	return st.Contract(), nil
 }

@@ -16,9 +16,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"kiumtap/internal/cli"
 	"kiumtap/internal/confile"
 	"kiumtap/portal/sms"
+	"kiumtap/protocol"
 )
 
 // Duration is a time.Duration written as "10s".
@@ -27,8 +30,12 @@ type Duration = confile.Duration
 // Config is kiumbridge's configuration.
 type Config struct {
 	// Broker is the MQTT broker's URL, tcp://host:1883 or ssl://host:8884.
-	// Required.
+	// Required, or Brokers.
 	Broker string `json:"broker" toml:"broker,omitempty"`
+	// Brokers lists several brokers instead of Broker (not both): the
+	// bridge connects to every one, takes events from all and publishes
+	// rosters, acks and commands on each, wherever a terminal is.
+	Brokers []string `json:"brokers" toml:"brokers,omitempty"`
 	// Username at the broker; default "portal". Password, or PasswordFile
 	// to read it from a file of its own (mode 0640 at most).
 	Username     string `json:"username" toml:"username,omitempty"`
@@ -41,10 +48,22 @@ type Config struct {
 	// SigningKey is the roster-signing key file kiumbridge keygen wrote.
 	// Required.
 	SigningKey string `json:"signing_key" toml:"signing_key,omitempty"`
-	// Store is the bridge's database file. Required.
+	// Store is the bridge's database file (bbolt, one process). Required,
+	// or Database.
 	Store string `json:"store" toml:"store,omitempty"`
+	// Database is a PostgreSQL connection URL instead of Store (not both):
+	// postgres://kiumbridge@db.example/kiumbridge?sslmode=verify-full,
+	// its password in a passfile (passfile=PATH in the URL, or
+	// ~/.pgpass). Any number of kiumbridge processes, on several hosts,
+	// share one database.
+	Database string `json:"database" toml:"database,omitempty"`
 	// Sources is the directory of roster sources, CENTRE.json. Required.
 	Sources string `json:"sources" toml:"sources,omitempty"`
+	// ClientID names this kiumbridge process at the brokers (its
+	// connections are CLIENTID-0, CLIENTID-1…) and in its claims on
+	// texts; default kiumbridge-HOSTNAME. Each process needs its own: set
+	// it when several run on one host.
+	ClientID string `json:"client_id" toml:"client_id,omitempty"`
 	// Group is the shared subscription group of several bridge
 	// instances; Instances how many run (default 1).
 	Group     string `json:"group" toml:"group,omitempty"`
@@ -54,7 +73,8 @@ type Config struct {
 	AutoCheckOut string `json:"auto_check_out" toml:"auto_check_out,omitempty"`
 	// Control is the unix socket where the running bridge answers kiumctl
 	// and kiumbridge status, texts and export; default kiumbridge.sock
-	// beside the store.
+	// beside the store, or /run/kiumbridge/kiumbridge.sock with a
+	// database.
 	Control string `json:"control" toml:"control,omitempty"`
 	// StopTimeout bounds a graceful stop on SIGTERM; default 10s.
 	StopTimeout Duration `json:"stop_timeout" toml:"stop_timeout,omitempty"`
@@ -133,6 +153,9 @@ func (c *Config) check() []confile.Problem {
 	if c.Control == "" && c.Store != "" {
 		c.Control = filepath.Join(filepath.Dir(c.Store), "kiumbridge.sock")
 	}
+	if c.Control == "" && c.Database != "" {
+		c.Control = "/run/kiumbridge/kiumbridge.sock"
+	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = Duration(10 * time.Second)
 	}
@@ -146,20 +169,47 @@ func (c *Config) check() []confile.Problem {
 	bad := func(key, format string, args ...any) {
 		ps = append(ps, confile.Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
-	switch {
-	case c.Broker == "":
-		bad("broker", "required, e.g. ssl://broker.example:8884 (or tcp://127.0.0.1:1883 on one host)")
-	case !strings.HasPrefix(c.Broker, "tcp://") && !strings.HasPrefix(c.Broker, "ssl://"):
-		bad("broker", "%q: want tcp://host:port or ssl://host:port", c.Broker)
+	key := "broker"
+	if len(c.Brokers) > 0 {
+		key = "brokers"
 	}
-	if c.Store == "" {
-		bad("store", "required: the bridge's database file")
+	switch {
+	case c.Broker != "" && len(c.Brokers) > 0:
+		bad("brokers", "set together with broker: keep one (broker for a single broker, brokers for several)")
+	case len(c.URLs()) == 0:
+		bad("broker", "required, e.g. ssl://broker.example:8884 (or tcp://127.0.0.1:1883 on one host; brokers = [...] for several)")
+	}
+	seen, tls := map[string]bool{}, 0
+	for _, u := range c.URLs() {
+		switch {
+		case !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://"):
+			bad(key, "%q: want tcp://host:port or ssl://host:port", u)
+		case seen[u]:
+			bad(key, "%q is listed twice: list each broker once", u)
+		}
+		seen[u] = true
+		if strings.HasPrefix(u, "ssl://") {
+			tls++
+		}
+	}
+	switch {
+	case c.Store != "" && c.Database != "":
+		bad("database", "set together with store: keep one (store for one process on this host, database for PostgreSQL)")
+	case c.Store == "" && c.Database == "":
+		bad("store", "required: the bridge's database file (or database: a PostgreSQL URL)")
+	case c.Database != "":
+		if _, err := pgconn.ParseConfig(c.Database); err != nil {
+			bad("database", "%v: want a PostgreSQL URL, e.g. postgres://kiumbridge@db.example:5432/kiumbridge?sslmode=verify-full", redact(err))
+		}
 	}
 	if c.Sources == "" {
 		bad("sources", "required: the directory of roster sources, CENTRE.json")
 	}
 	if c.SigningKey == "" {
 		bad("signing_key", "required: make one with kiumbridge keygen")
+	}
+	if c.ClientID != "" && !protocol.ValidID(c.ClientID) {
+		bad("client_id", "%q: want 1-64 of A-Z a-z 0-9 _ . - (it names the bridge's connections)", c.ClientID)
 	}
 	if c.StopTimeout < 0 {
 		bad("stop_timeout", "negative duration %v", time.Duration(c.StopTimeout))
@@ -173,7 +223,7 @@ func (c *Config) check() []confile.Problem {
 	if (c.Cert == "") != (c.Key == "") {
 		bad("cert", "cert and key go together")
 	}
-	if strings.HasPrefix(c.Broker, "ssl://") && c.CA == "" {
+	if tls > 0 && c.CA == "" {
 		bad("ca", "an ssl:// broker needs the CA file")
 	}
 	switch c.SMS.Provider {
@@ -197,6 +247,31 @@ func (c *Config) check() []confile.Problem {
 		bad("sms.from", "the registered sender number is required")
 	}
 	return append(ps, c.Log.Check()...)
+}
+
+// URLs are the brokers' URLs: Brokers, or Broker alone.
+func (c *Config) URLs() []string {
+	if len(c.Brokers) > 0 {
+		return c.Brokers
+	}
+	if c.Broker != "" {
+		return []string{c.Broker}
+	}
+	return nil
+}
+
+// redact keeps a URL's password out of an error shown: pgconn's errors
+// quote what they could not parse.
+func redact(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "://"); i >= 0 {
+		if j := strings.Index(msg[i:], "@"); j >= 0 {
+			if k := strings.Index(msg[i:i+j], ":"); k >= 0 {
+				msg = msg[:i+k+1] + "xxxxx" + msg[i+j:]
+			}
+		}
+	}
+	return msg
 }
 
 // Provider is the configured texting provider; console texts go to

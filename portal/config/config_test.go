@@ -38,18 +38,22 @@ func TestDefaults(t *testing.T) {
 // Each kind of mistake an operator makes, with the exact message they see.
 func TestMistakes(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
-		{"a typo", base + "brokr = \"tcp://x:1\"\n", `kiumbridge.toml, line 5: brokr: no such key (a typo? the installed example lists every key): the top level takes broker, username, password, password_file, ca, cert, key, signing_key, store, sources, group, instances, auto_check_out, control, stop_timeout, sms, log, metrics`},
+		{"a typo", base + "brokr = \"tcp://x:1\"\n", `kiumbridge.toml, line 5: brokr: no such key (a typo? the installed example lists every key): the top level takes broker, brokers, username, password, password_file, ca, cert, key, signing_key, store, database, sources, client_id, group, instances, auto_check_out, control, stop_timeout, sms, log, metrics`},
 		{"a typo in sms", base + "[sms]\nprovidr = \"nhn\"\n", `kiumbridge.toml, line 6: sms.providr: no such key (a typo? the installed example lists every key): [sms] takes provider, from, api_key, api_secret, api_secret_file, app_key, secret_key, secret_key_file, url, secret, secret_file`},
 		{"words for a number", base + "instances = \"two\"\n", `kiumbridge.toml, line 5: instances: want a whole number, not a TOML string`},
-		{"no broker", "store = \"s\"\nsources = \"d\"\nsigning_key = \"k\"\n", `kiumbridge.toml: broker: required, e.g. ssl://broker.example:8884 (or tcp://127.0.0.1:1883 on one host)`},
+		{"no broker", "store = \"s\"\nsources = \"d\"\nsigning_key = \"k\"\n", `kiumbridge.toml: broker: required, e.g. ssl://broker.example:8884 (or tcp://127.0.0.1:1883 on one host; brokers = [...] for several)`},
 		{"a broker URL without scheme", strings.Replace(base, "tcp://127.0.0.1:1883", "127.0.0.1:1883", 1), `kiumbridge.toml, line 1: broker: "127.0.0.1:1883": want tcp://host:port or ssl://host:port`},
-		{"no store", "broker = \"tcp://x:1\"\nsources = \"d\"\nsigning_key = \"k\"\n", `kiumbridge.toml: store: required: the bridge's database file`},
+		{"no store", "broker = \"tcp://x:1\"\nsources = \"d\"\nsigning_key = \"k\"\n", `kiumbridge.toml: store: required: the bridge's database file (or database: a PostgreSQL URL)`},
 		{"a provider unknown", base + "[sms]\nprovider = \"kakao\"\n", `kiumbridge.toml, line 6: sms.provider: "kakao" is not console, solapi, nhn or webhook`},
 		{"solapi without secret", base + "[sms]\nprovider = \"solapi\"\nfrom = \"0212345678\"\napi_key = \"k\"\n", `kiumbridge.toml, line 8: sms.api_key: solapi needs api_key and api_secret (or api_secret_file)`},
 		{"no sender", base + "[sms]\nprovider = \"webhook\"\nurl = \"http://x\"\n", `kiumbridge.toml, line 5: sms.from: the registered sender number is required`},
 		{"a bad duration", base + "stop_timeout = \"10\"\n", `kiumbridge.toml, line 5: stop_timeout: "10" is not a duration such as 60s or 72h`},
 		{"hold or text", base + "auto_check_out = \"keep\"\n", `kiumbridge.toml, line 5: auto_check_out: "keep" is not text or hold`},
 		{"ssl without CA", strings.Replace(base, "tcp://", "ssl://", 1), `kiumbridge.toml: ca: an ssl:// broker needs the CA file`},
+		{"broker and brokers", base + "brokers = [\"tcp://y:1\"]\n", `kiumbridge.toml, line 5: brokers: set together with broker: keep one (broker for a single broker, brokers for several)`},
+		{"a broker twice", strings.Replace(base, "broker = \"tcp://127.0.0.1:1883\"", "brokers = [\"tcp://a:1\", \"tcp://a:1\"]", 1), `kiumbridge.toml, line 1: brokers: "tcp://a:1" is listed twice: list each broker once`},
+		{"store and database", base + "database = \"postgres://kb@db/kb\"\n", `kiumbridge.toml, line 5: database: set together with store: keep one (store for one process on this host, database for PostgreSQL)`},
+		{"a database URL mangled", strings.Replace(base, "store = \"/var/lib/kiumbridge/bridge.db\"", "database = \"postgres://kb:s3cret@db:port/kb\"", 1), "kiumbridge.toml, line 2: database: cannot parse `postgres:xxxxx@db:port/kb`: invalid port: want a PostgreSQL URL, e.g. postgres://kiumbridge@db.example:5432/kiumbridge?sslmode=verify-full"},
 		{"a log level", base + "[log]\nlevel = \"loud\"\n", `kiumbridge.toml, line 6: log.level: "loud" is not debug, info, warn or error`},
 	} {
 		_, err := parse(tc.in)
