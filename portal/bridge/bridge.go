@@ -953,12 +953,17 @@ const (
 // one per worker.
 const textBatch = 32
 
-// textLease is how long a texter's claim on a text holds: much longer
-// than a provider's answer may take (their clients time out within a
-// minute), so that no other texter takes a text being sent; a texter that
-// died leaves its claims to lapse after it, and the texts go again with
-// the same idempotency keys.
-const textLease = 5 * time.Minute
+// textLease is how long a texter's claim on a text holds. A texter
+// starts a claimed text only in the first half of its lease
+// (claimedFresh) and gives each provider call at most sendTimeout, so
+// that no other texter takes a text being sent; a texter that died leaves
+// its claims to lapse after it, and the texts go again, with the same
+// idempotency keys, at most textLease late.
+const (
+	textLease   = 30 * time.Second
+	claimFresh  = textLease / 2
+	sendTimeout = 10 * time.Second
+)
 
 // textLinger is how long the texter lets new texts gather before sending.
 const textLinger = 10 * time.Millisecond
@@ -982,21 +987,29 @@ func (b *Bridge) sendAll(stop, hard context.Context, jobs []Job) {
 	go func() { defer close(recorded); b.record(results) }()
 	sem := make(chan struct{}, b.o.Workers)
 	var wg sync.WaitGroup
+	claimed := b.o.Now()
 	for i, j := range jobs {
 		select {
 		case sem <- struct{}{}:
 		case <-stop.Done():
 		}
-		if stop.Err() != nil {
+		// Stopping, or the claim too old to start a send that must end
+		// within it: the rest go back to the queue, for any texter.
+		if stop.Err() != nil || b.o.Now().Sub(claimed) > claimFresh {
 			if err := b.db.Release(hard, b.owner, jobs[i:]...); err != nil {
 				b.log.Warn("bridge: giving back texts not sent; their claims lapse", "err", err, "lapse_in", textLease)
+			}
+			if stop.Err() == nil {
+				<-sem
 			}
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			j, text := b.send(hard, j)
+			ctx, cancel := context.WithTimeout(hard, sendTimeout)
+			defer cancel()
+			j, text := b.send(ctx, j)
 			results <- sentText{j, text}
 		}()
 	}

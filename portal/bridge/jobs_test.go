@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,12 +158,14 @@ func TestPublishRecordsFirst(t *testing.T) {
 type slowFor struct {
 	to      string
 	release chan struct{}
+	started atomic.Bool // a text to the number reached it
 }
 
 func (*slowFor) Name() string { return "slow" }
 
 func (p *slowFor) Send(ctx context.Context, m sms.Message) (sms.Receipt, error) {
 	if m.To == p.to {
+		p.started.Store(true)
 		select {
 		case <-p.release:
 		case <-ctx.Done():
@@ -211,5 +215,58 @@ func TestTextsRecordedAsTheyFinish(t *testing.T) {
 	<-done
 	if n := sent(); n != 6 {
 		t.Fatalf("%d recorded sent, want 6", n)
+	}
+}
+
+// A texter starts a claimed text only in the first half of its claim's
+// lease: a batch that outlasts it gives the rest back to the queue, for
+// any texter, rather than send them when another may have taken them.
+func TestOldClaimsGivenBack(t *testing.T) {
+	st, err := OpenStore(t.TempDir() + "/b.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := &slowFor{to: "01000000000", release: make(chan struct{})}
+	b := &Bridge{o: Options{Store: st, Provider: p, Now: clock, RetryMin: time.Second, RetryMax: time.Minute, Workers: 1}, db: st.Contract(), owner: "test",
+		log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{}, in: ingest.New(st, ingest.Options{})}
+	for i := range 4 {
+		to := "01012345678"
+		if i == 0 {
+			to = p.to
+		}
+		if err := st.Finish(Job{ID: fmt.Sprintf("d-%d/0", i), Centre: "m1", Child: "c1", Kind: "arrival", To: to, State: JobPending, NextAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := b.db.Claim(context.Background(), b.owner, now, 10, textLease)
+	if err != nil || len(jobs) != 4 {
+		t.Fatalf("claimed %d, %v", len(jobs), err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); b.sendAll(context.Background(), context.Background(), jobs) }()
+	wait.For(t, 10*time.Second, "the slow text at the provider", func() bool { return p.started.Load() })
+	mu.Lock()
+	now = now.Add(claimFresh + time.Second) // the slow one took more than half the lease
+	mu.Unlock()
+	close(p.release)
+	<-done
+	states := map[string]string{}
+	b.db.Jobs(context.Background(), true, func(j Job) bool { states[j.ID] = j.State; return true })
+	if states["d-0/0"] != JobSent {
+		t.Errorf("the slow text: %s, want sent", states["d-0/0"])
+	}
+	for _, id := range []string{"d-1/0", "d-2/0", "d-3/0"} {
+		if states[id] != JobPending {
+			t.Errorf("%s: %s, want pending (given back)", id, states[id])
+		}
+	}
+	// Given back: claimable at once by any texter.
+	again, err := b.db.Claim(context.Background(), "another", clock(), 10, textLease)
+	if err != nil || len(again) != 3 {
+		t.Fatalf("another texter claims %d, %v; want the 3 given back", len(again), err)
 	}
 }
