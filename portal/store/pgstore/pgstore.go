@@ -125,18 +125,50 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 		slices.SortFunc(order, func(a, b logKey) int {
 			return strings.Compare(a.device+"\x00"+a.log, b.device+"\x00"+b.log)
 		})
+		// Two statements lock every log of the call, whatever their number:
+		// the rows made if new, then read FOR UPDATE in that order.
+		devs, logs, centres := make([]string, len(order)), make([]string, len(order)), make([]string, len(order))
+		for i, k := range order {
+			devs[i], logs[i], centres[i] = k.device, k.log, keys[k]
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO logs (device, log, centre, last)
+			SELECT d, l, c, 0 FROM unnest($1::text[], $2::text[], $3::text[]) AS t (d, l, c)
+			ON CONFLICT DO NOTHING`, devs, logs, centres); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT logs.device, logs.log, logs.last FROM logs
+			JOIN unnest($1::text[], $2::text[]) AS t (d, l) ON logs.device = t.d AND logs.log = t.l
+			ORDER BY logs.device, logs.log FOR UPDATE OF logs`, devs, logs)
+		if err != nil {
+			return err
+		}
 		last := map[logKey]uint64{}
-		for _, k := range order {
-			if _, err := tx.Exec(ctx, `INSERT INTO logs (device, log, centre, last) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, k.device, k.log, keys[k]); err != nil {
-				return err
-			}
+		for rows.Next() {
+			var k logKey
 			var l int64
-			if err := tx.QueryRow(ctx, `SELECT last FROM logs WHERE device = $1 AND log = $2 FOR UPDATE`, k.device, k.log).Scan(&l); err != nil {
+			if err := rows.Scan(&k.device, &k.log, &l); err != nil {
+				rows.Close()
 				return err
 			}
 			last[k] = uint64(l)
 		}
-		b := &pgx.Batch{}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// The rows to write, as arrays: one statement per table.
+		var ev struct {
+			centre, device, log []string
+			seq                 []int64
+			body                [][]byte
+		}
+		var tx2 struct {
+			id, state       []string
+			nextAt, created []time.Time
+			attempts        []int32
+			body            [][]byte
+		}
+		var bindings [][]byte
 		for i := range evs {
 			e := &evs[i]
 			k := logKey{e.Device, e.Log}
@@ -151,7 +183,7 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 			if e.Outcome == protocol.OutcomeCardBound {
 				if plan.Binding != nil {
 					if job := plan.Binding(e); job != nil {
-						b.Queue(`INSERT INTO binding_jobs (job) VALUES ($1)`, []byte(job))
+						bindings = append(bindings, job)
 					}
 				}
 				c := *e
@@ -162,7 +194,8 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 			if err != nil {
 				return err
 			}
-			b.Queue(`INSERT INTO events (centre, device, log, seq, body) VALUES ($1, $2, $3, $4, $5)`, e.Centre, e.Device, e.Log, int64(e.Seq), raw)
+			ev.centre, ev.device, ev.log = append(ev.centre, e.Centre), append(ev.device, e.Device), append(ev.log, e.Log)
+			ev.seq, ev.body = append(ev.seq, int64(e.Seq)), append(ev.body, raw)
 			if plan.Texts == nil {
 				continue
 			}
@@ -171,13 +204,36 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 				if err != nil {
 					return err
 				}
-				b.Queue(`INSERT INTO texts (id, state, next_at, created, attempts, body) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-					j.ID, j.State, j.NextAt, j.Created, j.Attempts, raw)
+				tx2.id, tx2.state = append(tx2.id, j.ID), append(tx2.state, j.State)
+				tx2.nextAt, tx2.created = append(tx2.nextAt, j.NextAt), append(tx2.created, j.Created)
+				tx2.attempts, tx2.body = append(tx2.attempts, int32(j.Attempts)), append(tx2.body, raw)
 			}
 		}
-		for _, k := range order {
-			b.Queue(`UPDATE logs SET last = $3 WHERE device = $1 AND log = $2`, k.device, k.log, int64(last[k]))
+		if n == 0 {
+			return nil
 		}
+		b := &pgx.Batch{}
+		for _, job := range bindings { // in the events' order: the binder applies them so
+			b.Queue(`INSERT INTO binding_jobs (job) VALUES ($1)`, job)
+		}
+		b.Queue(`INSERT INTO events (centre, device, log, seq, body)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[])`,
+			ev.centre, ev.device, ev.log, ev.seq, ev.body)
+		if len(tx2.id) > 0 {
+			// In the events' order: a text's place in the queue (q) is
+			// the order it was queued in.
+			b.Queue(`INSERT INTO texts (id, state, next_at, created, attempts, body)
+				SELECT i, s, n, c, a, b FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::jsonb[])
+					WITH ORDINALITY AS t (i, s, n, c, a, b, o)
+				ORDER BY o ON CONFLICT (id) DO NOTHING`,
+				tx2.id, tx2.state, tx2.nextAt, tx2.created, tx2.attempts, tx2.body)
+		}
+		lasts := make([]int64, len(order))
+		for i, k := range order {
+			lasts[i] = int64(last[k])
+		}
+		b.Queue(`UPDATE logs SET last = t.s FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t (d, l, s)
+			WHERE logs.device = t.d AND logs.log = t.l`, devs, logs, lasts)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
