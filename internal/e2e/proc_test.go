@@ -46,14 +46,23 @@ type bridgeProc struct {
 }
 
 func newBridgeProc(t testing.TB, mq *mosqtest.Broker, hook *smstest.Webhook, srcDir string) *bridgeProc {
+	return newBridgeProcWith(t, hook, srcDir, func(dir string, cfg map[string]any) {
+		cfg["broker"], cfg["store"] = mq.URL(), filepath.Join(dir, "bridge.db")
+	})
+}
+
+// newBridgeProcWith is newBridgeProc with the configuration's broker and
+// store keys (or others) set by set, given the process's directory.
+func newBridgeProcWith(t testing.TB, hook *smstest.Webhook, srcDir string, set func(dir string, cfg map[string]any)) *bridgeProc {
 	dir := t.TempDir()
 	p := &bridgeProc{t: t, bin: kiumbridgeBinary(t), config: filepath.Join(dir, "bridge.json"), store: filepath.Join(dir, "bridge.db"), log: filepath.Join(dir, "bridge.log")}
 	keyFile := filepath.Join(dir, "portal.key")
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(portalKey.Seed())+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := map[string]any{"broker": mq.URL(), "username": "portal", "password": portalPass, "signing_key": keyFile, "store": p.store, "sources": srcDir, "metrics": "off",
+	cfg := map[string]any{"username": "portal", "password": portalPass, "signing_key": keyFile, "sources": srcDir, "metrics": "off",
 		"sms": map[string]string{"provider": "webhook", "url": hook.URL, "secret": hookSecret, "from": "0212345678"}}
+	set(dir, cfg)
 	raw, _ := json.Marshal(cfg)
 	if err := os.WriteFile(p.config, raw, 0o600); err != nil {
 		t.Fatal(err)
