@@ -22,6 +22,7 @@ import (
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
+	portalstore "kiumtap/portal/store"
 	"kiumtap/protocol"
 )
 
@@ -120,12 +121,17 @@ func publishAll(t testing.TB, c mqtt.Client, topics []string, msgs [][]byte) {
 // runBridges starts n bridges on one shared subscription, sharing one
 // store.
 func runBridges(t testing.TB, broker string, st *bridge.Store, srcDir string, n int, texts sms.Provider) ([]*bridge.Bridge, func()) {
+	return runBridgesOn(t, broker, st.Contract(), srcDir, n, texts)
+}
+
+// runBridgesOn is runBridges on any store.
+func runBridgesOn(t testing.TB, broker string, db portalstore.Store, srcDir string, n int, texts sms.Provider) ([]*bridge.Bridge, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var out []*bridge.Bridge
 	for i := range n {
 		b, err := bridge.New(bridge.Options{Broker: broker, Password: portalPass, ClientID: fmt.Sprintf("bridge%d", i), Key: portalKey,
-			Store: st, SourceDir: srcDir, Provider: texts, From: "0212345678"})
+			DB: db, SourceDir: srcDir, Provider: texts, From: "0212345678"})
 		if err != nil {
 			t.Fatal(err)
 		}
