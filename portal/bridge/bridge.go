@@ -169,7 +169,10 @@ type Bridge struct {
 	// terminals are the terminals' last statuses, by centre/device; ids
 	// watch each device's instances for a clash (terminals.go).
 	terminals map[string]TerminalView
-	ids       map[string]*idWatch
+	// said is each broker's last status of each terminal (by centre/device,
+	// then broker URL): the newest is the terminal's.
+	said map[string]map[string]*protocol.Status
+	ids  map[string]*idWatch
 	// failpoint stops a binding job at a named point (tests).
 	failpoint func(point string) error
 	// listening is closed once Run answers on the control socket.
@@ -242,7 +245,7 @@ func New(o Options) (*Bridge, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
-		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, ids: map[string]*idWatch{},
+		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, said: map[string]map[string]*protocol.Status{}, ids: map[string]*idWatch{},
 		listening: make(chan struct{})}
 	b.db = o.DB
 	if b.db == nil {
@@ -602,7 +605,7 @@ func (b *Bridge) connect(ctx context.Context, url string, i int) (mqtt.Client, e
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// Replies to commands go to every instance: the one that sent
 			// the command is waiting. Terminals' statuses too.
-			for topic, h := range map[string]mqtt.MessageHandler{topic: handler, replyTopic: b.onReply, statusTopic: b.onStatus} {
+			for topic, h := range map[string]mqtt.MessageHandler{topic: handler, replyTopic: b.onReply, statusTopic: func(_ mqtt.Client, m mqtt.Message) { b.onStatus(url, m) }} {
 				t := c.Subscribe(topic, 1, h)
 				if t.WaitTimeout(10*time.Second) && t.Error() == nil {
 					b.log.Info("bridge: subscribed", "topic", topic, "instance", i)

@@ -88,7 +88,7 @@ func (w *idWatch) online(instance string, now time.Time) *Clash {
 
 // onStatus keeps a terminal's status. A malformed one is logged and kept
 // out; an empty retained message (a terminal retired) removes it.
-func (b *Bridge) onStatus(_ mqtt.Client, m mqtt.Message) {
+func (b *Bridge) onStatus(broker string, m mqtt.Message) {
 	centre, device, leaf, ok := protocol.ParseDeviceTopic(m.Topic())
 	if !ok || leaf != "status" {
 		return
@@ -97,6 +97,7 @@ func (b *Bridge) onStatus(_ mqtt.Client, m mqtt.Message) {
 	if len(m.Payload()) == 0 {
 		b.mu.Lock()
 		delete(b.terminals, k)
+		delete(b.said, k)
 		b.mu.Unlock()
 		return
 	}
@@ -109,6 +110,21 @@ func (b *Bridge) onStatus(_ mqtt.Client, m mqtt.Message) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	view := TerminalView{Centre: centre, Device: device, Status: st, Received: now}
+	words := b.said[k]
+	if words == nil {
+		words = map[string]*protocol.Status{}
+		b.said[k] = words
+	}
+	words[broker] = st
+	var others []*protocol.Status
+	for u, o := range words {
+		if u != broker {
+			others = append(others, o)
+		}
+	}
+	if !newest(st, others) {
+		return // another broker has newer word of the terminal: it is there
+	}
 	if prev, ok := b.terminals[k]; ok {
 		view.Clash = prev.Clash
 	}
@@ -187,4 +203,26 @@ func (b *Bridge) devices(centre string) ([]string, error) {
 	}
 	slices.Sort(ds)
 	return ds, nil
+}
+
+// newest reports whether st, just come from one broker, is newer than
+// every other broker's last word on the terminal (others): with several
+// brokers, each keeps the last status it delivered of a terminal (a will
+// when it lost it, or a retained online), and the terminal's status is
+// the one with the newest time (docs/protocol.md, "Several brokers").
+// Times compare within one start of the terminal, or between two whose
+// clocks are set; else the status received last wins.
+func newest(st *protocol.Status, others []*protocol.Status) bool {
+	for _, o := range others {
+		if o == nil || o.Time.IsZero() || st.Time.IsZero() {
+			continue
+		}
+		if o.Instance != st.Instance && (!o.ClockSynced || !st.ClockSynced) {
+			continue
+		}
+		if st.Time.Before(o.Time) {
+			return false
+		}
+	}
+	return true
 }
