@@ -42,6 +42,7 @@ import (
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
+	"kiumtap/portal/texter"
 	"kiumtap/protocol"
 )
 
@@ -156,8 +157,6 @@ type Bridge struct {
 	seen    map[string]fileStamp // the source files as last read
 	stats   Stats
 	clients []link
-	failed  []Job // latest refused texts
-	kick    chan struct{}
 	taken   chan struct{}
 	burstAt atomic.Int64 // unix ns of the last commit of a burst
 
@@ -180,6 +179,8 @@ type Bridge struct {
 	listeningOnce sync.Once
 	// pinging: a Ping waits for the locks (one at a time).
 	pinging atomic.Bool
+	// tx sends the texts.
+	tx *texter.Texter
 	// db is the store, as the storage contract has it; owner names this
 	// bridge's claims on its text queue (random per start: a restarted
 	// process is another owner, whose predecessor's claims lapse).
@@ -244,7 +245,7 @@ func New(o Options) (*Bridge, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, kick: make(chan struct{}, 1), taken: make(chan struct{}, 1),
+	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, taken: make(chan struct{}, 1),
 		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, said: map[string]map[string]*protocol.Status{}, ids: map[string]*idWatch{},
 		listening: make(chan struct{})}
 	b.db = o.DB
@@ -252,11 +253,31 @@ func New(o Options) (*Bridge, error) {
 		b.db = o.Store.Contract()
 	}
 	b.owner = fmt.Sprintf("%s-%x", o.ClientID, rand.Uint64())
+	var err error
+	b.tx, err = texter.New(texter.Options{Queue: b.db, Owner: b.owner, Provider: o.Provider, From: o.From, Workers: o.Workers,
+		RetryMin: o.RetryMin, RetryMax: o.RetryMax, Now: o.Now, Logger: o.Logger, Names: b.names,
+		Burst: func() time.Time { return time.Unix(0, b.burstAt.Load()) }, Attempted: o.Attempted, Sent: o.Sent})
+	if err != nil {
+		return nil, err
+	}
 	b.in = ingest.New(ingestStore{b}, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	if _, err := b.reload(); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// names are a centre's and a child's names, from the centre's source.
+func (b *Bridge) names(centre, child string) (string, string) {
+	src := b.source(centre)
+	if src == nil {
+		return "", ""
+	}
+	name := ""
+	if c := src.Roster.ChildByID(child); c != nil {
+		name = c.Name
+	}
+	return src.Roster.Centre.Name, name
 }
 
 func (b *Bridge) serves(centre string) bool {
@@ -307,6 +328,8 @@ func (b *Bridge) Stats() Stats {
 	s := b.stats
 	b.mu.Unlock()
 	s.Ingest = b.in.Stats()
+	t := b.tx.Stats()
+	s.TextsSent, s.TextsFailed, s.TextRetries = t.Sent, t.Failed, t.Retries
 	return s
 }
 
@@ -435,7 +458,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); b.ingester(intake, hard) }()
-	go func() { defer wg.Done(); b.texter(ctx, hard) }()
+	go func() { defer wg.Done(); b.tx.Run(ctx, hard) }()
 	go func() { defer wg.Done(); b.binder(ctx) }()
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
@@ -537,9 +560,7 @@ func (b *Bridge) publishDirty() {
 // Status is the bridge's status now.
 func (b *Bridge) Status() Status {
 	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Brokers: b.links(), Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals()}
-	b.mu.Lock()
-	st.Failed = slices.Clone(b.failed)
-	b.mu.Unlock()
+	st.Failed = b.tx.Failed()
 	slices.Sort(st.Centres)
 	return st
 }
@@ -862,10 +883,7 @@ func (b *Bridge) flush() {
 	if n := b.in.Stats().Stored - before; n > 0 {
 		// Committed: the texts and binding jobs of these events are
 		// visible now.
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
+		b.tx.Kick()
 		if n >= burstEvents {
 			b.burstAt.Store(time.Now().UnixNano())
 		}
@@ -898,214 +916,13 @@ func (b *Bridge) sendAcks(ctx context.Context, wait bool) {
 	}
 }
 
-// texter sends due texts until stop ends; texts in flight then finish
-// under hard. A text the provider took just before a crash is sent again
-// after it, with the same idempotency key.
-func (b *Bridge) texter(stop, hard context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for stop.Err() == nil {
-		// While terminals pour in a backlog (after an outage), storing and
-		// acknowledging go first: texts take the gaps, a batch every
-		// burstYield, instead of sharing the CPU as equals. A lone tap's
-		// text goes at once.
-		if since := time.Since(time.Unix(0, b.burstAt.Load())); since < burstYield {
-			select {
-			case <-stop.Done():
-				return
-			case <-time.After(burstYield - since):
-			}
-		}
-		jobs, err := b.db.Claim(hard, b.owner, b.o.Now(), textBatch, textLease)
-		if err != nil {
-			b.log.Error("bridge: reading the text queue", "err", err)
-		}
-		b.sendAll(stop, hard, jobs)
-		if len(jobs) == textBatch {
-			continue
-		}
-		select {
-		case <-stop.Done():
-			return
-		case <-b.kick:
-			// Let a burst gather: texts claimed together go out together.
-			select {
-			case <-stop.Done():
-				return
-			case <-time.After(textLinger):
-			}
-		case <-t.C:
-		}
-	}
-}
-
 // ingestLinger is how long the ingester lets messages gather before a
 // commit.
 const ingestLinger = 3 * time.Millisecond
 
-// A commit of at least burstEvents events marks a burst; the texter then
-// yields for burstYield.
-const (
-	burstEvents = 16
-	burstYield  = 100 * time.Millisecond
-)
-
-// textBatch is the most texts claimed together. Each text's outcome is
-// recorded as soon as its provider answers (texts that finish together
-// share a commit), so a crash sends again at most the texts in flight:
-// one per worker.
-const textBatch = 32
-
-// textLease is how long a texter's claim on a text holds. A texter
-// starts a claimed text only in the first half of its lease
-// (claimedFresh) and gives each provider call at most sendTimeout, so
-// that no other texter takes a text being sent; a texter that died leaves
-// its claims to lapse after it, and the texts go again, with the same
-// idempotency keys, at most textLease late.
-const (
-	textLease   = 30 * time.Second
-	claimFresh  = textLease / 2
-	sendTimeout = 10 * time.Second
-)
-
-// textLinger is how long the texter lets new texts gather before sending.
-const textLinger = 10 * time.Millisecond
-
-// sentText is one text's outcome, to record.
-type sentText struct {
-	job  Job
-	text sms.Text
-}
-
-// sendAll sends claimed jobs, Workers at a time, and records each outcome
-// as it comes. Once stop ends no further job is started (their claims go
-// back, pending); those started go on under hard, which ends only when a
-// graceful stop has run out of time.
-func (b *Bridge) sendAll(stop, hard context.Context, jobs []Job) {
-	if len(jobs) == 0 {
-		return
-	}
-	results := make(chan sentText, len(jobs))
-	recorded := make(chan struct{})
-	go func() { defer close(recorded); b.record(results) }()
-	sem := make(chan struct{}, b.o.Workers)
-	var wg sync.WaitGroup
-	claimed := b.o.Now()
-	for i, j := range jobs {
-		select {
-		case sem <- struct{}{}:
-		case <-stop.Done():
-		}
-		// Stopping, or the claim too old to start a send that must end
-		// within it: the rest go back to the queue, for any texter.
-		if stop.Err() != nil || b.o.Now().Sub(claimed) > claimFresh {
-			if err := b.db.Release(hard, b.owner, jobs[i:]...); err != nil {
-				b.log.Warn("bridge: giving back texts not sent; their claims lapse", "err", err, "lapse_in", textLease)
-			}
-			if stop.Err() == nil {
-				<-sem
-			}
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			ctx, cancel := context.WithTimeout(hard, sendTimeout)
-			defer cancel()
-			j, text := b.send(ctx, j)
-			results <- sentText{j, text}
-		}()
-	}
-	wg.Wait()
-	close(results)
-	<-recorded
-}
-
-// record commits outcomes as they come: all those waiting go in one
-// transaction.
-func (b *Bridge) record(results <-chan sentText) {
-	for r := range results {
-		batch := []sentText{r}
-	gather:
-		for {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		b.finish(batch)
-	}
-}
-
-// finish records a group of outcomes. A failed commit (a full disk)
-// leaves the jobs pending on disk: they are sent again, with the same
-// keys.
-func (b *Bridge) finish(batch []sentText) {
-	jobs := make([]Job, len(batch))
-	for i, r := range batch {
-		jobs[i] = r.job
-	}
-	if err := b.db.Finish(context.Background(), b.owner, jobs...); err != nil {
-		b.log.Error("bridge: recording texts; they will be sent again with the same keys", "err", err)
-		return
-	}
-	for _, r := range batch {
-		j := r.job
-		switch j.State {
-		case JobSent:
-			if b.o.Sent != nil {
-				b.o.Sent(j, r.text)
-			}
-		case JobFailed:
-			b.log.Error("bridge: text refused by the provider for good; staff must check the number", "job", j.ID, "child", j.Child, "reason", j.Reason)
-			b.mu.Lock()
-			b.failed = append(b.failed, j)
-			if len(b.failed) > 20 {
-				b.failed = b.failed[1:]
-			}
-			b.mu.Unlock()
-		default:
-			b.log.Warn("bridge: text not sent; retrying", "job", j.ID, "attempt", j.Attempts, "next", j.NextAt, "err", j.Reason)
-		}
-	}
-}
-
-func (b *Bridge) send(ctx context.Context, j Job) (Job, sms.Text) {
-	src := b.source(j.Centre)
-	centreName, childName := j.Centre, j.Child
-	if src != nil {
-		centreName = src.Roster.Centre.Name
-		if c := src.Roster.ChildByID(j.Child); c != nil {
-			childName = c.Name
-		}
-	}
-	text := sms.Render(sms.Kind(j.Kind), centreName, childName, j.At)
-	r, err := b.o.Provider.Send(ctx, sms.Message{Key: j.ID, To: j.To, From: b.o.From, Text: text})
-	if b.o.Attempted != nil {
-		b.o.Attempted(b.o.Provider.Name(), err)
-	}
-	now := b.o.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case err == nil:
-		j.State, j.Receipt, j.SentAt, j.Reason = JobSent, r.ID, now, ""
-		b.stats.TextsSent++
-	case sms.IsPermanent(err):
-		j.State, j.Reason = JobFailed, err.Error()
-		b.stats.TextsFailed++
-	default:
-		wait := b.o.RetryMin << min(j.Attempts-1, 20)
-		j.State, j.Reason, j.NextAt = JobPending, err.Error(), now.Add(min(wait, b.o.RetryMax))
-		b.stats.TextRetries++
-	}
-	return j, text
-}
+// A commit of at least burstEvents events marks a burst: the texter then
+// stands back a moment (texter.Options.Burst).
+const burstEvents = 16
 
 // fileStamp tells a source file's versions apart. The modification time
 // alone does not: two writes within one tick of the kernel's clock share
