@@ -64,6 +64,7 @@ import (
 	"kiumtap/internal/confile"
 	"kiumtap/internal/metrics"
 	"kiumtap/internal/service"
+	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/bridge/telemetry"
@@ -440,9 +441,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var st bridge.Status
-	if err := bridge.Ask(ctx, cfg.Control, http.MethodGet, "/status", nil, &st); err != nil {
-		if errors.Is(err, bridge.ErrNoBridge) {
+	var st api.Status
+	if err := api.Ask(ctx, cfg.Control, http.MethodGet, "/status", nil, &st); err != nil {
+		if errors.Is(err, api.ErrNoBridge) {
 			return fmt.Errorf("%w: %w; start it: kiumbridge run -config %s", errNotRunning, err, *cfgPath)
 		}
 		return fmt.Errorf("the bridge's status: %w", err)
@@ -488,12 +489,12 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // bridge answers there, it says so on stderr and reads the store with
 // fallback instead; it also says when the bridge answered.
 func ask(ctx context.Context, cfg *Config, stderr io.Writer, path string, into any, fallback func(portalstore.Store) error) error {
-	err := bridge.Ask(ctx, cfg.Control, http.MethodGet, path, nil, into)
+	err := api.Ask(ctx, cfg.Control, http.MethodGet, path, nil, into)
 	if err == nil {
 		fmt.Fprintf(stderr, "kiumbridge: asked the running bridge (control socket %s)\n", cfg.Control)
 		return nil
 	}
-	if !errors.Is(err, bridge.ErrNoBridge) {
+	if !errors.Is(err, api.ErrNoBridge) {
 		return err
 	}
 	fmt.Fprintf(stderr, "kiumbridge: no bridge answers on %s: reading the store %s directly\n", cfg.Control, storeName(cfg))
@@ -517,7 +518,7 @@ func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	const synopsis = "kiumbridge texts -config FILE [-state STATE] [-json]"
 	fs := cli.NewFlagSet("texts", synopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file")
-	state := fs.String("state", "", "only texts in this state: "+strings.Join(bridge.JobStates, ", "))
+	state := fs.String("state", "", "only texts in this state: "+strings.Join(api.JobStates, ", "))
 	asJSON := fs.Bool("json", false, "JSON lines, one text a line")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -525,14 +526,14 @@ func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := noArgs(fs, synopsis); err != nil {
 		return err
 	}
-	if *state != "" && !slices.Contains(bridge.JobStates, *state) {
-		return fmt.Errorf("%w: -state %q: want one of %s", cli.ErrUsage, *state, strings.Join(bridge.JobStates, ", "))
+	if *state != "" && !slices.Contains(api.JobStates, *state) {
+		return fmt.Errorf("%w: -state %q: want one of %s", cli.ErrUsage, *state, strings.Join(api.JobStates, ", "))
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	var v *bridge.TextsView
+	var v *api.TextsView
 	err = ask(ctx, cfg, stderr, "/texts?"+url.Values{"state": {*state}}.Encode(), &v, func(st portalstore.Store) (err error) {
 		v, err = bridge.Texts(st, *state)
 		return err
@@ -553,7 +554,7 @@ func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !*asJSON {
 		c := v.Counts
-		fmt.Fprintf(stdout, "sent %d, failed %d, pending %d, sending %d, held %d\n", c[bridge.JobSent], c[bridge.JobFailed], c[bridge.JobPending], c[bridge.JobSending], c[bridge.JobHeld])
+		fmt.Fprintf(stdout, "sent %d, failed %d, pending %d, sending %d, held %d\n", c[portalstore.JobSent], c[portalstore.JobFailed], c[portalstore.JobPending], c[portalstore.JobSending], c[portalstore.JobHeld])
 	}
 	return nil
 }
@@ -581,7 +582,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var v *bridge.ExportView
+	var v *api.ExportView
 	err = ask(ctx, cfg, stderr, "/export?"+url.Values{"centre": {*centre}, "month": {*month}}.Encode(), &v, func(st portalstore.Store) (err error) {
 		v, err = bridge.ExportStore(st, cfg.Sources, *centre, *month)
 		return err

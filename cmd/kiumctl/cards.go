@@ -16,7 +16,7 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
 )
 
 // DefaultBridgeSocket is where kiumbridge answers (its config's
@@ -61,7 +61,7 @@ func cardsCmd(ctx context.Context, what string, args []string, stdout, stderr io
 	defer tw.Flush()
 	switch what {
 	case "cards list":
-		var v bridge.CardsView
+		var v api.CardsView
 		if err := askBridge(ctx, *socket, http.MethodGet, "/cards?"+url.Values{"centre": {*centre}}.Encode(), nil, &v); err != nil {
 			return err
 		}
@@ -86,7 +86,7 @@ func cardsCmd(ctx context.Context, what string, args []string, stdout, stderr io
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Child, c.Name, card, state, since, strings.Join(others, "; "))
 		}
 	case "cards history":
-		var h []bridge.Change
+		var h []api.Change
 		q := url.Values{"centre": {*centre}, "child": {fs.Arg(0)}}
 		if err := askBridge(ctx, *socket, http.MethodGet, "/history?"+q.Encode(), nil, &h); err != nil {
 			return err
@@ -112,8 +112,8 @@ func cardsCmd(ctx context.Context, what string, args []string, stdout, stderr io
 				short(c.OldCard), short(c.NewCard), event, c.Detail)
 		}
 	case "enrol":
-		var res bridge.EnrolResult
-		req := bridge.EnrolRequest{Centre: *centre, Child: *child, Device: *device, By: *by}
+		var res api.EnrolResult
+		req := api.EnrolRequest{Centre: *centre, Child: *child, Device: *device, By: *by}
 		if err := askBridge(ctx, *socket, http.MethodPost, "/enrol", req, &res); err != nil {
 			return err
 		}
@@ -123,8 +123,8 @@ func cardsCmd(ctx context.Context, what string, args []string, stdout, stderr io
 		}
 		fmt.Fprintln(tw, "the binding reaches the portal as the terminal's event: kiumctl cards history shows it")
 	case "revoke":
-		var c bridge.Change
-		req := bridge.RevokeRequest{Centre: *centre, Child: *child, By: *by}
+		var c api.Change
+		req := api.RevokeRequest{Centre: *centre, Child: *child, By: *by}
 		if err := askBridge(ctx, *socket, http.MethodPost, "/revoke", req, &c); err != nil {
 			return err
 		}
@@ -151,13 +151,13 @@ func askBridge(ctx context.Context, socket, method, path string, body, into any)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := bridge.ControlClient(socket).Do(req)
+	resp, err := api.ControlClient(socket).Do(req)
 	if err != nil {
 		return fmt.Errorf("asking kiumbridge on %s: %w (is it running? -bridge is its config's control socket)", socket, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var ce bridge.ControlError
+		var ce api.ControlError
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(raw, &ce) != nil || ce.Error == "" {
 			return fmt.Errorf("kiumbridge: %s: %s", resp.Status, strings.TrimSpace(string(raw)))
@@ -171,7 +171,7 @@ func askBridge(ctx context.Context, socket, method, path string, body, into any)
 }
 
 // refusal is the rules' no, from kiumbridge.
-type refusal struct{ bridge.ControlError }
+type refusal struct{ api.ControlError }
 
 func (r *refusal) Error() string {
 	if r.Detail != "" {

@@ -11,7 +11,7 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
 )
 
 // gapsCmd shows a centre's stalled event logs and the gaps recorded
@@ -45,8 +45,8 @@ func gapsCmd(ctx context.Context, accept bool, args []string, stdout, stderr io.
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
 	if accept {
-		var g bridge.Gap
-		req := bridge.GapRequest{Centre: *centre, Device: *device, Through: *through, By: *by}
+		var g api.Gap
+		req := api.GapRequest{Centre: *centre, Device: *device, Through: *through, By: *by}
 		if err := askBridge(ctx, *socket, http.MethodPost, "/gap", req, &g); err != nil {
 			return err
 		}
@@ -56,7 +56,7 @@ func gapsCmd(ctx context.Context, accept bool, args []string, stdout, stderr io.
 		fmt.Fprintf(tw, "recorded: events %d..%d of terminal %s (log %s) are lost at the portal; its later events are taken again\n", g.From, g.To, g.Device, g.Log)
 		return nil
 	}
-	var v bridge.GapsView
+	var v api.GapsView
 	if err := askBridge(ctx, *socket, http.MethodGet, "/gaps?"+url.Values{"centre": {*centre}}.Encode(), nil, &v); err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/cli"
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
 )
 
 // terminalsCmd shows the last status of each terminal of a centre, as the
@@ -30,7 +30,7 @@ func terminalsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *centre == "" || fs.NArg() != 0 {
 		return fmt.Errorf("%w: kiumctl terminals -centre C [-json]", cli.ErrUsage)
 	}
-	var ts []bridge.TerminalView
+	var ts []api.TerminalView
 	if err := askBridge(ctx, *socket, http.MethodGet, "/terminals?"+url.Values{"centre": {*centre}}.Encode(), nil, &ts); err != nil {
 		return err
 	}

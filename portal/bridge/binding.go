@@ -17,37 +17,6 @@ import (
 // registry entry), records the decision in the store, writes the roster
 // sources and publishes the centres that changed.
 
-// Outcomes of a binding change, as its audit record (Change) keeps them.
-const (
-	ChangeApplied  = "applied"
-	ChangeRefused  = "refused"
-	ChangeConflict = "conflict" // lost a conflict: the card was bound first elsewhere
-	ChangeReleased = "released" // a card that lost a conflict freed: the binding that won it ended
-)
-
-// Reasons of the portal's own, beside firmware's enrolment reasons.
-const (
-	RefuseNoSource firmware.Reason = "no_source" // no roster source for the centre
-	RefuseInvalid  firmware.Reason = "invalid"   // the change would make an invalid roster
-)
-
-// Change is one change of a child's card at a centre, applied, refused or
-// lost: the audit record kiumctl cards history shows.
-type Change struct {
-	Centre string `json:"centre"`
-	firmware.BindingChange
-	Outcome string          `json:"outcome"` // applied, refused, conflict, released
-	Reason  firmware.Reason `json:"reason,omitempty"`
-	Detail  string          `json:"detail,omitempty"`
-	// The card_bound event it comes from; empty for a change made at the
-	// portal (a revoke).
-	Device string `json:"device,omitempty"`
-	Log    string `json:"log,omitempty"`
-	Seq    uint64 `json:"seq,omitempty"`
-	// Recorded is when the bridge recorded it.
-	Recorded time.Time `json:"recorded"`
-}
-
 // binding is a card_bound event as the binder needs it. It holds no raw
 // UID: CardID is the card's HMAC under the registry key.
 type binding struct {

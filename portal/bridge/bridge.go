@@ -7,9 +7,10 @@
 // It is also where card bindings made at terminals meet: it takes each
 // card_bound event into its centre's roster source, resolves conflicts
 // between centres (binding.go, binder.go), and answers kiumctl on a local
-// control socket: cards, their history, enrol and revoke (control.go). It
-// is the only writer of roster sources besides staff's pushes, which it
-// never undoes the terminals' bindings for.
+// control socket: cards, their history, enrol and revoke (control.go;
+// the API's types and client are package api, which kiumctl links
+// instead of this). It is the only writer of roster sources besides
+// staff's pushes, which it never undoes the terminals' bindings for.
 package bridge
 
 import (
@@ -117,33 +118,6 @@ type Options struct {
 	// finish and be recorded; default 10 s. A text still unanswered then
 	// is left as a crash leaves it: sent again, with the same key.
 	StopTimeout time.Duration
-}
-
-// Status is what the bridge reports of itself (kiumbridge status).
-type Status struct {
-	Time      time.Time `json:"time"`
-	Connected bool      `json:"connected"` // to at least one broker
-	// Brokers are the brokers' connections: each broker's URL and whether
-	// at least one of its connections is up.
-	Brokers []BrokerLink `json:"brokers"`
-	Centres []string     `json:"centres"`
-	Stats   Stats        `json:"stats"`
-	// Failed are the latest texts providers refused for good, newest last.
-	Failed []Job `json:"failed,omitempty"`
-	// Stalled are terminal logs whose gap does not fill (gap.go): an
-	// operator must look (kiumctl gaps).
-	Stalled []ingest.Stall `json:"stalled,omitempty"`
-	// Refused are the terminals whose events messages this bridge refuses
-	// (malformed, of an unknown centre…), until it stores their events
-	// again; each terminal is told why.
-	Refused []ingest.Refusal `json:"refused,omitempty"`
-}
-
-// Stats count what the bridge did.
-type Stats struct {
-	Ingest                 ingest.Stats
-	TextsSent, TextsFailed int
-	TextRetries, Published int
 }
 
 // Bridge is the portal side of the terminals.
@@ -778,12 +752,6 @@ func (b *Bridge) brokers() []string {
 		return b.o.Brokers
 	}
 	return []string{b.o.Broker}
-}
-
-// BrokerLink is a broker as the bridge's status shows it.
-type BrokerLink struct {
-	URL       string `json:"url"`
-	Connected bool   `json:"connected"`
 }
 
 // links are the brokers' connections now.

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,36 +29,14 @@ import (
 )
 
 // The control socket: kiumctl's questions about cards and its enrol and
-// revoke, and stalled event logs (gap.go), on a local unix socket (Options.Control), as JSON over HTTP.
-//
-//	GET  /cards?centre=C             CardsView
-//	GET  /history?centre=C[&child=X] []Change, oldest first
-//	POST /enrol   EnrolRequest       EnrolResult: the terminal's answer
-//	POST /revoke  RevokeRequest      Change
-//	GET  /terminals?centre=C         []TerminalView: each terminal's last status
-//	GET  /gaps?centre=C              GapsView: stalled logs, gaps recorded
-//	POST /gap     GapRequest         Gap: a stalled log's events recorded as lost
-//	GET  /status                     Status: the bridge now (kiumbridge status)
-//	GET  /texts[?state=S]            TextsView: the text queue (kiumbridge texts)
-//	GET  /export?centre=C&month=M    ExportView: a month's sessions and occupancy (kiumbridge export)
+// revoke, and stalled event logs (gap.go), on a local unix socket
+// (Options.Control). The API (endpoints, request and response types,
+// errors and their statuses, the client) is package api's; this is its
+// handler.
 //
 // The store is the running bridge's (bbolt locks it): kiumbridge status,
 // texts and export ask here, so that reading it never means stopping the
-// texts to parents. Ask is the client.
-//
-// An error answers with a status and a ControlError: 400 a bad request,
-// 404 an unknown centre, 409 a refusal by the rules or by the terminal
-// (Reason names the rule), 503 no broker (not connected, or it did not
-// take the command), 504 a terminal that did not answer.
-
-// Errors of the control socket's operations.
-var (
-	ErrUnknownCentre = errors.New("no roster source for centre")
-	ErrDevice        = errors.New("terminal")
-	ErrNoAnswer      = errors.New("did not answer")
-	ErrNotConnected  = errors.New("the bridge is not connected to the broker")
-	ErrBroker        = errors.New("the broker did not take it")
-)
+// texts to parents.
 
 // publishWait is how long a publish waits for the broker's
 // acknowledgement.
@@ -77,58 +54,7 @@ func published(t mqtt.Token) error {
 	return nil
 }
 
-// ControlError is the body of an error answer.
-type ControlError struct {
-	Error  string          `json:"error"`
-	Reason firmware.Reason `json:"reason,omitempty"` // the rule refusing, when one does
-	Detail string          `json:"detail,omitempty"` // what the rule says to do
-}
-
-// CardsView is a centre's children and their cards.
-type CardsView struct {
-	Centre   string       `json:"centre"`
-	Name     string       `json:"name"`
-	Children []ChildCards `json:"children"`
-}
-
-// ChildCards is a child's card: the active one, or else the latest, with
-// its state ("" and no card: none ever bound); and all of them.
-type ChildCards struct {
-	Child string             `json:"child"`
-	Name  string             `json:"name"` // masked
-	Card  string             `json:"card,omitempty"`
-	State firmware.CardState `json:"state,omitempty"`
-	Since time.Time          `json:"since,omitzero"`
-	Cards []firmware.Card    `json:"cards,omitempty"`
-}
-
-// EnrolRequest asks a centre's terminal to bind the next card presented
-// to Child. Device may be empty when the centre has one terminal.
-type EnrolRequest struct {
-	Centre string `json:"centre"`
-	Child  string `json:"child"`
-	Device string `json:"device,omitempty"`
-	By     string `json:"by"`
-}
-
-// EnrolResult is a terminal's answer to an enrol command.
-type EnrolResult struct {
-	Centre  string   `json:"centre"`
-	Device  string   `json:"device"`
-	Child   string   `json:"child"`
-	Name    string   `json:"name"` // masked
-	Command string   `json:"command"`
-	Screen  []string `json:"screen,omitempty"`
-}
-
-// RevokeRequest revokes a child's active card.
-type RevokeRequest struct {
-	Centre string `json:"centre"`
-	Child  string `json:"child"`
-	By     string `json:"by"`
-}
-
-// TerminalError is a terminal's refusal of a command.
+// TerminalError is a terminal's refusal of a command: answered 409.
 type TerminalError struct {
 	Device, Message string
 }
@@ -433,90 +359,6 @@ func (b *Bridge) serveControl(ctx context.Context, l net.Listener) {
 	}
 }
 
-// ControlClient asks a running kiumbridge on its control socket. An
-// enrol waits for the terminal: allow it the bridge's CommandWait.
-func ControlClient(path string) *http.Client {
-	c := unixhttp.Client(path)
-	c.Timeout = 30 * time.Second
-	return c
-}
-
-// ErrNoBridge is Ask's error when no kiumbridge answers on the control
-// socket: no socket file, or nobody listening on it (a stale file). No
-// bridge is running with that socket.
-var ErrNoBridge = errors.New("no kiumbridge answers on the control socket")
-
-// AnswerError is an error answer of the control socket.
-type AnswerError struct {
-	Status int // its HTTP status (see the endpoints above)
-	ControlError
-}
-
-func (e *AnswerError) Error() string { return e.ControlError.Error }
-
-// Is makes a 404 answer ErrUnknownCentre, as it was at the bridge.
-func (e *AnswerError) Is(target error) bool {
-	return target == ErrUnknownCentre && e.Status == http.StatusNotFound
-}
-
-// Ask sends a request to the kiumbridge answering on socket and decodes
-// its answer into into (body, when not nil, goes as JSON). No bridge
-// answering is an error wrapping ErrNoBridge; an error answer is an
-// *AnswerError.
-func Ask(ctx context.Context, socket, method, path string, body, into any) error {
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("asking kiumbridge: %w", err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://kiumbridge"+path, rd)
-	if err != nil {
-		return fmt.Errorf("asking kiumbridge: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := ControlClient(socket).Do(req)
-	if err != nil {
-		var op *net.OpError
-		switch {
-		case errors.Is(err, unixhttp.ErrNoServer) && errors.As(err, &op):
-			return fmt.Errorf("%w %s (%w)", ErrNoBridge, socket, op.Err)
-		case errors.Is(err, os.ErrPermission):
-			return fmt.Errorf("asking kiumbridge on %s: %w: the socket is for the bridge's own user (mode 0600): run this as that user", socket, err)
-		}
-		return fmt.Errorf("asking kiumbridge on %s: %w", socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		ae := &AnswerError{Status: resp.StatusCode}
-		if json.Unmarshal(raw, &ae.ControlError) != nil || ae.ControlError.Error == "" {
-			ae.ControlError = ControlError{Error: fmt.Sprintf("kiumbridge on %s answered %s: %s", socket, resp.Status, strings.TrimSpace(string(raw)))}
-		}
-		return ae
-	}
-	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
-		return fmt.Errorf("the answer of kiumbridge on %s to %s: %w", socket, path, err)
-	}
-	return nil
-}
-
-// TextsView is the text queue (kiumbridge texts).
-type TextsView struct {
-	// Counts are all the texts by state.
-	Counts map[string]int `json:"counts"`
-	// Texts are those in the state asked for (all when none): those to
-	// send first, in the order queued, then those done.
-	Texts []Job `json:"texts"`
-}
-
-// JobStates are the states of texts, in their order.
-var JobStates = store.JobStates
-
 // Texts reads the text queue of st: the texts in state (all when empty)
 // and the counts of all. A text a texter of this process is handing to
 // its provider now is "sending" (on disk it is pending until its outcome
@@ -537,19 +379,6 @@ func Texts(q store.TextQueue, state string) (*TextsView, error) {
 		return nil, fmt.Errorf("reading the text queue: %w", err)
 	}
 	return v, nil
-}
-
-// ExportView is a centre's month of attendance (kiumbridge export): each
-// child's sessions and the hourly occupancy (package attendance), and the
-// children's names, to write as CSV or Excel.
-type ExportView struct {
-	Centre    string                 `json:"centre"`
-	Month     string                 `json:"month"` // 2026-11
-	Sessions  []attendance.Session   `json:"sessions"`
-	Occupancy []attendance.Occupancy `json:"occupancy"`
-	// Names are the children's names by ID, from the centre's roster
-	// source, not masked: the report is the centre's own.
-	Names map[string]string `json:"names"`
 }
 
 // noSuchCentre is an export's unknown centre; it is ErrUnknownCentre.

@@ -24,27 +24,6 @@ import (
 // → Gap.
 var bGaps = []byte("gaps")
 
-// Gap is a run of a terminal's events recorded as lost at the portal
-// (store.Gap).
-type Gap = store.Gap
-
-// GapsView is what kiumctl gaps shows: the logs stalled now, and the gaps
-// recorded.
-type GapsView struct {
-	Stalled  []ingest.Stall `json:"stalled"`
-	Recorded []Gap          `json:"recorded"`
-}
-
-// GapRequest asks to record a stalled log's missing events as lost.
-type GapRequest struct {
-	Centre string `json:"centre"`
-	Device string `json:"device"`
-	// Through is the last missing sequence, the one before the terminal's
-	// first: the operator confirms what the stall reports.
-	Through uint64 `json:"through"`
-	By      string `json:"by"`
-}
-
 // Gaps returns a centre's stalled logs and the gaps recorded for it.
 func (b *Bridge) Gaps(centre string) (*GapsView, error) {
 	if !b.serves(centre) {

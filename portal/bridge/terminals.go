@@ -20,35 +20,6 @@ import (
 // statusTopic is every terminal's status.
 var statusTopic = protocol.Prefix + "/c/+/d/+/status"
 
-// TerminalView is a terminal's last status and when it came, and the
-// events messages of it this bridge refused.
-type TerminalView struct {
-	Centre   string           `json:"centre"`
-	Device   string           `json:"device"`
-	Status   *protocol.Status `json:"status"`
-	Received time.Time        `json:"received,omitzero"`
-	// Refused: this bridge refuses the terminal's events (the latest
-	// reason, the first sequence of that message, since when and how
-	// many), until it stores its events again.
-	Refused *protocol.Refusal `json:"refused,omitempty"`
-	// Clash: two terminals use this device ID.
-	Clash *Clash `json:"clash,omitempty"`
-}
-
-// Clash is two (or more) terminals using one device ID, as a cloned SD
-// card or a copied certificate makes: each connection takes the ID from
-// the other, and their statuses come from instances that keep coming
-// back. A restart never comes back: each start of the software is a new
-// instance.
-type Clash struct {
-	Instances []string  `json:"instances"`
-	Since     time.Time `json:"since"`
-	Switches  int       `json:"switches"` // in the last ClashWindow
-}
-
-// ClashWindow is how long a device's switches of instance are remembered.
-const ClashWindow = 10 * time.Minute
-
 // idWatch is a device's online instances, in the order they came, within
 // ClashWindow.
 type idWatch struct {
