@@ -800,7 +800,10 @@ func (b *Bridge) publishAll(topic string, qos byte, retained bool, payload []byt
 			continue
 		}
 		if err := published(c.Publish(topic, qos, retained, payload)); err != nil {
-			errs = append(errs, fmt.Errorf("broker %s: %w", b.brokers()[k], err))
+			if len(b.brokers()) > 1 {
+				err = fmt.Errorf("broker %s: %w", b.brokers()[k], err)
+			}
+			errs = append(errs, err)
 			continue
 		}
 		sent++

@@ -171,8 +171,7 @@ func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, err
 	case device == "":
 		return nil, fmt.Errorf("%w: %s has several terminals (%s); name one with -device", ErrDevice, req.Centre, list(devices))
 	}
-	cl := b.client()
-	if cl == nil {
+	if b.client() == nil {
 		return nil, ErrNotConnected
 	}
 	now := b.o.Now().UTC()
@@ -192,7 +191,9 @@ func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, err
 		delete(b.waiters, cmd.ID)
 		b.mu.Unlock()
 	}()
-	if err := published(cl.Publish(topics.Cmd(), 1, false, protocol.Sign(b.o.Key, payload))); err != nil {
+	// On every broker: the terminal is on one of them. A command ID runs
+	// once, so one that reaches it twice is answered once.
+	if err := b.publishAll(topics.Cmd(), 1, false, protocol.Sign(b.o.Key, payload)); err != nil {
 		return nil, fmt.Errorf("publishing the enrol command to %s: %w", device, err)
 	}
 	b.log.Info("bridge: enrol command sent", "centre", req.Centre, "device", device, "child", req.Child, "by", req.By, "id", cmd.ID)
