@@ -217,13 +217,13 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 			b.Queue(`INSERT INTO binding_jobs (job) VALUES ($1)`, job)
 		}
 		b.Queue(`INSERT INTO events (centre, device, log, seq, body)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[])`,
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::json[])`,
 			ev.centre, ev.device, ev.log, ev.seq, ev.body)
 		if len(tx2.id) > 0 {
 			// In the events' order: a text's place in the queue (q) is
 			// the order it was queued in.
 			b.Queue(`INSERT INTO texts (id, state, next_at, created, attempts, body)
-				SELECT i, s, n, c, a, b FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::jsonb[])
+				SELECT i, s, n, c, a, b FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::json[])
 					WITH ORDINALITY AS t (i, s, n, c, a, b, o)
 				ORDER BY o ON CONFLICT (id) DO NOTHING`,
 				tx2.id, tx2.state, tx2.nextAt, tx2.created, tx2.attempts, tx2.body)
@@ -251,9 +251,10 @@ func (s *Store) Events(ctx context.Context, centre string, fn func(protocol.Even
 	const page = 1000
 	after := []any{"", "", "", int64(0)}
 	for {
-		rows, err := s.pool.Query(ctx, `SELECT centre, device, log, seq, body FROM events
-			WHERE ($1 = '' OR centre = $1) AND (centre, device, log, seq) > ($2, $3, $4, $5)
-			ORDER BY centre, device, log, seq LIMIT $6`, centre, after[0], after[1], after[2], after[3], page)
+		rows, err := s.pool.Query(ctx, `SELECT l.centre, e.device, e.log, e.seq, e.body FROM logs l
+			JOIN events e ON e.device = l.device AND e.log = l.log
+			WHERE ($1 = '' OR l.centre = $1) AND (l.centre, e.device, e.log, e.seq) > ($2, $3, $4, $5)
+			ORDER BY l.centre, e.device, e.log, e.seq LIMIT $6`, centre, after[0], after[1], after[2], after[3], page)
 		if err != nil {
 			return fmt.Errorf("pgstore: reading events: %w", err)
 		}
@@ -347,11 +348,11 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, n int, l
 		return nil, nil
 	}
 	rows, err := s.pool.Query(ctx, `WITH due AS (
-			SELECT q FROM texts
+			SELECT id FROM texts
 			WHERE NOT done AND ((state = 'pending' AND next_at <= $3) OR (state = 'sending' AND claim_until <= $3))
 			ORDER BY q LIMIT $4 FOR UPDATE SKIP LOCKED)
 		UPDATE texts t SET state = 'sending', claimed_by = $1, claim_until = $2, claimed_at = $3, attempts = t.attempts + 1
-		FROM due WHERE t.q = due.q
+		FROM due WHERE t.id = due.id
 		RETURNING t.`+strings.ReplaceAll(jobColumns, ", ", ", t."), owner, now.Add(lease), now, n)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: claiming texts: %w", err)
