@@ -98,8 +98,10 @@ type Cluster struct {
 	as     *account // nil: the current user
 	dir    string   // the cluster's directory: data/, sock/, postgres.log
 	port   int
-	shared bool     // Shared's cluster: NewDatabase shows the log on failure
-	owner  *os.File // locked while the directory is in use (see reapStale)
+	shared bool // Shared's cluster: NewDatabase shows the log on failure
+	// durable: commits synced to disk, as a deployment's (StartDurable).
+	durable bool
+	owner   *os.File // locked while the directory is in use (see reapStale)
 
 	dbs atomic.Int64 // databases made, for unique names
 
@@ -113,6 +115,17 @@ type Cluster struct {
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	return startWith(t, defaultSetup())
+}
+
+// StartDurable is Start with a cluster that syncs every commit to disk
+// (fsync, synchronous_commit and full_page_writes on, as PostgreSQL's
+// defaults have them): for benchmarks that compare PostgreSQL with a
+// store that syncs its commits. Start's clusters skip the syncs.
+func StartDurable(t testing.TB) *Cluster {
+	t.Helper()
+	s := defaultSetup()
+	s.durable = true
+	return startWith(t, s)
 }
 
 func startWith(t testing.TB, s setup) *Cluster {

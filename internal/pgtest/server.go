@@ -199,6 +199,9 @@ func (c *Cluster) startLocked() error {
 	}
 	args := []string{"-D", c.dataDir(), "-p", strconv.Itoa(c.port), "-c", "unix_socket_directories=" + c.SocketDir()}
 	for _, s := range settings {
+		if c.durable && (strings.HasPrefix(s, "fsync=") || strings.HasPrefix(s, "synchronous_commit=") || strings.HasPrefix(s, "full_page_writes=")) {
+			continue // PostgreSQL's defaults: on
+		}
 		args = append(args, "-c", s)
 	}
 	cmd := exec.Command(c.bin.postgres, args...)

@@ -27,6 +27,7 @@ type setup struct {
 	tempDir    string   // where the cluster's directory goes
 	cacheDir   string   // where initdb'd data directories are kept; "": none
 	accounts   []string // who PostgreSQL may run as when the tests run as root
+	durable    bool     // commits synced (StartDurable)
 }
 
 func defaultSetup() setup {
@@ -58,7 +59,7 @@ func newCluster(s setup) (*Cluster, error) {
 		return nil, err
 	}
 	reapStale(base)
-	c := &Cluster{bin: bin, as: as}
+	c := &Cluster{bin: bin, as: as, durable: s.durable}
 	if err := c.makeDir(base); err != nil {
 		return nil, err
 	}

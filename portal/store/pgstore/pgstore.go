@@ -39,6 +39,13 @@ import (
 // Store is the contract on a PostgreSQL database.
 type Store struct {
 	pool *pgxpool.Pool
+	// texts is a pool for the text queue's claims and outcomes, whose
+	// commits do not wait for the disk (synchronous_commit off): a crash
+	// of PostgreSQL itself (not of a bridge) may forget the last fraction
+	// of a second of them, and those texts go again, with the same
+	// idempotency keys, as texts in flight at a bridge's crash do. Events
+	// are stored on pool, every commit on disk before its ack.
+	texts *pgxpool.Pool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -58,11 +65,20 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	tcfg := cfg.Copy()
+	tcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	tcfg.MaxConns = 4
+	texts, err := pgxpool.NewWithConfig(ctx, tcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: connecting to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	return &Store{pool: pool, texts: texts}, nil
 }
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	s.texts.Close()
 	s.pool.Close()
 	return nil
 }
@@ -79,8 +95,13 @@ func (s *Store) Ping(ctx context.Context) error {
 // serialization failure or deadlock (another instance's transaction on the
 // same rows) is retried a few times.
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.txOn(ctx, s.pool, fn)
+}
+
+// txOn is tx on one of the pools.
+func (s *Store) txOn(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := pgx.BeginFunc(ctx, s.pool, fn)
+		err := pgx.BeginFunc(ctx, pool, fn)
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") && attempt < 5 {
 			continue
@@ -347,7 +368,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, n int, l
 	if n <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `WITH due AS (
+	rows, err := s.texts.Query(ctx, `WITH due AS (
 			SELECT id FROM texts
 			WHERE NOT done AND ((state = 'pending' AND next_at <= $3) OR (state = 'sending' AND claim_until <= $3))
 			ORDER BY q LIMIT $4 FOR UPDATE SKIP LOCKED)
@@ -374,7 +395,7 @@ func (s *Store) Release(ctx context.Context, owner string, jobs ...store.Job) er
 	for i, j := range jobs {
 		ids[i] = j.ID
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE texts SET state = 'pending', claimed_by = NULL, claim_until = NULL, claimed_at = NULL, attempts = attempts - 1
+	_, err := s.texts.Exec(ctx, `UPDATE texts SET state = 'pending', claimed_by = NULL, claim_until = NULL, claimed_at = NULL, attempts = attempts - 1
 		WHERE id = ANY($1) AND state = 'sending' AND claimed_by = $2`, ids, owner)
 	if err != nil {
 		return fmt.Errorf("pgstore: releasing %d texts: %w", len(jobs), err)
@@ -391,7 +412,7 @@ func (s *Store) Finish(ctx context.Context, owner string, jobs ...store.Job) err
 	if len(jobs) == 0 {
 		return nil
 	}
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txOn(ctx, s.texts, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, j := range jobs {
 			if j.State == store.JobSending {
