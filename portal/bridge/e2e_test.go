@@ -124,7 +124,11 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	srcDir := filepath.Join(dir, "sources")
 	os.MkdirAll(srcDir, 0o700)
-	clk := clocktest.New(time.Now().In(firmware.KST))
+	// The terminal's clock starts at 06:00 in Seoul today: its 300 taps, 2
+	// minutes apart, stay within the day (past midnight the store would
+	// add automatic check-outs, texted too, that this test does not count).
+	now := time.Now().In(firmware.KST)
+	clk := clocktest.New(time.Date(now.Year(), now.Month(), now.Day(), 6, 0, 0, 0, firmware.KST))
 	raw, _ := json.Marshal(testSource(firmware.DateOf(clk.Now())))
 	if err := os.WriteFile(filepath.Join(srcDir, "mangwon1.json"), raw, 0o600); err != nil {
 		t.Fatal(err)
