@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,8 +20,10 @@ import (
 	"kiumtap/firmware"
 	"kiumtap/internal/pgtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/api"
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms/smstest"
+	"kiumtap/portal/store"
 )
 
 // Issue 14: the portal side for a city, with real processes and real
@@ -186,6 +191,43 @@ func TestCityChaos(t *testing.T) {
 	const taps = doorsN * perDoor
 	// A text in flight at the last kill waits for its claim to lapse (30 s).
 	wait.For(t, 90*time.Second, fmt.Sprintf("%d texts at the provider", taps), func() bool { return hook.Unique() >= taps })
+	// Any instance answers the control API, from the one store: the same
+	// texts, cards, terminals and gaps whichever is asked.
+	var texts []map[string]int
+	for i, kb := range kbs {
+		sock := filepath.Join(filepath.Dir(kb.config), "kb.sock")
+		var st api.Status
+		var tv api.TextsView
+		var cards api.CardsView
+		var terms []api.TerminalView
+		var gv api.GapsView
+		for _, q := range []struct {
+			path string
+			into any
+		}{{"/status", &st}, {"/texts?state=sent", &tv}, {"/cards?centre=" + c.id, &cards}, {"/terminals?centre=" + c.id, &terms}, {"/gaps?centre=" + c.id, &gv}} {
+			if err := api.Ask(ctx, sock, http.MethodGet, q.path, nil, q.into); err != nil {
+				t.Fatalf("kb%d %s: %v", i, q.path, err)
+			}
+		}
+		if !st.Connected || len(st.Brokers) != 2 {
+			t.Errorf("kb%d status: connected %v, brokers %+v", i, st.Connected, st.Brokers)
+		}
+		online := 0
+		for _, tm := range terms {
+			if tm.Status != nil && tm.Status.State == "online" {
+				online++
+			}
+		}
+		if len(cards.Children) != doorsN*kids || online != doorsN || len(gv.Recorded) != 0 || len(gv.Stalled) != 0 {
+			t.Errorf("kb%d: %d children with cards, %d of %d terminals online, gaps %+v", i, len(cards.Children), online, doorsN, gv)
+		}
+		texts = append(texts, tv.Counts)
+	}
+	for i := range texts {
+		if texts[i][store.JobSent] != taps || !maps.Equal(texts[i], texts[0]) {
+			t.Errorf("kb%d counts texts %v, kb0 %v; want %d sent", i, texts[i], texts[0], taps)
+		}
+	}
 	for _, kb := range kbs {
 		kb.signal(syscall.SIGTERM)
 	}
