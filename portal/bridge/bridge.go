@@ -42,6 +42,7 @@ import (
 	"kiumtap/portal/ingest"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	"kiumtap/portal/publish"
 	"kiumtap/portal/store"
 	"kiumtap/portal/texter"
 	"kiumtap/protocol"
@@ -153,8 +154,9 @@ type Bridge struct {
 	listeningOnce sync.Once
 	// pinging: a Ping waits for the locks (one at a time).
 	pinging atomic.Bool
-	// tx sends the texts.
-	tx *texter.Texter
+	// tx sends the texts; pub publishes the rosters.
+	tx  *texter.Texter
+	pub *publish.Publisher
 	// db is the store, as the storage contract has it; owner names this
 	// bridge's claims on its text queue (random per start: a restarted
 	// process is another owner, whose predecessor's claims lapse).
@@ -227,6 +229,8 @@ func New(o Options) (*Bridge, error) {
 		b.db = o.Store.Contract()
 	}
 	b.owner = fmt.Sprintf("%s-%x", o.ClientID, rand.Uint64())
+	b.pub, _ = publish.New(publish.Options{Revisions: b.db, Key: o.Key, Now: o.Now, Logger: o.Logger, Connected: func() bool { return b.client() != nil },
+		Send: func(topic string, retained bool, payload []byte) error { return b.publishAll(topic, 1, retained, payload) }})
 	var err error
 	b.tx, err = texter.New(texter.Options{Queue: b.db, Owner: b.owner, Provider: o.Provider, From: o.From, Workers: o.Workers,
 		RetryMin: o.RetryMin, RetryMax: o.RetryMax, Now: o.Now, Logger: o.Logger, Names: b.names,
@@ -304,6 +308,7 @@ func (b *Bridge) Stats() Stats {
 	s.Ingest = b.in.Stats()
 	t := b.tx.Stats()
 	s.TextsSent, s.TextsFailed, s.TextRetries = t.Sent, t.Failed, t.Retries
+	s.Published = b.pub.Published()
 	return s
 }
 
@@ -985,70 +990,13 @@ func (b *Bridge) reloadLocked() ([]string, error) {
 	return changed, errors.Join(errs...)
 }
 
-// Publish publishes a centre's roster. A source that differs from the
-// latest revision becomes the next revision, recorded first; then the
-// latest revision goes out: its snapshot, signed and retained, and the
-// delta that led to it. Publishing an unchanged revision again is harmless
-// (terminals ignore a revision they hold) and puts the retained snapshot
-// back on a broker that lost it.
+// Publish publishes a centre's roster as its source has it now (package
+// publish): the next revision if it changed, recorded first, then the
+// latest out on every broker.
 func (b *Bridge) Publish(centre string) error {
 	src := b.source(centre)
 	if src == nil {
 		return fmt.Errorf("no roster source for centre %q", centre)
 	}
-	ctx := context.Background()
-	latest, err := b.db.Published(ctx, centre)
-	if err != nil {
-		return err
-	}
-	next := *src.Roster
-	changed := true
-	if latest != nil {
-		prev := latest.Snapshot.Roster
-		next.Revision, next.Issued = prev.Revision, prev.Issued
-		changed = protocol.Digest(&next) != latest.Snapshot.Digest
-		next.Revision = prev.Revision + 1
-	} else {
-		next.Revision = max(next.Revision, 1)
-	}
-	if changed {
-		next.Issued = b.o.Now().UTC()
-		if err := next.Validate(); err != nil {
-			return err
-		}
-		p := &Published{Snapshot: &protocol.Snapshot{V: protocol.Version, Kind: "snapshot", Centre: centre, Digest: protocol.Digest(&next), Roster: &next}}
-		if latest != nil {
-			p.Delta = protocol.Diff(latest.Snapshot.Roster, &next)
-		}
-		// One revision number, one roster, whichever instance publishes:
-		// another that took this number first is built on next time.
-		if err := b.db.Publish(ctx, p); errors.Is(err, store.ErrRevisionTaken) {
-			return b.Publish(centre)
-		} else if err != nil {
-			return err
-		}
-		latest = p
-	}
-	if b.client() == nil {
-		return errors.New("not connected")
-	}
-	snap := latest.Snapshot
-	raw, _ := json.Marshal(snap)
-	topics := protocol.Topics{Centre: centre}
-	if err := b.publishAll(topics.Roster(), 1, true, protocol.Sign(b.o.Key, raw)); err != nil {
-		return fmt.Errorf("publishing roster %d of %s: %w", snap.Roster.Revision, centre, err)
-	}
-	if latest.Delta != nil {
-		raw, _ := json.Marshal(latest.Delta)
-		if err := b.publishAll(topics.Delta(), 1, false, protocol.Sign(b.o.Key, raw)); err != nil {
-			return fmt.Errorf("publishing the delta to roster %d of %s: %w", snap.Roster.Revision, centre, err)
-		}
-	}
-	if changed {
-		b.mu.Lock()
-		b.stats.Published++
-		b.mu.Unlock()
-		b.log.Info("bridge: roster published", "centre", centre, "revision", snap.Roster.Revision, "children", len(snap.Roster.Children))
-	}
-	return nil
+	return b.pub.Publish(context.Background(), src.Roster)
 }

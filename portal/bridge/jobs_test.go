@@ -1,8 +1,6 @@
 package bridge
 
 import (
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,45 +45,3 @@ func TestJobsFor(t *testing.T) {
 
 // flaky answers garbage first, then hangs past the client's patience, then
 // takes the text.
-// A roster change is recorded as the next revision before it goes out,
-// once: trying again while offline does not make another revision, and a
-// real change later does.
-func TestPublishRecordsFirst(t *testing.T) {
-	st, err := OpenStore(t.TempDir() + "/b.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	mk := func(s string) firmware.Date { d, _ := firmware.ParseDate(s); return d }
-	r := &firmware.Roster{Revision: 7, Centre: firmware.Centre{ID: "m1", Name: "망원1동", Terms: []firmware.Term{{Name: "t", From: mk("2026-01-01"), To: mk("2026-12-31"), Hours: firmware.Window{Start: 600, End: 1100}}}},
-		Children: []firmware.Child{{ID: "c1", Name: "김민준"}}}
-	if err := r.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	b := &Bridge{o: Options{Store: st, Now: time.Now}, db: st.Contract(), owner: "test", log: slog.New(slog.DiscardHandler), sources: map[string]*source.Source{"m1": {Roster: r}}}
-	rev := func() uint64 {
-		p, err := st.Published("m1")
-		if err != nil || p == nil {
-			t.Fatalf("published: %v", err)
-		}
-		return p.Snapshot.Roster.Revision
-	}
-	for range 2 {
-		if err := b.Publish("m1"); err == nil || !strings.Contains(err.Error(), "not connected") {
-			t.Fatalf("offline publish: %v", err)
-		}
-		if rev() != 7 {
-			t.Fatalf("revision %d, want 7 (the source's, the first time)", rev())
-		}
-	}
-	r2 := *r
-	r2.Children = append([]firmware.Child{}, r.Children...)
-	r2.Children = append(r2.Children, firmware.Child{ID: "c2", Name: "이서연"})
-	r2.Validate()
-	b.sources["m1"] = &source.Source{Roster: &r2}
-	b.Publish("m1")
-	p, _ := st.Published("m1")
-	if p.Snapshot.Roster.Revision != 8 || p.Delta == nil || p.Delta.Base != 7 || len(p.Delta.Children.Upsert) != 1 {
-		t.Fatalf("after a change: %+v", p)
-	}
-}
