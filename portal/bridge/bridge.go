@@ -40,9 +40,9 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/portal/ingest"
+	"kiumtap/portal/publish"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
-	"kiumtap/portal/publish"
 	"kiumtap/portal/store"
 	"kiumtap/portal/texter"
 	"kiumtap/protocol"
@@ -230,7 +230,9 @@ func New(o Options) (*Bridge, error) {
 	}
 	b.owner = fmt.Sprintf("%s-%x", o.ClientID, rand.Uint64())
 	b.pub, _ = publish.New(publish.Options{Revisions: b.db, Key: o.Key, Now: o.Now, Logger: o.Logger, Connected: func() bool { return b.client() != nil },
-		Send: func(topic string, retained bool, payload []byte) error { return b.publishAll(topic, 1, retained, payload) }})
+		Send: func(topic string, retained bool, payload []byte) error {
+			return b.publishAll(topic, 1, retained, payload)
+		}})
 	var err error
 	b.tx, err = texter.New(texter.Options{Queue: b.db, Owner: b.owner, Provider: o.Provider, From: o.From, Workers: o.Workers,
 		RetryMin: o.RetryMin, RetryMax: o.RetryMax, Now: o.Now, Logger: o.Logger, Names: b.names,
