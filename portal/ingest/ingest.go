@@ -105,7 +105,11 @@ type Ingest struct {
 	flushMu sync.Mutex // one Flush at a time
 	mu      sync.Mutex // guards logs, refusals and stats; not held while storing
 	logs    map[key]*state
-	stats   Stats
+	// active are the logs with work to do: events held, or an ack due.
+	// Flush and Acks look at these alone, not at every terminal's log (a
+	// city's bridge knows thousands).
+	active map[key]*state
+	stats  Stats
 	// refusals are the messages refused, by centre/device: the latest,
 	// until the device's events are stored again.
 	refusals map[string]*refusal
@@ -140,7 +144,7 @@ func New(s Store, o Options) *Ingest {
 	if o.StallAfter <= 0 {
 		o.StallAfter = 30 * time.Second
 	}
-	return &Ingest{store: s, o: o, logs: map[key]*state{}, refusals: map[string]*refusal{}}
+	return &Ingest{store: s, o: o, logs: map[key]*state{}, active: map[key]*state{}, refusals: map[string]*refusal{}}
 }
 
 // Handle takes one message from a device's events topic and stores what
@@ -212,6 +216,9 @@ func (g *Ingest) Take(topic string, raw []byte, now time.Time) error {
 	if len(st.held) > 0 && st.gapSince.IsZero() {
 		st.gapSince = now
 	}
+	if len(st.held) > 0 || st.due || st.overflow {
+		g.active[k] = st
+	}
 	return nil
 }
 
@@ -222,13 +229,14 @@ func (g *Ingest) Flush(now time.Time) error {
 	g.flushMu.Lock()
 	defer g.flushMu.Unlock()
 	type runOf struct {
+		k   key
 		st  *state
 		evs []protocol.Event
 	}
 	var runs []runOf
 	var all []protocol.Event
 	g.mu.Lock()
-	for k, st := range g.logs {
+	for k, st := range g.active {
 		if len(st.held) == 0 {
 			st.gapSince, st.overflow = time.Time{}, false
 			continue
@@ -265,7 +273,7 @@ func (g *Ingest) Flush(now time.Time) error {
 			}
 			continue
 		}
-		runs = append(runs, runOf{st, run})
+		runs = append(runs, runOf{k, st, run})
 		all = append(all, run...)
 	}
 	g.mu.Unlock()
@@ -278,6 +286,7 @@ func (g *Ingest) Flush(now time.Time) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, r := range runs {
+		g.active[r.k] = r.st // an Acks meanwhile may have let it go
 		if err != nil {
 			for _, e := range r.evs { // held again, for the next Flush
 				r.st.held[e.Seq] = e
@@ -356,6 +365,9 @@ func (g *Ingest) refuse(centre, device string, raw []byte, err error, now time.T
 		st.last, st.known = last, true
 	}
 	st.due = st.last > 0
+	if st.due {
+		g.active[k] = st
+	}
 }
 
 // Refusals returns the devices whose messages the ingest refused and
@@ -406,8 +418,8 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Ack
-	keys := make([]key, 0, len(g.logs))
-	for k := range g.logs {
+	keys := make([]key, 0, len(g.active))
+	for k := range g.active {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b key) int {
@@ -417,7 +429,7 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 		return cmp(a.log, b.log)
 	})
 	for _, k := range keys {
-		st := g.logs[k]
+		st := g.active[k]
 		a := protocol.Ack{V: protocol.Version, Device: k.device, Log: k.log, Ranges: []protocol.Range{}, Time: now.UTC()}
 		if st.due && st.last > 0 {
 			a = protocol.Cumulative(k.device, k.log, st.last, now)
@@ -441,11 +453,17 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 			}
 		}
 		if len(a.Ranges) == 0 && a.Next == 0 {
+			if !st.due && len(st.held) == 0 {
+				delete(g.active, k) // nothing to do until its next message
+			}
 			continue
 		}
 		raw, _ := json.Marshal(a)
 		out = append(out, Ack{Topic: protocol.Topics{Centre: k.centre, Device: k.device}.Ack(), Payload: raw})
 		st.due = false
+		if len(st.held) == 0 {
+			delete(g.active, k)
+		}
 	}
 	// Refusals go in acks of their own, so that terminals too old to read
 	// them still read the plain acks above.

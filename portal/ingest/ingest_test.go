@@ -252,3 +252,44 @@ func TestStallAndSkip(t *testing.T) {
 		t.Fatalf("after the skip: %d events, last %d", len(evs), last)
 	}
 }
+
+// Flush and Acks look only at logs with work to do: once a terminal's
+// events are stored and acknowledged, its log leaves the active set, and
+// comes back with its next message.
+func TestOnlyActiveLogsLookedAt(t *testing.T) {
+	g := New(NewMemory(), Options{})
+	now := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	for d := range 1000 {
+		dev := fmt.Sprintf("T-%d", d)
+		raw, _ := json.Marshal(protocol.Batch{V: 1, Events: []protocol.Event{{V: 1, ID: dev + "-1", Centre: "m1", Device: dev, Log: "L", Seq: 1, Outcome: "check_in"}}})
+		if err := g.Handle(protocol.Topics{Centre: "m1", Device: dev}.Events(), raw, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if acks := g.Acks(now); len(acks) != 1000 {
+		t.Fatalf("%d acks, want 1000", len(acks))
+	}
+	if len(g.active) != 0 || len(g.logs) != 1000 {
+		t.Fatalf("after the acks: %d logs active of %d", len(g.active), len(g.logs))
+	}
+	if acks := g.Acks(now); len(acks) != 0 {
+		t.Fatalf("acks with nothing new: %d", len(acks))
+	}
+	// A held event (beyond a gap) keeps its log active until it is asked
+	// for again.
+	raw, _ := json.Marshal(protocol.Batch{V: 1, Events: []protocol.Event{{V: 1, ID: "T-7-3", Centre: "m1", Device: "T-7", Log: "L", Seq: 3, Outcome: "check_in"}}})
+	if err := g.Handle(protocol.Topics{Centre: "m1", Device: "T-7"}.Events(), raw, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.active) != 1 || len(g.Acks(now)) != 0 || len(g.active) != 1 {
+		t.Fatalf("a log with an event held: %d active", len(g.active))
+	}
+	acks := g.Acks(now.Add(time.Minute)) // past HoldGap: asked for again
+	if len(acks) != 1 || len(g.active) != 0 {
+		t.Fatalf("after the gap's ask: %d acks, %d active", len(acks), len(g.active))
+	}
+	a, _ := protocol.DecodeAck(acks[0].Payload)
+	if a.Next != 2 {
+		t.Fatalf("ack %+v, want next 2", a)
+	}
+}
