@@ -185,7 +185,7 @@ func (b *Bridge) plan(j *bindJob) error {
 	}
 	return b.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
 		own := b.rosterOf(bd.Centre)
-		key := bd.appliedKey()
+		key := bd.AppliedKey()
 		if own != nil && own.Applied[key] >= bd.Seq {
 			// Taken in already (a source pushed with it): nothing to do.
 			j.Planned, j.Edits = true, nil
