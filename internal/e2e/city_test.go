@@ -191,6 +191,13 @@ func TestCityChaos(t *testing.T) {
 	const taps = doorsN * perDoor
 	// A text in flight at the last kill waits for its claim to lapse (30 s).
 	wait.For(t, 90*time.Second, fmt.Sprintf("%d texts at the provider", taps), func() bool { return hook.Unique() >= taps })
+	// A text the provider took from a bridge killed before it recorded it
+	// is recorded when another sends it again, once its claim lapses.
+	wait.For(t, 60*time.Second, "every text recorded as sent", func() bool {
+		var tv api.TextsView
+		err := api.Ask(ctx, filepath.Join(filepath.Dir(kbs[0].config), "kb.sock"), http.MethodGet, "/texts?state=sent", nil, &tv)
+		return err == nil && tv.Counts[store.JobSent] == taps
+	})
 	// Any instance answers the control API, from the one store: the same
 	// texts, cards, terminals and gaps whichever is asked.
 	var texts []map[string]int
