@@ -1,12 +1,14 @@
 // Package bridge is the portal's peer of the terminals (kiumbridge): it
-// takes their events from MQTT through a shared subscription, stores each
-// once and in order with the texts it calls for, acknowledges what is
-// stored, sends exactly one text per guardian per accepted tap, and
-// publishes each centre's roster as signed snapshots and deltas.
+// holds the MQTT links (every broker of Options.Brokers), takes the
+// terminals' events through a shared subscription into package ingest,
+// acknowledges what is stored, and runs the jobs on the store (package
+// store, bbolt or PostgreSQL): the texter (package texter), roster
+// publishing (package publish) and the binder.
 //
-// It is also where card bindings made at terminals meet: it takes each
-// card_bound event into its centre's roster source, resolves conflicts
-// between centres (binding.go, binder.go), and answers kiumctl on a local
+// The binder is where card bindings made at terminals meet: it takes each
+// card_bound event into its centre's roster source, resolving conflicts
+// between centres by package registry's rule (binder.go, bindstore.go).
+// The bridge answers kiumctl on a local
 // control socket: cards, their history, enrol and revoke (control.go;
 // the API's types and client are package api, which kiumctl links
 // instead of this). It is the only writer of roster sources besides

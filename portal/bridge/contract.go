@@ -17,9 +17,9 @@ import (
 
 // Contract is this bbolt store as the portal's storage contract (package
 // store) has it: what portal/store/pgstore also keeps, and what the
-// conformance suite (portal/store/storetest) checks of both. The bridge's
-// jobs still call the Store's own methods; they move onto the contract as
-// the bridge is split into them.
+// conformance suite (portal/store/storetest) checks of both. The bridge
+// and its jobs use the store only through it (Options.DB; a Store given
+// as Options.Store is taken as its Contract).
 func (s *Store) Contract() store.Store { return contract{s} }
 
 type contract struct{ s *Store }
