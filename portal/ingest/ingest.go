@@ -251,6 +251,12 @@ func (g *Ingest) Flush(now time.Time) error {
 				return fmt.Errorf("ingest: %w", err)
 			}
 			last, st.last, st.known = l, l, true
+			if st.asked != 0 && last >= st.asked {
+				// What this Ingest asked for is stored meanwhile (by
+				// another instance, or a gap recorded there): the
+				// asking, and any stall, is over.
+				st.asked, st.lowest, st.askedSince = 0, 0, time.Time{}
+			}
 		}
 		for seq := range st.held {
 			if seq <= last { // stored meanwhile by another instance

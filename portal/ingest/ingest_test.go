@@ -293,3 +293,35 @@ func TestOnlyActiveLogsLookedAt(t *testing.T) {
 		t.Fatalf("ack %+v, want next 2", a)
 	}
 }
+
+// A stall seen by one instance ends when another records the gap (or
+// stores what was asked for) and the terminal sends again: the first
+// instance's next look at the store ends its asking, though it stored
+// nothing itself.
+func TestStallEndedByAnotherInstance(t *testing.T) {
+	mem := NewMemory()
+	a, b := New(mem, Options{StallAfter: 30 * time.Second}), New(mem, Options{StallAfter: 30 * time.Second})
+	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
+	for seq := uint64(1); seq <= 3; seq++ {
+		a.Handle(topic, event(seq), t0)
+	}
+	// The portal lost 4..9: a hears the terminal send from 10, asks, stalls.
+	for round := range 4 {
+		now := t0.Add(time.Duration(round) * 10 * time.Second)
+		a.Handle(topic, event(10), now)
+		a.Acks(now.Add(time.Second))
+	}
+	if s := a.Stalled(t0.Add(31 * time.Second)); len(s) != 1 {
+		t.Fatalf("a's stall: %+v", s)
+	}
+	// The gap is recorded through b; b stores what follows.
+	mem.Skip("T-1", "L", 9)
+	b.Skip("m1", "T-1", "L", 9)
+	b.Handle(topic, event(10), t0.Add(time.Minute))
+	// The terminal's resend reaches a again: a's stall is over.
+	a.Handle(topic, event(10), t0.Add(time.Minute))
+	if s := a.Stalled(t0.Add(time.Hour)); len(s) != 0 {
+		t.Fatalf("a still stalled after another instance stored past the gap: %+v", s)
+	}
+}
