@@ -231,11 +231,14 @@ func New(o Options) (*Bridge, error) {
 		b.db = o.Store.Contract()
 	}
 	b.owner = fmt.Sprintf("%s-%x", o.ClientID, rand.Uint64())
-	b.pub, _ = publish.New(publish.Options{Revisions: b.db, Key: o.Key, Now: o.Now, Logger: o.Logger, Connected: func() bool { return b.client() != nil },
+	var err error
+	b.pub, err = publish.New(publish.Options{Revisions: b.db, Key: o.Key, Now: o.Now, Logger: o.Logger, Connected: func() bool { return b.client() != nil },
 		Send: func(topic string, retained bool, payload []byte) error {
 			return b.publishAll(topic, 1, retained, payload)
 		}})
-	var err error
+	if err != nil {
+		return nil, err
+	}
 	b.tx, err = texter.New(texter.Options{Queue: b.db, Owner: b.owner, Provider: o.Provider, From: o.From, Workers: o.Workers,
 		RetryMin: o.RetryMin, RetryMax: o.RetryMax, Now: o.Now, Logger: o.Logger, Names: b.names,
 		Burst: func() time.Time { return time.Unix(0, b.burstAt.Load()) }, Attempted: o.Attempted, Sent: o.Sent})
