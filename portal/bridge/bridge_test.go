@@ -44,6 +44,27 @@ func (c *countTexts) Send(_ context.Context, m sms.Message) (sms.Receipt, error)
 	return sms.Receipt{ID: m.Key}, nil
 }
 
+// once waits until want texts reached the provider, then fails t unless
+// each went exactly once and no other did.
+func (c *countTexts) once(t testing.TB, want int) {
+	t.Helper()
+	wait.For(t, 60*time.Second, fmt.Sprintf("%d texts", want), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.keys) >= want
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, n := range c.keys {
+		if n != 1 {
+			t.Fatalf("text %s sent %d times", k, n)
+		}
+	}
+	if len(c.keys) != want {
+		t.Fatalf("%d texts, want %d", len(c.keys), want)
+	}
+}
+
 // startTestBroker runs Mosquitto with the broker ACL for this package's
 // terminal, mangwon1's "door", as kiumbridge device acl writes it, and one
 // password per device (the shipped configuration takes a terminal's
@@ -200,21 +221,7 @@ func TestTwoBridges(t *testing.T) {
 		}
 		return true
 	})
-	wait.For(t, 60*time.Second, fmt.Sprintf("%d texts", want), func() bool {
-		texts.mu.Lock()
-		defer texts.mu.Unlock()
-		return len(texts.keys) >= want
-	})
-	texts.mu.Lock()
-	defer texts.mu.Unlock()
-	for k, c := range texts.keys {
-		if c != 1 {
-			t.Fatalf("text %s sent %d times", k, c)
-		}
-	}
-	if len(texts.keys) != want {
-		t.Fatalf("%d texts, want %d", len(texts.keys), want)
-	}
+	texts.once(t, want)
 	t.Logf("stored by instance %v, duplicates seen %v, %d texts", byInstance, dup, want)
 }
 

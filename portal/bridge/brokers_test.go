@@ -106,21 +106,7 @@ func TestSeveralBrokersOnePostgres(t *testing.T) {
 	if uint64(got) != o.LastSeq || got < n || !inOrder {
 		t.Fatalf("%d of %d events stored (in order: %v)", got, o.LastSeq, inOrder)
 	}
-	wait.For(t, 60*time.Second, fmt.Sprintf("%d texts", want), func() bool {
-		texts.mu.Lock()
-		defer texts.mu.Unlock()
-		return len(texts.keys) >= want
-	})
-	texts.mu.Lock()
-	defer texts.mu.Unlock()
-	for k, c := range texts.keys {
-		if c != 1 {
-			t.Fatalf("text %s sent %d times", k, c)
-		}
-	}
-	if len(texts.keys) != want {
-		t.Fatalf("%d texts, want %d", len(texts.keys), want)
-	}
+	texts.once(t, want)
 	var byBridge []int
 	for _, b := range bs {
 		byBridge = append(byBridge, b.Stats().Ingest.Stored)
