@@ -286,22 +286,7 @@ func (c *Config) check() []confile.Problem {
 		if len(m.Brokers) > 0 {
 			key = "mqtt.brokers"
 		}
-		seen, tls := map[string]bool{}, 0
-		for _, u := range m.URLs() {
-			switch {
-			case !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://"):
-				bad(key, "%q: want tcp://host:port or ssl://host:port", u)
-			case seen[u]:
-				bad(key, "%q is listed twice: list each broker once", u)
-			}
-			seen[u] = true
-			if strings.HasPrefix(u, "ssl://") {
-				tls++
-			}
-		}
-		if tls > 0 && tls < len(m.URLs()) {
-			bad(key, "mixes tcp:// and ssl:// brokers: list brokers of one kind (over tcp:// the terminal would send in the clear what it sends the others over TLS)")
-		}
+		tls := confile.Brokers(key, m.URLs(), bad)
 		if !protocol.ValidID(m.CentreID) {
 			bad("mqtt.centre_id", "want 1-64 of A-Z a-z 0-9 _ . - (it is a topic level)")
 		}

@@ -81,7 +81,7 @@ func TestMistakes(t *testing.T) {
 		{"a broker listed twice", dev + strings.Replace(mqtt, `broker = "tcp://h:1883"`, "brokers = [\n  \"tcp://h:1883\",\n  \"tcp://h:1883\",\n]", 1),
 			`kiumtapd.toml, line 4: mqtt.brokers: "tcp://h:1883" is listed twice: list each broker once`},
 		{"tcp and ssl brokers mixed", dev + strings.Replace(mqtt, `broker = "tcp://h:1883"`, `brokers = ["ssl://h:8883", "tcp://h2:1883"]`, 1) + "ca = \"/etc/kiumtap/ca.pem\"\n",
-			`kiumtapd.toml, line 4: mqtt.brokers: mixes tcp:// and ssl:// brokers: list brokers of one kind (over tcp:// the terminal would send in the clear what it sends the others over TLS)`},
+			`kiumtapd.toml, line 4: mqtt.brokers: mixes tcp:// and ssl:// brokers: list brokers of one kind (over tcp:// what goes to the others over TLS would go in the clear)`},
 		{"TLS brokers without a CA", dev + strings.Replace(mqtt, `broker = "tcp://h:1883"`, `brokers = ["ssl://h:8883", "ssl://h2:8883"]`, 1), `kiumtapd.toml, line 3: mqtt.ca: an ssl:// broker needs the CA file`},
 	} {
 		_, err := parse(t, tc.in)

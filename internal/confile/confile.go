@@ -471,3 +471,27 @@ func ReadSecrets(configFile string, secrets ...Secret) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Brokers checks a list of MQTT broker URLs, set under key: each tcp://
+// or ssl://, none twice, and not both kinds (over tcp:// a daemon would
+// send in the clear what it sends the others over TLS). It tells each
+// problem to bad and returns how many of the URLs are ssl://.
+func Brokers(key string, urls []string, bad func(key, format string, args ...any)) (tls int) {
+	seen := map[string]bool{}
+	for _, u := range urls {
+		switch {
+		case !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://"):
+			bad(key, "%q: want tcp://host:port or ssl://host:port", u)
+		case seen[u]:
+			bad(key, "%q is listed twice: list each broker once", u)
+		}
+		seen[u] = true
+		if strings.HasPrefix(u, "ssl://") {
+			tls++
+		}
+	}
+	if tls > 0 && tls < len(urls) {
+		bad(key, "mixes tcp:// and ssl:// brokers: list brokers of one kind (over tcp:// what goes to the others over TLS would go in the clear)")
+	}
+	return tls
+}

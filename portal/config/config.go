@@ -179,19 +179,7 @@ func (c *Config) check() []confile.Problem {
 	case len(c.URLs()) == 0:
 		bad("broker", "required, e.g. ssl://broker.example:8884 (or tcp://127.0.0.1:1883 on one host; brokers = [...] for several)")
 	}
-	seen, tls := map[string]bool{}, 0
-	for _, u := range c.URLs() {
-		switch {
-		case !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "ssl://"):
-			bad(key, "%q: want tcp://host:port or ssl://host:port", u)
-		case seen[u]:
-			bad(key, "%q is listed twice: list each broker once", u)
-		}
-		seen[u] = true
-		if strings.HasPrefix(u, "ssl://") {
-			tls++
-		}
-	}
+	tls := confile.Brokers(key, c.URLs(), bad)
 	switch {
 	case c.Store != "" && c.Database != "":
 		bad("database", "set together with store: keep one (store for one process on this host, database for PostgreSQL)")

@@ -52,6 +52,7 @@ func TestMistakes(t *testing.T) {
 		{"ssl without CA", strings.Replace(base, "tcp://", "ssl://", 1), `kiumbridge.toml: ca: an ssl:// broker needs the CA file`},
 		{"broker and brokers", base + "brokers = [\"tcp://y:1\"]\n", `kiumbridge.toml, line 5: brokers: set together with broker: keep one (broker for a single broker, brokers for several)`},
 		{"a broker twice", strings.Replace(base, "broker = \"tcp://127.0.0.1:1883\"", "brokers = [\"tcp://a:1\", \"tcp://a:1\"]", 1), `kiumbridge.toml, line 1: brokers: "tcp://a:1" is listed twice: list each broker once`},
+		{"brokers of two kinds", strings.Replace(base, "broker = \"tcp://127.0.0.1:1883\"", "brokers = [\"tcp://a:1\", \"ssl://b:2\"]\nca = \"ca.pem\"", 1), `kiumbridge.toml, line 1: brokers: mixes tcp:// and ssl:// brokers: list brokers of one kind (over tcp:// what goes to the others over TLS would go in the clear)`},
 		{"store and database", base + "database = \"postgres://kb@db/kb\"\n", `kiumbridge.toml, line 5: database: set together with store: keep one (store for one process on this host, database for PostgreSQL)`},
 		{"a database URL mangled", strings.Replace(base, "store = \"/var/lib/kiumbridge/bridge.db\"", "database = \"postgres://kb:s3cret@db:port/kb\"", 1), "kiumbridge.toml, line 2: database: cannot parse `postgres:xxxxx@db:port/kb`: invalid port: want a PostgreSQL URL, e.g. postgres://kiumbridge@db.example:5432/kiumbridge?sslmode=verify-full"},
 		{"a log level", base + "[log]\nlevel = \"loud\"\n", `kiumbridge.toml, line 6: log.level: "loud" is not debug, info, warn or error`},
