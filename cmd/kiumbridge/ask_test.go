@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,22 +51,22 @@ func portal(t *testing.T, broker string) (cfg string, dir string) {
 	os.WriteFile(cfg, fmt.Appendf(nil, "broker = %q\nstore = %q\nsources = %q\nsigning_key = %q\nstop_timeout = \"2s\"\nmetrics = %q\n",
 		broker, filepath.Join(dir, "b.db"), sources, filepath.Join(dir, "portal.key"), "unix:"+filepath.Join(dir, "metrics.sock")), 0o600)
 
-	st, err := bridge.OpenStore(filepath.Join(dir, "b.db"))
+	st, err := boltstore.Open(filepath.Join(dir, "b.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	in := time.Date(2026, 11, 23, 14, 5, 0, 0, kst)
 	later := time.Now().Add(time.Hour) // pending, not yet due: no texter takes it
-	st.JobsFor = func(e *protocol.Event) []bridge.Job {
+	st.JobsFor = func(e *protocol.Event) []store.Job {
 		if e.Seq != 1 {
 			return nil
 		}
-		job := func(i int, state, reason string) bridge.Job {
-			return bridge.Job{ID: fmt.Sprintf("door/L/1/%d", i), EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: "arrival", At: e.Time,
+		job := func(i int, state, reason string) store.Job {
+			return store.Job{ID: fmt.Sprintf("door/L/1/%d", i), EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: "arrival", At: e.Time,
 				To: "0101234567" + fmt.Sprint(i), Created: e.Time, State: state, Reason: reason, NextAt: later}
 		}
-		return []bridge.Job{job(0, bridge.JobSent, ""), job(1, bridge.JobFailed, "nhn: invalid recipient"), job(2, bridge.JobPending, "provider timeout"), job(3, bridge.JobHeld, "")}
+		return []store.Job{job(0, store.JobSent, ""), job(1, store.JobFailed, "nhn: invalid recipient"), job(2, store.JobPending, "provider timeout"), job(3, store.JobHeld, "")}
 	}
 	ev := func(seq uint64, o string, at time.Time) protocol.Event {
 		return protocol.Event{V: 1, ID: fmt.Sprintf("door-%d", seq), Centre: "mangwon1", Device: "door", Log: "L", Seq: seq, Time: at, ClockSynced: true, Child: "c01", Outcome: o}
@@ -127,7 +129,7 @@ func TestCommandsThroughTheRunningBridge(t *testing.T) {
 		var st bridge.Status
 		return bridge.Ask(ctx, filepath.Join(dir, "kiumbridge.sock"), "GET", "/status", nil, &st) == nil && st.Connected
 	})
-	if _, err := bridge.OpenStoreReadOnly(filepath.Join(dir, "b.db")); err == nil {
+	if _, err := boltstore.OpenReadOnly(filepath.Join(dir, "b.db")); err == nil {
 		t.Fatal("the running bridge does not hold its store: this test tests nothing")
 	}
 	const asked = "kiumbridge: asked the running bridge (control socket "
@@ -148,8 +150,8 @@ func TestCommandsThroughTheRunningBridge(t *testing.T) {
 				t.Errorf("texts -state failed: exit %d\n%s%s", code, out, errs)
 			}
 			out, _, _ = command(t, "texts", "-config", cfg, "-json", "-state", "pending")
-			var j bridge.Job
-			if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &j); err != nil || j.ID != "door/L/1/2" || j.State != bridge.JobPending {
+			var j store.Job
+			if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &j); err != nil || j.ID != "door/L/1/2" || j.State != store.JobPending {
 				t.Errorf("texts -json: %q: %+v, %v", out, j, err)
 			}
 			out, errs, code = command(t, "export", "-config", cfg, "-centre", "mangwon1", "-month", "2026-11")
@@ -328,8 +330,9 @@ func TestHelpVersionUsage(t *testing.T) {
 		{[]string{"run", "-config", cfg, "extra"}, `unexpected ["extra"]`},
 		{[]string{"run", "-nosuch"}, "flag provided but not defined: -nosuch"},
 		{[]string{"keygen"}, "-out is required"},
-		{[]string{"roster", "push", "-config", cfg}, "name one file"},
-		{[]string{"roster", "push", "a.json", "b.json", "-config", cfg}, "name one file"},
+		{[]string{"roster", "push", "-config", cfg}, "name a file"},
+		{[]string{"roster", "push", "a.json", "b.csv", "-config", cfg}, "several files are JSON sources, each of its own centre: push a CSV list (or with -centre) alone"},
+		{[]string{"roster", "push", "a.json", "b.json", "-centre", "m1", "-config", cfg}, "several files are JSON sources"},
 		{[]string{"export", "-config", cfg, "-month", "2026-11"}, "-centre and -month are required"},
 		{[]string{"export", "-config", cfg, "-centre", "mangwon1", "-month", "11/2026"}, `-month "11/2026": want YYYY-MM`},
 		{[]string{"texts", "-config", cfg, "-state", "failled"}, `-state "failled": want one of pending, sending, sent, failed, held`},

@@ -2,8 +2,8 @@
 //
 //	kiumbridge run -config FILE              ingest events, text parents, publish rosters
 //	kiumbridge keygen -out FILE              make the roster-signing key; prints the public key for the terminals
-//	kiumbridge roster push -config FILE [-centre C -centre-key HEX] SOURCE.json|CHILDREN.csv
-//	                                         check a roster source and hand it to the running bridge
+//	kiumbridge roster push -config FILE [-centre C -centre-key HEX] SOURCE.json...|CHILDREN.csv
+//	                                         check roster sources and hand them to the running bridges
 //	kiumbridge status -config FILE [-json]   the running bridge: connection, counts, texts refused and why;
 //	                                         exit status 1 when no bridge runs
 //	kiumbridge texts -config FILE [-state failed] [-json]
@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -280,13 +281,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tele := telemetry.New(telemetry.Sources{
 		Status:    func() bridge.Status { return b.Status() },
 		Terminals: func() (int, int) { return b.TerminalCount() },
-		Queue:     func() (bridge.Queue, error) { return st.Queue(context.Background()) },
+		Queue:     func() (portalstore.Queue, error) { return st.Queue(context.Background()) },
 		Provider:  provider.Name(),
 		Version:   cli.BuildVersion(),
 	})
 	b, err = bridge.New(bridge.Options{
 		ClientID: cfg.ClientID, Broker: cfg.Broker, Brokers: cfg.Brokers, Username: cfg.Username, Password: cfg.Password, TLS: tc,
-		Group: cfg.Group, Instances: cfg.Instances, Key: key, DB: st, SourceDir: cfg.Sources,
+		Group: cfg.Group, Instances: cfg.Instances, Key: key, DB: st, Sources: sourcesOf(cfg, st),
 		Provider: provider, From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
 		Control: cfg.Control, StopTimeout: time.Duration(cfg.StopTimeout),
 		Attempted: tele.Texted,
@@ -400,7 +401,7 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdPush(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "kiumbridge roster push -config FILE [-centre C -centre-key HEX] SOURCE.json|CHILDREN.csv"
+	const synopsis = "kiumbridge roster push -config FILE [-centre C -centre-key HEX] SOURCE.json...|CHILDREN.csv"
 	fs := cli.NewFlagSet("roster push", synopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file")
 	centre := fs.String("centre", "", "centre ID (for a CSV list of children: the source it updates)")
@@ -408,19 +409,55 @@ func cmdPush(args []string, stdout, stderr io.Writer) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: name one file: %s", cli.ErrUsage, synopsis)
+	files := fs.Args()
+	switch {
+	case len(files) == 0:
+		return fmt.Errorf("%w: name a file: %s", cli.ErrUsage, synopsis)
+	case len(files) > 1 && (*centre != "" || slices.ContainsFunc(files, func(f string) bool { return strings.HasSuffix(strings.ToLower(f), ".csv") })):
+		return fmt.Errorf("%w: several files are JSON sources, each of its own centre: push a CSV list (or with -centre) alone", cli.ErrUsage)
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	src, err := source.Push(cfg.Sources, *centre, *keyHex, fs.Arg(0), time.Now())
-	if err != nil {
-		return err
+	ctx := context.Background()
+	var srcs source.Sources = source.Dir(cfg.Sources)
+	if cfg.Database != "" {
+		// The sources are the database's: every instance reads them there.
+		db, err := openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		srcs = source.Stored(db)
 	}
-	fmt.Fprintf(stdout, "%s handed to the bridge; it publishes the next revision\n", src.Summary())
-	return nil
+	var errs []error
+	for _, f := range files {
+		src, err := source.PushTo(ctx, srcs, *centre, *keyHex, f, time.Now())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+			continue
+		}
+		fmt.Fprintf(stdout, "%s handed to the bridge (%s); it publishes the next revision\n", src.Summary(), where(cfg))
+	}
+	return errors.Join(errs...)
+}
+
+// sourcesOf is where the configured bridge keeps its roster sources: the
+// database, with one; else the sources directory.
+func sourcesOf(cfg *Config, st portalstore.Store) source.Sources {
+	if cfg.Database != "" {
+		return source.Stored(st)
+	}
+	return source.Dir(cfg.Sources)
+}
+
+// where says where the sources are, for messages.
+func where(cfg *Config) string {
+	if cfg.Database != "" {
+		return "in the database"
+	}
+	return "in " + cfg.Sources
 }
 
 // errNotRunning: no bridge answers on the config's control socket.
@@ -506,7 +543,7 @@ func ask(ctx context.Context, cfg *Config, stderr io.Writer, path string, into a
 		defer db.Close()
 		return fallback(db)
 	}
-	st, err := bridge.OpenStoreReadOnly(cfg.Store)
+	st, err := boltstore.OpenReadOnly(cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -584,7 +621,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var v *api.ExportView
 	err = ask(ctx, cfg, stderr, "/export?"+url.Values{"centre": {*centre}, "month": {*month}}.Encode(), &v, func(st portalstore.Store) (err error) {
-		v, err = bridge.ExportStore(st, cfg.Sources, *centre, *month)
+		v, err = bridge.ExportStore(st, sourcesOf(cfg, st), *centre, *month)
 		return err
 	})
 	if err != nil {
@@ -630,7 +667,7 @@ func openStore(ctx context.Context, cfg *Config) (portalstore.Store, error) {
 		}
 		return db, nil
 	}
-	st, err := bridge.OpenStore(cfg.Store)
+	st, err := boltstore.Open(cfg.Store)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,7 +67,7 @@ func connect(t *testing.T, broker, user, pass, id string) mqtt.Client {
 // tapFrom publishes one tap event of a terminal, so the bridge knows it,
 // until the bridge has stored it (sent again every 2 s, as a terminal
 // does while no ack comes).
-func tapFrom(t *testing.T, c mqtt.Client, st *bridge.Store, device string) {
+func tapFrom(t *testing.T, c mqtt.Client, st *boltstore.Store, device string) {
 	t.Helper()
 	e := protocol.Event{V: 1, ID: device + "-1", Centre: "mangwon1", Device: device, Log: "L" + device, Seq: 1, Time: time.Now(), ClockSynced: true,
 		BootID: "b", Card: firmware.CardKey(key, []byte{9}), Outcome: string(firmware.UnknownCard), Reason: "unknown_card", RosterRev: 1}
@@ -106,7 +107,7 @@ func TestCardCommands(t *testing.T) {
 	if err := source.Write(filepath.Join(dir, "mangwon1.json"), cardSource()); err != nil {
 		t.Fatal(err)
 	}
-	st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	portalstore "kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net"
 	"os"
@@ -149,7 +151,7 @@ type demo struct {
 	broker  *mochi.Server
 	link    *link
 	bridge  *bridge.Bridge
-	bstore  *bridge.Store
+	bstore  *boltstore.Store
 	st      *store.Store
 	up      *uplink.Uplink
 	term    *terminal.Terminal
@@ -223,7 +225,7 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 		return nil, err
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
-	if d.bstore, err = bridge.OpenStore(filepath.Join(d.dir, "bridge.db")); err != nil {
+	if d.bstore, err = boltstore.Open(filepath.Join(d.dir, "bridge.db")); err != nil {
 		return nil, err
 	}
 	d.bridge, err = bridge.New(bridge.Options{
@@ -499,8 +501,8 @@ func (d *demo) autoOut(child string) bool {
 
 func (d *demo) pendingTexts() int {
 	n := 0
-	d.bstore.Jobs(func(j bridge.Job) bool {
-		if j.State == bridge.JobPending || j.State == bridge.JobSending {
+	d.bstore.Jobs(func(j portalstore.Job) bool {
+		if j.State == portalstore.JobPending || j.State == portalstore.JobSending {
 			n++
 		}
 		return true

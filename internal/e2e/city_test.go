@@ -52,16 +52,22 @@ func TestCityChaos(t *testing.T) {
 	pg := pgtest.Start(t)
 	dsn := pg.NewDatabase(t)
 	hook := smstest.NewWebhook(t, hookSecret)
-	srcDir := t.TempDir()
-	writeSource(t, srcDir, src)
 	brokers := []string{mqA.URL(), mqB.URL()}
 	var kbs []*bridgeProc
 	for i := range 3 {
-		kb := newBridgeProcWith(t, hook, srcDir, func(dir string, cfg map[string]any) {
+		// Each process as on a host of its own: no directory shared, the
+		// roster sources are the database's.
+		kb := newBridgeProcWith(t, hook, "", func(dir string, cfg map[string]any) {
 			cfg["brokers"], cfg["database"], cfg["client_id"], cfg["control"] = brokers, dsn, fmt.Sprintf("kb%d", i), dir+"/kb.sock"
+			delete(cfg, "sources")
 		})
-		kb.start()
 		kbs = append(kbs, kb)
+	}
+	srcDir := t.TempDir()
+	writeSource(t, srcDir, src)
+	kbs[0].push(filepath.Join(srcDir, c.id+".json")) // from one host, for all
+	for _, kb := range kbs {
+		kb.start()
 	}
 	var doors []*door
 	for i, dv := range devs {

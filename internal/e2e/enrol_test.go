@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net/http"
 	"os"
@@ -233,7 +234,7 @@ func (d *door) portalRoster() *firmware.Roster {
 type system struct {
 	mq      *mosqtest.Broker
 	br      *bridge.Bridge
-	bst     *bridge.Store
+	bst     *boltstore.Store
 	srcDir  string
 	cancel  context.CancelFunc
 	wg      *sync.WaitGroup
@@ -280,7 +281,7 @@ func startBroker(t testing.TB, doors []devices.Device) *mosqtest.Broker {
 // startBridge runs the bridge on the system's store, until stopBridge.
 func (s *system) startBridge(t *testing.T) {
 	var err error
-	s.bst, err = bridge.OpenStore(filepath.Join(s.dir, "bridge.db"))
+	s.bst, err = boltstore.Open(filepath.Join(s.dir, "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

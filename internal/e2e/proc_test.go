@@ -79,6 +79,15 @@ func newBridgeProcWith(t testing.TB, hook *smstest.Webhook, srcDir string, set f
 	return p
 }
 
+// push runs kiumbridge roster push with the process's configuration.
+func (p *bridgeProc) push(file string) {
+	p.t.Helper()
+	out, err := exec.Command(p.bin, "roster", "push", "-config", p.config, file).CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("kiumbridge roster push %s: %v\n%s", file, err, out)
+	}
+}
+
 // start starts kiumbridge run; its log goes to one file across restarts.
 func (p *bridgeProc) start() {
 	p.t.Helper()

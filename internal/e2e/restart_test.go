@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -16,7 +18,6 @@ import (
 	"kiumtap/daemon/uplink"
 	"kiumtap/firmware"
 	"kiumtap/internal/wait"
-	"kiumtap/portal/bridge"
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms/smstest"
 	"kiumtap/protocol"
@@ -28,14 +29,14 @@ const bridgeWorkers = 4
 // recordedSent reads which texts a stopped bridge's store records as sent.
 func recordedSent(t *testing.T, path string) map[string]bool {
 	t.Helper()
-	st, err := bridge.OpenStoreReadOnly(path)
+	st, err := boltstore.OpenReadOnly(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	sent := map[string]bool{}
-	st.Jobs(func(j bridge.Job) bool {
-		if j.State == bridge.JobSent {
+	st.Jobs(func(j store.Job) bool {
+		if j.State == store.JobSent {
 			sent[j.ID] = true
 		}
 		return true
@@ -217,7 +218,7 @@ func TestBridgeRestartsAimedAtTexts(t *testing.T) {
 	}
 
 	// Every tap's event at the portal, once and in order per terminal.
-	st, err := bridge.OpenStoreReadOnly(kb.store)
+	st, err := boltstore.OpenReadOnly(kb.store)
 	if err != nil {
 		t.Fatal(err)
 	}

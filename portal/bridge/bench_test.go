@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/store/boltstore"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -26,7 +27,6 @@ import (
 	"kiumtap/hal/rc522"
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/pgtest"
-	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	portalstore "kiumtap/portal/store"
 	"kiumtap/portal/store/pgstore"
@@ -136,7 +136,7 @@ func BenchmarkTapToText(b *testing.B) {
 	mq := startTestBroker(b)
 	dir := b.TempDir()
 	writeTestSource(b, dir)
-	st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func BenchmarkTapToText(b *testing.B) {
 // fresh database on the test binary's cluster).
 func benchStore(b *testing.B, kind, dir string, pg *pgtest.Cluster) (portalstore.Store, func()) {
 	if kind == "bbolt" {
-		st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+		st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 		if err != nil {
 			b.Fatal(err)
 		}

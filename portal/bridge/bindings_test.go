@@ -2,10 +2,14 @@ package bridge_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"kiumtap/portal/binder"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,7 +151,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 	mq := startTestBroker(t)
 	dir := t.TempDir()
 	writeTestSource(t, dir)
-	st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +185,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 		ds := watch.deltas["mangwon1"]
 		return len(ds) > 0 && ds[len(ds)-1].Base == 1 && ds[len(ds)-1].Revision == 2 && ds[len(ds)-1].Applied[key] == 1
 	})
-	hist, _ := st.History("mangwon1", "c2")
+	hist, _ := binder.History(context.Background(), st.Contract(), "mangwon1", "c2")
 	if len(hist) != 1 || hist[0].Outcome != bridge.ChangeApplied || hist[0].OldCard != oldKey || hist[0].NewCard != newKey {
 		t.Fatalf("history %+v", hist)
 	}
@@ -205,7 +209,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 	before := loadSource(t, dir, "mangwon1")
 
 	after := deliver(t, pub, dir, boundEvent("mangwon1", "T-1", "9f2c4e1a7b3d5f60", 2, "c4", []byte{0x04, 1, 2, 3, 4, 5, 6}, centreKey, "", time.Now()))
-	hist, _ = st.History("mangwon1", "c4")
+	hist, _ = binder.History(context.Background(), st.Contract(), "mangwon1", "c4")
 	if len(hist) != 1 || hist[0].Outcome != bridge.ChangeRefused || hist[0].Reason != firmware.RefuseUnknownChild {
 		t.Fatalf("c4's history %+v", hist)
 	}
@@ -217,7 +221,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 
 	// Bindings text nobody.
 	n := 0
-	st.Jobs(func(bridge.Job) bool { n++; return true })
+	st.Jobs(func(store.Job) bool { n++; return true })
 	texts.mu.Lock()
 	sent := len(texts.keys)
 	texts.mu.Unlock()
@@ -252,7 +256,7 @@ func TestConflictAcrossCentres(t *testing.T) {
 			raw, _ := json.Marshal(hap)
 			os.WriteFile(filepath.Join(dir, "hapjeong1.json"), raw, 0o600)
 			dbPath := filepath.Join(dir, "bridge.db")
-			st, err := bridge.OpenStore(dbPath)
+			st, err := boltstore.Open(dbPath)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -280,7 +284,7 @@ func TestConflictAcrossCentres(t *testing.T) {
 			cm, _ := json.Marshal(sortedByKey(m.Cards))
 			ch, _ := json.Marshal(sortedByKey(h.Cards))
 			finals[name] = [2]string{string(cm), string(ch)}
-			hist, _ := st.History("mangwon1", "c1")
+			hist, _ := binder.History(context.Background(), st.Contract(), "mangwon1", "c1")
 			if last := hist[len(hist)-1]; last.Outcome != bridge.ChangeConflict || last.Reason != firmware.RefuseBoundElsewhere {
 				t.Fatalf("the loser's history %+v", hist)
 			}

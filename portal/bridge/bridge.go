@@ -5,14 +5,13 @@
 // store, bbolt or PostgreSQL): the texter (package texter), roster
 // publishing (package publish) and the binder.
 //
-// The binder is where card bindings made at terminals meet: it takes each
-// card_bound event into its centre's roster source, resolving conflicts
-// between centres by package registry's rule (binder.go, bindstore.go).
-// The bridge answers kiumctl on a local
-// control socket: cards, their history, enrol and revoke (control.go;
-// the API's types and client are package api, which kiumctl links
-// instead of this). It is the only writer of roster sources besides
-// staff's pushes, which it never undoes the terminals' bindings for.
+// The binder (package binder) takes each card_bound event into its
+// centre's roster source, resolving conflicts between centres by package
+// registry's rule; it keeps the sources as last read, which the bridge
+// reads names, phone numbers and rosters from. The bridge answers kiumctl
+// on a local control socket: cards, their history, enrol and revoke
+// (control.go; the API's types and client are package api, which kiumctl
+// links instead of this).
 package bridge
 
 import (
@@ -24,14 +23,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +39,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/binder"
 	"kiumtap/portal/ingest"
 	"kiumtap/portal/publish"
 	"kiumtap/portal/sms"
@@ -79,9 +78,13 @@ type Options struct {
 	DB store.Store
 	// Store is the embedded bbolt store, used when DB is nil (one of the
 	// two is required).
-	Store *Store
-	// SourceDir holds one roster source per centre, CENTRE.json (package
-	// source); it is read at start and watched for changes.
+	Store *boltstore.Store
+	// Sources are the centres' roster sources (package source): a
+	// directory for one host, or source.Stored on the store for several.
+	// Nil: the directory SourceDir.
+	Sources source.Sources
+	// SourceDir holds one roster source per centre, CENTRE.json, when
+	// Sources is nil; it is read at start and watched for changes.
 	SourceDir string
 	// Provider sends texts from the sender number From.
 	Provider sms.Provider
@@ -100,7 +103,7 @@ type Options struct {
 	Now                func() time.Time
 	Logger             *slog.Logger
 	// Sent, if set, is told of every text the provider accepted.
-	Sent func(Job, sms.Text)
+	Sent func(store.Job, sms.Text)
 	// Attempted, if set, is told of every attempt to hand a text to the
 	// provider, as its answer comes, with the provider's name and its
 	// error (nil: the provider took the text). It must not block: texts
@@ -130,16 +133,16 @@ type Bridge struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	sources map[string]*source.Source
-	seen    map[string]fileStamp // the source files as last read
 	stats   Stats
 	clients []link
 	taken   chan struct{}
 	burstAt atomic.Int64 // unix ns of the last commit of a burst
 
-	regKey   []byte          // the card registry's key (binder.go)
-	bindKick chan struct{}   // binding jobs were queued
-	dirty    map[string]bool // centres to publish
+	// bind applies card bindings and revokes to the roster sources, and
+	// keeps them as last read.
+	bind    *binder.Binder
+	dirty   map[string]bool // centres to publish
+	pubKick chan struct{}   // centres were marked to publish
 	// waiters are the enrol commands waiting for their reply, by ID.
 	waiters map[string]waiter
 	// terminals are the terminals' last statuses, by centre/device; ids
@@ -149,8 +152,6 @@ type Bridge struct {
 	// then broker URL): the newest is the terminal's.
 	said map[string]map[string]*protocol.Status
 	ids  map[string]*idWatch
-	// failpoint stops a binding job at a named point (tests).
-	failpoint func(point string) error
 	// listening is closed once Run answers on the control socket.
 	listening     chan struct{}
 	listeningOnce sync.Once
@@ -177,8 +178,8 @@ func New(o Options) (*Bridge, error) {
 		return nil, errors.New("bridge: the signing key (Ed25519) is required: rosters and commands are signed")
 	case (o.Store == nil && o.DB == nil) || o.Provider == nil:
 		return nil, errors.New("bridge: a store (DB or Store) and Provider are required")
-	case o.SourceDir == "":
-		return nil, errors.New("bridge: no roster source directory")
+	case o.SourceDir == "" && o.Sources == nil:
+		return nil, errors.New("bridge: no roster sources (SourceDir or Sources)")
 	}
 	if o.Username == "" {
 		o.Username = "portal"
@@ -223,8 +224,11 @@ func New(o Options) (*Bridge, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Bridge{o: o, log: o.Logger, sources: map[string]*source.Source{}, seen: map[string]fileStamp{}, taken: make(chan struct{}, 1),
-		regKey: registryKey(o.Key.Seed()), bindKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, said: map[string]map[string]*protocol.Status{}, ids: map[string]*idWatch{},
+	if o.Sources == nil {
+		o.Sources = source.Dir(o.SourceDir)
+	}
+	b := &Bridge{o: o, log: o.Logger, taken: make(chan struct{}, 1),
+		pubKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, said: map[string]map[string]*protocol.Status{}, ids: map[string]*idWatch{},
 		listening: make(chan struct{})}
 	b.db = o.DB
 	if b.db == nil {
@@ -245,10 +249,20 @@ func New(o Options) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.in = ingest.New(ingestStore{b}, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
-	if _, err := b.reload(); err != nil {
-		return nil, err
+	b.bind, err = binder.New(binder.Options{Store: b.db, Sources: o.Sources, Key: o.Key.Seed(), Now: o.Now, Logger: o.Logger,
+		Changed: func(centres ...string) {
+			if len(centres) > 0 {
+				b.markDirty(centres...)
+				select { // Run publishes them now, not at its next tick
+				case b.pubKick <- struct{}{}:
+				default:
+				}
+			}
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
 	}
+	b.in = ingest.New(ingestStore{b}, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
 	return b, nil
 }
 
@@ -265,16 +279,16 @@ func (b *Bridge) names(centre, child string) (string, string) {
 	return src.Roster.Centre.Name, name
 }
 
-func (b *Bridge) serves(centre string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sources[centre] != nil
-}
+func (b *Bridge) serves(centre string) bool { return b.bind.Source(centre) != nil }
 
-func (b *Bridge) source(centre string) *source.Source {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sources[centre]
+func (b *Bridge) source(centre string) *source.Source { return b.bind.Source(centre) }
+
+// rosterOf is a centre's roster as its source has it now, nil if none.
+func (b *Bridge) rosterOf(centre string) *firmware.Roster {
+	if src := b.bind.Source(centre); src != nil {
+		return src.Roster
+	}
+	return nil
 }
 
 // Listening is closed once Run answers on the control socket (at once
@@ -333,21 +347,21 @@ func textKind(outcome string) sms.Kind {
 }
 
 // jobsFor makes the texts of an event: one per guardian who wants them.
-func (b *Bridge) jobsFor(e *protocol.Event) []Job {
+func (b *Bridge) jobsFor(e *protocol.Event) []store.Job {
 	kind := textKind(e.Outcome)
 	src := b.source(e.Centre)
 	if kind == "" || src == nil || e.Child == "" {
 		return nil
 	}
 	now := b.o.Now()
-	var out []Job
+	var out []store.Job
 	for i, to := range src.Phones(e.Child) {
 		// Unique across logs: a terminal whose store was replaced starts
 		// its sequences again.
-		j := Job{ID: fmt.Sprintf("%s/%s/%d/%d", e.Device, e.Log, e.Seq, i), EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: string(kind),
-			At: e.Time, To: to, Created: now, State: JobPending, NextAt: now}
+		j := store.Job{ID: fmt.Sprintf("%s/%s/%d/%d", e.Device, e.Log, e.Seq, i), EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: string(kind),
+			At: e.Time, To: to, Created: now, State: store.JobPending, NextAt: now}
 		if kind == sms.AutoCheckOut && b.o.AutoCheckOut == "hold" {
-			j.State, j.Reason = JobHeld, "automatic check-outs are held (auto_check_out: hold)"
+			j.State, j.Reason = store.JobHeld, "automatic check-outs are held (auto_check_out: hold)"
 		}
 		out = append(out, j)
 	}
@@ -445,7 +459,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	wg.Add(3)
 	go func() { defer wg.Done(); b.ingester(intake, hard) }()
 	go func() { defer wg.Done(); b.tx.Run(ctx, hard) }()
-	go func() { defer wg.Done(); b.binder(ctx) }()
+	go func() { defer wg.Done(); b.bind.Run(ctx) }()
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
 	for {
@@ -467,11 +481,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.goOffline(hard)
 			return err
 		case <-watch.C:
-			changed, err := b.reload()
-			if err != nil {
-				b.log.Error("bridge: a roster source is refused; the last good one stays", "err", err)
-			}
-			b.markDirty(changed...)
+		case <-b.pubKick:
 		}
 		b.publishDirty()
 	}
@@ -551,15 +561,7 @@ func (b *Bridge) Status() Status {
 	return st
 }
 
-func (b *Bridge) centres() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for c := range b.sources {
-		out = append(out, c)
-	}
-	return out
-}
+func (b *Bridge) centres() []string { return b.bind.Centres() }
 
 // eventsTopic is the shared subscription to every terminal's events.
 func (b *Bridge) eventsTopic() string {
@@ -906,96 +908,6 @@ const ingestLinger = 3 * time.Millisecond
 // A commit of at least burstEvents events marks a burst: the texter then
 // stands back a moment (texter.Options.Burst).
 const burstEvents = 16
-
-// fileStamp tells a source file's versions apart. The modification time
-// alone does not: two writes within one tick of the kernel's clock share
-// it, and a push would go unseen. Sources are replaced by rename, so the
-// inode changes with every write.
-type fileStamp struct {
-	mtime time.Time
-	size  int64
-	ino   uint64
-}
-
-func stampOf(fi os.FileInfo) fileStamp {
-	s := fileStamp{mtime: fi.ModTime(), size: fi.Size()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.ino = st.Ino
-	}
-	return s
-}
-
-// reload reads the source directory and returns the centres whose source
-// changed. A bad file is refused and its last good source kept.
-func (b *Bridge) reload() ([]string, error) { return b.locked(nil) }
-
-// reloadLocked is reload with the sources held (locked). A source that
-// changed is reconciled with what the bridge recorded (terminals'
-// bindings it is behind on, conflicts lost and freed) and written back if
-// that changes it; a card it holds for the registry that is no longer
-// active there ends its entry, and the cards that lost to it are freed.
-func (b *Bridge) reloadLocked() ([]string, error) {
-	files, err := filepath.Glob(filepath.Join(b.o.SourceDir, "*.json"))
-	if err != nil {
-		return nil, err
-	}
-	var changed []string
-	var errs []error
-	for _, f := range files {
-		fi, err := os.Stat(f)
-		if err != nil {
-			continue
-		}
-		b.mu.Lock()
-		same := b.seen[f] == stampOf(fi)
-		b.mu.Unlock()
-		if same {
-			continue
-		}
-		src, err := source.Load(f)
-		b.mu.Lock()
-		b.seen[f] = stampOf(fi)
-		b.mu.Unlock()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f, err))
-			continue
-		}
-		centre := src.Roster.Centre.ID
-		if want := strings.TrimSuffix(filepath.Base(f), ".json"); want != centre {
-			errs = append(errs, fmt.Errorf("%s holds centre %q: name the file %s.json", f, centre, centre))
-			continue
-		}
-		src, behind, err := b.reconcile(src)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f, err))
-			continue
-		}
-		if behind {
-			b.log.Warn("bridge: a roster source was behind on what the bridge applied; laid over it again", "centre", centre)
-			if err := b.writeSource(src); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		b.mu.Lock()
-		b.sources[centre] = src
-		b.mu.Unlock()
-		changed = append(changed, centre)
-		queued, err := b.releaseEnded(centre, src.Roster)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: ending the bindings its cards no longer hold: %w", f, err))
-		}
-		if queued {
-			b.log.Info("bridge: a card that won a conflict is no longer active in the source; the cards that lost it are freed", "centre", centre)
-			// The binder writes the frees (at once, if the caller is it).
-			select {
-			case b.bindKick <- struct{}{}:
-			default:
-			}
-		}
-	}
-	return changed, errors.Join(errs...)
-}
 
 // Publish publishes a centre's roster as its source has it now (package
 // publish): the next revision if it changed, recorded first, then the

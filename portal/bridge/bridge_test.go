@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"sync"
@@ -141,7 +142,7 @@ func publishAll(t testing.TB, c mqtt.Client, topics []string, msgs [][]byte) {
 
 // runBridges starts n bridges on one shared subscription, sharing one
 // store.
-func runBridges(t testing.TB, broker string, st *bridge.Store, srcDir string, n int, texts sms.Provider) ([]*bridge.Bridge, func()) {
+func runBridges(t testing.TB, broker string, st *boltstore.Store, srcDir string, n int, texts sms.Provider) ([]*bridge.Bridge, func()) {
 	return runBridgesOn(t, broker, st.Contract(), srcDir, n, texts)
 }
 
@@ -166,7 +167,7 @@ func runBridgesOn(t testing.TB, broker string, db portalstore.Store, srcDir stri
 	return out, stop
 }
 
-func stored(t testing.TB, st *bridge.Store) (n int, inOrder bool) {
+func stored(t testing.TB, st *boltstore.Store) (n int, inOrder bool) {
 	inOrder = true
 	var last uint64
 	st.Events("mangwon1", func(e protocol.Event) bool {
@@ -188,7 +189,7 @@ func TestTwoBridges(t *testing.T) {
 	mq := startTestBroker(t)
 	dir := t.TempDir()
 	writeTestSource(t, dir)
-	st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"kiumtap/internal/logbuf"
+	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net"
 	"os"
@@ -33,7 +34,7 @@ func runBridge(t *testing.T, broker, password string, tc *tls.Config, log io.Wri
 	if err := source.Write(filepath.Join(dir, "m1.json"), centreSource("m1")); err != nil {
 		t.Fatal(err)
 	}
-	st, err := OpenStore(filepath.Join(dir, "bridge.db"))
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,18 +10,17 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	bolt "go.etcd.io/bbolt"
 
 	"kiumtap/firmware"
 	"kiumtap/internal/strictjson"
 	"kiumtap/internal/unixhttp"
 	"kiumtap/portal/attendance"
+	"kiumtap/portal/registry"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
 	"kiumtap/protocol"
@@ -102,7 +100,7 @@ func (b *Bridge) History(centre, child string) ([]Change, error) {
 	if b.rosterOf(centre) == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
 	}
-	h, err := history(context.Background(), b.db, centre, child)
+	h, err := b.bind.History(context.Background(), centre, child)
 	if h == nil {
 		h = []Change{}
 	}
@@ -204,7 +202,7 @@ func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-timer.C:
-		return nil, fmt.Errorf("terminal %s %w in %v (offline?); the command expires at %s", device, ErrNoAnswer, b.o.CommandWait, kst(cmd.Expires))
+		return nil, fmt.Errorf("terminal %s %w in %v (offline?); the command expires at %s", device, ErrNoAnswer, b.o.CommandWait, registry.KST(cmd.Expires))
 	case rep = <-w.ch:
 	}
 	if !rep.OK {
@@ -257,7 +255,7 @@ func (b *Bridge) ControlHandler() http.Handler {
 			answer(w, nil, badRequest("who revokes (by) is required: it goes into the audit"))
 			return
 		}
-		c, err := b.Revoke(req.Centre, req.Child, req.By)
+		c, err := b.bind.Revoke(req.Centre, req.Child, req.By)
 		answer(w, c, err)
 	})
 	mux.HandleFunc("GET /terminals", func(w http.ResponseWriter, r *http.Request) {
@@ -368,8 +366,8 @@ func Texts(q store.TextQueue, state string) (*TextsView, error) {
 	if state != "" && !slices.Contains(JobStates, state) {
 		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(JobStates, ", ")))
 	}
-	v := &TextsView{Counts: map[string]int{}, Texts: []Job{}}
-	err := q.Jobs(context.Background(), true, func(j Job) bool {
+	v := &TextsView{Counts: map[string]int{}, Texts: []store.Job{}}
+	err := q.Jobs(context.Background(), true, func(j store.Job) bool {
 		v.Counts[j.State]++
 		if state == "" || j.State == state {
 			v.Texts = append(v.Texts, j)
@@ -407,25 +405,21 @@ func (b *Bridge) Export(centre, month string) (*ExportView, error) {
 }
 
 // ExportStore is Export from a store read directly (a bbolt store no
-// bridge runs on, opened with OpenStoreReadOnly and given as its
-// Contract, or PostgreSQL) and the roster sources in sourceDir.
-func ExportStore(st store.Events, sourceDir, centre, month string) (*ExportView, error) {
-	files, err := filepath.Glob(filepath.Join(sourceDir, "*.json"))
+// bridge runs on, opened read-only and given as its Contract, or
+// PostgreSQL) and the roster sources srcs.
+func ExportStore(st store.Events, srcs source.Sources, centre, month string) (*ExportView, error) {
+	all, err := srcs.Changed(context.Background())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the roster sources, for the centres and the children's names: %w", err)
 	}
 	var known []string
-	for _, f := range files {
-		known = append(known, strings.TrimSuffix(filepath.Base(f), ".json"))
-	}
 	names := map[string]string{}
-	if slices.Contains(known, centre) {
-		src, err := source.Load(filepath.Join(sourceDir, centre+".json"))
-		if err != nil {
-			return nil, fmt.Errorf("the roster source of %s, for the children's names: %w", centre, err)
-		}
-		for _, c := range src.Roster.Children {
-			names[c.ID] = c.Name
+	for _, src := range all {
+		known = append(known, src.Roster.Centre.ID)
+		if src.Roster.Centre.ID == centre {
+			for _, c := range src.Roster.Children {
+				names[c.ID] = c.Name
+			}
 		}
 	}
 	return export(st, known, names, centre, month)
@@ -468,26 +462,4 @@ func export(st store.Events, known []string, names map[string]string, centre, mo
 		return nil, err
 	}
 	return &ExportView{Centre: centre, Month: month, Sessions: sessions, Occupancy: occ, Names: names}, nil
-}
-
-// eventCentres are the centres of the events stored, sorted.
-func (s *Store) eventCentres() ([]string, error) {
-	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bEvents).Cursor()
-		for k, _ := c.First(); k != nil; {
-			i := bytes.IndexByte(k, 0)
-			if i < 0 {
-				return fmt.Errorf("stored event key %q has no centre", k)
-			}
-			out = append(out, string(k[:i]))
-			// The next centre's keys begin after every "centre\x00…".
-			k, _ = c.Seek(append(bytes.Clone(k[:i]), 1))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the centres of the events stored: %w", err)
-	}
-	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -57,7 +58,7 @@ func TestMain(m *testing.M) {
 // bridgeChild runs a bridge, configured by the environment, until killed.
 func bridgeChild() {
 	fail := func(err error) { fmt.Fprintln(os.Stderr, "bridge child:", err); os.Exit(3) }
-	st, err := bridge.OpenStore(os.Getenv("KB_STORE"))
+	st, err := boltstore.Open(os.Getenv("KB_STORE"))
 	if err != nil {
 		fail(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"kiumtap/portal/store"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -412,7 +413,7 @@ type textClock struct {
 	again int
 }
 
-func (p *textClock) sent(j bridge.Job, _ sms.Text) {
+func (p *textClock) sent(j store.Job, _ sms.Text) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.jobs == nil {

@@ -2,14 +2,9 @@ package bridge
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
-
 	"kiumtap/portal/ingest"
-	"kiumtap/portal/store"
 )
 
 // Gaps: a terminal deletes an event once the portal acknowledges it. If
@@ -19,10 +14,6 @@ import (
 // ingest reports such a log as stalled (ingest.Stall); an operator looks
 // at it (kiumctl gaps) and records the missing events as lost at the
 // portal (kiumctl gap accept), and the events beyond are taken at once.
-
-// bGaps keeps the gaps recorded: device, log and first missing sequence
-// → Gap.
-var bGaps = []byte("gaps")
 
 // Gaps returns a centre's stalled logs and the gaps recorded for it.
 func (b *Bridge) Gaps(centre string) (*GapsView, error) {
@@ -41,24 +32,6 @@ func (b *Bridge) Gaps(centre string) (*GapsView, error) {
 	}
 	v.Recorded = append(v.Recorded, gs...)
 	return v, nil
-}
-
-// gaps lists a centre's recorded gaps.
-func (s *Store) gaps(centre string) ([]Gap, error) {
-	var out []Gap
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bGaps).ForEach(func(_, raw []byte) error {
-			var g Gap
-			if err := json.Unmarshal(raw, &g); err != nil {
-				return err
-			}
-			if g.Centre == centre {
-				out = append(out, g)
-			}
-			return nil
-		})
-	})
-	return out, err
 }
 
 // AcceptGap records the missing events of a stalled log as lost at the
@@ -95,29 +68,4 @@ func (b *Bridge) AcceptGap(req GapRequest) (*Gap, error) {
 	b.in.Skip(g.Centre, g.Device, g.Log, g.To)
 	b.log.Warn("bridge: events recorded as lost at the portal (a store restored from a backup?)", "device", g.Device, "log", g.Log, "from", g.From, "to", g.To, "by", g.By)
 	return g, nil
-}
-
-// recordGap moves a log's last sequence past a gap and keeps the record,
-// in one transaction; it refuses if the log moved meanwhile.
-func (s *Store) recordGap(g *Gap) error {
-	raw, err := json.Marshal(g)
-	if err != nil {
-		return err
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		lb := tx.Bucket(bLast)
-		lk := lastKey(g.Device, g.Log)
-		var last uint64
-		if v := lb.Get(lk); len(v) == 8 {
-			last = binary.BigEndian.Uint64(v)
-		}
-		if last+1 != g.From {
-			return store.ErrLogMoved
-		}
-		if err := lb.Put(lk, binary.BigEndian.AppendUint64(nil, g.To)); err != nil {
-			return err
-		}
-		k := binary.BigEndian.AppendUint64([]byte(g.Device+"\x00"+g.Log+"\x00"), g.From)
-		return tx.Bucket(bGaps).Put(k, raw)
-	})
 }

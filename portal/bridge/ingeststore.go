@@ -22,15 +22,11 @@ func (s ingestStore) Put(evs []protocol.Event) error {
 		Texts: s.b.jobsFor,
 		Binding: func(e *protocol.Event) json.RawMessage {
 			bound = true
-			raw, _ := json.Marshal(&bindJob{Binding: s.b.bindingFor(e)})
-			return raw
+			return s.b.bind.Job(e)
 		},
 	})
 	if err == nil && bound {
-		select { // the binder looks now, not at its next tick
-		case s.b.bindKick <- struct{}{}:
-		default:
-		}
+		s.b.bind.Kick() // the binder looks now, not at its next tick
 	}
 	return err
 }

@@ -1,8 +1,9 @@
 package bridge
 
 import (
+	"kiumtap/portal/store"
+	"path/filepath"
 	"testing"
-	"time"
 
 	"kiumtap/firmware"
 	"kiumtap/portal/source"
@@ -12,10 +13,18 @@ import (
 // Texts go to guardians who want them, for arrivals, departures and
 // automatic check-outs (held when so configured); refused taps text no one.
 func TestJobsFor(t *testing.T) {
-	src := &source.Source{Roster: &firmware.Roster{Centre: firmware.Centre{ID: "m1", Name: "망원1동"}},
-		Guardians: map[string][]source.Guardian{"c1": {{Phone: "01012345678", Texts: true}, {Phone: "01099998888", Texts: false}, {Phone: "01055556666", Texts: true}}}}
+	src := centreSource("m1")
+	src.Guardians = map[string][]source.Guardian{"c1": {{Phone: "01012345678", Texts: true}, {Phone: "01099998888", Texts: false}, {Phone: "01055556666", Texts: true}}}
 	for _, hold := range []string{"text", "hold"} {
-		b := &Bridge{o: Options{AutoCheckOut: hold, Now: time.Now}, sources: map[string]*source.Source{"m1": src}}
+		h := newHarness(t)
+		if err := source.Write(filepath.Join(h.dir, "m1.json"), src); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.b.bind.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		b := h.b
+		b.o.AutoCheckOut = hold
 		for _, tc := range []struct {
 			outcome firmware.Outcome
 			jobs    int
@@ -28,9 +37,9 @@ func TestJobsFor(t *testing.T) {
 				t.Fatalf("%s, %s: %d texts, want %d", hold, tc.outcome, len(jobs), tc.jobs)
 			}
 			for _, j := range jobs {
-				want := JobPending
+				want := store.JobPending
 				if tc.outcome == firmware.AutoCheckOut && hold == "hold" {
-					want = JobHeld
+					want = store.JobHeld
 				}
 				if j.State != want || j.To == "01099998888" {
 					t.Fatalf("%s, %s: %+v", hold, tc.outcome, j)

@@ -3,6 +3,8 @@ package bridge
 import (
 	"encoding/json"
 	"fmt"
+	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -89,11 +91,11 @@ func TestControlReports(t *testing.T) {
 	}
 	var tv TextsView
 	get(t, h.b, "/texts", &tv)
-	if len(tv.Texts) != 2 || tv.Counts[JobPending] != 1 || tv.Counts[JobSending] != 1 {
+	if len(tv.Texts) != 2 || tv.Counts[store.JobPending] != 1 || tv.Counts[store.JobSending] != 1 {
 		t.Errorf("texts: %+v", tv)
 	}
 	get(t, h.b, "/texts?state=sending", &tv)
-	if len(tv.Texts) != 1 || tv.Texts[0].ID != claimed[0].ID || tv.Texts[0].State != JobSending {
+	if len(tv.Texts) != 1 || tv.Texts[0].ID != claimed[0].ID || tv.Texts[0].State != store.JobSending {
 		t.Errorf("texts being sent: %+v", tv.Texts)
 	}
 	get(t, h.b, "/texts?state=failed", &tv)
@@ -108,7 +110,7 @@ func TestControlReports(t *testing.T) {
 	}
 
 	// The store read directly (no bridge running) answers the same.
-	direct, err := ExportStore(h.st.Contract(), h.dir, "m1", "2026-11")
+	direct, err := ExportStore(h.st.Contract(), source.Dir(h.dir), "m1", "2026-11")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +121,7 @@ func TestControlReports(t *testing.T) {
 	if string(a) != string(b) {
 		t.Errorf("from the store:\n%s\nfrom the bridge:\n%s", a, b)
 	}
-	if _, err := ExportStore(h.st.Contract(), h.dir, "m3", "2026-11"); err == nil || err.Error() != "no such centre: m3 (centres: m1, m2, m9)" {
+	if _, err := ExportStore(h.st.Contract(), source.Dir(h.dir), "m3", "2026-11"); err == nil || err.Error() != "no such centre: m3 (centres: m1, m2, m9)" {
 		t.Errorf("ExportStore of an unknown centre: %v", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -105,7 +107,7 @@ func TestGracefulStop(t *testing.T) {
 			w := watch(t, mq.URL())
 			dir := t.TempDir()
 			writeTestSource(t, dir)
-			st, err := bridge.OpenStore(filepath.Join(dir, "bridge.db"))
+			st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,15 +150,15 @@ func TestGracefulStop(t *testing.T) {
 			wait.For(t, 5*time.Second, "the last ack, through 3", func() bool { return w.acked(ack) == 3 })
 			wait.For(t, 5*time.Second, "the bridge offline", func() bool { return w.state(presence) == "offline" })
 			var state string
-			st.Jobs(func(j bridge.Job) bool {
+			st.Jobs(func(j store.Job) bool {
 				if j.ID == key {
 					state = j.State
 				}
 				return true
 			})
-			want := bridge.JobSent
+			want := store.JobSent
 			if !finishes {
-				want = bridge.JobPending
+				want = store.JobPending
 			}
 			if state != want {
 				t.Fatalf("the text in flight at the stop is %q, want %q", state, want)

@@ -57,7 +57,10 @@ type Config struct {
 	// ~/.pgpass). Any number of kiumbridge processes, on several hosts,
 	// share one database.
 	Database string `json:"database" toml:"database,omitempty"`
-	// Sources is the directory of roster sources, CENTRE.json. Required.
+	// Sources is the directory of roster sources, CENTRE.json. Required
+	// with Store; not with Database, where the sources are kept in the
+	// database, shared by every instance (kiumbridge roster push puts
+	// them there).
 	Sources string `json:"sources" toml:"sources,omitempty"`
 	// ClientID names this kiumbridge process at the brokers (its
 	// connections are CLIENTID-0, CLIENTID-1…) and in its claims on
@@ -190,8 +193,11 @@ func (c *Config) check() []confile.Problem {
 			bad("database", "%v: want a PostgreSQL URL, e.g. postgres://kiumbridge@db.example:5432/kiumbridge?sslmode=verify-full", redact(err))
 		}
 	}
-	if c.Sources == "" {
+	switch {
+	case c.Sources == "" && c.Database == "":
 		bad("sources", "required: the directory of roster sources, CENTRE.json")
+	case c.Sources != "" && c.Database != "" && c.Store == "":
+		bad("sources", "set with database: the roster sources are kept in the database, shared by every instance; remove sources and put each centre's source there once with kiumbridge roster push -config FILE %s/*.json", c.Sources)
 	}
 	if c.SigningKey == "" {
 		bad("signing_key", "required: make one with kiumbridge keygen")

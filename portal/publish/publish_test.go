@@ -5,11 +5,11 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"kiumtap/portal/store/boltstore"
 	"sync"
 	"testing"
 
 	"kiumtap/firmware"
-	"kiumtap/portal/bridge"
 	"kiumtap/portal/publish"
 	"kiumtap/portal/store"
 	"kiumtap/protocol"
@@ -18,7 +18,7 @@ import (
 var key = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 
 func revisions(t *testing.T) store.Store {
-	st, err := bridge.OpenStore(t.TempDir() + "/b.db")
+	st, err := boltstore.Open(t.TempDir() + "/b.db")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // the records they exchange, and the errors they agree on. It holds no
 // storage itself. Two implementations keep it:
 //
-//   - the bbolt store (portal/bridge's Store): the embedded default, for
+//   - portal/store/boltstore: bbolt, the embedded default, for
 //     make run and a single host; its instances share one process;
 //   - portal/store/pgstore: PostgreSQL, for any number of kiumbridge
 //     processes on several hosts.
@@ -238,6 +238,18 @@ type RegistryTx interface {
 // ErrStopScan ends a Scan early without an error.
 var ErrStopScan = errors.New("store: stop the scan")
 
+// Locks are named locks held across every instance sharing the store:
+// the binder holds "sources" while it reads, changes and writes roster
+// sources kept in the store, so two instances never decide one binding
+// twice.
+type Locks interface {
+	// Lock waits for the named lock, or for ctx's end (its error), and
+	// holds it until release is called. An instance that dies, or loses
+	// its connection, lets its locks go: a holder must not take a lock for
+	// proof that nobody else writes (the sources' versions check that).
+	Lock(ctx context.Context, name string) (release func(), err error)
+}
+
 // Store is every part together, as an implementation provides it.
 type Store interface {
 	Events
@@ -246,6 +258,7 @@ type Store interface {
 	Gaps
 	BindingJobs
 	Registry
+	Locks
 	// Ping returns once the store answers a read, or ctx's error.
 	Ping(ctx context.Context) error
 	Close() error

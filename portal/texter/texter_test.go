@@ -3,6 +3,7 @@ package texter_test
 import (
 	"context"
 	"fmt"
+	"kiumtap/portal/store/boltstore"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"kiumtap/internal/wait"
-	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/store"
 	"kiumtap/portal/texter"
@@ -19,7 +19,7 @@ import (
 // queue is a text queue of the embedded store, with jobs due at now.
 func queue(t *testing.T, now time.Time, to ...string) store.Store {
 	t.Helper()
-	st, err := bridge.OpenStore(t.TempDir() + "/b.db")
+	st, err := boltstore.Open(t.TempDir() + "/b.db")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
+	"kiumtap/portal/store"
 )
 
 // Sources are what the metrics read at each scrape; a nil source's
@@ -30,8 +31,8 @@ type Sources struct {
 	// Terminals counts the terminals the bridge holds a status of, and
 	// those online (bridge.Bridge.TerminalCount).
 	Terminals func() (known, online int)
-	// Queue reads the texts still to send (bridge.Store.Queue).
-	Queue func() (bridge.Queue, error)
+	// Queue reads the texts still to send (store.TextQueue.Queue).
+	Queue func() (store.Queue, error)
 	// Provider is the name of the text provider (sms.Provider.Name): its
 	// counters are there from the start, at 0.
 	Provider string
@@ -199,8 +200,8 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.NewInvalidMetric(dQueue, err)
 			return
 		}
-		gauge(dQueue, float64(q.Pending), bridge.JobPending)
-		gauge(dQueue, float64(q.Sending), bridge.JobSending)
+		gauge(dQueue, float64(q.Pending), store.JobPending)
+		gauge(dQueue, float64(q.Sending), store.JobSending)
 		age := 0.0
 		if now := s.src.Now(); q.Pending+q.Sending > 0 && now.After(q.Oldest) {
 			age = now.Sub(q.Oldest).Seconds()

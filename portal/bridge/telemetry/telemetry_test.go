@@ -15,6 +15,7 @@ import (
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/ingest"
 	"kiumtap/portal/sms"
+	"kiumtap/portal/store"
 )
 
 // Reason tells apart the errors a real provider returns (the webhook,
@@ -116,12 +117,12 @@ func TestScrape(t *testing.T) {
 		Stats:   bridge.Stats{Ingest: ingest.Stats{Stored: 7, Duplicates: 2, OutOfOrder: 3, Malformed: 1, UnknownCentre: 4}, Published: 5},
 		Refused: []ingest.Refusal{{Centre: "mangwon1", Device: "door"}},
 		Stalled: []ingest.Stall{{Centre: "mangwon1", Device: "door", Log: "L"}, {Centre: "hapjeong", Device: "door", Log: "L"}}}
-	q := bridge.Queue{Pending: 3, Sending: 1, Oldest: now.Add(-90 * time.Second)}
+	q := store.Queue{Pending: 3, Sending: 1, Oldest: now.Add(-90 * time.Second)}
 	var qerr error
 	m := New(Sources{
 		Status:    func() bridge.Status { return st },
 		Terminals: func() (int, int) { return 3, 2 },
-		Queue:     func() (bridge.Queue, error) { return q, qerr },
+		Queue:     func() (store.Queue, error) { return q, qerr },
 		Provider:  "webhook",
 		Now:       func() time.Time { return now },
 		Version:   "1.2.3",
@@ -167,7 +168,7 @@ func TestScrape(t *testing.T) {
 	}
 
 	// The queue emptied: no age. The store fails: the rest is still there.
-	q = bridge.Queue{}
+	q = store.Queue{}
 	if got, _ := gather(t, m); got[`kiumbridge_text_queue_oldest_age_seconds`] != 0 {
 		t.Errorf("the age of an empty queue: %v", got[`kiumbridge_text_queue_oldest_age_seconds`])
 	}

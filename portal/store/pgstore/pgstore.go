@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,9 @@ import (
 // Store is the contract on a PostgreSQL database.
 type Store struct {
 	pool *pgxpool.Pool
+	// locks queue this process's waiters for each named lock (Lock).
+	mu    sync.Mutex
+	locks map[string]chan struct{}
 	// texts is a pool for the text queue's claims and outcomes, whose
 	// commits do not wait for the disk (synchronous_commit off): a crash
 	// of PostgreSQL itself (not of a bridge) may forget the last fraction

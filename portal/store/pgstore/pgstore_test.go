@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"kiumtap/internal/pgtest"
 	"kiumtap/portal/store"
@@ -89,5 +90,38 @@ func TestMigrations(t *testing.T) {
 	}
 	if _, err := Open(ctx, "postgres://nobody@127.0.0.1:1/x?connect_timeout=1"); err == nil || !strings.Contains(err.Error(), "check the database URL") {
 		t.Fatalf("no database: %v", err)
+	}
+}
+
+// A lock's holder whose connection dies (a killed process, a network cut)
+// lets it go at the server: another instance takes it, and the first's
+// release afterwards is harmless.
+func TestLockLetGoWithItsSession(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	a, b := open(t, dsn), open(t, dsn)
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	release, err := a.Lock(ctx, "sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := b.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("ending the holder's session: %v (%d)", err, tag.RowsAffected())
+	}
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := b.Lock(wait, "sources")
+	if err != nil {
+		t.Fatalf("the lock of a dead session: %v", err)
+	}
+	release()
+	r()
+	if r, err := a.Lock(wait, "sources"); err != nil {
+		t.Fatalf("the first instance again, on a new connection: %v", err)
+	} else {
+		r()
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -181,4 +184,60 @@ func (r *registryTx) BindingQueued() (bool, error) {
 		return false, fmt.Errorf("pgstore: looking at the binding queue: %w", err)
 	}
 	return any, nil
+}
+
+// lockSpace is the upper 32 bits of the session-level advisory locks'
+// keys (store.Locks); the lower 32 are the name's FNV-1a hash.
+const lockSpace = 0x6b69756d
+
+// Lock implements store.Locks with a session-level advisory lock on a
+// connection of its own, held until release: a process that dies, or a
+// connection that breaks, lets it go at the server.
+func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
+	// Waiters of this process queue here first, so they wait without a
+	// connection each: the holder needs the pool's connections for its
+	// work.
+	s.mu.Lock()
+	if s.locks == nil {
+		s.locks = map[string]chan struct{}{}
+	}
+	mine := s.locks[name]
+	if mine == nil {
+		mine = make(chan struct{}, 1)
+		s.locks[name] = mine
+	}
+	s.mu.Unlock()
+	select {
+	case mine <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("pgstore: waiting for the lock %q: %w", name, ctx.Err())
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	key := int64(lockSpace)<<32 | int64(h.Sum32())
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		<-mine
+		return nil, fmt.Errorf("pgstore: a connection for the lock %q: %w", name, err)
+	}
+	if _, err := c.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		// Cancelled mid-wait, the server may still grant it: the
+		// connection is not given back with a lock on it.
+		c.Conn().Close(context.Background())
+		c.Release()
+		<-mine
+		return nil, fmt.Errorf("pgstore: waiting for the lock %q: %w", name, err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := c.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+				c.Conn().Close(context.Background()) // the session's end lets it go
+			}
+			c.Release()
+			<-mine
+		})
+	}, nil
 }

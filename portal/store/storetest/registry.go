@@ -292,3 +292,42 @@ func registryHoldsTheQueue(t *testing.T, a, b store.Store) {
 		t.Fatalf("first job = %+v, %v; want the revoke's", j, err)
 	}
 }
+
+// Locks: a named lock held by one instance keeps the other waiting (until
+// its ctx ends) and lets other names be; released, it is the other's.
+func locks(t *testing.T, a, b store.Store) {
+	release, err := a.Lock(ctx, "sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if r, err := b.Lock(wait, "sources"); err == nil {
+		r()
+		t.Fatal("a held lock was taken by the other instance")
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting for a held lock: %v, want the context's deadline", err)
+	}
+	other, err := b.Lock(ctx, "another")
+	if err != nil {
+		t.Fatalf("a lock of another name: %v", err)
+	}
+	other()
+	got := make(chan func(), 1)
+	go func() {
+		r, err := b.Lock(ctx, "sources")
+		if err != nil {
+			t.Error(err)
+			r = func() {}
+		}
+		got <- r
+	}()
+	release()
+	release() // twice: harmless
+	select {
+	case r := <-got:
+		r()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lock released was not taken by the instance waiting for it")
+	}
+}

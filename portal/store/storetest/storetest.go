@@ -88,6 +88,7 @@ func Run(t *testing.T, open Open, o Options) {
 	t.Run("RegistryRollsBack", func(t *testing.T) { registryRollsBack(t, fresh(t)) })
 	t.Run("RegistryWritesOneAtATime", func(t *testing.T) { s := fresh(t); registryOneAtATime(t, s, second(t, s)) })
 	t.Run("RegistryHoldsTheQueue", func(t *testing.T) { s := fresh(t); registryHoldsTheQueue(t, s, second(t, s)) })
+	t.Run("Locks", func(t *testing.T) { s := fresh(t); locks(t, s, second(t, s)) })
 }
 
 var ctx = context.Background()

@@ -1,8 +1,11 @@
-package bridge
+package binder
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"kiumtap/portal/api"
+	"kiumtap/portal/store"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,11 +13,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"kiumtap/firmware"
 	"kiumtap/portal/source"
-	"kiumtap/protocol"
 )
 
 // portalKey is the applied_bindings key of the store's portal log, ""
@@ -22,7 +22,12 @@ import (
 func (h *harness) portalKey() string {
 	h.t.Helper()
 	var id string
-	if err := h.st.db.View(func(tx *bolt.Tx) error { id = string(tx.Bucket([]byte(tPortal)).Get([]byte("log"))); return nil }); err != nil {
+	err := h.st.Contract().ViewRegistry(context.Background(), func(tx store.RegistryTx) error {
+		v, err := tx.Get(tPortal, []byte("log"))
+		id = string(v)
+		return err
+	})
+	if err != nil {
 		h.t.Fatal(err)
 	}
 	if id == "" {
@@ -46,10 +51,10 @@ func (h *harness) keep(centre string) string {
 	return file
 }
 
-func (h *harness) revoke(centre, child string) Change {
+func (h *harness) revoke(centre, child string) api.Change {
 	h.t.Helper()
 	c, err := h.b.Revoke(centre, child, "op.kim")
-	if err != nil || c.Outcome != ChangeApplied {
+	if err != nil || c.Outcome != api.ChangeApplied {
 		h.t.Fatalf("revoking %s at %s: %+v, %v", child, centre, c, err)
 	}
 	return c
@@ -116,14 +121,14 @@ func TestRevokeSurvivesOlderCopy(t *testing.T) {
 			hist := h.history("m1", "c1")
 
 			h.push("m1", older)
-			if err := h.b.drain(); err != nil {
+			if err := h.b.Drain(); err != nil {
 				t.Fatal(err)
 			}
 			check("after pushing an older copy")
 			if got := h.history("m1", "c1"); len(got) != len(hist) {
 				t.Errorf("the push added audit records:\nbefore %+v\nafter  %+v", hist, got)
 			}
-			p, err := h.st.Published("m1")
+			p, err := h.published("m1")
 			if err != nil || p == nil {
 				t.Fatalf("published: %+v, %v", p, err)
 			}
@@ -147,7 +152,7 @@ func TestRevokeKilled(t *testing.T) {
 			h.put(bound("m1", "T-1", 1, "c1", "X", t0))                  // wins
 			h.put(bound("m2", "T-9", 1, "c2", "X", t0.Add(time.Minute))) // loses
 			crash := errors.New("killed")
-			h.b.failpoint = func(p string) error {
+			h.fail = func(p string) error {
 				if p == point {
 					return crash
 				}
@@ -169,11 +174,11 @@ func TestRevokeKilled(t *testing.T) {
 			// the second drain finds nothing left.
 			h.restart()
 			for range 2 {
-				if err := h.b.drain(); err != nil {
+				if err := h.b.Drain(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if h.st.bindingsQueued() {
+			if h.queued() {
 				t.Fatal("a job is left")
 			}
 			if point == "written" {
@@ -195,16 +200,16 @@ func TestRevokeKilled(t *testing.T) {
 				if r1.Applied[key] != 1 || r1.Applied["T-1/LT-1"] != 1 {
 					t.Errorf("%s: m1's applied_bindings %v", when, r1.Applied)
 				}
-				if hist := h.history("m1", "c1"); len(hist) != 2 || hist[1].Outcome != ChangeApplied || hist[1].Flow != firmware.FlowPortal || hist[1].OldCard != cardKey("m1", "X") {
+				if hist := h.history("m1", "c1"); len(hist) != 2 || hist[1].Outcome != api.ChangeApplied || hist[1].Flow != firmware.FlowPortal || hist[1].OldCard != cardKey("m1", "X") {
 					t.Errorf("%s: m1 c1 history %+v", when, hist)
 				}
-				if hist := h.history("m2", "c2"); len(hist) != 2 || hist[1].Outcome != ChangeReleased {
+				if hist := h.history("m2", "c2"); len(hist) != 2 || hist[1].Outcome != api.ChangeReleased {
 					t.Errorf("%s: m2 c2 history %+v", when, hist)
 				}
 			}
 			check("run again")
 			h.push("m1", older)
-			if err := h.b.drain(); err != nil {
+			if err := h.b.Drain(); err != nil {
 				t.Fatal(err)
 			}
 			check("after pushing an older copy")
@@ -229,7 +234,7 @@ func TestRevokeAboveSourceMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.push("m1", file)
-	if err := h.b.drain(); err != nil {
+	if err := h.b.Drain(); err != nil {
 		t.Fatal(err)
 	}
 	h.revoke("m1", "c2")
@@ -247,7 +252,7 @@ func TestRevokeAboveSourceMark(t *testing.T) {
 // order the bridge records is the order it wrote.
 func TestRevokeAfterQueuedBinding(t *testing.T) {
 	h := newHarness(t, "m1")
-	if err := (ingestStore{h.b}).Put([]protocol.Event{bound("m1", "T-1", 1, "c1", "X", t0)}); err != nil {
+	if err := h.store(bound("m1", "T-1", 1, "c1", "X", t0)); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := h.b.planRevoke("m1", "c1", "op.kim"); !errors.Is(err, errQueuedMeanwhile) {

@@ -1,4 +1,10 @@
-package bridge
+// Package boltstore is the portal's embedded store: the storage contract
+// (package store) kept in one bbolt file, for kiumbridge on one host (the
+// default, and make run's). Events and the texts or binding jobs they call
+// for are written in one transaction, so a crash leaves both or neither.
+// portal/store/pgstore keeps the same contract on PostgreSQL for several
+// hosts; portal/store/storetest checks both alike.
+package boltstore
 
 import (
 	"bytes"
@@ -22,10 +28,8 @@ import (
 
 // Store is the bridge's bbolt database: every stored event, the last
 // sequence of each terminal log, the text queue, the rosters published,
-// and the bindings' part (bindstore.go): their job queue, the card
-// registry and the audit records. Events and the texts or binding jobs
-// they call for are written in one transaction, so a crash leaves both or
-// neither.
+// the gaps recorded, the binding jobs' queue and the registry's tables
+// (the card registry, its audit records; package binder keeps them).
 //
 // bbolt is one process's: bridge instances that share it run in one
 // process (see README, "Several bridges"). Several hosts need the same
@@ -37,6 +41,8 @@ type Store struct {
 	// its until (zero: never; the bridge's own texters release theirs).
 	mu      sync.Mutex
 	claimed map[string]claim
+	// locks are the named locks (store.Locks), by name.
+	locks map[string]chan struct{}
 	// JobsFor says which texts an event calls for, for Put (tools and
 	// tests that fill a store; a bridge stores through the contract).
 	JobsFor func(e *protocol.Event) []Job
@@ -50,10 +56,15 @@ var (
 	bJobs   = []byte("jobs")  // done: sent, failed, held
 	bQueue  = []byte("queue") // to do: pending, sending
 	bRoster = []byte("rosters")
+	// bGaps keeps the gaps recorded: device, log and first missing
+	// sequence → Gap.
+	bGaps = []byte("gaps")
+	// bBindQ is the binding jobs' queue: q → job, to apply in order.
+	bBindQ = []byte("bindq")
 )
 
-// OpenStore opens or creates the bridge's store.
-func OpenStore(path string) (*Store, error) {
+// Open opens or creates the bridge's store.
+func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("bridge store %s is held by another process: one kiumbridge per store (instances sharing it run in one process: the config's \"instances\")", path)
@@ -62,7 +73,7 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("opening bridge store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([][]byte{bEvents, bLast, bJobs, bQueue, bRoster, bGaps}, bindBuckets...) {
+		for _, b := range [][]byte{bEvents, bLast, bJobs, bQueue, bRoster, bGaps, bBindQ} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -85,9 +96,9 @@ type claim struct {
 // held reports whether the claim holds at now.
 func (c claim) held(now time.Time) bool { return c.until.IsZero() || now.Before(c.until) }
 
-// OpenStoreReadOnly opens an existing store for reading (kiumbridge texts
+// OpenReadOnly opens an existing store for reading (kiumbridge texts
 // and export). A running bridge holds the store: it cannot be opened then.
-func OpenStoreReadOnly(path string) (*Store, error) {
+func OpenReadOnly(path string) (*Store, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("bridge store: %w (check the config's store)", err)
 	}

@@ -1,4 +1,4 @@
-package bridge
+package boltstore
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -243,4 +245,132 @@ func (r boltRegistry) QueueBinding(q uint64, job json.RawMessage) (uint64, error
 func (r boltRegistry) BindingQueued() (bool, error) {
 	k, _ := r.tx.Bucket(bBindQ).Cursor().First()
 	return k != nil, nil
+}
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// putRawBindJob queues (q 0: at the next place) or replaces a job, as
+// encoded, in a bbolt transaction.
+func putRawBindJob(tx *bolt.Tx, q uint64, raw []byte) error {
+	b := tx.Bucket(bBindQ)
+	if q == 0 {
+		n, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		q = n
+	}
+	return b.Put(u64(q), raw)
+}
+
+// gaps lists a centre's recorded gaps.
+func (s *Store) gaps(centre string) ([]store.Gap, error) {
+	var out []store.Gap
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bGaps).ForEach(func(_, raw []byte) error {
+			var g store.Gap
+			if err := json.Unmarshal(raw, &g); err != nil {
+				return err
+			}
+			if g.Centre == centre {
+				out = append(out, g)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// recordGap moves a log's last sequence past a gap and keeps the record,
+// in one transaction; it refuses if the log moved meanwhile.
+func (s *Store) recordGap(g *store.Gap) error {
+	raw, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		lb := tx.Bucket(bLast)
+		lk := lastKey(g.Device, g.Log)
+		var last uint64
+		if v := lb.Get(lk); len(v) == 8 {
+			last = binary.BigEndian.Uint64(v)
+		}
+		if last+1 != g.From {
+			return store.ErrLogMoved
+		}
+		if err := lb.Put(lk, binary.BigEndian.AppendUint64(nil, g.To)); err != nil {
+			return err
+		}
+		k := binary.BigEndian.AppendUint64([]byte(g.Device+"\x00"+g.Log+"\x00"), g.From)
+		return tx.Bucket(bGaps).Put(k, raw)
+	})
+}
+
+// eventCentres are the centres of the events stored, sorted.
+func (s *Store) eventCentres() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEvents).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("stored event key %q has no centre", k)
+			}
+			out = append(out, string(k[:i]))
+			// The next centre's keys begin after every "centre\x00…".
+			k, _ = c.Seek(append(bytes.Clone(k[:i]), 1))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the centres of the events stored: %w", err)
+	}
+	return out, nil
+}
+
+// Devices returns the terminals of a centre the store has events from,
+// sorted.
+func (s *Store) Devices(centre string) ([]string, error) {
+	var out []string
+	prefix := []byte(centre + "\x00")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEvents).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
+			rest := k[len(prefix):]
+			i := bytes.IndexByte(rest, 0)
+			if i <= 0 {
+				k, _ = c.Next()
+				continue
+			}
+			dev := string(rest[:i])
+			out = append(out, dev)
+			// Skip the device's other events: device IDs never hold \x00
+			// or \x01.
+			k, _ = c.Seek(append(append(slices.Clone(prefix), dev...), 1))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Lock implements store.Locks. One process holds a bbolt file, so the
+// locks are this process's: a channel of one per name.
+func (c contract) Lock(ctx context.Context, name string) (func(), error) {
+	c.s.mu.Lock()
+	if c.s.locks == nil {
+		c.s.locks = map[string]chan struct{}{}
+	}
+	l := c.s.locks[name]
+	if l == nil {
+		l = make(chan struct{}, 1)
+		c.s.locks[name] = l
+	}
+	c.s.mu.Unlock()
+	select {
+	case l <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-l }) }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store: waiting for the lock %q: %w", name, ctx.Err())
+	}
 }

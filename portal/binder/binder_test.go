@@ -1,4 +1,4 @@
-package bridge
+package binder
 
 import (
 	"bytes"
@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"kiumtap/portal/api"
+	"kiumtap/portal/publish"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +20,6 @@ import (
 	"time"
 
 	"kiumtap/firmware"
-	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 	"kiumtap/protocol"
 )
@@ -51,8 +53,10 @@ func centreSource(centre string) *source.Source {
 type harness struct {
 	t     *testing.T
 	dir   string
-	st    *Store
-	b     *Bridge
+	st    *boltstore.Store
+	b     *Binder
+	pub   *publish.Publisher
+	fail  func(point string) error // the next binder's Failpoint
 	now   time.Time
 	lastQ map[string]uint64 // device/log → last seq put
 }
@@ -65,7 +69,7 @@ func newHarness(t *testing.T, centres ...string) *harness {
 			t.Fatal(err)
 		}
 	}
-	st, err := OpenStore(filepath.Join(dir, "bridge.db"))
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,18 +79,47 @@ func newHarness(t *testing.T, centres ...string) *harness {
 	return h
 }
 
-// restart makes a new Bridge on the same store and sources, as after a
-// crash.
+// restart makes a new Binder on the same store and sources, as after a
+// crash, and publishes every centre's roster, as the bridge does at
+// start. The centres a binder changes are published at once (the
+// revisions are recorded; nothing is connected to send them).
 func (h *harness) restart() {
 	h.t.Helper()
-	b, err := New(Options{Broker: "tcp://127.0.0.1:1", Key: testKey, Store: h.st, SourceDir: h.dir, Provider: sms.NewConsole(io.Discard),
-		Now: func() time.Time { return h.now }})
+	h.fail = nil // the crash was the last binder's
+	var err error
+	h.pub, err = publish.New(publish.Options{Revisions: h.st.Contract(), Key: testKey, Now: func() time.Time { return h.now },
+		Connected: func() bool { return false }, Send: func(string, bool, []byte) error { return nil }})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, err := New(Options{Store: h.st.Contract(), Sources: source.Dir(h.dir), Key: testKey.Seed(), Now: func() time.Time { return h.now },
+		Failpoint: func(p string) error {
+			if h.fail != nil {
+				return h.fail(p)
+			}
+			return nil
+		},
+		Changed: h.publish})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.b = b
-	b.markDirty(b.centres()...) // as Run does at start
-	b.publishDirty()
+	h.publish(b.Centres()...)
+}
+
+func (h *harness) publish(centres ...string) {
+	for _, c := range centres {
+		if err := h.pub.Publish(context.Background(), h.b.Source(c).Roster); err != nil && !errors.Is(err, publish.ErrNotConnected) {
+			h.t.Errorf("publishing %s: %v", c, err)
+		}
+	}
+}
+
+// store stores events as the bridge's ingest does: each card_bound
+// event with its binding job.
+func (h *harness) store(evs ...protocol.Event) error {
+	_, err := h.st.Contract().Put(context.Background(), evs, store.Plan{Binding: h.b.Job})
+	return err
 }
 
 // bound is a card_bound event: device binds card to child at centre, at.
@@ -99,10 +132,10 @@ func bound(centre, device string, seq uint64, child, card string, at time.Time) 
 // put stores events as ingest does, then applies the binding jobs.
 func (h *harness) put(evs ...protocol.Event) {
 	h.t.Helper()
-	if err := (ingestStore{h.b}).Put(evs); err != nil {
+	if err := h.store(evs...); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := h.b.drain(); err != nil {
+	if err := h.b.Drain(); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -122,9 +155,9 @@ func sortedCards(r *firmware.Roster) []firmware.Card {
 	return cs
 }
 
-func (h *harness) history(centre, child string) []Change {
+func (h *harness) history(centre, child string) []api.Change {
 	h.t.Helper()
-	c, err := h.st.History(centre, child)
+	c, err := h.b.History(context.Background(), centre, child)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -154,10 +187,10 @@ func TestBindingApplied(t *testing.T) {
 		t.Fatalf("applied_bindings %v", r.Applied)
 	}
 	hist := h.history("m1", "c1")
-	if len(hist) != 1 || hist[0].Outcome != ChangeApplied || hist[0].OldCard != cardKey("m1", "c1") || hist[0].By != "s1" || hist[0].Flow != firmware.FlowDevice {
+	if len(hist) != 1 || hist[0].Outcome != api.ChangeApplied || hist[0].OldCard != cardKey("m1", "c1") || hist[0].By != "s1" || hist[0].Flow != firmware.FlowDevice {
 		t.Fatalf("history %+v", hist)
 	}
-	p, err := h.st.Published("m1")
+	p, err := h.published("m1")
 	if err != nil || p == nil || p.Snapshot.Roster.Applied["T-1/LT-1"] != 1 || p.Delta == nil || p.Delta.Applied["T-1/LT-1"] != 1 {
 		t.Fatalf("published %+v, %v", p, err)
 	}
@@ -168,7 +201,7 @@ func TestBindingApplied(t *testing.T) {
 		}
 		return true
 	})
-	h.st.Jobs(func(j Job) bool { t.Errorf("a text for a binding: %+v", j); return true })
+	h.st.Jobs(func(j store.Job) bool { t.Errorf("a text for a binding: %+v", j); return true })
 }
 
 // Two terminals of one centre bind the same card to two children: the
@@ -196,7 +229,7 @@ func TestConflictInOneCentre(t *testing.T) {
 			t.Fatalf("applied %v", r.Applied)
 		}
 		hist := h.history("m1", "c1")
-		if last := hist[len(hist)-1]; last.Outcome != ChangeConflict || last.Reason != firmware.RefuseBoundElsewhere {
+		if last := hist[len(hist)-1]; last.Outcome != api.ChangeConflict || last.Reason != firmware.RefuseBoundElsewhere {
 			t.Fatalf("%s first: c1's history %+v", order[0].Device, hist)
 		}
 		finals = append(finals, sortedCards(r))
@@ -253,26 +286,26 @@ func TestBindingJobKilled(t *testing.T) {
 			h := newHarness(t, "m1", "m2")
 			h.put(bound("m2", "T-9", 1, "c2", "X", t0.Add(time.Minute))) // will lose: m1's binding below is earlier
 			crash := errors.New("killed")
-			h.b.failpoint = func(p string) error {
+			h.fail = func(p string) error {
 				if p == point {
 					return crash
 				}
 				return nil
 			}
-			if err := (ingestStore{h.b}).Put([]protocol.Event{bound("m1", "T-1", 1, "c1", "X", t0)}); err != nil {
+			if err := h.store(bound("m1", "T-1", 1, "c1", "X", t0)); err != nil {
 				t.Fatal(err)
 			}
-			if err := h.b.drain(); !errors.Is(err, crash) {
+			if err := h.b.Drain(); !errors.Is(err, crash) {
 				t.Fatalf("drain: %v", err)
 			}
 			if got := h.source("m1").Applied["T-1/LT-1"]; (point == "written") != (got == 1) {
 				t.Fatalf("killed at %s: applied_bindings %d", point, got)
 			}
 			h.restart() // reads the sources again: a source behind is reconciled there
-			if err := h.b.drain(); err != nil {
+			if err := h.b.Drain(); err != nil {
 				t.Fatal(err)
 			}
-			if err := h.b.drain(); err != nil { // nothing left: harmless
+			if err := h.b.Drain(); err != nil { // nothing left: harmless
 				t.Fatal(err)
 			}
 			r1, r2 := h.source("m1"), h.source("m2")
@@ -291,13 +324,13 @@ func TestBindingJobKilled(t *testing.T) {
 			if _, st := cardState(r2, cardKey("m2", "X")); st != firmware.CardConflict {
 				t.Fatalf("m2's X %s, want conflict", st)
 			}
-			if hist := h.history("m1", "c1"); len(hist) != 1 || hist[0].Outcome != ChangeApplied {
+			if hist := h.history("m1", "c1"); len(hist) != 1 || hist[0].Outcome != api.ChangeApplied {
 				t.Fatalf("m1 c1 history: %+v", hist)
 			}
-			if hist := h.history("m2", "c2"); len(hist) != 2 || hist[1].Outcome != ChangeConflict {
+			if hist := h.history("m2", "c2"); len(hist) != 2 || hist[1].Outcome != api.ChangeConflict {
 				t.Fatalf("m2 c2 history: %+v", hist)
 			}
-			if h.st.bindingsQueued() {
+			if h.queued() {
 				t.Fatal("a job is left")
 			}
 		})
@@ -327,7 +360,7 @@ func TestOlderCopyPushed(t *testing.T) {
 	if r := h.source("m1"); len(r.Applied) != 0 {
 		t.Fatal("the push did not replace the source")
 	}
-	changed, err := h.b.reload()
+	changed, err := h.b.Reload()
 	if err != nil || !slices.Contains(changed, "m1") {
 		t.Fatalf("reload: %v %v", changed, err)
 	}
@@ -349,7 +382,7 @@ func TestOlderCopyPushed(t *testing.T) {
 	if _, err := source.Push(h.dir, "m1", "", older, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	h.b.reload()
+	h.b.Reload()
 	if _, st := cardState(h.source("m1"), cardKey("m1", "X")); st != firmware.CardConflict {
 		t.Fatalf("X at m1 after a push making it active: %s", st)
 	}
@@ -365,7 +398,7 @@ func TestRevoke(t *testing.T) {
 	if !errors.As(err, &ref) || ref.Reason != firmware.RefuseScheduledBooking {
 		t.Fatalf("revoking c3 (scheduled): %v", err)
 	}
-	if hist := h.history("m1", "c3"); len(hist) != 1 || hist[0].Outcome != ChangeRefused || hist[0].Reason != firmware.RefuseScheduledBooking {
+	if hist := h.history("m1", "c3"); len(hist) != 1 || hist[0].Outcome != api.ChangeRefused || hist[0].Reason != firmware.RefuseScheduledBooking {
 		t.Fatalf("c3's history %+v", hist)
 	}
 	if _, st := cardState(h.source("m1"), cardKey("m1", "c3")); st != firmware.CardActive {
@@ -375,7 +408,7 @@ func TestRevoke(t *testing.T) {
 	h.put(bound("m1", "T-1", 1, "c1", "X", t0))                  // wins
 	h.put(bound("m2", "T-9", 1, "c2", "X", t0.Add(time.Minute))) // loses
 	c, err := h.b.Revoke("m1", "c1", "op.kim")
-	if err != nil || c.Outcome != ChangeApplied || c.OldCard != cardKey("m1", "X") {
+	if err != nil || c.Outcome != api.ChangeApplied || c.OldCard != cardKey("m1", "X") {
 		t.Fatalf("revoke: %+v %v", c, err)
 	}
 	if _, st := cardState(h.source("m1"), cardKey("m1", "X")); st != firmware.CardRevoked {
@@ -384,7 +417,7 @@ func TestRevoke(t *testing.T) {
 	if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardRevoked {
 		t.Fatalf("X at m2 (lost the conflict): %s, want revoked (freed)", st)
 	}
-	if hist := h.history("m2", "c2"); hist[len(hist)-1].Outcome != ChangeReleased {
+	if hist := h.history("m2", "c2"); hist[len(hist)-1].Outcome != api.ChangeReleased {
 		t.Fatalf("m2 c2 history %+v", hist)
 	}
 	if _, err := h.b.Revoke("m1", "c1", "op.kim"); !errors.As(err, &ref) || ref.Reason != firmware.RefuseNoActiveCard {
@@ -395,7 +428,7 @@ func TestRevoke(t *testing.T) {
 	if ch, st := cardState(h.source("m2"), cardKey("m2", "X")); ch != "c2" || st != firmware.CardActive {
 		t.Fatalf("X bound again at m2: %s %s", ch, st)
 	}
-	p, _ := h.st.Published("m2")
+	p, _ := h.published("m2")
 	p.Snapshot.Roster.Validate()
 	if _, st := cardState(p.Snapshot.Roster, cardKey("m2", "X")); st != firmware.CardActive {
 		t.Fatalf("published at m2: %s", st)
@@ -472,7 +505,7 @@ func TestWinnerEndedBySource(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.push("m1", file)
-			if err := h.b.drain(); err != nil {
+			if err := h.b.Drain(); err != nil {
 				t.Fatal(err)
 			}
 			if _, st := cardState(h.source("m1"), cardKey("m1", "X")); st == firmware.CardActive {
@@ -481,14 +514,14 @@ func TestWinnerEndedBySource(t *testing.T) {
 			if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardRevoked {
 				t.Fatalf("X at m2 (lost the conflict): %s, want revoked (freed)", st)
 			}
-			p, err := h.st.Published("m2")
+			p, err := h.published("m2")
 			if err != nil || p == nil || p.Snapshot.Roster.Validate() != nil {
 				t.Fatalf("published at m2: %+v, %v", p, err)
 			}
 			if _, st := cardState(p.Snapshot.Roster, cardKey("m2", "X")); st != firmware.CardRevoked {
 				t.Fatalf("published at m2: X %s", st)
 			}
-			if hist := h.history("m2", "c2"); hist[len(hist)-1].Outcome != ChangeReleased {
+			if hist := h.history("m2", "c2"); hist[len(hist)-1].Outcome != api.ChangeReleased {
 				t.Fatalf("m2 c2 history %+v", hist)
 			}
 			// Freed, the card binds again at m2, and holds.
@@ -533,7 +566,7 @@ func TestReleaseSurvivesOlderCopy(t *testing.T) {
 			}
 
 			h.push("m2", older)
-			if err := h.b.drain(); err != nil {
+			if err := h.b.Drain(); err != nil {
 				t.Fatal(err)
 			}
 			r := h.source("m2")
@@ -554,7 +587,7 @@ func TestReleaseSurvivesOlderCopy(t *testing.T) {
 				t.Fatalf("X at m2 lost again: %s, want conflict", st)
 			}
 			h.push("m2", older)
-			if err := h.b.drain(); err != nil {
+			if err := h.b.Drain(); err != nil {
 				t.Fatal(err)
 			}
 			if _, st := cardState(h.source("m2"), cardKey("m2", "X")); st != firmware.CardConflict {
@@ -581,7 +614,7 @@ func TestCSVAfterTerminalBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.push("m1", list)
-	if err := h.b.drain(); err != nil {
+	if err := h.b.Drain(); err != nil {
 		t.Fatal(err)
 	}
 	r := h.source("m1")
@@ -601,8 +634,17 @@ func TestCSVAfterTerminalBinding(t *testing.T) {
 	}
 }
 
-// bindingsQueued reports whether any binding job waits.
-func (s *Store) bindingsQueued() bool {
-	j, err := s.Contract().NextBinding(context.Background())
-	return j != nil || err != nil
+// queued reports whether any binding job waits.
+func (h *harness) queued() bool {
+	h.t.Helper()
+	j, err := h.st.Contract().NextBinding(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return j != nil
+}
+
+// published is a centre's latest revision recorded, nil if none.
+func (h *harness) published(centre string) (*store.Published, error) {
+	return h.st.Contract().Published(context.Background(), centre)
 }

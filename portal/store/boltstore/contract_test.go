@@ -1,4 +1,4 @@
-package bridge
+package boltstore
 
 import (
 	"path/filepath"
@@ -12,7 +12,7 @@ import (
 // one process, so the suite's second instance is the same store.
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := OpenStore(filepath.Join(t.TempDir(), "bridge.db"))
+		s, err := Open(filepath.Join(t.TempDir(), "bridge.db"))
 		if err != nil {
 			t.Fatal(err)
 		}

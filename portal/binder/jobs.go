@@ -1,7 +1,6 @@
-package bridge
+package binder
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -10,9 +9,8 @@ import (
 	"slices"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"kiumtap/firmware"
+	"kiumtap/portal/api"
 	"kiumtap/portal/store"
 )
 
@@ -22,7 +20,7 @@ import (
 // The registry's tables (store.Registry; in bbolt, buckets of these
 // names), and the binding jobs' queue (the bbolt store's bucket).
 const (
-	tHistory  = "bindlog"  // centre \0 child \0 n → Change: the audit records
+	tHistory  = "bindlog"  // centre \0 child \0 n → api.Change: the audit records
 	tRegistry = "registry" // card ID (HMAC of the UID) → holder
 	tRegIndex = "regindex" // centre \0 card key → card ID, for the holders' cards
 	tLost     = "lost"     // centre \0 card key → card ID, for cards that lost a conflict
@@ -31,10 +29,6 @@ const (
 	tApplied  = "applied"  // centre \0 device/log (or portal/ID) → the last sequence taken in
 	tPortal   = "portal"   // "log" → the portal log's ID; the table's sequence numbers its changes
 )
-
-var bBindQ = []byte("bindq") // q → bindJob: to apply, in order
-
-var bindBuckets = [][]byte{bBindQ, []byte(tHistory), []byte(tRegistry), []byte(tRegIndex), []byte(tLost), []byte(tReleased), []byte(tBindOps), []byte(tApplied), []byte(tPortal)}
 
 // Changes made at the portal (a revoke) are a log of their own in
 // applied_bindings, as a terminal's bindings are: key "portal/ID", ID made
@@ -65,23 +59,9 @@ func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 func key2(a, b string) []byte { return []byte(a + "\x00" + b) }
 
-// putRawBindJob queues (q 0: at the next place) or replaces a job, as
-// encoded, in a bbolt transaction.
-func putRawBindJob(tx *bolt.Tx, q uint64, raw []byte) error {
-	b := tx.Bucket(bBindQ)
-	if q == 0 {
-		n, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		q = n
-	}
-	return b.Put(u64(q), raw)
-}
-
 // nextBindJob is the first queued job, nil if none.
-func (b *Bridge) nextBindJob(ctx context.Context) (*bindJob, error) {
-	bj, err := b.db.NextBinding(ctx)
+func (b *Binder) nextBindJob(ctx context.Context) (*bindJob, error) {
+	bj, err := b.o.Store.NextBinding(ctx)
 	if err != nil || bj == nil {
 		return nil, err
 	}
@@ -99,8 +79,8 @@ type bindTx struct {
 	now time.Time
 }
 
-func (b *Bridge) updateBindings(now time.Time, fn func(t *bindTx) error) error {
-	return b.db.UpdateRegistry(context.Background(), func(r store.RegistryTx) error { return fn(&bindTx{r: r, now: now}) })
+func (b *Binder) updateBindings(now time.Time, fn func(t *bindTx) error) error {
+	return b.o.Store.UpdateRegistry(context.Background(), func(r store.RegistryTx) error { return fn(&bindTx{r: r, now: now}) })
 }
 
 // queue queues or updates a job; a new job gets the next place.
@@ -172,7 +152,7 @@ func (t *bindTx) setHolder(cardID string, h *holder) error {
 // a card: the bindings that lost to it are freed (their cards go from
 // conflict to revoked, so staff can bind them again). It returns the
 // edits that frees them, and their audit records.
-func (t *bindTx) release(centre, card, why string) ([]edit, []Change, error) {
+func (t *bindTx) release(centre, card, why string) ([]edit, []api.Change, error) {
 	ik := key2(centre, card)
 	id, err := t.r.Get(tRegIndex, ik)
 	if id == nil || err != nil {
@@ -192,7 +172,7 @@ func (t *bindTx) release(centre, card, why string) ([]edit, []Change, error) {
 // drop deletes a holder's registry entry and frees its losers. A loser
 // freed is recorded as released at its centre, so a source pushed there
 // from a copy that still has the card in conflict gets it freed again.
-func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, error) {
+func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []api.Change, error) {
 	if err := t.r.Delete(tRegistry, []byte(cardID)); err != nil {
 		return nil, nil, err
 	}
@@ -200,7 +180,7 @@ func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, e
 		return nil, nil, err
 	}
 	var edits []edit
-	var changes []Change
+	var changes []api.Change
 	for _, l := range h.Losers {
 		if err := t.r.Delete(tLost, key2(l.Centre, l.Card)); err != nil {
 			return nil, nil, err
@@ -213,7 +193,7 @@ func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, e
 			return nil, nil, err
 		}
 		edits = append(edits, edit{Centre: l.Centre, Ops: []op{{Do: opState, Child: l.Child, Card: l.Card, State: firmware.CardRevoked, From: firmware.CardConflict, At: t.now}}})
-		c := Change{Centre: l.Centre, Outcome: ChangeReleased, Detail: fmt.Sprintf("the binding at %s that won this card ended (%s): the card is revoked here and may be bound again", h.Centre, why)}
+		c := api.Change{Centre: l.Centre, Outcome: api.ChangeReleased, Detail: fmt.Sprintf("the binding at %s that won this card ended (%s): the card is revoked here and may be bound again", h.Centre, why)}
 		c.Child, c.OldCard, c.By, c.Flow, c.At = l.Child, l.Card, "portal", firmware.FlowPortal, t.now
 		changes = append(changes, c)
 	}
@@ -221,7 +201,7 @@ func (t *bindTx) drop(cardID string, h *holder, why string) ([]edit, []Change, e
 }
 
 // record appends an audit record.
-func (t *bindTx) record(c Change) error {
+func (t *bindTx) record(c api.Change) error {
 	c.Recorded = t.now
 	n, err := t.r.NextSequence(tHistory)
 	if err != nil {
@@ -277,15 +257,12 @@ func (t *bindTx) portalChange(have map[string]uint64) (string, uint64, error) {
 	return key, seq, t.r.SetSequence(tPortal, seq)
 }
 
-// History returns a centre's audit records of binding changes, of one
-// child (all children when child is empty), oldest first.
-func (s *Store) History(centre, child string) ([]Change, error) {
-	return history(context.Background(), s.Contract(), centre, child)
-}
-
-// history is History of any store.
-func history(ctx context.Context, reg store.Registry, centre, child string) ([]Change, error) {
-	var out []Change
+// History returns the audit records of binding changes a store holds for
+// a centre, of one child (all children when child is empty), oldest
+// first: what kiumctl history shows, from any instance (or the store
+// alone).
+func History(ctx context.Context, reg store.Registry, centre, child string) ([]api.Change, error) {
+	var out []api.Change
 	prefix := []byte(centre + "\x00")
 	if child != "" {
 		prefix = append(prefix, child+"\x00"...)
@@ -293,7 +270,7 @@ func history(ctx context.Context, reg store.Registry, centre, child string) ([]C
 	err := reg.ViewRegistry(ctx, func(r store.RegistryTx) error {
 		out = out[:0]
 		return r.Scan(tHistory, prefix, func(k, v []byte) error {
-			var ch Change
+			var ch api.Change
 			if err := json.Unmarshal(v, &ch); err != nil {
 				return fmt.Errorf("stored binding record %q: %w", k, err)
 			}
@@ -301,11 +278,11 @@ func history(ctx context.Context, reg store.Registry, centre, child string) ([]C
 			return nil
 		})
 	})
-	slices.SortStableFunc(out, func(a, b Change) int { return a.Recorded.Compare(b.Recorded) })
+	slices.SortStableFunc(out, func(a, b api.Change) int { return a.Recorded.Compare(b.Recorded) })
 	return out, err
 }
 
-// recorded is what the bridge applied to a centre's source: the last
+// recorded is what the binder applied to a centre's source: the last
 // sequence of each terminal log taken in, the ops in the order applied,
 // the cards that lost a conflict and those freed from one since, by key.
 type recorded struct {
@@ -315,10 +292,10 @@ type recorded struct {
 	released map[string]cardRef // At: when freed
 }
 
-func (b *Bridge) recorded(centre string) (recorded, error) {
+func (b *Binder) recorded(centre string) (recorded, error) {
 	var r recorded
 	prefix := []byte(centre + "\x00")
-	err := b.db.ViewRegistry(context.Background(), func(tx store.RegistryTx) error {
+	err := b.o.Store.ViewRegistry(context.Background(), func(tx store.RegistryTx) error {
 		r = recorded{applied: map[string]uint64{}, lost: map[string]cardRef{}, released: map[string]cardRef{}}
 		err := tx.Scan(tApplied, prefix, func(k, v []byte) error {
 			if len(v) == 8 {
@@ -380,31 +357,6 @@ func (t *bindTx) heldAt(centre string) (map[string]*holder, error) {
 		}
 		if h != nil && h.Centre == centre && h.Card == string(k[len(prefix):]) {
 			out[string(v)] = h
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Devices returns the terminals of a centre the bridge has events from,
-// sorted.
-func (s *Store) Devices(centre string) ([]string, error) {
-	var out []string
-	prefix := []byte(centre + "\x00")
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bEvents).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
-			rest := k[len(prefix):]
-			i := bytes.IndexByte(rest, 0)
-			if i <= 0 {
-				k, _ = c.Next()
-				continue
-			}
-			dev := string(rest[:i])
-			out = append(out, dev)
-			// Skip the device's other events: device IDs never hold \x00
-			// or \x01.
-			k, _ = c.Seek(append(append(slices.Clone(prefix), dev...), 1))
 		}
 		return nil
 	})

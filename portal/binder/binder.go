@@ -1,4 +1,20 @@
-package bridge
+// Package binder is where card bindings made at terminals meet the
+// portal's roster sources. A card_bound event stored by the ingest brings
+// a binding job (Job, in the event's transaction); the binder takes the
+// jobs in order and, for each, decides by package registry's rule (pure
+// functions of the rosters and the card's registry entry: who holds a
+// card bound at several centres), records the decision, the card's
+// registry entry and the audit records in the store (store.Registry), and
+// writes the centres' sources (source.Sources: a directory, or the store
+// for instances on several hosts). Staff's revokes from the portal go the
+// same way (Revoke).
+//
+// It also keeps the sources as last read (Source): a source pushed from
+// an older copy is laid over again with what the binder recorded since
+// (reconcile), so a push never undoes a terminal's binding. Every writer
+// holds the sources (Sources.Hold) while it reads, decides and writes:
+// one binding is decided once, whichever instance takes it.
+package binder
 
 import (
 	"cmp"
@@ -7,20 +23,138 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/api"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 	"kiumtap/protocol"
 )
+
+// Store is what the binder needs of the portal's store: the registry and
+// the binding jobs' queue.
+type Store interface {
+	store.Registry
+	store.BindingJobs
+}
+
+// Options configure a Binder. Zero values take the documented defaults.
+type Options struct {
+	// Store keeps the registry and the jobs; required.
+	Store Store
+	// Sources are the centres' roster sources; required.
+	Sources source.Sources
+	// Key is the secret the card registry's key is derived from (the
+	// portal's signing key's seed): a card is known across centres by
+	// an HMAC of its UID under it. Required.
+	Key []byte
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger; default none.
+	Logger *slog.Logger
+	// Changed, if set, is told the centres whose source changed (by a
+	// binding, a revoke, or a push taken in): the bridge publishes them.
+	Changed func(centres ...string)
+	// Failpoint, if set (tests), is called at the named points of a job
+	// ("planned", "written") and stops it there with its error, as a
+	// crash would.
+	Failpoint func(point string) error
+	// Every is how often Run looks for sources pushed and jobs queued by
+	// other instances; default 1 s.
+	Every time.Duration
+	// HoldWait bounds a wait for the sources (another instance holds
+	// them, or the store does not answer); default 30 s.
+	HoldWait time.Duration
+}
+
+// Binder applies binding jobs and revokes to the roster sources.
+type Binder struct {
+	o    Options
+	log  *slog.Logger
+	key  []byte        // the card registry's key
+	kick chan struct{} // binding jobs were queued
+
+	mu      sync.Mutex
+	sources map[string]*source.Source // as last read or written
+}
+
+// New checks the options and reads the sources. A source refused (see
+// Reload) is left out and logged; the others are loaded.
+func New(o Options) (*Binder, error) {
+	switch {
+	case o.Store == nil:
+		return nil, errors.New("binder: no store")
+	case o.Sources == nil:
+		return nil, errors.New("binder: no roster sources")
+	case len(o.Key) == 0:
+		return nil, errors.New("binder: no key for the card registry")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Changed == nil {
+		o.Changed = func(...string) {}
+	}
+	if o.Every <= 0 {
+		o.Every = time.Second
+	}
+	if o.HoldWait <= 0 {
+		o.HoldWait = 30 * time.Second
+	}
+	b := &Binder{o: o, log: o.Logger, key: registryKey(o.Key), kick: make(chan struct{}, 1), sources: map[string]*source.Source{}}
+	if _, err := b.Reload(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Source is a centre's source as last read or written, nil if it has
+// none. It must not be changed.
+func (b *Binder) Source(centre string) *source.Source {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sources[centre]
+}
+
+// Centres are the centres with a source, sorted.
+func (b *Binder) Centres() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Sorted(maps.Keys(b.sources))
+}
+
+// Kick tells the binder a binding job was queued (Run applies it at once).
+func (b *Binder) Kick() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Job is a card_bound event's binding job, as the store keeps it: what
+// store.Plan's Binding gives Put, to queue in the event's transaction.
+func (b *Binder) Job(e *protocol.Event) json.RawMessage {
+	raw, _ := json.Marshal(&bindJob{Binding: b.bindingFor(e)})
+	return raw
+}
+
+// History returns a centre's audit records of binding changes, of one
+// child (all children when child is empty), oldest first.
+func (b *Binder) History(ctx context.Context, centre, child string) ([]api.Change, error) {
+	return History(ctx, b.o.Store, centre, child)
+}
 
 // registryLabel derives the card registry's key from the signing key: a
 // card is known across centres by HMAC-SHA256(registry key, UID), and the
@@ -37,19 +171,19 @@ func registryKey(k []byte) []byte {
 
 // cardID is a card's identity across centres: the HMAC of its UID (hex,
 // as the event carries it; any other form is taken as its bytes).
-func (b *Bridge) cardID(uid string) string {
+func (b *Binder) cardID(uid string) string {
 	raw, err := hex.DecodeString(uid)
 	if err != nil {
 		raw = []byte(strings.ToUpper(uid))
 	}
-	m := hmac.New(sha256.New, b.regKey)
+	m := hmac.New(sha256.New, b.key)
 	m.Write(raw)
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 // bindingFor makes a card_bound event's binding job (Store.Put calls it
 // in the event's transaction).
-func (b *Bridge) bindingFor(e *protocol.Event) *binding {
+func (b *Binder) bindingFor(e *protocol.Event) *binding {
 	at := e.Time
 	if !e.ClockSynced && !e.Corrected {
 		at = b.o.Now() // the terminal's clock was not set: the binding counts as made when stored
@@ -58,54 +192,64 @@ func (b *Bridge) bindingFor(e *protocol.Event) *binding {
 		By: e.By, Flow: firmware.Flow(e.Reason), At: at.UTC(), CardID: b.cardID(e.UID)}
 }
 
-// binder applies binding jobs as they are queued, until ctx ends. A job
-// that fails (a source cannot be written) is tried again each second;
-// the jobs after it wait, as a log's bindings apply in order.
-func (b *Bridge) binder(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+// Run applies binding jobs as they are queued and takes in sources
+// pushed, until ctx ends. It looks each Every (jobs left by a crash or
+// queued by another instance, sources pushed, a drain that failed) and at
+// once when kicked. A job that fails (a source cannot be written) is
+// tried again then; the jobs after it wait, as a log's bindings apply in
+// order.
+func (b *Binder) Run(ctx context.Context) {
+	t := time.NewTicker(b.o.Every)
 	defer t.Stop()
 	for {
-		// The store is looked at each second (jobs left by a crash, or
-		// queued by another instance, or a drain that failed) and when
-		// this instance stored a binding event (bindKick).
+		changed, err := b.Reload()
+		if err != nil {
+			b.log.Error("binder: a roster source is refused; the last good one stays", "err", err)
+		}
+		b.o.Changed(changed...)
 		if j, err := b.nextBindJob(ctx); j != nil || err != nil {
-			if err := b.drain(); err != nil {
-				b.log.Error("bridge: applying a binding; trying again in a second", "err", err)
+			if err := b.Drain(); err != nil {
+				b.log.Error("binder: applying a binding; trying again", "err", err, "in", b.o.Every)
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-b.bindKick:
+		case <-b.kick:
 		case <-t.C:
 		}
 	}
 }
 
-// drain applies every queued binding job, in order, then publishes the
-// centres whose source changed.
-func (b *Bridge) drain() error {
+// Drain applies every queued binding job, in order, then tells Changed
+// the centres whose source changed.
+func (b *Binder) Drain() error {
 	changed, err := b.locked(b.drainLocked)
-	b.markDirty(changed...)
-	b.publishDirty()
+	b.o.Changed(changed...)
 	return err
 }
 
-// locked runs fn holding the sources: no other bridge of the store and no
-// roster push changes one meanwhile. Sources staff replaced are taken in
-// first. It returns the centres whose source changed.
-func (b *Bridge) locked(fn func() ([]string, error)) ([]string, error) {
-	mu := editing(b.o.SourceDir)
-	mu.Lock()
-	defer mu.Unlock()
-	unlock, err := source.Lock(b.o.SourceDir)
+// Reload takes in the sources changed since the last look (pushed, or
+// written by another instance) and returns their centres. A source that
+// is refused (unreadable, invalid, misnamed) is reported, and its centre
+// keeps its last good source.
+func (b *Binder) Reload() ([]string, error) { return b.locked(nil) }
+
+// locked runs fn holding the sources: no other binder, of this instance
+// or another, and no push changes one meanwhile. Sources changed since
+// the last look are taken in first. It returns the centres whose source
+// changed.
+func (b *Binder) locked(fn func() ([]string, error)) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.o.HoldWait)
+	release, err := b.o.Sources.Hold(ctx)
+	cancel()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("holding the roster sources (%s): %w", b.o.Sources, err)
 	}
-	defer unlock()
+	defer release()
 	changed, err := b.reloadLocked()
 	if err != nil {
-		b.log.Error("bridge: a roster source is refused; the last good one stays", "err", err)
+		b.log.Error("binder: a roster source is refused; the last good one stays", "err", err)
 	}
 	if fn == nil {
 		return changed, err
@@ -114,7 +258,7 @@ func (b *Bridge) locked(fn func() ([]string, error)) ([]string, error) {
 	return append(changed, more...), err
 }
 
-func (b *Bridge) drainLocked() ([]string, error) {
+func (b *Binder) drainLocked() ([]string, error) {
 	var changed []string
 	for {
 		j, err := b.nextBindJob(context.Background())
@@ -129,20 +273,19 @@ func (b *Bridge) drainLocked() ([]string, error) {
 	}
 }
 
-// failpoint, when set (tests), is called at the named points of a job
-// and stops it there with its error, as a crash would.
-func (b *Bridge) fail(point string) error {
-	if b.failpoint == nil {
+// fail stops a job at a named point when the tests ask (Failpoint).
+func (b *Binder) fail(point string) error {
+	if b.o.Failpoint == nil {
 		return nil
 	}
-	return b.failpoint(point)
+	return b.o.Failpoint(point)
 }
 
 // runJob plans a job if it is not yet (deciding and recording in one
 // transaction), writes its edits to the sources, then removes it. Killed
 // at any point, it is run again from the start: planned once, the edits
 // written again are harmless. It returns the centres changed.
-func (b *Bridge) runJob(j *bindJob) ([]string, error) {
+func (b *Binder) runJob(j *bindJob) ([]string, error) {
 	if !j.Planned {
 		if err := b.plan(j); err != nil {
 			return nil, err
@@ -164,11 +307,11 @@ func (b *Bridge) runJob(j *bindJob) ([]string, error) {
 	if err := b.fail("written"); err != nil {
 		return changed, err
 	}
-	return changed, b.db.DoneBinding(context.Background(), j.Q)
+	return changed, b.o.Store.DoneBinding(context.Background(), j.Q)
 }
 
-func (b *Bridge) rosterOf(centre string) *firmware.Roster {
-	if src := b.source(centre); src != nil {
+func (b *Binder) rosterOf(centre string) *firmware.Roster {
+	if src := b.Source(centre); src != nil {
 		return src.Roster
 	}
 	return nil
@@ -177,7 +320,7 @@ func (b *Bridge) rosterOf(centre string) *firmware.Roster {
 // plan decides a binding event and records, in one transaction: the
 // decision's audit records, the card's registry entry, what the event
 // applied to its centre, and the job's edits.
-func (b *Bridge) plan(j *bindJob) error {
+func (b *Binder) plan(j *bindJob) error {
 	bd := j.Binding
 	if bd == nil {
 		j.Planned = true
@@ -192,7 +335,7 @@ func (b *Bridge) plan(j *bindJob) error {
 			return t.queue(j)
 		}
 		var edits []edit
-		var changes []Change
+		var changes []api.Change
 		cur, err := t.holder(bd.CardID)
 		if err != nil {
 			return err
@@ -218,14 +361,14 @@ func (b *Bridge) plan(j *bindJob) error {
 			}
 		}
 		v := decide(bd, own, cur)
-		ch := Change{Centre: bd.Centre, Outcome: v.Outcome, Reason: v.Reason, Detail: v.Detail, Device: bd.Device, Log: bd.Log, Seq: bd.Seq,
+		ch := api.Change{Centre: bd.Centre, Outcome: v.Outcome, Reason: v.Reason, Detail: v.Detail, Device: bd.Device, Log: bd.Log, Seq: bd.Seq,
 			BindingChange: firmware.BindingChange{Child: bd.Child, NewCard: bd.Card, By: bd.By, Flow: bd.Flow, At: bd.At}}
-		if v.Outcome != ChangeRefused {
+		if v.Outcome != api.ChangeRefused {
 			ch.OldCard = v.OldCard
 		}
-		changes = append([]Change{ch}, changes...)
+		changes = append([]api.Change{ch}, changes...)
 		if l := v.Lost; l != nil {
-			changes = append(changes, Change{Centre: l.Centre, Outcome: ChangeConflict, Reason: firmware.RefuseBoundElsewhere,
+			changes = append(changes, api.Change{Centre: l.Centre, Outcome: api.ChangeConflict, Reason: firmware.RefuseBoundElsewhere,
 				Detail: fmt.Sprintf("the same card was bound earlier at %s by %s (%s): this binding lost", bd.Centre, bd.Device, kst(bd.At)),
 				Device: l.Device, Log: l.Log, Seq: l.Seq,
 				BindingChange: firmware.BindingChange{Child: l.Child, NewCard: l.Card, By: l.By, Flow: l.Flow, At: l.At}})
@@ -244,7 +387,7 @@ func (b *Bridge) plan(j *bindJob) error {
 		if v.Other != nil {
 			edits = append(edits, *v.Other)
 		}
-		if v.OldCard != "" && v.Outcome != ChangeRefused {
+		if v.OldCard != "" && v.Outcome != api.ChangeRefused {
 			e, c, err := t.release(bd.Centre, v.OldCard, "replaced by a new card")
 			if err != nil {
 				return err
@@ -264,10 +407,10 @@ func (b *Bridge) plan(j *bindJob) error {
 // applyEdit writes one edit into its centre's source, atomically. An edit
 // whose applied_bindings the source has already is skipped: written
 // before a crash. It reports whether the source changed.
-func (b *Bridge) applyEdit(e edit) (bool, error) {
-	src := b.source(e.Centre)
+func (b *Binder) applyEdit(e edit) (bool, error) {
+	src := b.Source(e.Centre)
 	if src == nil {
-		b.log.Warn("bridge: a binding change for a centre without a source; skipped", "centre", e.Centre)
+		b.log.Warn("binder: a binding change for a centre without a source; skipped", "centre", e.Centre)
 		return false, nil
 	}
 	if e.Applied != "" && src.Roster.Applied[e.Applied] >= e.Seq {
@@ -277,7 +420,7 @@ func (b *Bridge) applyEdit(e edit) (bool, error) {
 	if err != nil {
 		// It fitted when decided: staff changed the source since. Trying
 		// again would not help.
-		b.log.Error("bridge: a binding change does not fit the centre's source any more; skipped", "centre", e.Centre, "err", err)
+		b.log.Error("binder: a binding change does not fit the centre's source any more; skipped", "centre", e.Centre, "err", err)
 		return false, nil
 	}
 	if e.Applied != "" {
@@ -289,35 +432,71 @@ func (b *Bridge) applyEdit(e edit) (bool, error) {
 	if protocol.Digest(next) == protocol.Digest(src.Roster) {
 		return false, nil
 	}
-	return true, b.writeSource(&source.Source{Roster: next, Guardians: src.Guardians})
+	return true, b.write(&source.Source{Roster: next, Guardians: src.Guardians})
 }
 
-// writeSource writes a centre's source where it was read, atomically,
-// and keeps it as the centre's current source.
-func (b *Bridge) writeSource(src *source.Source) error {
-	path := filepath.Join(b.o.SourceDir, src.Roster.Centre.ID+".json")
-	if err := source.Write(path, src); err != nil {
-		return err
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
+// write writes a centre's source and keeps it as the centre's current
+// source.
+func (b *Binder) write(src *source.Source) error {
+	if err := b.o.Sources.Write(context.Background(), src); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	b.sources[src.Roster.Centre.ID] = src
-	b.seen[path] = stampOf(fi)
 	b.mu.Unlock()
 	return nil
 }
 
-// reconcile lays over a source what the bridge recorded for its centre:
+// reloadLocked is Reload with the sources held (locked). A source that
+// changed is reconciled with what the binder recorded (terminals'
+// bindings it is behind on, conflicts lost and freed) and written back if
+// that changes it; a card it holds for the registry that is no longer
+// active there ends its entry, and the cards that lost to it are freed.
+func (b *Binder) reloadLocked() ([]string, error) {
+	srcs, err := b.o.Sources.Changed(context.Background())
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var changed []string
+	for _, src := range srcs {
+		centre := src.Roster.Centre.ID
+		src, behind, err := b.reconcile(src)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("the source of %s: %w", centre, err))
+			continue
+		}
+		if behind {
+			b.log.Warn("binder: a roster source was behind on what the binder applied; laid over it again", "centre", centre)
+			if err := b.write(src); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		b.mu.Lock()
+		b.sources[centre] = src
+		b.mu.Unlock()
+		changed = append(changed, centre)
+		queued, err := b.releaseEnded(centre, src.Roster)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("the source of %s: ending the bindings its cards no longer hold: %w", centre, err))
+		}
+		if queued {
+			b.log.Info("binder: a card that won a conflict is no longer active in the source; the cards that lost it are freed", "centre", centre)
+			b.Kick() // the binder writes the frees (at once, if the caller is it)
+		}
+	}
+	return changed, errors.Join(errs...)
+}
+
+// reconcile lays over a source what the binder recorded for its centre:
 // the changes of each log whose applied_bindings the source is behind on
 // (a push from an older copy), terminals' bindings and the portal's own
 // changes (revokes) alike; the cards freed from a conflict since (revoked,
 // as the release left them); and the conflicts its cards lost. It reports
 // whether that changed the source.
 //
-// The changes are laid over in the order the bridge applied them to the
+// The changes are laid over in the order the binder applied them to the
 // source, not by their times. Each change's ops were decided against the
 // source as it stood then: a binding made offline at 9:00 whose event
 // arrived after a revoke made at 10:00 was decided on top of the revoke,
@@ -325,7 +504,7 @@ func (b *Bridge) writeSource(src *source.Source) error {
 // binding of the same child ends with the new card active, a binding then
 // a revoke ends revoked. A copy is the source as it was at some moment,
 // so what it lacks is the last of that order.
-func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
+func (b *Binder) reconcile(src *source.Source) (*source.Source, bool, error) {
 	centre := src.Roster.Centre.ID
 	rec, err := b.recorded(centre)
 	if err != nil {
@@ -372,7 +551,7 @@ func (b *Bridge) reconcile(src *source.Source) (*source.Source, bool, error) {
 // what lost to them is freed. The frees are queued as one job, in the
 // transaction that ends the entries, for the binder to write; it
 // reports whether it queued one.
-func (b *Bridge) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
+func (b *Binder) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
 	queued := false
 	err := b.updateBindings(b.o.Now().UTC(), func(t *bindTx) error {
 		held, err := t.heldAt(centre)
@@ -380,7 +559,7 @@ func (b *Bridge) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
 			return err
 		}
 		j := &bindJob{Planned: true}
-		var changes []Change
+		var changes []api.Change
 		for _, id := range slices.Sorted(maps.Keys(held)) {
 			if h := held[id]; !holds(r, h) {
 				e, c, err := t.drop(id, h, "its card is no longer active at "+centre)
@@ -414,8 +593,8 @@ func (b *Bridge) releaseEnded(centre string, r *firmware.Roster) (bool, error) {
 // the source's applied_bindings of it is raised in the same write, and
 // its op is recorded like a terminal binding's, so a source pushed from a
 // copy older than the revoke gets it again (reconcile).
-func (b *Bridge) Revoke(centre, child, by string) (Change, error) {
-	var out Change
+func (b *Binder) Revoke(centre, child, by string) (api.Change, error) {
+	var out api.Change
 	changed, err := b.locked(func() ([]string, error) {
 		var changed []string
 		for {
@@ -436,8 +615,7 @@ func (b *Bridge) Revoke(centre, child, by string) (Change, error) {
 			return append(changed, more...), err
 		}
 	})
-	b.markDirty(changed...)
-	b.publishDirty()
+	b.o.Changed(changed...)
 	return out, err
 }
 
@@ -454,14 +632,14 @@ var errQueuedMeanwhile = errors.New("a binding job was queued meanwhile")
 // While a binding job waits it records nothing and fails with
 // errQueuedMeanwhile: a centre's recorded ops must stay in the order they
 // are written to its source, the order reconcile lays them over a copy in.
-func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) {
-	src := b.source(centre)
+func (b *Binder) planRevoke(centre, child, by string) (*bindJob, api.Change, error) {
+	src := b.Source(centre)
 	if src == nil {
-		return nil, Change{}, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+		return nil, api.Change{}, fmt.Errorf("%w %q", api.ErrUnknownCentre, centre)
 	}
 	now := b.o.Now().UTC()
 	var j *bindJob
-	var out Change
+	var out api.Change
 	var ref *firmware.Refused
 	err := b.updateBindings(now, func(t *bindTx) error {
 		if queued, err := t.r.BindingQueued(); err != nil || queued {
@@ -471,9 +649,9 @@ func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) 
 		if err != nil && !errors.As(err, &ref) {
 			return err
 		}
-		out = Change{Centre: centre, BindingChange: ch, Outcome: ChangeApplied, Detail: "card revoked from the portal", Recorded: now}
+		out = api.Change{Centre: centre, BindingChange: ch, Outcome: api.ChangeApplied, Detail: "card revoked from the portal", Recorded: now}
 		if ref != nil {
-			out.Outcome, out.Reason, out.Detail, out.OldCard = ChangeRefused, ref.Reason, ref.Detail, ""
+			out.Outcome, out.Reason, out.Detail, out.OldCard = api.ChangeRefused, ref.Reason, ref.Detail, ""
 			return t.record(out)
 		}
 		key, seq, err := t.portalChange(src.Roster.Applied)
@@ -488,7 +666,7 @@ func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) 
 		if err != nil {
 			return err
 		}
-		for _, c := range append([]Change{out}, changes...) {
+		for _, c := range append([]api.Change{out}, changes...) {
 			if err := t.record(c); err != nil {
 				return err
 			}
@@ -504,12 +682,3 @@ func (b *Bridge) planRevoke(centre, child, by string) (*bindJob, Change, error) 
 	}
 	return j, out, nil
 }
-
-// editing is the lock on a source directory among the bridges of this
-// process (source.Lock holds it among processes and hosts).
-func editing(dir string) *sync.Mutex {
-	mu, _ := editLocks.LoadOrStore(filepath.Clean(dir), &sync.Mutex{})
-	return mu.(*sync.Mutex)
-}
-
-var editLocks sync.Map

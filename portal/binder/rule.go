@@ -1,13 +1,6 @@
-package bridge
+package binder
 
 import "kiumtap/portal/registry"
-
-// Bindings made at terminals reach the portal as card_bound events
-// (docs/protocol.md, "Card enrolment"). Storing one queues a binding job
-// in the same transaction; the binder (binder.go) takes the jobs in order
-// and, for each, decides (package registry: pure functions of the rosters
-// and the card's registry entry), records the decision in the store,
-// writes the roster sources and publishes the centres that changed.
 
 // The registry's rule, by the names the binder uses.
 type (
