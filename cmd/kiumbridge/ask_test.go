@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"kiumtap/portal/store"
-	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,8 +19,10 @@ import (
 	"kiumtap/internal/logbuf"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 
@@ -126,8 +126,8 @@ func TestCommandsThroughTheRunningBridge(t *testing.T) {
 		}
 	}()
 	wait.For(t, 20*time.Second, "kiumbridge run to connect", func() bool {
-		var st bridge.Status
-		return bridge.Ask(ctx, filepath.Join(dir, "kiumbridge.sock"), "GET", "/status", nil, &st) == nil && st.Connected
+		var st api.Status
+		return api.Ask(ctx, filepath.Join(dir, "kiumbridge.sock"), "GET", "/status", nil, &st) == nil && st.Connected
 	})
 	if _, err := boltstore.OpenReadOnly(filepath.Join(dir, "b.db")); err == nil {
 		t.Fatal("the running bridge does not hold its store: this test tests nothing")
@@ -206,7 +206,7 @@ func TestCommandsThroughTheRunningBridge(t *testing.T) {
 		t.Errorf("the stopped bridge left a status file: %v", err)
 	}
 	// As an earlier version left it: connected, at mangwon1.
-	raw, _ := json.Marshal(bridge.Status{Time: time.Now(), Connected: true, Centres: []string{"mangwon1"}})
+	raw, _ := json.Marshal(api.Status{Time: time.Now(), Connected: true, Centres: []string{"mangwon1"}})
 	os.WriteFile(statusFile, raw, 0o600)
 	check("store")
 }
@@ -224,7 +224,7 @@ func TestStatusIsLive(t *testing.T) {
 		return code == 0 && strings.Contains(out, "connected: true; centres: mangwon1")
 	})
 	out, errs, code := command(t, "status", "-json", "-config", cfg)
-	var st bridge.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || !st.Connected || time.Since(st.Time) > 5*time.Second {
 		t.Errorf("status -json of the running bridge: exit %d, %+v (%v)\n%s%s", code, st, err, out, errs)
 	}
@@ -259,7 +259,7 @@ func TestStatusOfAStoppedBridge(t *testing.T) {
 	}{
 		{"no socket", func() {}, []string{"the bridge is not running: no kiumbridge answers on the control socket " + filepath.Join(dir, "kiumbridge.sock"), "start it: kiumbridge run -config " + cfg}, nil},
 		{"a stale status file", func() {
-			st := bridge.Status{Time: time.Now().Add(-3 * time.Hour), Connected: true, Centres: []string{"mangwon1"}}
+			st := api.Status{Time: time.Now().Add(-3 * time.Hour), Connected: true, Centres: []string{"mangwon1"}}
 			raw, _ := json.Marshal(st)
 			os.WriteFile(filepath.Join(dir, "b.db.status.json"), raw, 0o600)
 		}, []string{"not running", "no kiumbridge answers on the control socket"}, []string{"last wrote", "mangwon1", "3h0m0s"}},

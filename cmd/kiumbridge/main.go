@@ -47,7 +47,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -73,6 +72,7 @@ import (
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 	portalstore "kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/portal/store/pgstore"
 )
 
@@ -279,7 +279,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	provider := cfg.Provider(stdout)
 	var b *bridge.Bridge // set below, before the metrics are served
 	tele := telemetry.New(telemetry.Sources{
-		Status:    func() bridge.Status { return b.Status() },
+		Status:    func() api.Status { return b.Status() },
 		Terminals: func() (int, int) { return b.TerminalCount() },
 		Queue:     func() (portalstore.Queue, error) { return st.Queue(context.Background()) },
 		Provider:  provider.Name(),

@@ -25,7 +25,7 @@ import (
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/service/servicetest"
 	"kiumtap/internal/wait"
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
 	"kiumtap/protocol"
 )
 
@@ -93,8 +93,8 @@ func TestSystemdReady(t *testing.T) {
 	if _, ok := m.Wait(time.Time{}, time.Now().Add(500*time.Millisecond), servicetest.Has("READY", "1")); ok {
 		t.Fatalf("READY=1 before the control socket answers: %+v", m.Messages())
 	}
-	var st bridge.Status
-	if err := bridge.Ask(ctx, control, http.MethodGet, "/status", nil, &st); !errors.Is(err, bridge.ErrNoBridge) {
+	var st api.Status
+	if err := api.Ask(ctx, control, http.MethodGet, "/status", nil, &st); !errors.Is(err, api.ErrNoBridge) {
 		t.Fatalf("the control socket answers while the bridge is held back: %v", err)
 	}
 	if _, ok := m.Wait(time.Time{}, time.Now(), func(msg servicetest.Message) bool {
@@ -109,7 +109,7 @@ func TestSystemdReady(t *testing.T) {
 	if !ok {
 		t.Fatalf("no READY=1 with the broker down: %+v\n%s", m.Messages(), log.String())
 	}
-	if err := bridge.Ask(ctx, control, http.MethodGet, "/status", nil, &st); err != nil || st.Connected {
+	if err := api.Ask(ctx, control, http.MethodGet, "/status", nil, &st); err != nil || st.Connected {
 		t.Fatalf("at READY=1 the control socket answers %+v, %v; want an answer, not connected", st, err)
 	}
 	want := fmt.Sprintf("running: centres 1, control socket %s; BROKER %s NOT CONNECTED: retrying", control, mq.URL())
@@ -181,8 +181,8 @@ func TestMetrics(t *testing.T) {
 	_, log := startRun(t, cfg, texts)
 	ctx := context.Background()
 	wait.For(t, 20*time.Second, "kiumbridge run to connect", func() bool {
-		var st bridge.Status
-		return bridge.Ask(ctx, control, http.MethodGet, "/status", nil, &st) == nil && st.Connected
+		var st api.Status
+		return api.Ask(ctx, control, http.MethodGet, "/status", nil, &st) == nil && st.Connected
 	})
 
 	term := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL()).SetClientID("door").SetCleanSession(true))

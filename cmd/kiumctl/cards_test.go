@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,10 +22,12 @@ import (
 	"kiumtap/internal/cli"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/api"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 
@@ -137,7 +138,7 @@ func TestCardCommands(t *testing.T) {
 		t.Fatalf("cards list: %v\n%s", err, out)
 	}
 	out, err = kiumctl("cards", "list", "-bridge", sock, "-centre", "mangwon1", "-json")
-	var view bridge.CardsView
+	var view api.CardsView
 	if err != nil || json.Unmarshal([]byte(out), &view) != nil || len(view.Children) != 3 || view.Children[1].State != firmware.CardActive {
 		t.Fatalf("cards list -json: %v\n%s", err, out)
 	}
@@ -170,7 +171,7 @@ func TestCardCommands(t *testing.T) {
 		t.Fatalf("history of c2: %v\n%s", err, out)
 	}
 	out, err = kiumctl("cards", "history", "-bridge", sock, "-centre", "mangwon1", "-json", "c3")
-	var hist []bridge.Change
+	var hist []api.Change
 	if err != nil || json.Unmarshal([]byte(out), &hist) != nil || len(hist) != 1 || hist[0].Reason != firmware.RefuseScheduledBooking {
 		t.Fatalf("history of c3: %v\n%s", err, out)
 	}
@@ -330,7 +331,7 @@ func TestCardCommands(t *testing.T) {
 func waitSocket(t *testing.T, path string) (os.FileInfo, error) {
 	t.Helper()
 	wait.For(t, 20*time.Second, "the control socket", func() bool {
-		var v bridge.CardsView
+		var v api.CardsView
 		return askBridge(context.Background(), path, "GET", "/cards?centre=mangwon1", nil, &v) == nil
 	})
 	return os.Stat(path)

@@ -24,8 +24,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	portalstore "kiumtap/portal/store"
-	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net"
 	"os"
@@ -53,6 +51,8 @@ import (
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	portalstore "kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 )
 
 func main() {

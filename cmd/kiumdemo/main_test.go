@@ -3,12 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"kiumtap/internal/logbuf"
 	"strings"
 	"testing"
 	"time"
 
 	"kiumtap/internal/cli"
+	"kiumtap/internal/logbuf"
 )
 
 // make run's day, faster: every scripted outcome, a card bound at the door

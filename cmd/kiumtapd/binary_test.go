@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"kiumtap/internal/logbuf"
-	"kiumtap/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,8 @@ import (
 
 	"kiumtap/daemon/localapi"
 	"kiumtap/firmware"
+	"kiumtap/internal/logbuf"
+	"kiumtap/internal/testbin"
 	"kiumtap/internal/wait"
 )
 

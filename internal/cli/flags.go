@@ -5,8 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"kiumtap/internal/confile"
 	"strings"
+
+	"kiumtap/internal/confile"
 )
 
 // Parse parses fs's flags from args wherever they stand among the

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net/http"
 	"os"
@@ -26,10 +25,12 @@ import (
 	"kiumtap/internal/chaosproxy"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/api"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store/boltstore"
 )
 
 const (
@@ -450,7 +451,7 @@ func (s *system) call(t *testing.T, method, path string, body any, out any) int 
 		rd = bytes.NewReader(raw)
 	}
 	req, _ := http.NewRequest(method, "http://kiumbridge"+path, rd)
-	resp, err := bridge.ControlClient(s.control).Do(req)
+	resp, err := api.ControlClient(s.control).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -473,14 +474,14 @@ func TestEnrolFromPortal(t *testing.T) {
 	d := startDoor(t, s.mq, mangwon, "door", time.Now().In(firmware.KST))
 	waitRosters(t, d)
 	// A terminal that has sent no event yet is known by its status.
-	var ts []bridge.TerminalView
+	var ts []api.TerminalView
 	wait.For(t, 20*time.Second, "the terminal's status at the bridge", func() bool {
 		s.call(t, "GET", "/terminals?centre="+mangwon.id, nil, &ts)
 		return len(ts) == 1 && ts[0].Device == "door" && ts[0].Status.State == "online" && ts[0].Status.RosterRev == d.portalRoster().Revision
 	})
 
-	var res bridge.EnrolResult
-	if code := s.call(t, "POST", "/enrol", bridge.EnrolRequest{Centre: mangwon.id, Child: "mangwon1-k3", By: "op.kim"}, &res); code != http.StatusOK {
+	var res api.EnrolResult
+	if code := s.call(t, "POST", "/enrol", api.EnrolRequest{Centre: mangwon.id, Child: "mangwon1-k3", By: "op.kim"}, &res); code != http.StatusOK {
 		t.Fatalf("enrol: HTTP %d", code)
 	}
 	if res.Device != "door" {
@@ -503,16 +504,16 @@ func TestEnrolFromPortal(t *testing.T) {
 		c := cardOf(d.portalRoster(), key)
 		return c != nil && c.State == firmware.CardActive && c.ChildID == "mangwon1-k3"
 	})
-	var hist []bridge.Change
+	var hist []api.Change
 	s.call(t, "GET", "/history?centre="+mangwon.id+"&child=mangwon1-k3", nil, &hist)
-	if len(hist) != 1 || hist[0].Flow != firmware.FlowPortal || hist[0].By != "op.kim" || hist[0].Outcome != bridge.ChangeApplied || hist[0].NewCard != key {
+	if len(hist) != 1 || hist[0].Flow != firmware.FlowPortal || hist[0].By != "op.kim" || hist[0].Outcome != api.ChangeApplied || hist[0].NewCard != key {
 		t.Fatalf("history %+v", hist)
 	}
 	if f := d.tap(card); f.Pattern != firmware.PatternArrival {
 		t.Fatalf("the new card's tap: %+v", f)
 	}
 
-	var ch bridge.Change
+	var ch api.Change
 	if code := s.call(t, "POST", "/revoke", map[string]string{"centre": mangwon.id, "child": "mangwon1-k3", "by": "op.kim"}, &ch); code != http.StatusOK || ch.OldCard != key {
 		t.Fatalf("revoke: HTTP %d %+v", code, ch)
 	}
@@ -534,7 +535,7 @@ func TestClonedTerminal(t *testing.T) {
 	now := time.Now().In(firmware.KST)
 	startDoor(t, s.mq, mangwon, "door", now)
 	startDoor(t, s.mq, mangwon, "door", now)
-	var ts []bridge.TerminalView
+	var ts []api.TerminalView
 	wait.For(t, 30*time.Second, "the clash on the terminals' view", func() bool {
 		s.call(t, "GET", "/terminals?centre="+mangwon.id, nil, &ts)
 		return len(ts) == 1 && ts[0].Clash != nil && len(ts[0].Clash.Instances) == 2

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"io"
-	"kiumtap/portal/devices"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,7 +11,8 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/wait"
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
+	"kiumtap/portal/devices"
 	"kiumtap/protocol"
 )
 
@@ -67,7 +67,7 @@ func TestGapAfterRestore(t *testing.T) {
 		d.term.Tap(mangwon.cards[[]string{"k1", "k2"}[i%2]])
 		<-d.shown
 	}
-	var v bridge.GapsView
+	var v api.GapsView
 	wait.For(t, 30*time.Second, "the stall reported", func() bool {
 		s.call(t, "GET", "/gaps?centre="+mangwon.id, nil, &v)
 		return len(v.Stalled) == 1
@@ -84,11 +84,11 @@ func TestGapAfterRestore(t *testing.T) {
 	}
 	// A wrong -through would lose events the terminal still has, or leave
 	// the stall: refused.
-	if code := s.call(t, "POST", "/gap", bridge.GapRequest{Centre: mangwon.id, Device: "door", Through: 19, By: "op.kim"}, nil); code != http.StatusBadRequest {
+	if code := s.call(t, "POST", "/gap", api.GapRequest{Centre: mangwon.id, Device: "door", Through: 19, By: "op.kim"}, nil); code != http.StatusBadRequest {
 		t.Fatalf("through 19: HTTP %d", code)
 	}
-	var g bridge.Gap
-	if code := s.call(t, "POST", "/gap", bridge.GapRequest{Centre: mangwon.id, Device: "door", Through: 20, By: "op.kim"}, &g); code != http.StatusOK || g.From != 11 || g.To != 20 {
+	var g api.Gap
+	if code := s.call(t, "POST", "/gap", api.GapRequest{Centre: mangwon.id, Device: "door", Through: 20, By: "op.kim"}, &g); code != http.StatusOK || g.From != 11 || g.To != 20 {
 		t.Fatalf("accept: HTTP %d %+v", code, g)
 	}
 	wait.For(t, 30*time.Second, "the events beyond the gap acknowledged", func() bool { f, _, _ := d.st.Waiting(); return f == 0 })

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"kiumtap/internal/logbuf"
 	"log/slog"
 	"slices"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"kiumtap/daemon/uplink"
+	"kiumtap/internal/logbuf"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms/smstest"

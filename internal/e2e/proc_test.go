@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"kiumtap/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/testbin"
 	"kiumtap/portal/sms/smstest"
 	"kiumtap/portal/source"
 )

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"kiumtap/portal/store"
-	"kiumtap/portal/store/boltstore"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -20,6 +18,8 @@ import (
 	"kiumtap/internal/wait"
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms/smstest"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 

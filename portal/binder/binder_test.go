@@ -8,10 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"kiumtap/portal/api"
-	"kiumtap/portal/publish"
-	"kiumtap/portal/store"
-	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +16,11 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/api"
+	"kiumtap/portal/publish"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"kiumtap/portal/api"
-	"kiumtap/portal/store"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +12,9 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/api"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 )
 
 // portalKey is the applied_bindings key of the store's portal log, ""

@@ -7,9 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"kiumtap/portal/binder"
-	"kiumtap/portal/store"
-	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +19,11 @@ import (
 
 	"kiumtap/firmware"
 	"kiumtap/internal/wait"
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
+	"kiumtap/portal/binder"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 
@@ -186,7 +186,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 		return len(ds) > 0 && ds[len(ds)-1].Base == 1 && ds[len(ds)-1].Revision == 2 && ds[len(ds)-1].Applied[key] == 1
 	})
 	hist, _ := binder.History(context.Background(), st.Contract(), "mangwon1", "c2")
-	if len(hist) != 1 || hist[0].Outcome != bridge.ChangeApplied || hist[0].OldCard != oldKey || hist[0].NewCard != newKey {
+	if len(hist) != 1 || hist[0].Outcome != api.ChangeApplied || hist[0].OldCard != oldKey || hist[0].NewCard != newKey {
 		t.Fatalf("history %+v", hist)
 	}
 
@@ -210,7 +210,7 @@ func TestBindingEventOverMQTT(t *testing.T) {
 
 	after := deliver(t, pub, dir, boundEvent("mangwon1", "T-1", "9f2c4e1a7b3d5f60", 2, "c4", []byte{0x04, 1, 2, 3, 4, 5, 6}, centreKey, "", time.Now()))
 	hist, _ = binder.History(context.Background(), st.Contract(), "mangwon1", "c4")
-	if len(hist) != 1 || hist[0].Outcome != bridge.ChangeRefused || hist[0].Reason != firmware.RefuseUnknownChild {
+	if len(hist) != 1 || hist[0].Outcome != api.ChangeRefused || hist[0].Reason != firmware.RefuseUnknownChild {
 		t.Fatalf("c4's history %+v", hist)
 	}
 	after.Applied[key] = 1
@@ -285,7 +285,7 @@ func TestConflictAcrossCentres(t *testing.T) {
 			ch, _ := json.Marshal(sortedByKey(h.Cards))
 			finals[name] = [2]string{string(cm), string(ch)}
 			hist, _ := binder.History(context.Background(), st.Contract(), "mangwon1", "c1")
-			if last := hist[len(hist)-1]; last.Outcome != bridge.ChangeConflict || last.Reason != firmware.RefuseBoundElsewhere {
+			if last := hist[len(hist)-1]; last.Outcome != api.ChangeConflict || last.Reason != firmware.RefuseBoundElsewhere {
 				t.Fatalf("the loser's history %+v", hist)
 			}
 			db, err := os.ReadFile(dbPath)

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -39,12 +38,14 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/api"
 	"kiumtap/portal/binder"
 	"kiumtap/portal/ingest"
 	"kiumtap/portal/publish"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/portal/texter"
 	"kiumtap/protocol"
 )
@@ -133,7 +134,7 @@ type Bridge struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	stats   Stats
+	stats   api.Stats
 	clients []link
 	taken   chan struct{}
 	burstAt atomic.Int64 // unix ns of the last commit of a burst
@@ -147,7 +148,7 @@ type Bridge struct {
 	waiters map[string]waiter
 	// terminals are the terminals' last statuses, by centre/device; ids
 	// watch each device's instances for a clash (terminals.go).
-	terminals map[string]TerminalView
+	terminals map[string]api.TerminalView
 	// said is each broker's last status of each terminal (by centre/device,
 	// then broker URL): the newest is the terminal's.
 	said map[string]map[string]*protocol.Status
@@ -228,7 +229,7 @@ func New(o Options) (*Bridge, error) {
 		o.Sources = source.Dir(o.SourceDir)
 	}
 	b := &Bridge{o: o, log: o.Logger, taken: make(chan struct{}, 1),
-		pubKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]TerminalView{}, said: map[string]map[string]*protocol.Status{}, ids: map[string]*idWatch{},
+		pubKick: make(chan struct{}, 1), dirty: map[string]bool{}, waiters: map[string]waiter{}, terminals: map[string]api.TerminalView{}, said: map[string]map[string]*protocol.Status{}, ids: map[string]*idWatch{},
 		listening: make(chan struct{})}
 	b.db = o.DB
 	if b.db == nil {
@@ -322,7 +323,7 @@ func (b *Bridge) Ping(ctx context.Context) error {
 }
 
 // Stats returns the counts so far.
-func (b *Bridge) Stats() Stats {
+func (b *Bridge) Stats() api.Stats {
 	b.mu.Lock()
 	s := b.stats
 	b.mu.Unlock()
@@ -554,8 +555,8 @@ func (b *Bridge) publishDirty() {
 }
 
 // Status is the bridge's status now.
-func (b *Bridge) Status() Status {
-	st := Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Brokers: b.links(), Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals()}
+func (b *Bridge) Status() api.Status {
+	st := api.Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Brokers: b.links(), Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals()}
 	st.Failed = b.tx.Failed()
 	slices.Sort(st.Centres)
 	return st
@@ -769,10 +770,10 @@ func (b *Bridge) brokers() []string {
 }
 
 // links are the brokers' connections now.
-func (b *Bridge) links() []BrokerLink {
-	out := []BrokerLink{}
+func (b *Bridge) links() []api.BrokerLink {
+	out := []api.BrokerLink{}
 	for k, url := range b.brokers() {
-		out = append(out, BrokerLink{URL: url, Connected: b.perBroker()[k] != nil})
+		out = append(out, api.BrokerLink{URL: url, Connected: b.perBroker()[k] != nil})
 	}
 	return out
 }

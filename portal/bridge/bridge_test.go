@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"kiumtap/portal/store/boltstore"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
 	portalstore "kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"kiumtap/internal/logbuf"
-	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"net"
 	"os"
@@ -20,10 +18,13 @@ import (
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"kiumtap/internal/logbuf"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/api"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store/boltstore"
 )
 
 // runBridge runs a bridge of centre m1 on broker until the test ends; it
@@ -77,8 +78,8 @@ func TestConnectRetriesUntilTheBrokerIsUp(t *testing.T) {
 		t.Fatalf("Run gave up while the broker was down: %v\n%s", err, logs.String())
 	default:
 	}
-	var st Status
-	if err := Ask(context.Background(), sock, "GET", "/status", nil, &st); err != nil || st.Connected || len(st.Centres) != 1 {
+	var st api.Status
+	if err := api.Ask(context.Background(), sock, "GET", "/status", nil, &st); err != nil || st.Connected || len(st.Centres) != 1 {
 		t.Fatalf("the control socket while the broker is down: %+v, %v", st, err)
 	}
 	for _, want := range []string{"attempt=1 ", "attempt=2 ", "retry_in=", "connection refused", "broker=" + mq.URL()} {
@@ -92,7 +93,7 @@ func TestConnectRetriesUntilTheBrokerIsUp(t *testing.T) {
 	if !strings.Contains(logs.String(), `msg="bridge: connected"`) {
 		t.Errorf("no connected line:\n%s", logs.String())
 	}
-	if err := Ask(context.Background(), sock, "GET", "/status", nil, &st); err != nil || !st.Connected {
+	if err := api.Ask(context.Background(), sock, "GET", "/status", nil, &st); err != nil || !st.Connected {
 		t.Errorf("the control socket once connected: %+v, %v", st, err)
 	}
 }

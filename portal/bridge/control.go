@@ -19,6 +19,7 @@ import (
 	"kiumtap/firmware"
 	"kiumtap/internal/strictjson"
 	"kiumtap/internal/unixhttp"
+	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/registry"
 	"kiumtap/portal/source"
@@ -44,10 +45,10 @@ const publishWait = 10 * time.Second
 // ErrBroker if it failed or did not come in publishWait.
 func published(t mqtt.Token) error {
 	if !t.WaitTimeout(publishWait) {
-		return fmt.Errorf("%w: timed out after %v waiting for its acknowledgement (the broker is slow or unreachable)", ErrBroker, publishWait)
+		return fmt.Errorf("%w: timed out after %v waiting for its acknowledgement (the broker is slow or unreachable)", api.ErrBroker, publishWait)
 	}
 	if err := t.Error(); err != nil {
-		return fmt.Errorf("%w: %w", ErrBroker, err)
+		return fmt.Errorf("%w: %w", api.ErrBroker, err)
 	}
 	return nil
 }
@@ -62,14 +63,14 @@ func (e *TerminalError) Error() string {
 }
 
 // Cards returns a centre's children and their cards, names masked.
-func (b *Bridge) Cards(centre string) (*CardsView, error) {
+func (b *Bridge) Cards(centre string) (*api.CardsView, error) {
 	r := b.rosterOf(centre)
 	if r == nil {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+		return nil, fmt.Errorf("%w %q", api.ErrUnknownCentre, centre)
 	}
-	v := &CardsView{Centre: centre, Name: r.Centre.Name, Children: []ChildCards{}}
+	v := &api.CardsView{Centre: centre, Name: r.Centre.Name, Children: []api.ChildCards{}}
 	for _, c := range r.Children {
-		cc := ChildCards{Child: c.ID, Name: firmware.MaskName(c.Name)}
+		cc := api.ChildCards{Child: c.ID, Name: firmware.MaskName(c.Name)}
 		var latest *firmware.Card
 		for i := range r.Cards {
 			k := &r.Cards[i]
@@ -90,19 +91,19 @@ func (b *Bridge) Cards(centre string) (*CardsView, error) {
 		slices.SortFunc(cc.Cards, func(a, b firmware.Card) int { return b.Since.Compare(a.Since) })
 		v.Children = append(v.Children, cc)
 	}
-	slices.SortFunc(v.Children, func(a, b ChildCards) int { return strings.Compare(a.Child, b.Child) })
+	slices.SortFunc(v.Children, func(a, b api.ChildCards) int { return strings.Compare(a.Child, b.Child) })
 	return v, nil
 }
 
 // History returns a centre's binding changes, of one child (all when
 // child is empty), oldest first.
-func (b *Bridge) History(centre, child string) ([]Change, error) {
+func (b *Bridge) History(centre, child string) ([]api.Change, error) {
 	if b.rosterOf(centre) == nil {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+		return nil, fmt.Errorf("%w %q", api.ErrUnknownCentre, centre)
 	}
 	h, err := b.bind.History(context.Background(), centre, child)
 	if h == nil {
-		h = []Change{}
+		h = []api.Change{}
 	}
 	return h, err
 }
@@ -142,10 +143,10 @@ func (b *Bridge) onReply(_ mqtt.Client, m mqtt.Message) {
 // up to Options.CommandWait. The terminal is device, or the centre's only
 // terminal the bridge has seen (its events or its status). The binding itself comes back
 // later as the terminal's card_bound event.
-func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, error) {
+func (b *Bridge) Enrol(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error) {
 	r := b.rosterOf(req.Centre)
 	if r == nil {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, req.Centre)
+		return nil, fmt.Errorf("%w %q", api.ErrUnknownCentre, req.Centre)
 	}
 	c := r.ChildByID(req.Child)
 	if c == nil {
@@ -161,16 +162,16 @@ func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, err
 	device := req.Device
 	switch {
 	case device != "" && !slices.Contains(devices, device):
-		return nil, fmt.Errorf("%w %s: never seen at %s, neither its events nor its status (terminals seen there: %s)", ErrDevice, device, req.Centre, list(devices))
+		return nil, fmt.Errorf("%w %s: never seen at %s, neither its events nor its status (terminals seen there: %s)", api.ErrDevice, device, req.Centre, list(devices))
 	case device == "" && len(devices) == 1:
 		device = devices[0]
 	case device == "" && len(devices) == 0:
-		return nil, fmt.Errorf("%w: no terminal of %s has connected yet (kiumctl terminals lists those that have)", ErrDevice, req.Centre)
+		return nil, fmt.Errorf("%w: no terminal of %s has connected yet (kiumctl terminals lists those that have)", api.ErrDevice, req.Centre)
 	case device == "":
-		return nil, fmt.Errorf("%w: %s has several terminals (%s); name one with -device", ErrDevice, req.Centre, list(devices))
+		return nil, fmt.Errorf("%w: %s has several terminals (%s); name one with -device", api.ErrDevice, req.Centre, list(devices))
 	}
 	if b.client() == nil {
-		return nil, ErrNotConnected
+		return nil, api.ErrNotConnected
 	}
 	now := b.o.Now().UTC()
 	var nonce [4]byte
@@ -202,13 +203,13 @@ func (b *Bridge) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResult, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-timer.C:
-		return nil, fmt.Errorf("terminal %s %w in %v (offline?); the command expires at %s", device, ErrNoAnswer, b.o.CommandWait, registry.KST(cmd.Expires))
+		return nil, fmt.Errorf("terminal %s %w in %v (offline?); the command expires at %s", device, api.ErrNoAnswer, b.o.CommandWait, registry.KST(cmd.Expires))
 	case rep = <-w.ch:
 	}
 	if !rep.OK {
 		return nil, &TerminalError{Device: device, Message: rep.Error}
 	}
-	res := &EnrolResult{Centre: req.Centre, Device: device, Child: req.Child, Name: firmware.MaskName(c.Name), Command: cmd.ID}
+	res := &api.EnrolResult{Centre: req.Centre, Device: device, Child: req.Child, Name: firmware.MaskName(c.Name), Command: cmd.ID}
 	var body struct {
 		Screen []string `json:"screen"`
 	}
@@ -237,7 +238,7 @@ func (b *Bridge) ControlHandler() http.Handler {
 		answer(w, h, err)
 	})
 	mux.HandleFunc("POST /enrol", func(w http.ResponseWriter, r *http.Request) {
-		var req EnrolRequest
+		var req api.EnrolRequest
 		if err := readJSON(r, &req); err != nil {
 			answer(w, nil, err)
 			return
@@ -246,7 +247,7 @@ func (b *Bridge) ControlHandler() http.Handler {
 		answer(w, res, err)
 	})
 	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
-		var req RevokeRequest
+		var req api.RevokeRequest
 		if err := readJSON(r, &req); err != nil {
 			answer(w, nil, err)
 			return
@@ -267,7 +268,7 @@ func (b *Bridge) ControlHandler() http.Handler {
 		answer(w, v, err)
 	})
 	mux.HandleFunc("POST /gap", func(w http.ResponseWriter, r *http.Request) {
-		var req GapRequest
+		var req api.GapRequest
 		if err := readJSON(r, &req); err != nil {
 			answer(w, nil, err)
 			return
@@ -311,7 +312,7 @@ func readJSON(r *http.Request, v any) error {
 func answer(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		status, body := http.StatusInternalServerError, ControlError{Error: err.Error()}
+		status, body := http.StatusInternalServerError, api.ControlError{Error: err.Error()}
 		var ref *firmware.Refused
 		var te *TerminalError
 		var br badRequest
@@ -320,13 +321,13 @@ func answer(w http.ResponseWriter, v any, err error) {
 			status, body.Reason, body.Detail = http.StatusConflict, ref.Reason, ref.Detail
 		case errors.As(err, &te):
 			status = http.StatusConflict
-		case errors.As(err, &br), errors.Is(err, ErrDevice):
+		case errors.As(err, &br), errors.Is(err, api.ErrDevice):
 			status = http.StatusBadRequest
-		case errors.Is(err, ErrUnknownCentre):
+		case errors.Is(err, api.ErrUnknownCentre):
 			status = http.StatusNotFound
-		case errors.Is(err, ErrNotConnected), errors.Is(err, ErrBroker):
+		case errors.Is(err, api.ErrNotConnected), errors.Is(err, api.ErrBroker):
 			status = http.StatusServiceUnavailable
-		case errors.Is(err, ErrNoAnswer):
+		case errors.Is(err, api.ErrNoAnswer):
 			status = http.StatusGatewayTimeout
 		}
 		w.WriteHeader(status)
@@ -362,11 +363,11 @@ func (b *Bridge) serveControl(ctx context.Context, l net.Listener) {
 // and the counts of all. A text a texter of this process is handing to
 // its provider now is "sending" (on disk it is pending until its outcome
 // is recorded).
-func Texts(q store.TextQueue, state string) (*TextsView, error) {
-	if state != "" && !slices.Contains(JobStates, state) {
-		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(JobStates, ", ")))
+func Texts(q store.TextQueue, state string) (*api.TextsView, error) {
+	if state != "" && !slices.Contains(api.JobStates, state) {
+		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(api.JobStates, ", ")))
 	}
-	v := &TextsView{Counts: map[string]int{}, Texts: []store.Job{}}
+	v := &api.TextsView{Counts: map[string]int{}, Texts: []store.Job{}}
 	err := q.Jobs(context.Background(), true, func(j store.Job) bool {
 		v.Counts[j.State]++
 		if state == "" || j.State == state {
@@ -390,11 +391,11 @@ func (e *noSuchCentre) Error() string {
 	return fmt.Sprintf("no such centre: %s (centres: %s)", e.centre, list(e.known))
 }
 
-func (e *noSuchCentre) Is(target error) bool { return target == ErrUnknownCentre }
+func (e *noSuchCentre) Is(target error) bool { return target == api.ErrUnknownCentre }
 
 // Export is a centre's month ("2026-11") from the running bridge. A
 // centre is known by its roster source or by events stored.
-func (b *Bridge) Export(centre, month string) (*ExportView, error) {
+func (b *Bridge) Export(centre, month string) (*api.ExportView, error) {
 	names := map[string]string{}
 	if r := b.rosterOf(centre); r != nil {
 		for _, c := range r.Children {
@@ -407,7 +408,7 @@ func (b *Bridge) Export(centre, month string) (*ExportView, error) {
 // ExportStore is Export from a store read directly (a bbolt store no
 // bridge runs on, opened read-only and given as its Contract, or
 // PostgreSQL) and the roster sources srcs.
-func ExportStore(st store.Events, srcs source.Sources, centre, month string) (*ExportView, error) {
+func ExportStore(st store.Events, srcs source.Sources, centre, month string) (*api.ExportView, error) {
 	all, err := srcs.Changed(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("the roster sources, for the centres and the children's names: %w", err)
@@ -425,7 +426,7 @@ func ExportStore(st store.Events, srcs source.Sources, centre, month string) (*E
 	return export(st, known, names, centre, month)
 }
 
-func export(st store.Events, known []string, names map[string]string, centre, month string) (*ExportView, error) {
+func export(st store.Events, known []string, names map[string]string, centre, month string) (*api.ExportView, error) {
 	if centre == "" {
 		return nil, badRequest("the centre is required")
 	}
@@ -461,5 +462,5 @@ func export(st store.Events, known []string, names map[string]string, centre, mo
 	if err != nil {
 		return nil, err
 	}
-	return &ExportView{Centre: centre, Month: month, Sessions: sessions, Occupancy: occ, Names: names}, nil
+	return &api.ExportView{Centre: centre, Month: month, Sessions: sessions, Occupancy: occ, Names: names}, nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiumtap/portal/api"
 )
 
 // brokerClient is a connected client whose publishes end as token says.
@@ -63,7 +65,7 @@ func TestEnrolPublishFails(t *testing.T) {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodPost, "/enrol", strings.NewReader(`{"centre":"m1","child":"c2","by":"op.kim"}`))
 			h.b.ControlHandler().ServeHTTP(rec, req)
-			var ce ControlError
+			var ce api.ControlError
 			if err := json.Unmarshal(rec.Body.Bytes(), &ce); err != nil {
 				t.Fatalf("body %q: %v", rec.Body, err)
 			}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"kiumtap/portal/store/boltstore"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"kiumtap/portal/sms"
 	"kiumtap/portal/sms/smstest"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store/boltstore"
 )
 
 const (

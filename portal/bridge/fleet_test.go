@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"kiumtap/portal/store"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -35,6 +34,7 @@ import (
 	"kiumtap/portal/devices"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 	"kiumtap/portal/store/pgstore"
 	"kiumtap/protocol"
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"kiumtap/portal/api"
 	"kiumtap/portal/ingest"
 )
 
@@ -16,11 +17,11 @@ import (
 // portal (kiumctl gap accept), and the events beyond are taken at once.
 
 // Gaps returns a centre's stalled logs and the gaps recorded for it.
-func (b *Bridge) Gaps(centre string) (*GapsView, error) {
+func (b *Bridge) Gaps(centre string) (*api.GapsView, error) {
 	if !b.serves(centre) {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+		return nil, fmt.Errorf("%w %q", api.ErrUnknownCentre, centre)
 	}
-	v := &GapsView{Stalled: []ingest.Stall{}, Recorded: []Gap{}}
+	v := &api.GapsView{Stalled: []ingest.Stall{}, Recorded: []api.Gap{}}
 	for _, s := range b.in.Stalled(b.o.Now()) {
 		if s.Centre == centre {
 			v.Stalled = append(v.Stalled, s)
@@ -39,9 +40,9 @@ func (b *Bridge) Gaps(centre string) (*GapsView, error) {
 // the ingest take the events beyond. It refuses a log that is not
 // stalled, and a Through other than the stall's: the terminal still has
 // every event after it, and accepting less or more would lose some.
-func (b *Bridge) AcceptGap(req GapRequest) (*Gap, error) {
+func (b *Bridge) AcceptGap(req api.GapRequest) (*api.Gap, error) {
 	if !b.serves(req.Centre) {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, req.Centre)
+		return nil, fmt.Errorf("%w %q", api.ErrUnknownCentre, req.Centre)
 	}
 	if req.By == "" {
 		return nil, badRequest("who accepts the gap (by) is required: it goes into the record")
@@ -56,12 +57,12 @@ func (b *Bridge) AcceptGap(req GapRequest) (*Gap, error) {
 	switch {
 	case st == nil:
 		return nil, fmt.Errorf("%w %s of %s: no stalled event log (a gap is reported once the terminal has sent only later events for %v; kiumctl gaps lists them)",
-			ErrDevice, req.Device, req.Centre, b.in.StallAfter())
+			api.ErrDevice, req.Device, req.Centre, b.in.StallAfter())
 	case req.Through != st.Lowest-1:
 		return nil, badRequest(fmt.Sprintf("the portal has %s's events up to %d and the terminal sends from %d: the gap is %d..%d; give -through %d",
 			req.Device, st.Last, st.Lowest, st.Last+1, st.Lowest-1, st.Lowest-1))
 	}
-	g := &Gap{Centre: req.Centre, Device: req.Device, Log: st.Log, From: st.Last + 1, To: req.Through, By: req.By, Recorded: b.o.Now().UTC()}
+	g := &api.Gap{Centre: req.Centre, Device: req.Device, Log: st.Log, From: st.Last + 1, To: req.Through, By: req.By, Recorded: b.o.Now().UTC()}
 	if err := b.db.RecordGap(context.Background(), *g); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"kiumtap/internal/pgtest"
 	"kiumtap/internal/wait"
+	"kiumtap/portal/api"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/store/pgstore"
 	"kiumtap/protocol"
@@ -78,7 +79,7 @@ func TestGapAcceptedWithSeveralBridges(t *testing.T) {
 		}
 		return n == 2
 	})
-	g, err := bs[1].AcceptGap(bridge.GapRequest{Centre: "mangwon1", Device: "door", Through: 9, By: "op.kim"})
+	g, err := bs[1].AcceptGap(api.GapRequest{Centre: "mangwon1", Device: "door", Through: 9, By: "op.kim"})
 	if err != nil || g.From != 4 || g.To != 9 {
 		t.Fatalf("accept: %+v, %v", g, err)
 	}

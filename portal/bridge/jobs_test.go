@@ -1,12 +1,12 @@
 package bridge
 
 import (
-	"kiumtap/portal/store"
 	"path/filepath"
 	"testing"
 
 	"kiumtap/firmware"
 	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 	"kiumtap/protocol"
 )
 

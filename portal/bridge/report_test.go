@@ -3,8 +3,6 @@ package bridge
 import (
 	"encoding/json"
 	"fmt"
-	"kiumtap/portal/source"
-	"kiumtap/portal/store"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +11,9 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/api"
+	"kiumtap/portal/source"
+	"kiumtap/portal/store"
 	"kiumtap/protocol"
 )
 
@@ -30,11 +31,11 @@ func get(t *testing.T, b *Bridge, path string, into any) int {
 	rec := httptest.NewRecorder()
 	b.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	if rec.Code != http.StatusOK {
-		var ce ControlError
+		var ce api.ControlError
 		if err := json.Unmarshal(rec.Body.Bytes(), &ce); err != nil || ce.Error == "" {
 			t.Fatalf("%s: %d with body %q", path, rec.Code, rec.Body)
 		}
-		if p, ok := into.(*ControlError); ok {
+		if p, ok := into.(*api.ControlError); ok {
 			*p = ce
 		}
 		return rec.Code
@@ -55,7 +56,7 @@ func TestControlReports(t *testing.T) {
 	// A centre whose source is gone keeps its history.
 	h.put(tap("m9", "c1", 1, firmware.CheckIn, in))
 
-	var ex ExportView
+	var ex api.ExportView
 	if code := get(t, h.b, "/export?centre=m1&month=2026-11", &ex); code != http.StatusOK {
 		t.Fatalf("export: %d", code)
 	}
@@ -63,7 +64,7 @@ func TestControlReports(t *testing.T) {
 		len(ex.Occupancy) != 1 || ex.Occupancy[0].Hours[14] != 1 || ex.Occupancy[0].Hours[16] != 1 || ex.Occupancy[0].Hours[17] != 0 {
 		t.Errorf("export of m1, November: %+v", ex)
 	}
-	ex = ExportView{}
+	ex = api.ExportView{}
 	if get(t, h.b, "/export?centre=m9&month=2026-11", &ex); len(ex.Sessions) != 1 || len(ex.Names) != 0 {
 		t.Errorf("export of m9 (no source): %+v", ex)
 	}
@@ -77,7 +78,7 @@ func TestControlReports(t *testing.T) {
 		{"/export?month=2026-11", http.StatusBadRequest, "the centre is required"},
 		{"/texts?state=sending%20soon", http.StatusBadRequest, `state "sending soon": want one of pending, sending, sent, failed, held`},
 	} {
-		var ce ControlError
+		var ce api.ControlError
 		if code := get(t, h.b, tc.path, &ce); code != tc.code || ce.Error != tc.want && !strings.HasPrefix(ce.Error, tc.want) {
 			t.Errorf("%s: %d %q, want %d %q", tc.path, code, ce.Error, tc.code, tc.want)
 		}
@@ -89,7 +90,7 @@ func TestControlReports(t *testing.T) {
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim: %v, %v", claimed, err)
 	}
-	var tv TextsView
+	var tv api.TextsView
 	get(t, h.b, "/texts", &tv)
 	if len(tv.Texts) != 2 || tv.Counts[store.JobPending] != 1 || tv.Counts[store.JobSending] != 1 {
 		t.Errorf("texts: %+v", tv)
@@ -103,7 +104,7 @@ func TestControlReports(t *testing.T) {
 		t.Errorf("failed texts: %#v", tv.Texts)
 	}
 
-	var st Status
+	var st api.Status
 	get(t, h.b, "/status", &st)
 	if !slices.Equal(st.Centres, []string{"m1", "m2"}) || st.Connected {
 		t.Errorf("status: %+v", st)
@@ -115,7 +116,7 @@ func TestControlReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _ := json.Marshal(direct)
-	ex = ExportView{}
+	ex = api.ExportView{}
 	get(t, h.b, "/export?centre=m1&month=2026-11", &ex)
 	b, _ := json.Marshal(ex)
 	if string(a) != string(b) {

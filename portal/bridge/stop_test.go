@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"kiumtap/portal/store"
-	"kiumtap/portal/store/boltstore"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -17,6 +15,8 @@ import (
 	"kiumtap/internal/wait"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 

@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"kiumtap/portal/api"
 	"kiumtap/protocol"
 )
 
@@ -34,11 +35,11 @@ type instanceAt struct {
 // online notes an online status from instance at now and returns the clash
 // it shows, if any: an instance that was online before another, online
 // again.
-func (w *idWatch) online(instance string, now time.Time) *Clash {
+func (w *idWatch) online(instance string, now time.Time) *api.Clash {
 	if n := len(w.seen); n == 0 || w.seen[n-1].instance != instance {
 		w.seen = append(w.seen, instanceAt{instance, now})
 	}
-	for len(w.seen) > 1 && now.Sub(w.seen[1].at) > ClashWindow {
+	for len(w.seen) > 1 && now.Sub(w.seen[1].at) > api.ClashWindow {
 		w.seen = w.seen[1:]
 	}
 	var insts []string
@@ -54,7 +55,7 @@ func (w *idWatch) online(instance string, now time.Time) *Clash {
 		return nil
 	}
 	slices.Sort(insts)
-	return &Clash{Instances: insts, Since: w.seen[0].at, Switches: len(w.seen) - 1}
+	return &api.Clash{Instances: insts, Since: w.seen[0].at, Switches: len(w.seen) - 1}
 }
 
 // onStatus keeps a terminal's status. A malformed one is logged and kept
@@ -80,7 +81,7 @@ func (b *Bridge) onStatus(broker string, m mqtt.Message) {
 	now := b.o.Now().UTC()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	view := TerminalView{Centre: centre, Device: device, Status: st, Received: now}
+	view := api.TerminalView{Centre: centre, Device: device, Status: st, Received: now}
 	words := b.said[k]
 	if words == nil {
 		words = map[string]*protocol.Status{}
@@ -117,9 +118,9 @@ func (b *Bridge) onStatus(broker string, m mqtt.Message) {
 // Terminals returns the statuses of a centre's terminals, by device, with
 // the refusals of their events. A terminal whose events are refused is
 // listed even before its first status.
-func (b *Bridge) Terminals(centre string) ([]TerminalView, error) {
+func (b *Bridge) Terminals(centre string) ([]api.TerminalView, error) {
 	if !b.serves(centre) {
-		return nil, fmt.Errorf("%w %q", ErrUnknownCentre, centre)
+		return nil, fmt.Errorf("%w %q", api.ErrUnknownCentre, centre)
 	}
 	refused := map[string]*protocol.Refusal{}
 	for _, r := range b.in.Refusals() {
@@ -128,7 +129,7 @@ func (b *Bridge) Terminals(centre string) ([]TerminalView, error) {
 		}
 	}
 	b.mu.Lock()
-	out := []TerminalView{}
+	out := []api.TerminalView{}
 	for _, t := range b.terminals {
 		if t.Centre == centre {
 			t.Refused = refused[t.Device]
@@ -138,9 +139,9 @@ func (b *Bridge) Terminals(centre string) ([]TerminalView, error) {
 	}
 	b.mu.Unlock()
 	for device, r := range refused {
-		out = append(out, TerminalView{Centre: centre, Device: device, Refused: r})
+		out = append(out, api.TerminalView{Centre: centre, Device: device, Refused: r})
 	}
-	slices.SortFunc(out, func(a, b TerminalView) int { return strings.Compare(a.Device, b.Device) })
+	slices.SortFunc(out, func(a, b api.TerminalView) int { return strings.Compare(a.Device, b.Device) })
 	return out, nil
 }
 

@@ -3,6 +3,8 @@ package bridge
 import (
 	"testing"
 	"time"
+
+	"kiumtap/portal/api"
 )
 
 // A restart brings a new instance that never leaves for the old one: no
@@ -21,7 +23,7 @@ func TestClashOfInstances(t *testing.T) {
 		{"three clones", []string{"a", "b", "c", "b"}, true},
 	} {
 		var w idWatch
-		var got *Clash
+		var got *api.Clash
 		for i, inst := range tc.seq {
 			got = w.online(inst, t0.Add(time.Duration(i)*time.Second))
 		}
@@ -33,7 +35,7 @@ func TestClashOfInstances(t *testing.T) {
 	for i, inst := range []string{"a", "b", "a"} {
 		w.online(inst, t0.Add(time.Duration(i)*time.Second))
 	}
-	if c := w.online("a", t0.Add(ClashWindow+time.Minute)); c != nil {
+	if c := w.online("a", t0.Add(api.ClashWindow+time.Minute)); c != nil {
 		t.Errorf("a clash long over still reported: %+v", c)
 	}
 }

@@ -5,13 +5,13 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"kiumtap/portal/store/boltstore"
 	"sync"
 	"testing"
 
 	"kiumtap/firmware"
 	"kiumtap/portal/publish"
 	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
 )
 

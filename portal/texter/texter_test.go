@@ -3,7 +3,6 @@ package texter_test
 import (
 	"context"
 	"fmt"
-	"kiumtap/portal/store/boltstore"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 	"kiumtap/internal/wait"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
 	"kiumtap/portal/texter"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/store"
 )
@@ -27,7 +27,7 @@ import (
 type Sources struct {
 	// Status is the bridge's status now (bridge.Bridge.Status): its
 	// connection, centres, counts, refusals and stalled logs.
-	Status func() bridge.Status
+	Status func() api.Status
 	// Terminals counts the terminals the bridge holds a status of, and
 	// those online (bridge.Bridge.TerminalCount).
 	Terminals func() (known, online int)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"kiumtap/portal/bridge"
+	"kiumtap/portal/api"
 	"kiumtap/portal/ingest"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/store"
@@ -113,14 +113,14 @@ func gather(t *testing.T, m *Metrics) (map[string]float64, error) {
 // read loses only the queue's metrics, and the scrape says why.
 func TestScrape(t *testing.T) {
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
-	st := bridge.Status{Connected: true, Centres: []string{"mangwon1", "hapjeong"},
-		Stats:   bridge.Stats{Ingest: ingest.Stats{Stored: 7, Duplicates: 2, OutOfOrder: 3, Malformed: 1, UnknownCentre: 4}, Published: 5},
+	st := api.Status{Connected: true, Centres: []string{"mangwon1", "hapjeong"},
+		Stats:   api.Stats{Ingest: ingest.Stats{Stored: 7, Duplicates: 2, OutOfOrder: 3, Malformed: 1, UnknownCentre: 4}, Published: 5},
 		Refused: []ingest.Refusal{{Centre: "mangwon1", Device: "door"}},
 		Stalled: []ingest.Stall{{Centre: "mangwon1", Device: "door", Log: "L"}, {Centre: "hapjeong", Device: "door", Log: "L"}}}
 	q := store.Queue{Pending: 3, Sending: 1, Oldest: now.Add(-90 * time.Second)}
 	var qerr error
 	m := New(Sources{
-		Status:    func() bridge.Status { return st },
+		Status:    func() api.Status { return st },
 		Terminals: func() (int, int) { return 3, 2 },
 		Queue:     func() (store.Queue, error) { return q, qerr },
 		Provider:  "webhook",
