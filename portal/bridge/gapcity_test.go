@@ -18,9 +18,11 @@ import (
 
 // Two bridges on one PostgreSQL, a terminal whose log has a hole at the
 // portal (4..9 lost: a database restored from a backup): each bridge that
-// the terminal's messages reach reports the stall; the gap accepted on one
-// goes into the shared store, and the later events are stored whichever
-// bridge takes them.
+// the terminal's messages reach reports the stall. A third bridge on the
+// same database, on a broker the terminal is not on, gets none of its
+// messages: it lists the stall the others shared, and the gap is accepted
+// through it. The record is in the shared store, and the later events are
+// stored whichever bridge takes them.
 func TestGapAcceptedWithSeveralBridges(t *testing.T) {
 	mq := startTestBroker(t)
 	dsn := pgtest.Shared(t).NewDatabase(t)
@@ -48,6 +50,20 @@ func TestGapAcceptedWithSeveralBridges(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.Run(ctx) }()
 	}
+	// The third, on a broker of its own.
+	mq2 := startTestBroker(t)
+	db2, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db2.Close() })
+	far, err := bridge.New(bridge.Options{Broker: mq2.URL(), Password: portalPass, ClientID: "host2", Key: portalKey,
+		DB: db2, SourceDir: dir, Provider: &countTexts{}, From: "0212345678", StallAfter: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); far.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	waitOnline(t, mq.URL(), 2)
 	pub := publisher(t, mq.URL())
@@ -79,7 +95,14 @@ func TestGapAcceptedWithSeveralBridges(t *testing.T) {
 		}
 		return n == 2
 	})
-	g, err := bs[1].AcceptGap(api.GapRequest{Centre: "mangwon1", Device: "door", Through: 9, By: "op.kim"})
+	wait.For(t, 30*time.Second, "the third bridge listing the stall the others shared", func() bool {
+		v, err := far.Gaps("mangwon1")
+		return err == nil && len(v.Stalled) == 1 && v.Stalled[0].Lowest == 10 && v.Stalled[0].Last == 3 && v.Stalled[0].Log == "L1"
+	})
+	if _, err := far.AcceptGap(api.GapRequest{Centre: "mangwon1", Device: "door", Through: 8, By: "op.kim"}); err == nil {
+		t.Fatal("a gap accepted short of the stall's: no error")
+	}
+	g, err := far.AcceptGap(api.GapRequest{Centre: "mangwon1", Device: "door", Through: 9, By: "op.kim"})
 	if err != nil || g.From != 4 || g.To != 9 {
 		t.Fatalf("accept: %+v, %v", g, err)
 	}
@@ -89,16 +112,16 @@ func TestGapAcceptedWithSeveralBridges(t *testing.T) {
 	})
 	wait.For(t, 30*time.Second, "no bridge stalled any more", func() bool {
 		send(12) // a resend: each bridge it reaches sees the log move on
-		for _, b := range bs {
+		for _, b := range append(bs, far) {
 			if v, err := b.Gaps("mangwon1"); err != nil || len(v.Stalled) != 0 {
 				return false
 			}
 		}
 		return true
 	})
-	for i, b := range bs {
+	for i, b := range append(bs, far) {
 		v, err := b.Gaps("mangwon1")
-		if err != nil || len(v.Recorded) != 1 || v.Recorded[0].To != 9 {
+		if err != nil || len(v.Recorded) != 1 || v.Recorded[0].To != 9 || len(v.Stalled) != 0 {
 			t.Errorf("bridge %d: gaps %+v, %v", i, v, err)
 		}
 	}
