@@ -324,6 +324,9 @@ func TestEventsAcknowledged(t *testing.T) {
 	wait.For(t, 10*time.Second, "the outbox to empty", func() bool { f, _ := tm.waiting(t); return f == 0 })
 	checkStream(t, p, tm.st.LogID(), 1, 50)
 	wait.For(t, 5*time.Second, "an online status", func() bool { return p.lastStatus().State == "online" })
+	// The count follows the outbox's deletes a moment later (the same
+	// ack's handling): wait for it, then check it is exact.
+	wait.For(t, 5*time.Second, "50 events counted as acknowledged", func() bool { return tm.up.Stats().Acked >= 50 })
 	if s := tm.up.Stats(); s.Acked != 50 {
 		t.Fatalf("stats %+v", s)
 	}
