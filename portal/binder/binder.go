@@ -87,8 +87,10 @@ type Binder struct {
 	sources map[string]*source.Source // as last read or written
 }
 
-// New checks the options and reads the sources. A source refused (see
-// Reload) is left out and logged; the others are loaded.
+// New checks the options and reads the sources. A source refused at
+// start (see Reload) fails it, naming the source: a bridge does not
+// start without a centre it is meant to serve; later, a refused source
+// keeps its centre's last good one.
 func New(o Options) (*Binder, error) {
 	switch {
 	case o.Store == nil:
