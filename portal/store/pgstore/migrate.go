@@ -95,6 +95,14 @@ var migrations = []string{
 	ALTER TABLE texts DROP CONSTRAINT texts_pkey, DROP CONSTRAINT texts_id_key, ADD PRIMARY KEY (id);
 	ALTER TABLE texts ALTER COLUMN body TYPE json;
 	ALTER TABLE events ALTER COLUMN body TYPE json;`,
+	// 4: a flush's texts are written as one row, in the events'
+	// transaction, and made one row each (texts) by the texter before it
+	// claims: storing and acknowledging a burst of events does not wait on
+	// a row and its indexes per text.
+	`CREATE TABLE text_batches (
+		q    bigserial PRIMARY KEY,
+		jobs json NOT NULL
+	);`,
 }
 
 // lockID keys the advisory lock migrations run under (any constant the

@@ -187,12 +187,7 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 			seq                 []int64
 			body                [][]byte
 		}
-		var tx2 struct {
-			id, state       []string
-			nextAt, created []time.Time
-			attempts        []int32
-			body            [][]byte
-		}
+		var texts []store.Job
 		var bindings [][]byte
 		for i := range evs {
 			e := &evs[i]
@@ -224,15 +219,7 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 			if plan.Texts == nil {
 				continue
 			}
-			for _, j := range plan.Texts(e) {
-				raw, err := json.Marshal(j)
-				if err != nil {
-					return err
-				}
-				tx2.id, tx2.state = append(tx2.id, j.ID), append(tx2.state, j.State)
-				tx2.nextAt, tx2.created = append(tx2.nextAt, j.NextAt), append(tx2.created, j.Created)
-				tx2.attempts, tx2.body = append(tx2.attempts, int32(j.Attempts)), append(tx2.body, raw)
-			}
+			texts = append(texts, plan.Texts(e)...)
 		}
 		if n == 0 {
 			return nil
@@ -244,14 +231,14 @@ func (s *Store) Put(ctx context.Context, evs []protocol.Event, plan store.Plan) 
 		b.Queue(`INSERT INTO events (centre, device, log, seq, body)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::json[])`,
 			ev.centre, ev.device, ev.log, ev.seq, ev.body)
-		if len(tx2.id) > 0 {
-			// In the events' order: a text's place in the queue (q) is
-			// the order it was queued in.
-			b.Queue(`INSERT INTO texts (id, state, next_at, created, attempts, body)
-				SELECT i, s, n, c, a, b FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::json[])
-					WITH ORDINALITY AS t (i, s, n, c, a, b, o)
-				ORDER BY o ON CONFLICT (id) DO NOTHING`,
-				tx2.id, tx2.state, tx2.nextAt, tx2.created, tx2.attempts, tx2.body)
+		if len(texts) > 0 {
+			// One row for the call's texts, in the events' order; the
+			// texter makes them a row each before it claims (spread).
+			raw, err := json.Marshal(texts)
+			if err != nil {
+				return err
+			}
+			b.Queue(`INSERT INTO text_batches (jobs) VALUES ($1)`, raw)
 		}
 		lasts := make([]int64, len(order))
 		for i, k := range order {
@@ -364,6 +351,83 @@ func collectJobs(rows pgx.Rows) ([]store.Job, error) {
 	return out, rows.Err()
 }
 
+// spreadLockID keys the transaction-scoped advisory lock one spread
+// holds: batches become rows in the order they were stored.
+const spreadLockID = 0x6b69756d03
+
+// spread makes the queued batches of texts (text_batches, one per call of
+// Put) a row each in texts, in the order they were stored, each batch
+// once: deleted in the transaction that writes its rows. It spreads up to
+// max batches (0: all) and reports whether it spread any. While another
+// instance spreads, it leaves them to it.
+func (s *Store) spread(ctx context.Context, max int) (bool, error) {
+	limit := "ALL"
+	if max > 0 {
+		limit = fmt.Sprint(max)
+	}
+	spread := false
+	err := s.txOn(ctx, s.texts, func(tx pgx.Tx) error {
+		spread = false
+		var got bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(spreadLockID)).Scan(&got); err != nil || !got {
+			return err
+		}
+		rows, err := tx.Query(ctx, `DELETE FROM text_batches WHERE q IN (SELECT q FROM text_batches ORDER BY q LIMIT `+limit+`) RETURNING q, jobs`)
+		if err != nil {
+			return err
+		}
+		type batch struct {
+			q    int64
+			jobs []byte
+		}
+		var batches []batch
+		for rows.Next() {
+			var b batch
+			if err := rows.Scan(&b.q, &b.jobs); err != nil {
+				rows.Close()
+				return err
+			}
+			batches = append(batches, b)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(batches) == 0 {
+			return err
+		}
+		slices.SortFunc(batches, func(a, b batch) int { return cmp.Compare(a.q, b.q) })
+		var id, state []string
+		var nextAt, created []time.Time
+		var attempts []int32
+		var body [][]byte
+		for _, b := range batches {
+			var jobs []json.RawMessage
+			if err := json.Unmarshal(b.jobs, &jobs); err != nil {
+				return fmt.Errorf("stored batch of texts %d: %w", b.q, err)
+			}
+			for _, raw := range jobs {
+				var j store.Job
+				if err := json.Unmarshal(raw, &j); err != nil {
+					return fmt.Errorf("stored batch of texts %d: %w", b.q, err)
+				}
+				id, state = append(id, j.ID), append(state, j.State)
+				nextAt, created = append(nextAt, j.NextAt), append(created, j.Created)
+				attempts, body = append(attempts, int32(j.Attempts)), append(body, raw)
+			}
+		}
+		// In the order stored: a text's place in the queue (q) is the
+		// order it was queued in.
+		_, err = tx.Exec(ctx, `INSERT INTO texts (id, state, next_at, created, attempts, body)
+			SELECT i, s, n, c, a, b FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::json[])
+				WITH ORDINALITY AS t (i, s, n, c, a, b, o)
+			ORDER BY o ON CONFLICT (id) DO NOTHING`, id, state, nextAt, created, attempts, body)
+		spread = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("pgstore: queueing the texts stored with events: %w", err)
+	}
+	return spread, nil
+}
+
 // Claim implements store.TextQueue.
 func (s *Store) Claim(ctx context.Context, owner string, now time.Time, n int, lease time.Duration) ([]store.Job, error) {
 	if lease <= 0 {
@@ -372,6 +436,24 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, n int, l
 	if n <= 0 {
 		return nil, nil
 	}
+	// The texts of batches not spread yet are spread only when those
+	// spread already do not fill the claim: in a burst, storing the events
+	// goes first, and the texts follow as the texter takes them.
+	out, err := s.claim(ctx, owner, now, n, lease)
+	if err != nil || len(out) == n {
+		return out, err
+	}
+	if spread, err := s.spread(ctx, 1); err != nil || !spread {
+		return out, err
+	}
+	more, err := s.claim(ctx, owner, now, n-len(out), lease)
+	out = append(out, more...)
+	slices.SortFunc(out, func(a, b store.Job) int { return cmp.Compare(a.Q, b.Q) })
+	return out, err
+}
+
+// claim claims up to n of the texts spread.
+func (s *Store) claim(ctx context.Context, owner string, now time.Time, n int, lease time.Duration) ([]store.Job, error) {
 	rows, err := s.texts.Query(ctx, `WITH due AS (
 			SELECT id FROM texts
 			WHERE NOT done AND ((state = 'pending' AND next_at <= $3) OR (state = 'sending' AND claim_until <= $3))
@@ -446,6 +528,9 @@ func (s *Store) Finish(ctx context.Context, owner string, jobs ...store.Job) err
 func (s *Store) Queue(ctx context.Context) (store.Queue, error) {
 	var q store.Queue
 	var oldest *time.Time
+	if _, err := s.spread(ctx, 0); err != nil {
+		return store.Queue{}, err
+	}
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'sending'), min(created)
 		FROM texts WHERE NOT done`).Scan(&q.Pending, &q.Sending, &oldest)
 	if err != nil {
@@ -459,6 +544,9 @@ func (s *Store) Queue(ctx context.Context) (store.Queue, error) {
 
 // Jobs implements store.TextQueue.
 func (s *Store) Jobs(ctx context.Context, withDone bool, fn func(store.Job) bool) error {
+	if _, err := s.spread(ctx, 0); err != nil {
+		return err
+	}
 	queries := []string{`SELECT ` + jobColumns + ` FROM texts WHERE NOT done ORDER BY q`}
 	if withDone {
 		queries = append(queries, `SELECT `+jobColumns+` FROM texts WHERE done ORDER BY done_order`)
