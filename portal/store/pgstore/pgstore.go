@@ -357,14 +357,11 @@ const spreadLockID = 0x6b69756d03
 
 // spread makes the queued batches of texts (text_batches, one per call of
 // Put) a row each in texts, in the order they were stored, each batch
-// once: deleted in the transaction that writes its rows. It spreads up to
-// max batches (0: all) and reports whether it spread any. While another
-// instance spreads, it leaves them to it.
-func (s *Store) spread(ctx context.Context, max int) (bool, error) {
-	limit := "ALL"
-	if max > 0 {
-		limit = fmt.Sprint(max)
-	}
+// once: deleted in the transaction that writes its rows. It spreads the
+// first batches that hold at least want texts (0: every batch) and
+// reports whether it spread any. While another instance spreads, it
+// leaves them to it.
+func (s *Store) spread(ctx context.Context, want int) (bool, error) {
 	spread := false
 	err := s.txOn(ctx, s.texts, func(tx pgx.Tx) error {
 		spread = false
@@ -372,7 +369,7 @@ func (s *Store) spread(ctx context.Context, max int) (bool, error) {
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(spreadLockID)).Scan(&got); err != nil || !got {
 			return err
 		}
-		rows, err := tx.Query(ctx, `DELETE FROM text_batches WHERE q IN (SELECT q FROM text_batches ORDER BY q LIMIT `+limit+`) RETURNING q, jobs`)
+		rows, err := tx.Query(ctx, `SELECT q, jobs, json_array_length(jobs) FROM text_batches ORDER BY q LIMIT 256`)
 		if err != nil {
 			return err
 		}
@@ -381,16 +378,22 @@ func (s *Store) spread(ctx context.Context, max int) (bool, error) {
 			jobs []byte
 		}
 		var batches []batch
-		for rows.Next() {
+		var qs []int64
+		texts := 0
+		for rows.Next() && (want <= 0 || texts < want) {
 			var b batch
-			if err := rows.Scan(&b.q, &b.jobs); err != nil {
+			var n int
+			if err := rows.Scan(&b.q, &b.jobs, &n); err != nil {
 				rows.Close()
 				return err
 			}
-			batches = append(batches, b)
+			batches, qs, texts = append(batches, b), append(qs, b.q), texts+n
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil || len(batches) == 0 {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM text_batches WHERE q = ANY($1)`, qs); err != nil {
 			return err
 		}
 		slices.SortFunc(batches, func(a, b batch) int { return cmp.Compare(a.q, b.q) })
@@ -428,6 +431,16 @@ func (s *Store) spread(ctx context.Context, max int) (bool, error) {
 	return spread, nil
 }
 
+// spreadAll spreads every batch (unless another instance is spreading
+// them now): what the views of the queue read first.
+func (s *Store) spreadAll(ctx context.Context) error {
+	for {
+		if spread, err := s.spread(ctx, 0); err != nil || !spread {
+			return err
+		}
+	}
+}
+
 // Claim implements store.TextQueue.
 func (s *Store) Claim(ctx context.Context, owner string, now time.Time, n int, lease time.Duration) ([]store.Job, error) {
 	if lease <= 0 {
@@ -443,7 +456,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, n int, l
 	if err != nil || len(out) == n {
 		return out, err
 	}
-	if spread, err := s.spread(ctx, 1); err != nil || !spread {
+	if spread, err := s.spread(ctx, n-len(out)); err != nil || !spread {
 		return out, err
 	}
 	more, err := s.claim(ctx, owner, now, n-len(out), lease)
@@ -528,7 +541,7 @@ func (s *Store) Finish(ctx context.Context, owner string, jobs ...store.Job) err
 func (s *Store) Queue(ctx context.Context) (store.Queue, error) {
 	var q store.Queue
 	var oldest *time.Time
-	if _, err := s.spread(ctx, 0); err != nil {
+	if err := s.spreadAll(ctx); err != nil {
 		return store.Queue{}, err
 	}
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'sending'), min(created)
@@ -544,7 +557,7 @@ func (s *Store) Queue(ctx context.Context) (store.Queue, error) {
 
 // Jobs implements store.TextQueue.
 func (s *Store) Jobs(ctx context.Context, withDone bool, fn func(store.Job) bool) error {
-	if _, err := s.spread(ctx, 0); err != nil {
+	if err := s.spreadAll(ctx); err != nil {
 		return err
 	}
 	queries := []string{`SELECT ` + jobColumns + ` FROM texts WHERE NOT done ORDER BY q`}

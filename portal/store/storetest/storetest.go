@@ -80,6 +80,7 @@ func Run(t *testing.T, open Open, o Options) {
 	t.Run("TwoInstancesStoreOnce", func(t *testing.T) { s := fresh(t); twoInstancesStoreOnce(t, s, second(t, s)) })
 	t.Run("ClaimsAreExclusive", func(t *testing.T) { s := fresh(t); claimsAreExclusive(t, s, second(t, s)) })
 	t.Run("ClaimLifecycle", func(t *testing.T) { claimLifecycle(t, fresh(t)) })
+	t.Run("ClaimAfterManyPuts", func(t *testing.T) { claimAfterManyPuts(t, fresh(t)) })
 	t.Run("Revisions", func(t *testing.T) { s := fresh(t); revisions(t, s, second(t, s)) })
 	t.Run("Gaps", func(t *testing.T) { gaps(t, fresh(t)) })
 	t.Run("BindingJobs", func(t *testing.T) { bindingJobs(t, fresh(t)) })
@@ -533,5 +534,29 @@ func bindingJobs(t *testing.T, s store.Store) {
 	s.DoneBinding(ctx, next.Q)
 	if none, err := s.NextBinding(ctx); none != nil || err != nil {
 		t.Fatalf("an empty queue: %+v, %v", none, err)
+	}
+}
+
+// Texts stored by many calls, one event each (a quiet day's flushes), are
+// all claimable by one claim, in the order stored: however a store keeps
+// them until claimed, none waits for a later claim.
+func claimAfterManyPuts(t *testing.T, s store.Store) {
+	const calls = 150
+	for i := range calls {
+		if _, err := s.Put(ctx, run(t, uint64(i+1)), twoTexts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Claim(ctx, "a", t0.Add(24*time.Hour), 2*calls, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2*calls {
+		t.Fatalf("one claim of %d took %d texts", 2*calls, len(got))
+	}
+	for i, j := range got {
+		if want := fmt.Sprintf("door-%d/%d", i/2+1, i%2); j.ID != want {
+			t.Fatalf("text %d claimed is %s, want %s (the order stored)", i, j.ID, want)
+		}
 	}
 }
