@@ -6,7 +6,7 @@ GOFILES    = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    = -X kiumtap/internal/cli.Version=$(VERSION)
 
-.PHONY: all build test run bench cross package lint mosquitto postgresql packaging-tools qemu clean
+.PHONY: all build test run bench cross package lint mosquitto postgresql chromium packaging-tools qemu clean
 
 all: build
 
@@ -19,9 +19,9 @@ build:
 run:
 	$(GO) run ./cmd/kiumdemo
 
-## test: lint, make sure Mosquitto, PostgreSQL, lintian, debootstrap and qemu
-## are here, then every test with the race detector
-test: lint mosquitto postgresql packaging-tools qemu
+## test: lint, make sure Mosquitto, PostgreSQL, Chromium, lintian, debootstrap
+## and qemu are here, then every test with the race detector
+test: lint mosquitto postgresql chromium packaging-tools qemu
 	$(GO) test -race -timeout 18m ./...
 
 ## bench: the benchmarks the issues name (see README for the metrics)
@@ -69,6 +69,10 @@ mosquitto:
 # The server programs the tests run their own clusters with (internal/pgtest).
 postgresql:
 	@scripts/ensure-postgresql.sh
+
+# The browser the staff page's tests drive headless (internal/browsertest).
+chromium:
+	@scripts/ensure-chromium.sh
 
 # The package tests' tools: lintian and debootstrap (packaging/), qemu's
 # user-mode emulators for the ARM builds.

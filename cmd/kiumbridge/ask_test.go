@@ -48,7 +48,7 @@ func portal(t *testing.T, broker string) (cfg string, dir string) {
 		t.Fatal(err)
 	}
 	cfg = filepath.Join(dir, "kiumbridge.toml")
-	os.WriteFile(cfg, fmt.Appendf(nil, "broker = %q\nstore = %q\nsources = %q\nsigning_key = %q\nstop_timeout = \"2s\"\nmetrics = %q\n",
+	os.WriteFile(cfg, fmt.Appendf(nil, "broker = %q\nstore = %q\nsources = %q\nsigning_key = %q\nstop_timeout = \"2s\"\nmetrics = %q\n[web]\nlisten = \"127.0.0.1:0\"\n",
 		broker, filepath.Join(dir, "b.db"), sources, filepath.Join(dir, "portal.key"), "unix:"+filepath.Join(dir, "metrics.sock")), 0o600)
 
 	st, err := boltstore.Open(filepath.Join(dir, "b.db"))

@@ -10,6 +10,8 @@
 //	                                         the text queue: what was sent, what failed and why
 //	kiumbridge export -config FILE -centre C -month 2026-11 [-xlsx FILE]
 //	                                         sessions and hourly occupancy, CSV (with a UTF-8 BOM, for Excel) on stdout, or Excel
+//	kiumbridge user add|passwd|disable|list -config FILE [-centre C...] [NAME]
+//	                                         staff accounts of the staff page (web.listen)
 //	kiumbridge config check -config FILE     check a configuration file
 //	kiumbridge config migrate OLD.json       print an earlier version's JSON configuration as TOML
 //	kiumbridge help [COMMAND]                the commands, or a command's flags
@@ -74,6 +76,7 @@ import (
 	portalstore "kiumtap/portal/store"
 	"kiumtap/portal/store/boltstore"
 	"kiumtap/portal/store/pgstore"
+	"kiumtap/portal/web"
 )
 
 func main() {
@@ -109,6 +112,7 @@ Commands:
   device issue   issue a terminal's certificate (its identity at the broker) and
                  print its config lines and its block of the broker's ACL
   device acl     write the broker's whole ACL for a list of CENTRE/DEVICE
+  user           staff accounts of the staff page: add, passwd, disable, list
   config check   check a configuration file and exit (0: good)
   config migrate print an earlier version's JSON configuration as TOML
   help COMMAND   a command's flags (as kiumbridge COMMAND -h)
@@ -160,6 +164,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDevice(rest, stdout, stderr)
 	case "config":
 		return cmdConfig(rest, stdout, stderr)
+	case "user":
+		return cmdUser(ctx, rest, stdin, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, cmd)
@@ -270,6 +276,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if metricsAt != nil {
 		defer metricsAt.Close()
 	}
+	webAt, err := listenWeb(cfg)
+	if err != nil {
+		return err
+	}
+	if webAt != nil {
+		defer webAt.Close()
+	}
 	service.Status("starting: opening the store " + storeName(cfg))
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -278,6 +291,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer st.Close()
 	provider := cfg.Provider(stdout)
 	var b *bridge.Bridge // set below, before the metrics are served
+	page, err := web.New(web.Options{Accounts: &web.Accounts{Reg: st}, Events: st, Secure: cfg.Web.Secure(), Logger: log,
+		Source: func(c string) *source.Source { return b.Source(c) }})
+	if err != nil {
+		return err
+	}
 	tele := telemetry.New(telemetry.Sources{
 		Status:    func() api.Status { return b.Status() },
 		Terminals: func() (int, int) { return b.TerminalCount() },
@@ -290,7 +308,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Group: cfg.Group, Instances: cfg.Instances, Key: key, DB: st, Sources: sourcesOf(cfg, st),
 		Provider: provider, From: cfg.SMS.From, AutoCheckOut: cfg.AutoCheckOut, Logger: log,
 		Control: cfg.Control, StopTimeout: time.Duration(cfg.StopTimeout),
-		Attempted: tele.Texted,
+		Attempted: tele.Texted, Stored: page.Notify,
 	})
 	if err != nil {
 		return err
@@ -306,6 +324,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return b.Run(gctx)
 	})
 	g.Go(func() error { return metrics.Serve(gctx, metricsAt, tele.Registry, log) })
+	if webAt != nil {
+		g.Go(func() error { return serveWeb(gctx, webAt, page, cfg, log) })
+	}
 	// The watchdog is fed while the store answers and the bridge's state
 	// is not locked; a broker out of reach does not starve it (the bridge
 	// retries it, a restart would not help).

@@ -60,7 +60,7 @@ func newBridgeProcWith(t testing.TB, hook *smstest.Webhook, srcDir string, set f
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(portalKey.Seed())+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := map[string]any{"username": "portal", "password": portalPass, "signing_key": keyFile, "sources": srcDir, "metrics": "off",
+	cfg := map[string]any{"username": "portal", "password": portalPass, "signing_key": keyFile, "sources": srcDir, "metrics": "off", "web": map[string]string{"listen": "127.0.0.1:0"},
 		"sms": map[string]string{"provider": "webhook", "url": hook.URL, "secret": hookSecret, "from": "0212345678"}}
 	set(dir, cfg)
 	raw, _ := json.Marshal(cfg)

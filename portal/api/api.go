@@ -132,3 +132,22 @@ func Ask(ctx context.Context, socket, method, path string, body, into any) error
 	}
 	return nil
 }
+
+// UserRequest adds a staff account for the staff page (POST /users),
+// sets its password (POST /users/passwd) or disables it (POST
+// /users/disable); By is who asks, for the audit.
+type UserRequest struct {
+	Name     string   `json:"name"`
+	Password string   `json:"password,omitempty"`
+	Centres  []string `json:"centres,omitempty"`
+	By       string   `json:"by"`
+}
+
+// UserView is a staff account as GET /users lists it (no password hash).
+type UserView struct {
+	Name     string    `json:"name"`
+	Centres  []string  `json:"centres"`
+	Disabled bool      `json:"disabled,omitempty"`
+	Locked   time.Time `json:"locked_until,omitzero"`
+	Created  time.Time `json:"created"`
+}

@@ -114,6 +114,9 @@ type Options struct {
 	// CommandWait is how long an enrol waits for the terminal's reply;
 	// default 10 s.
 	CommandWait time.Duration
+	// Stored, if set, is told each time events were stored (the staff
+	// page's live boards look then). It must not block.
+	Stored func()
 	// StopTimeout bounds a graceful stop (Run's ctx ended, as on
 	// SIGTERM): the bridge takes no more events, stores and acknowledges
 	// what it took, and lets the texts already handed to providers
@@ -283,6 +286,10 @@ func (b *Bridge) names(centre, child string) (string, string) {
 func (b *Bridge) serves(centre string) bool { return b.bind.Source(centre) != nil }
 
 func (b *Bridge) source(centre string) *source.Source { return b.bind.Source(centre) }
+
+// Source is a centre's roster source as the bridge has it now, nil for a
+// centre it does not serve. It must not be changed.
+func (b *Bridge) Source(centre string) *source.Source { return b.bind.Source(centre) }
 
 // rosterOf is a centre's roster as its source has it now, nil if none.
 func (b *Bridge) rosterOf(centre string) *firmware.Roster {

@@ -24,6 +24,7 @@ import (
 	"kiumtap/portal/registry"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
+	"kiumtap/portal/web"
 	"kiumtap/protocol"
 )
 
@@ -283,6 +284,43 @@ func (b *Bridge) ControlHandler() http.Handler {
 		v, err := Texts(b.db, r.URL.Query().Get("state"))
 		answer(w, v, err)
 	})
+	// Staff accounts of the staff page (package web), for kiumbridge user.
+	acc := &web.Accounts{Reg: b.db, Now: b.o.Now}
+	mux.HandleFunc("GET /users", func(w http.ResponseWriter, r *http.Request) {
+		us, err := acc.Users(r.Context())
+		v := []api.UserView{}
+		for _, u := range us {
+			v = append(v, api.UserView{Name: u.Name, Centres: u.Centres, Disabled: u.Disabled, Locked: u.Locked, Created: u.Created})
+		}
+		answer(w, v, err)
+	})
+	for path, do := range map[string]func(context.Context, api.UserRequest) error{
+		"POST /users": func(ctx context.Context, q api.UserRequest) error {
+			return acc.Add(ctx, q.Name, q.Password, q.Centres, q.By)
+		},
+		"POST /users/passwd": func(ctx context.Context, q api.UserRequest) error {
+			return acc.SetPassword(ctx, q.Name, q.Password, q.By)
+		},
+		"POST /users/disable": func(ctx context.Context, q api.UserRequest) error { return acc.Disable(ctx, q.Name, q.By) },
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			var req api.UserRequest
+			if err := readJSON(r, &req); err != nil {
+				answer(w, nil, err)
+				return
+			}
+			if req.By == "" {
+				answer(w, nil, badRequest("who asks (by) is required: it goes into the audit"))
+				return
+			}
+			err := do(r.Context(), req)
+			var inv *web.Invalid
+			if errors.As(err, &inv) {
+				err = badRequest(inv.Msg)
+			}
+			answer(w, struct{}{}, err)
+		})
+	}
 	mux.HandleFunc("GET /export", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		v, err := b.Export(q.Get("centre"), q.Get("month"))

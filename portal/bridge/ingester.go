@@ -75,6 +75,9 @@ func (b *Bridge) flush() {
 		// Committed: the texts and binding jobs of these events are
 		// visible now.
 		b.tx.Kick()
+		if b.o.Stored != nil {
+			b.o.Stored()
+		}
 		if n >= burstEvents {
 			b.burstAt.Store(time.Now().UnixNano())
 		}

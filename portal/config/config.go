@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,7 +90,26 @@ type Config struct {
 	// host:port, or "unix:PATH"; default "127.0.0.1:9466", this host only;
 	// "off": none.
 	Metrics string `json:"metrics" toml:"metrics,omitempty"`
+	// Web is the staff page (package portal/web).
+	Web Web `json:"web" toml:"web,omitempty"`
 }
+
+// Web configures the staff page.
+type Web struct {
+	// Listen is where it answers, host:port; default "127.0.0.1:8466"
+	// (this host only: put a TLS reverse proxy before it, or set Cert and
+	// Key); "off": none.
+	Listen string `json:"listen" toml:"listen,omitempty"`
+	// Cert and Key are PEM files to serve it over TLS itself.
+	Cert string `json:"cert" toml:"cert,omitempty"`
+	Key  string `json:"key" toml:"key,omitempty"`
+	// BehindTLS says a TLS reverse proxy serves it to browsers: its
+	// cookies are then Secure. Default false.
+	BehindTLS bool `json:"behind_tls" toml:"behind_tls,omitempty"`
+}
+
+// Secure reports whether browsers reach the staff page over TLS.
+func (w Web) Secure() bool { return w.Cert != "" || w.BehindTLS }
 
 // SMS configures the texting provider. Each secret may instead come from
 // a file of its own (the key with _file).
@@ -165,6 +185,9 @@ func (c *Config) check() []confile.Problem {
 	if c.Metrics == "" {
 		c.Metrics = "127.0.0.1:9466"
 	}
+	if c.Web.Listen == "" {
+		c.Web.Listen = "127.0.0.1:8466"
+	}
 	if c.SMS.Provider == "" {
 		c.SMS.Provider = "console"
 	}
@@ -198,6 +221,12 @@ func (c *Config) check() []confile.Problem {
 		bad("sources", "required: the directory of roster sources, CENTRE.json")
 	case c.Sources != "" && c.Database != "" && c.Store == "":
 		bad("sources", "set with database: the roster sources are kept in the database, shared by every instance; remove sources and put each centre's source there once with kiumbridge roster push -config FILE %s/*.json", c.Sources)
+	}
+	switch w := c.Web; {
+	case (w.Cert == "") != (w.Key == ""):
+		bad("web.cert", "set with web.key: both PEM files, or neither")
+	case w.Listen != "off" && !w.Secure() && !loopback(w.Listen):
+		bad("web.listen", "%q is reached from other hosts over plain HTTP: staff passwords would cross the network in the clear; set web.cert and web.key, or web.behind_tls = true behind a TLS proxy, or listen on 127.0.0.1", w.Listen)
 	}
 	if c.SigningKey == "" {
 		bad("signing_key", "required: make one with kiumbridge keygen")
@@ -287,3 +316,16 @@ func (c *Config) TLS() (*tls.Config, error) { return cli.TLS(c.CA, c.Cert, c.Key
 
 // Logger is the bridge's logger as log configures it, writing to w.
 func (c *Config) Logger(w io.Writer) *slog.Logger { return c.Log.Logger(w) }
+
+// loopback reports whether a host:port answers this host only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -38,7 +38,7 @@ func TestDefaults(t *testing.T) {
 // Each kind of mistake an operator makes, with the exact message they see.
 func TestMistakes(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
-		{"a typo", base + "brokr = \"tcp://x:1\"\n", `kiumbridge.toml, line 5: brokr: no such key (a typo? the installed example lists every key): the top level takes broker, brokers, username, password, password_file, ca, cert, key, signing_key, store, database, sources, client_id, group, instances, auto_check_out, control, stop_timeout, sms, log, metrics`},
+		{"a typo", base + "brokr = \"tcp://x:1\"\n", `kiumbridge.toml, line 5: brokr: no such key (a typo? the installed example lists every key): the top level takes broker, brokers, username, password, password_file, ca, cert, key, signing_key, store, database, sources, client_id, group, instances, auto_check_out, control, stop_timeout, sms, log, metrics, web`},
 		{"a typo in sms", base + "[sms]\nprovidr = \"nhn\"\n", `kiumbridge.toml, line 6: sms.providr: no such key (a typo? the installed example lists every key): [sms] takes provider, from, api_key, api_secret, api_secret_file, app_key, secret_key, secret_key_file, url, secret, secret_file`},
 		{"words for a number", base + "instances = \"two\"\n", `kiumbridge.toml, line 5: instances: want a whole number, not a TOML string`},
 		{"no broker", "store = \"s\"\nsources = \"d\"\nsigning_key = \"k\"\n", `kiumbridge.toml: broker: required, e.g. ssl://broker.example:8884 (or tcp://127.0.0.1:1883 on one host; brokers = [...] for several)`},
@@ -56,6 +56,8 @@ func TestMistakes(t *testing.T) {
 		{"store and database", base + "database = \"postgres://kb@db/kb\"\n", `kiumbridge.toml, line 5: database: set together with store: keep one (store for one process on this host, database for PostgreSQL)`},
 		{"a database URL mangled", strings.Replace(strings.Replace(base, "store = \"/var/lib/kiumbridge/bridge.db\"", "database = \"postgres://kb:s3cret@db:port/kb\"", 1), "sources = \"/var/lib/kiumbridge/sources\"\n", "", 1), "kiumbridge.toml, line 2: database: cannot parse `postgres:xxxxx@db:port/kb`: invalid port: want a PostgreSQL URL, e.g. postgres://kiumbridge@db.example:5432/kiumbridge?sslmode=verify-full"},
 		{"sources with a database", strings.Replace(base, "store = \"/var/lib/kiumbridge/bridge.db\"", "database = \"postgres://kb@db/kb\"", 1), `kiumbridge.toml, line 3: sources: set with database: the roster sources are kept in the database, shared by every instance; remove sources and put each centre's source there once with kiumbridge roster push -config FILE /var/lib/kiumbridge/sources/*.json`},
+		{"the staff page on the network in the clear", base + "[web]\nlisten = \"0.0.0.0:8466\"\n", `kiumbridge.toml, line 6: web.listen: "0.0.0.0:8466" is reached from other hosts over plain HTTP: staff passwords would cross the network in the clear; set web.cert and web.key, or web.behind_tls = true behind a TLS proxy, or listen on 127.0.0.1`},
+		{"a certificate without its key", base + "[web]\ncert = \"c.pem\"\n", `kiumbridge.toml, line 6: web.cert: set with web.key: both PEM files, or neither`},
 		{"a log level", base + "[log]\nlevel = \"loud\"\n", `kiumbridge.toml, line 6: log.level: "loud" is not debug, info, warn or error`},
 	} {
 		_, err := parse(tc.in)

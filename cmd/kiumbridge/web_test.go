@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"kiumtap/internal/logbuf"
+	"kiumtap/internal/mosqtest"
+	"kiumtap/internal/wait"
+	"kiumtap/portal/api"
+)
+
+// withStdin runs fn with the password input given.
+func withStdin(input string, fn func()) {
+	old := stdin
+	stdin = strings.NewReader(input)
+	defer func() { stdin = old }()
+	fn()
+}
+
+// Staff accounts: added before the bridge runs (the store directly),
+// listed, changed while it runs (through its control socket, as the
+// running bridge holds the store); staff log in on the page it serves.
+func TestUsersAndTheStaffPage(t *testing.T) {
+	mq := mosqtest.Start(t, mosqtest.Options{})
+	cfg, dir := portal(t, mq.URL())
+	withStdin("password-of-kim\n", func() {
+		out, errs, code := command(t, "user", "add", "-config", cfg, "-centre", "mangwon1", "mangwon.kim")
+		if code != 0 || !strings.Contains(out, "user mangwon.kim added for mangwon1") || !strings.Contains(errs, "no bridge answers") {
+			t.Fatalf("user add, no bridge: %d\n%s%s", code, out, errs)
+		}
+	})
+	withStdin("short\n", func() {
+		if _, errs, code := command(t, "user", "add", "-config", cfg, "-centre", "mangwon1", "x.short"); code == 0 || !strings.Contains(errs, "shorter than 10 characters") {
+			t.Errorf("a short password: %d %s", code, errs)
+		}
+	})
+	if _, errs, code := command(t, "user", "add", "-config", cfg, "mangwon.lee"); code != 2 || !strings.Contains(errs, "name the centres") {
+		t.Errorf("no centre: %d %s", code, errs)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var runOut, runLog logbuf.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"run", "-config", cfg}, &runOut, &runLog) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("kiumbridge run did not stop")
+		}
+	}()
+	wait.For(t, 20*time.Second, "kiumbridge run to answer", func() bool {
+		var st api.Status
+		return api.Ask(ctx, filepath.Join(dir, "kiumbridge.sock"), "GET", "/status", nil, &st) == nil
+	})
+	var addr string
+	listen := regexp.MustCompile(`the staff page answers.*listen=(127\.0\.0\.1:\d+)`)
+	wait.For(t, 10*time.Second, "the staff page's address in the log", func() bool {
+		m := listen.FindStringSubmatch(runLog.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	withStdin("password-of-lee\n", func() {
+		out, errs, code := command(t, "user", "add", "-config", cfg, "-centre", "mangwon1", "-centre", "seogyo1", "gu.lee")
+		if code != 0 || !strings.Contains(errs, "asked the running bridge") {
+			t.Fatalf("user add through the bridge: %d\n%s%s", code, out, errs)
+		}
+	})
+	withStdin("password-of-lee\n", func() {
+		if _, errs, code := command(t, "user", "add", "-config", cfg, "-centre", "mangwon1", "gu.lee"); code == 0 || !strings.Contains(errs, "exists already") {
+			t.Errorf("the same user again: %d %s", code, errs)
+		}
+	})
+	out, _, code := command(t, "user", "list", "-config", cfg)
+	if code != 0 || !regexp.MustCompile(`gu\.lee\s+mangwon1,seogyo1\s+active`).MatchString(out) || !strings.Contains(out, "mangwon.kim") {
+		t.Errorf("user list: %d\n%s", code, out)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	res, err := browser.PostForm("http://"+addr+"/login", url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "센터 안") {
+		t.Fatalf("logged in: %d\n%s", res.StatusCode, body)
+	}
+	// Disabled while logged in: the next page is the login.
+	if out, errs, code := command(t, "user", "disable", "-config", cfg, "mangwon.kim"); code != 0 || !strings.Contains(out, "disabled, its sessions ended") {
+		t.Fatalf("user disable: %d %s%s", code, out, errs)
+	}
+	res, err = browser.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Request.URL.Path != "/login" {
+		t.Errorf("a disabled user's page: %s", res.Request.URL)
+	}
+}

@@ -1,0 +1,92 @@
+package web
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"kiumtap/internal/browsertest"
+)
+
+// In real headless Chromium: staff log in, see the day, and a tap stored
+// afterwards appears on 오늘 without a reload; a 노데이터 tap shows its
+// reason and fix. The pages are saved as PNG screenshots
+// (docs/screenshots, shown in the README) when KIUMTAP_SCREENSHOTS names
+// a directory.
+func TestBrowserToday(t *testing.T) {
+	s := newSite(t)
+	s.tap("mangwon1", "c2", "no_data", "not_a_usage_day")
+	ctx := browsertest.New(t, 30*time.Second)
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(c, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(what string, a chromedp.Action[string]) string {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(c, a)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		dir := os.Getenv("KIUMTAP_SCREENSHOTS")
+		if dir == "" {
+			return
+		}
+		c, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("a screenshot of %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("the login page", chromedp.Navigate(s.ts.URL+"/c/mangwon1/today"), chromedp.WaitVisible(`input[name=user]`))
+	shot("login")
+	run("a wrong password",
+		chromedp.SendKeys(`input[name=user]`, "mangwon.kim"),
+		chromedp.SendKeys(`input[name=password]`, "not-the-password"),
+		chromedp.Submit(`input[name=password]`),
+		chromedp.WaitVisible(`.error`))
+	msg := text("the refusal", chromedp.Text(`.error`))
+	if !strings.Contains(msg, "비밀번호가 맞지 않습니다") {
+		t.Errorf("a wrong password says %q", msg)
+	}
+	run("logging in",
+		chromedp.SendKeys(`input[name=user]`, "mangwon.kim"),
+		chromedp.SendKeys(`input[name=password]`, "password-of-kim"),
+		chromedp.Submit(`input[name=password]`),
+		chromedp.WaitVisible(`#board`))
+	refused := text("the refused taps", chromedp.Text(`#refused`))
+	for _, want := range []string{"노데이터", "이용일 아님", "FAQ Q21"} {
+		if !strings.Contains(refused, want) {
+			t.Errorf("the refused taps lack %q: %s", want, refused)
+		}
+	}
+	loaded := text("the page loaded", chromedp.Evaluate[string](`String(performance.timeOrigin)`))
+	s.tap("mangwon1", "c1", "check_in", "arrival")
+	run("c1's arrival without a reload", chromedp.WaitVisible(`#inside tr[data-child="c1"]`))
+	inside := text("the row", chromedp.Text(`#inside tr[data-child="c1"]`))
+	after := text("the page's start", chromedp.Evaluate[string](`String(performance.timeOrigin)`))
+	if !strings.Contains(inside, "김민준") || !strings.Contains(inside, "15:00") {
+		t.Errorf("c1's row: %q", inside)
+	}
+	if after != loaded {
+		t.Error("the page was reloaded")
+	}
+	shot("today")
+}

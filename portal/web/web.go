@@ -1,0 +1,321 @@
+// Package web is the staff page kiumbridge serves (issue 15): a centre's
+// day at its door (오늘), live, in Korean, server-rendered with
+// html/template and one small script, for the office PC, a tablet and a
+// phone. It owns the staff accounts (argon2id passwords, a lock after
+// repeated failures), their sessions (HttpOnly, SameSite=Strict cookies,
+// Secure behind TLS; a CSRF token on every change) and the audit of who
+// did what, all kept in the store's registry, so any instance answers.
+//
+// A user sees only the centres of its account: a URL of any other
+// centre, known or not, is the same 404.
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"embed"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"kiumtap/portal/source"
+	"kiumtap/portal/store"
+)
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+var pages = template.Must(template.New("").ParseFS(files, "templates/*.html"))
+
+// Cookie is the session cookie's name.
+const Cookie = "kiumtap_session"
+
+// Options configure the staff page. Zero values take the documented
+// defaults.
+type Options struct {
+	// Accounts keeps users, sessions and the audit. Required.
+	Accounts *Accounts
+	// Events are the terminals' events (the board reads today's).
+	// Required.
+	Events store.Events
+	// Source is a centre's roster source as the bridge has it now, nil
+	// for a centre it does not serve. Required.
+	Source func(centre string) *source.Source
+	// Secure marks cookies Secure: the page is served over TLS, directly
+	// or behind a TLS proxy. Default false (plain HTTP on loopback).
+	Secure bool
+	// Every is how often a live board looks for changes besides being
+	// told (Notify): events stored by other instances; default 1 s.
+	Every  time.Duration
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Server is the staff page.
+type Server struct {
+	o   Options
+	mux *http.ServeMux
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced by Notify
+}
+
+// New checks the options.
+func New(o Options) (*Server, error) {
+	if o.Accounts == nil || o.Events == nil || o.Source == nil {
+		return nil, errors.New("web: Accounts, Events and Source are required")
+	}
+	if o.Every <= 0 {
+		o.Every = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{o: o, mux: http.NewServeMux(), changed: make(chan struct{})}
+	s.mux.Handle("GET /static/", http.FileServerFS(files))
+	s.mux.HandleFunc("GET /login", s.loginPage)
+	s.mux.HandleFunc("POST /login", s.login)
+	s.mux.HandleFunc("POST /logout", s.authed(s.logout))
+	s.mux.HandleFunc("GET /{$}", s.authed(s.home))
+	s.mux.HandleFunc("GET /c/{centre}/today", s.authed(s.centre(s.today)))
+	s.mux.HandleFunc("GET /c/{centre}/today/live", s.authed(s.centre(s.live)))
+	return s, nil
+}
+
+// Notify tells live boards that events were stored: they look now.
+func (s *Server) Notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Server) notified() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// ServeHTTP serves the page, with headers that keep it in its own frame
+// and its own scripts.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	if r.Method == http.MethodPost && !sameOrigin(r) {
+		http.Error(w, "다른 사이트에서 온 요청은 받지 않습니다", http.StatusForbidden)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// sameOrigin: a browser's POST says where it comes from (Sec-Fetch-Site,
+// or Origin); one from another site is refused. A client that says
+// neither (not a browser) is left to the CSRF token.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none"
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		return err == nil && u.Host == r.Host
+	}
+	return true
+}
+
+type ctxKey int
+
+const (
+	userKey ctxKey = iota
+	csrfKey
+	tokenKey_
+)
+
+// authed serves h to a live session's user; others go to the login page
+// (a page) or get 401 (a live stream).
+func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Cookie(Cookie)
+		var token string
+		if c != nil {
+			token = c.Value
+		}
+		u, csrf, err := s.o.Accounts.Session(r.Context(), token)
+		if err != nil {
+			s.o.Logger.Error("web: reading a session", "err", err)
+			http.Error(w, "잠시 뒤에 다시 하세요 (저장소가 답하지 않습니다)", http.StatusServiceUnavailable)
+			return
+		}
+		if u == nil {
+			if r.Method == http.MethodGet && r.Header.Get("Accept") != "text/event-stream" {
+				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "로그인하세요", http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost {
+			if err := r.ParseForm(); err != nil || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(csrf)) != 1 {
+				http.Error(w, "요청이 만료되었습니다. 페이지를 새로 고친 뒤 다시 하세요", http.StatusForbidden)
+				return
+			}
+		}
+		ctx := context.WithValue(r.Context(), userKey, u)
+		ctx = context.WithValue(ctx, csrfKey, csrf)
+		ctx = context.WithValue(ctx, tokenKey_, token)
+		h(w, r.WithContext(ctx))
+	}
+}
+
+func userOf(r *http.Request) *User { return r.Context().Value(userKey).(*User) }
+
+// centre serves h for a centre the user sees and the bridge serves;
+// anything else is the same 404, so a URL tells nothing of other
+// centres.
+func (s *Server) centre(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c := r.PathValue("centre")
+		if !userOf(r).Sees(c) || s.o.Source(c) == nil {
+			http.NotFound(w, r)
+			return
+		}
+		h(w, r)
+	}
+}
+
+type view struct {
+	User    *User
+	CSRF    string
+	Error   string
+	Centres []centreLink
+	Board   *Board
+}
+
+type centreLink struct{ ID, Name string }
+
+func (s *Server) render(w http.ResponseWriter, name string, v view, code int) {
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, v); err != nil {
+		s.o.Logger.Error("web: rendering", "page", name, "err", err)
+		http.Error(w, "페이지를 만들지 못했습니다", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, "login.html", view{}, http.StatusOK)
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "잘못된 요청입니다", http.StatusBadRequest)
+		return
+	}
+	token, _, err := s.o.Accounts.Login(r.Context(), r.PostFormValue("user"), r.PostFormValue("password"))
+	switch {
+	case errors.Is(err, ErrLogin), errors.Is(err, ErrLocked):
+		s.render(w, "login.html", view{Error: err.Error()}, http.StatusUnauthorized)
+		return
+	case err != nil:
+		s.o.Logger.Error("web: a login", "err", err)
+		http.Error(w, "잠시 뒤에 다시 하세요 (저장소가 답하지 않습니다)", http.StatusServiceUnavailable)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: Cookie, Value: token, Path: "/", HttpOnly: true, Secure: s.o.Secure,
+		SameSite: http.SameSiteStrictMode, MaxAge: int(SessionFor.Seconds())})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if err := s.o.Accounts.Logout(r.Context(), r.Context().Value(tokenKey_).(string)); err != nil {
+		s.o.Logger.Error("web: a logout", "err", err)
+	}
+	http.SetCookie(w, &http.Cookie{Name: Cookie, Value: "", Path: "/", HttpOnly: true, Secure: s.o.Secure, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func (s *Server) view(r *http.Request) view {
+	u := userOf(r)
+	v := view{User: u, CSRF: r.Context().Value(csrfKey).(string)}
+	for _, c := range u.Centres {
+		if src := s.o.Source(c); src != nil {
+			v.Centres = append(v.Centres, centreLink{ID: c, Name: src.Roster.Centre.Name})
+		}
+	}
+	return v
+}
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	v := s.view(r)
+	if len(v.Centres) == 1 {
+		http.Redirect(w, r, "/c/"+url.PathEscape(v.Centres[0].ID)+"/today", http.StatusSeeOther)
+		return
+	}
+	s.render(w, "home.html", v, http.StatusOK)
+}
+
+func (s *Server) today(w http.ResponseWriter, r *http.Request) {
+	c := r.PathValue("centre")
+	b, err := board(r.Context(), s.o.Events, s.o.Source(c), c, s.o.Now())
+	if err != nil {
+		s.o.Logger.Error("web: reading the day", "centre", c, "err", err)
+		http.Error(w, "잠시 뒤에 다시 하세요 (저장소가 답하지 않습니다)", http.StatusServiceUnavailable)
+		return
+	}
+	v := s.view(r)
+	v.Board = b
+	s.render(w, "today.html", v, http.StatusOK)
+}
+
+// live streams the board (its HTML) as Server-Sent Events whenever it
+// changes: at once when told (Notify), and each Every for what other
+// instances stored.
+func (s *Server) live(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "no streaming", http.StatusInternalServerError)
+		return
+	}
+	c := r.PathValue("centre")
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	fl.Flush()
+	t := time.NewTicker(s.o.Every)
+	defer t.Stop()
+	var last []byte
+	for {
+		changed := s.notified()
+		b, err := board(r.Context(), s.o.Events, s.o.Source(c), c, s.o.Now())
+		if err == nil {
+			var buf bytes.Buffer
+			if err := pages.ExecuteTemplate(&buf, "board", b); err == nil && !bytes.Equal(buf.Bytes(), last) {
+				last = buf.Bytes()
+				w.Write([]byte("event: board\n"))
+				for _, line := range bytes.Split(last, []byte("\n")) {
+					w.Write(append(append([]byte("data: "), line...), '\n'))
+				}
+				w.Write([]byte("\n"))
+				fl.Flush()
+			}
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}

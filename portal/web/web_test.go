@@ -1,0 +1,420 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kiumtap/portal/source"
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
+	"kiumtap/protocol"
+)
+
+// A Wednesday at 15:00 KST: c1's regular booking (Mon, Wed, Fri 14–18)
+// makes today a usage day for c1.
+var wednesday = time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+
+type site struct {
+	t     *testing.T
+	st    store.Store
+	acc   *Accounts
+	srv   *Server
+	ts    *httptest.Server
+	mu    sync.Mutex
+	now   time.Time
+	seq   map[string]uint64
+	srcOf map[string]*source.Source
+}
+
+func (s *site) clock() time.Time { s.mu.Lock(); defer s.mu.Unlock(); return s.now }
+
+func (s *site) advance(d time.Duration) { s.mu.Lock(); s.now = s.now.Add(d); s.mu.Unlock() }
+
+// newSite: centres mangwon1 (the example source) and seogyo1 (a copy),
+// staff "mangwon.kim" of mangwon1, operator "gu.lee" of both.
+func newSite(t *testing.T) *site {
+	t.Helper()
+	b, err := boltstore.Open(filepath.Join(t.TempDir(), "b.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	s := &site{t: t, st: b.Contract(), now: wednesday, seq: map[string]uint64{}, srcOf: map[string]*source.Source{}}
+	for _, id := range []string{"mangwon1", "seogyo1"} {
+		src, err := source.Load("../../docs/examples/mangwon1.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Roster.Centre.ID, src.Roster.Centre.Name = id, "센터 "+id
+		s.srcOf[id] = src
+	}
+	s.acc = &Accounts{Reg: s.st, Now: s.clock}
+	ctx := context.Background()
+	if err := s.acc.Add(ctx, "mangwon.kim", "password-of-kim", []string{"mangwon1"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.acc.Add(ctx, "gu.lee", "password-of-lee", []string{"mangwon1", "seogyo1"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ts = httptest.NewServer(s.srv)
+	t.Cleanup(s.ts.Close)
+	return s
+}
+
+// tap stores a terminal's event at the site's clock.
+func (s *site) tap(centre, child, outcome, reason string) {
+	s.t.Helper()
+	s.seq[centre]++
+	n := s.seq[centre]
+	e := protocol.Event{V: 1, ID: fmt.Sprintf("door-%d", n), Centre: centre, Device: "door", Log: "L-" + centre, Seq: n, Time: s.clock(), ClockSynced: true,
+		Child: child, Outcome: outcome, Reason: reason, RosterRev: 1}
+	if _, err := s.st.Put(context.Background(), []protocol.Event{e}, store.Plan{}); err != nil {
+		s.t.Fatal(err)
+	}
+	s.srv.Notify()
+}
+
+// client is a browser of its own (a cookie jar; redirects not followed).
+func (s *site) client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (s *site) login(c *http.Client, user, pw string) *http.Response {
+	s.t.Helper()
+	res, err := c.PostForm(s.ts.URL+"/login", url.Values{"user": {user}, "password": {pw}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
+}
+
+func get(t *testing.T, c *http.Client, u string) (int, string) {
+	t.Helper()
+	res, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the page:\n%s", page)
+	}
+	return m[1]
+}
+
+// The day at the door: who is inside since when, who is booked and not
+// here, refused taps with the reason and the fix in the FAQ's words.
+func TestToday(t *testing.T) {
+	s := newSite(t)
+	s.tap("mangwon1", "c1", "check_in", "arrival")
+	s.tap("mangwon1", "c2", "no_data", "not_a_usage_day")
+	s.tap("mangwon1", "", "unknown_card", "card_not_registered")
+	c := s.client()
+	if res := s.login(c, "mangwon.kim", "password-of-kim"); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", res.StatusCode)
+	}
+	code, page := get(t, c, s.ts.URL+"/c/mangwon1/today")
+	if code != http.StatusOK {
+		t.Fatalf("today: %d", code)
+	}
+	for _, want := range []string{"센터 mangwon1 오늘", `<tr data-child="c1"><td>김민준</td><td>15:00</td></tr>`, "노데이터", "이용일 아님", "FAQ Q21",
+		"미등록 카드", "아동·카드에서 이 카드를 아이에게 등록하세요", "센터 안 <span class=\"count\">1명"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("today lacks %q:\n%s", want, page)
+		}
+	}
+	// c2's booking (Tue, Thu) is not today's: not listed as awaited; c1
+	// is in.
+	if strings.Contains(page, `<li data-child="c2">`) || strings.Contains(page, `<li data-child="c1">`) {
+		t.Errorf("awaited children wrong:\n%s", page)
+	}
+}
+
+// A live board: a tap stored appears on the stream without a reload.
+func TestTodayLive(t *testing.T) {
+	s := newSite(t)
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	req, _ := http.NewRequest("GET", s.ts.URL+"/c/mangwon1/today/live", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := c.Do(req.WithContext(ctx))
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("live: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	got := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 64<<10)
+		var all strings.Builder
+		for {
+			n, err := res.Body.Read(buf)
+			all.Write(buf[:n])
+			got <- all.String()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	wait := func(what, want string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case s := <-got:
+				if strings.Contains(s, want) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("the stream never showed %s (%q)", what, want)
+			}
+		}
+	}
+	wait("the first board", "아직 아무도 없습니다")
+	s.tap("mangwon1", "c1", "check_in", "arrival")
+	wait("c1's arrival", `data: <tr data-child="c1"><td>김민준</td><td>15:00</td></tr>`)
+}
+
+// Every route of a centre: the staff of another centre get the same 404
+// as for a centre that does not exist, never its data; a district
+// operator sees both.
+func TestOtherCentreRefused(t *testing.T) {
+	s := newSite(t)
+	s.tap("seogyo1", "c1", "check_in", "arrival")
+	kim, lee := s.client(), s.client()
+	s.login(kim, "mangwon.kim", "password-of-kim")
+	s.login(lee, "gu.lee", "password-of-lee")
+	for _, path := range []string{"/c/seogyo1/today", "/c/seogyo1/today/live", "/c/nowhere/today", "/c/nowhere/today/live"} {
+		code, body := get(t, kim, s.ts.URL+path)
+		if code != http.StatusNotFound || strings.Contains(body, "김민준") || strings.Contains(body, "seogyo1") {
+			t.Errorf("mangwon.kim GET %s: %d\n%s", path, code, body)
+		}
+	}
+	if code, body := get(t, lee, s.ts.URL+"/c/seogyo1/today"); code != http.StatusOK || !strings.Contains(body, "김민준") {
+		t.Errorf("the operator of both: %d\n%s", code, body)
+	}
+	if code, body := get(t, lee, s.ts.URL+"/"); code != http.StatusOK || !strings.Contains(body, "센터 seogyo1") || !strings.Contains(body, "센터 mangwon1") {
+		t.Errorf("the operator's centres: %d\n%s", code, body)
+	}
+}
+
+// Without a session every page goes to the login, every stream and
+// change is refused.
+func TestNoSession(t *testing.T) {
+	s := newSite(t)
+	c := s.client()
+	for _, path := range []string{"/", "/c/mangwon1/today"} {
+		res, err := c.Get(s.ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/login" {
+			t.Errorf("GET %s: %d to %q", path, res.StatusCode, res.Header.Get("Location"))
+		}
+	}
+	req, _ := http.NewRequest("GET", s.ts.URL+"/c/mangwon1/today/live", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	if res, err := c.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the stream: %v %v", res, err)
+	}
+	res, err := c.PostForm(s.ts.URL+"/logout", url.Values{"csrf": {"x"}})
+	if err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("logout without a session: %v %v", res, err)
+	}
+}
+
+// A change needs the session's CSRF token; a browser's POST from another
+// site is refused; logout ends the session for good.
+func TestCSRFAndLogout(t *testing.T) {
+	s := newSite(t)
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	_, page := get(t, c, s.ts.URL+"/c/mangwon1/today")
+	token := csrfOf(t, page)
+	for name, form := range map[string]url.Values{"no token": {}, "a wrong token": {"csrf": {"wrong"}}} {
+		res, err := c.PostForm(s.ts.URL+"/logout", form)
+		if err != nil || res.StatusCode != http.StatusForbidden {
+			t.Errorf("logout with %s: %v %v", name, res, err)
+		}
+	}
+	req, _ := http.NewRequest("POST", s.ts.URL+"/logout", strings.NewReader(url.Values{"csrf": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if res, err := c.Do(req); err != nil || res.StatusCode != http.StatusForbidden {
+		t.Errorf("a cross-site POST with the right token: %v %v", res, err)
+	}
+	if code, _ := get(t, c, s.ts.URL+"/c/mangwon1/today"); code != http.StatusOK {
+		t.Fatalf("the refused logouts ended the session: %d", code)
+	}
+	res, err := c.PostForm(s.ts.URL+"/logout", url.Values{"csrf": {token}})
+	if err != nil || res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %v %v", res, err)
+	}
+	// The old cookie, kept by an attacker, is dead too.
+	old := &http.Cookie{Name: Cookie, Value: sessionCookie(t, c, s.ts.URL)}
+	if old.Value != "" {
+		t.Fatal("the cookie was not cleared")
+	}
+	if code, _ := get(t, c, s.ts.URL+"/c/mangwon1/today"); code != http.StatusSeeOther {
+		t.Errorf("after logout: %d", code)
+	}
+	audit, _ := s.acc.Audit(context.Background())
+	if len(audit) == 0 || audit[len(audit)-1].Action != "logout" || audit[len(audit)-1].User != "mangwon.kim" {
+		t.Errorf("the audit's last record: %+v", audit[len(audit)-1])
+	}
+}
+
+func sessionCookie(t *testing.T, c *http.Client, base string) string {
+	u, _ := url.Parse(base)
+	for _, k := range c.Jar.Cookies(u) {
+		if k.Name == Cookie {
+			return k.Value
+		}
+	}
+	return ""
+}
+
+// A stolen token from before a logout does not come back to life.
+func TestLoggedOutTokenDead(t *testing.T) {
+	s := newSite(t)
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	token := sessionCookie(t, c, s.ts.URL)
+	_, page := get(t, c, s.ts.URL+"/c/mangwon1/today")
+	c.PostForm(s.ts.URL+"/logout", url.Values{"csrf": {csrfOf(t, page)}})
+	thief := s.client()
+	u, _ := url.Parse(s.ts.URL)
+	thief.Jar.SetCookies(u, []*http.Cookie{{Name: Cookie, Value: token}})
+	if code, _ := get(t, thief, s.ts.URL+"/c/mangwon1/today"); code != http.StatusSeeOther {
+		t.Errorf("a logged-out token: %d", code)
+	}
+}
+
+// Five wrong passwords lock the account for 15 minutes, the right one
+// included; a disabled account and an unknown name get the same answer
+// as a wrong password.
+func TestLoginLocked(t *testing.T) {
+	s := newSite(t)
+	c := s.client()
+	for i := range MaxFailures - 1 {
+		if res := s.login(c, "mangwon.kim", "wrong"); res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i, res.StatusCode)
+		}
+	}
+	res, err := c.PostForm(s.ts.URL+"/login", url.Values{"user": {"mangwon.kim"}, "password": {"wrong"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "잠시 잠겼습니다") {
+		t.Fatalf("the fifth wrong password: %d\n%s", res.StatusCode, body)
+	}
+	if res := s.login(c, "mangwon.kim", "password-of-kim"); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the right password while locked: %d", res.StatusCode)
+	}
+	s.advance(LockFor)
+	if res := s.login(c, "mangwon.kim", "password-of-kim"); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the right password after the lock: %d", res.StatusCode)
+	}
+	if code, _ := get(t, c, s.ts.URL+"/c/mangwon1/today"); code != http.StatusOK {
+		t.Fatalf("after login: %d", code)
+	}
+	// Disabled: the session ends at once, and the login is refused.
+	if err := s.acc.Disable(context.Background(), "mangwon.kim", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, c, s.ts.URL+"/c/mangwon1/today"); code != http.StatusSeeOther {
+		t.Errorf("a disabled user's session: %d", code)
+	}
+	if res := s.login(c, "mangwon.kim", "password-of-kim"); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a disabled user's login: %d", res.StatusCode)
+	}
+	if res := s.login(c, "nobody", "password-of-kim"); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("an unknown user: %d", res.StatusCode)
+	}
+}
+
+// The cookie is HttpOnly and SameSite=Strict (Secure when so set); pages
+// carry headers that keep them out of frames and foreign scripts.
+func TestCookieAndHeaders(t *testing.T) {
+	s := newSite(t)
+	res, err := s.client().PostForm(s.ts.URL+"/login", url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	set := res.Header.Get("Set-Cookie")
+	for _, want := range []string{Cookie + "=", "HttpOnly", "SameSite=Strict", "Path=/"} {
+		if !strings.Contains(set, want) {
+			t.Errorf("Set-Cookie %q lacks %s", set, want)
+		}
+	}
+	for h, want := range map[string]string{"Content-Security-Policy": "frame-ancestors 'none'", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"} {
+		if !strings.Contains(res.Header.Get(h), want) {
+			t.Errorf("%s: %q", h, res.Header.Get(h))
+		}
+	}
+}
+
+// Accounts: names and passwords checked, one account per name, a new
+// password ends the sessions and unlocks.
+func TestAccounts(t *testing.T) {
+	s := newSite(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ name, pw string }{{"X", "long-enough-pw"}, {"ok.name", "short"}, {"mangwon.kim", "long-enough-pw"}} {
+		if err := s.acc.Add(ctx, tc.name, tc.pw, []string{"mangwon1"}, "test"); err == nil {
+			t.Errorf("Add %q %q: no error", tc.name, tc.pw)
+		}
+	}
+	if err := s.acc.Add(ctx, "no.centre", "long-enough-pw", nil, "test"); err == nil {
+		t.Error("an account of no centre: no error")
+	}
+	token, _, err := s.acc.Login(ctx, "mangwon.kim", "password-of-kim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.acc.SetPassword(ctx, "mangwon.kim", "a-new-password", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if u, _, _ := s.acc.Session(ctx, token); u != nil {
+		t.Error("a session outlived a new password")
+	}
+	if _, _, err := s.acc.Login(ctx, "mangwon.kim", "password-of-kim"); err != ErrLogin {
+		t.Errorf("the old password: %v", err)
+	}
+	if _, _, err := s.acc.Login(ctx, "mangwon.kim", "a-new-password"); err != nil {
+		t.Errorf("the new password: %v", err)
+	}
+	us, _ := s.acc.Users(ctx)
+	if len(us) != 2 || us[0].Hash != "" {
+		t.Errorf("users listed: %+v", us)
+	}
+}
