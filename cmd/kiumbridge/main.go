@@ -292,7 +292,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	provider := cfg.Provider(stdout)
 	var b *bridge.Bridge // set below, before the metrics are served
 	page, err := web.New(web.Options{Accounts: &web.Accounts{Reg: st}, Events: st, Secure: cfg.Web.Secure(), Logger: log,
-		Source: func(c string) *source.Source { return b.Source(c) }})
+		Source: func(c string) *source.Source { return b.Source(c) }, Terminals: func(c string) ([]api.TerminalView, error) { return b.Terminals(c) }})
 	if err != nil {
 		return err
 	}

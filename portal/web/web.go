@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"kiumtap/portal/api"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
 )
@@ -46,6 +47,9 @@ type Options struct {
 	// Source is a centre's roster source as the bridge has it now, nil
 	// for a centre it does not serve. Required.
 	Source func(centre string) *source.Source
+	// Terminals are a centre's terminals as the bridge last heard of
+	// them (단말기); nil: the page is not offered.
+	Terminals func(centre string) ([]api.TerminalView, error)
 	// Secure marks cookies Secure: the page is served over TLS, directly
 	// or behind a TLS proxy. Default false (plain HTTP on loopback).
 	Secure bool
@@ -87,6 +91,9 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET /{$}", s.authed(s.home))
 	s.mux.HandleFunc("GET /c/{centre}/today", s.authed(s.centre(s.today)))
 	s.mux.HandleFunc("GET /c/{centre}/today/live", s.authed(s.centre(s.live)))
+	if o.Terminals != nil {
+		s.mux.HandleFunc("GET /c/{centre}/terminals", s.authed(s.centre(s.terminals)))
+	}
 	return s, nil
 }
 
@@ -194,11 +201,13 @@ func (s *Server) centre(h http.HandlerFunc) http.HandlerFunc {
 }
 
 type view struct {
-	User    *User
-	CSRF    string
-	Error   string
-	Centres []centreLink
-	Board   *Board
+	User      *User
+	CSRF      string
+	Error     string
+	Centres   []centreLink
+	Centre    string // the centre of the page, "" for none
+	Board     *Board
+	Terminals []terminalRow
 }
 
 type centreLink struct{ ID, Name string }
@@ -276,7 +285,7 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.view(r)
-	v.Board = b
+	v.Board, v.Centre = b, c
 	s.render(w, "today.html", v, http.StatusOK)
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"kiumtap/portal/api"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
 	"kiumtap/portal/store/boltstore"
@@ -35,6 +36,8 @@ type site struct {
 	now   time.Time
 	seq   map[string]uint64
 	srcOf map[string]*source.Source
+	// terminals are what the bridge knows of each centre's terminals.
+	terminals map[string][]api.TerminalView
 }
 
 func (s *site) clock() time.Time { s.mu.Lock(); defer s.mu.Unlock(); return s.now }
@@ -67,7 +70,8 @@ func newSite(t *testing.T) *site {
 	if err := s.acc.Add(ctx, "gu.lee", "password-of-lee", []string{"mangwon1", "seogyo1"}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond})
+	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond,
+		Terminals: func(c string) ([]api.TerminalView, error) { return s.terminals[c], nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,9 +214,10 @@ func TestOtherCentreRefused(t *testing.T) {
 	kim, lee := s.client(), s.client()
 	s.login(kim, "mangwon.kim", "password-of-kim")
 	s.login(lee, "gu.lee", "password-of-lee")
-	for _, path := range []string{"/c/seogyo1/today", "/c/seogyo1/today/live", "/c/nowhere/today", "/c/nowhere/today/live"} {
+	s.terminals = map[string][]api.TerminalView{"seogyo1": {{Centre: "seogyo1", Device: "seogyo-door"}}}
+	for _, path := range []string{"/c/seogyo1/today", "/c/seogyo1/today/live", "/c/seogyo1/terminals", "/c/nowhere/today", "/c/nowhere/today/live", "/c/nowhere/terminals"} {
 		code, body := get(t, kim, s.ts.URL+path)
-		if code != http.StatusNotFound || strings.Contains(body, "김민준") || strings.Contains(body, "seogyo1") {
+		if code != http.StatusNotFound || strings.Contains(body, "김민준") || strings.Contains(body, "seogyo") {
 			t.Errorf("mangwon.kim GET %s: %d\n%s", path, code, body)
 		}
 	}
@@ -416,5 +421,30 @@ func TestAccounts(t *testing.T) {
 	us, _ := s.acc.Users(ctx)
 	if len(us) != 2 || us[0].Hash != "" {
 		t.Errorf("users listed: %+v", us)
+	}
+}
+
+// 단말기: each terminal's state in words, those in trouble marked.
+func TestTerminals(t *testing.T) {
+	s := newSite(t)
+	seen := s.clock().Add(-3 * time.Minute)
+	s.terminals = map[string][]api.TerminalView{"mangwon1": {
+		{Centre: "mangwon1", Device: "door-a", Received: seen, Status: &protocol.Status{V: 1, State: "online", Time: seen, OutboxDepth: 0, RosterRev: 7, RosterAgeS: 120, ClockSynced: true, ReaderHealthy: true, Version: "1.4.0"}},
+		{Centre: "mangwon1", Device: "door-b", Received: seen, Status: &protocol.Status{V: 1, State: "offline", Time: seen, OutboxDepth: 12, OldestAgeS: 5400, RosterRev: 6, RosterAgeS: 90000, ReaderHealthy: false, ReaderResets: 3}},
+	}}
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	code, page := get(t, c, s.ts.URL+"/c/mangwon1/terminals")
+	if code != http.StatusOK {
+		t.Fatalf("terminals: %d", code)
+	}
+	for _, want := range []string{
+		`<tr data-device="door-a"><td>door-a</td><td>온라인</td><td>12-02 14:57 (3분 전)</td><td>0건</td><td>7판, 2분 전</td><td>정상</td><td>맞음</td><td>1.4.0</td></tr>`,
+		`<tr data-device="door-b" class="bad"><td>door-b</td><td>오프라인</td>`,
+		"12건, 가장 오래된 것 1시간 기다림", "이상: 리더를 확인하세요 (복구 3회)", "맞추지 못함", "6판, 25시간 전",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("terminals lack %q:\n%s", want, page)
+		}
 	}
 }
