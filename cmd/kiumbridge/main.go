@@ -292,7 +292,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	provider := cfg.Provider(stdout)
 	var b *bridge.Bridge // set below, before the metrics are served
 	page, err := web.New(web.Options{Accounts: &web.Accounts{Reg: st}, Events: st, Secure: cfg.Web.Secure(), Logger: log,
-		Source: func(c string) *source.Source { return b.Source(c) }, Terminals: func(c string) ([]api.TerminalView, error) { return b.Terminals(c) }})
+		Source: func(c string) *source.Source { return b.Source(c) }, Terminals: func(c string) ([]api.TerminalView, error) { return b.Terminals(c) },
+		Export: func(c, m string) (*api.ExportView, error) { return b.Export(c, m) }})
 	if err != nil {
 		return err
 	}

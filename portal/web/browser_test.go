@@ -11,6 +11,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"kiumtap/internal/browsertest"
+	"kiumtap/portal/api"
+	"kiumtap/protocol"
 )
 
 // In real headless Chromium: staff log in, see the day, and a tap stored
@@ -89,4 +91,13 @@ func TestBrowserToday(t *testing.T) {
 		t.Error("the page was reloaded")
 	}
 	shot("today")
+	s.terminals = map[string][]api.TerminalView{"mangwon1": {{Centre: "mangwon1", Device: "door", Received: s.clock(),
+		Status: &protocol.Status{V: 1, State: "online", Time: s.clock(), RosterRev: 3, RosterAgeS: 60, ClockSynced: true, ReaderHealthy: true, Version: "1.4.0"}}}}
+	run("단말기", chromedp.Click(`a[href="/c/mangwon1/terminals"]`), chromedp.WaitVisible(`#terminals tr[data-device="door"]`))
+	shot("terminals")
+	run("통계", chromedp.Click(`a[href="/c/mangwon1/stats"]`), chromedp.WaitVisible(`#children tr[data-child="c1"]`))
+	if got := text("the month's children", chromedp.Text(`#summary`)); !strings.Contains(got, "이용 아동 1명 (정기 1명, 일시 0명)") {
+		t.Errorf("통계: %q", got)
+	}
+	shot("stats")
 }

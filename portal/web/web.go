@@ -50,6 +50,9 @@ type Options struct {
 	// Terminals are a centre's terminals as the bridge last heard of
 	// them (단말기); nil: the page is not offered.
 	Terminals func(centre string) ([]api.TerminalView, error)
+	// Export is a centre's month, as kiumbridge export has it (통계);
+	// nil: the page is not offered.
+	Export func(centre, month string) (*api.ExportView, error)
 	// Secure marks cookies Secure: the page is served over TLS, directly
 	// or behind a TLS proxy. Default false (plain HTTP on loopback).
 	Secure bool
@@ -91,6 +94,10 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET /{$}", s.authed(s.home))
 	s.mux.HandleFunc("GET /c/{centre}/today", s.authed(s.centre(s.today)))
 	s.mux.HandleFunc("GET /c/{centre}/today/live", s.authed(s.centre(s.live)))
+	if o.Export != nil {
+		s.mux.HandleFunc("GET /c/{centre}/stats", s.authed(s.centre(s.stats)))
+		s.mux.HandleFunc("GET /c/{centre}/stats/{kind}", s.authed(s.centre(s.download)))
+	}
 	if o.Terminals != nil {
 		s.mux.HandleFunc("GET /c/{centre}/terminals", s.authed(s.centre(s.terminals)))
 	}
@@ -208,6 +215,7 @@ type view struct {
 	Centre    string // the centre of the page, "" for none
 	Board     *Board
 	Terminals []terminalRow
+	Stats     *stats
 }
 
 type centreLink struct{ ID, Name string }

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"kiumtap/portal/api"
+	"kiumtap/portal/attendance"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
 	"kiumtap/portal/store/boltstore"
@@ -71,13 +74,32 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond,
-		Terminals: func(c string) ([]api.TerminalView, error) { return s.terminals[c], nil }})
+		Terminals: func(c string) ([]api.TerminalView, error) { return s.terminals[c], nil },
+		Export:    s.export})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.ts = httptest.NewServer(s.srv)
 	t.Cleanup(s.ts.Close)
 	return s
+}
+
+// export is a centre's month from the store, as kiumbridge's is.
+func (s *site) export(centre, month string) (*api.ExportView, error) {
+	var evs []protocol.Event
+	if err := s.st.Events(context.Background(), centre, func(e protocol.Event) bool { evs = append(evs, e); return true }); err != nil {
+		return nil, err
+	}
+	sessions := attendance.Sessions(evs)
+	sessions, occ, err := attendance.Month(month, sessions, attendance.Occupancies(sessions))
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]string{}
+	for _, c := range s.srcOf[centre].Roster.Children {
+		names[c.ID] = c.Name
+	}
+	return &api.ExportView{Centre: centre, Month: month, Sessions: sessions, Occupancy: occ, Names: names}, nil
 }
 
 // tap stores a terminal's event at the site's clock.
@@ -215,7 +237,8 @@ func TestOtherCentreRefused(t *testing.T) {
 	s.login(kim, "mangwon.kim", "password-of-kim")
 	s.login(lee, "gu.lee", "password-of-lee")
 	s.terminals = map[string][]api.TerminalView{"seogyo1": {{Centre: "seogyo1", Device: "seogyo-door"}}}
-	for _, path := range []string{"/c/seogyo1/today", "/c/seogyo1/today/live", "/c/seogyo1/terminals", "/c/nowhere/today", "/c/nowhere/today/live", "/c/nowhere/terminals"} {
+	for _, path := range []string{"/c/seogyo1/today", "/c/seogyo1/today/live", "/c/seogyo1/terminals", "/c/seogyo1/stats", "/c/seogyo1/stats/csv", "/c/seogyo1/stats/xlsx",
+		"/c/nowhere/today", "/c/nowhere/today/live", "/c/nowhere/terminals", "/c/nowhere/stats", "/c/nowhere/stats/csv"} {
 		code, body := get(t, kim, s.ts.URL+path)
 		if code != http.StatusNotFound || strings.Contains(body, "김민준") || strings.Contains(body, "seogyo") {
 			t.Errorf("mangwon.kim GET %s: %d\n%s", path, code, body)
@@ -445,6 +468,66 @@ func TestTerminals(t *testing.T) {
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("terminals lack %q:\n%s", want, page)
+		}
+	}
+}
+
+// 통계: a month's children by kind and visits, the busiest hours, and
+// the CSV (UTF-8 with a BOM) and Excel downloads of the same month.
+func TestStats(t *testing.T) {
+	s := newSite(t)
+	s.tap("mangwon1", "c1", "check_in", "arrival") // 15:00
+	s.advance(2*time.Hour + 10*time.Minute)
+	s.tap("mangwon1", "c1", "check_out", "departure") // 17:10
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	code, page := get(t, c, s.ts.URL+"/c/mangwon1/stats")
+	if code != http.StatusOK {
+		t.Fatalf("stats: %d", code)
+	}
+	for _, want := range []string{"통계 2026-12", "이용 아동 <strong>1명</strong> (정기 1명, 일시 0명), 출석 <strong>1회</strong>",
+		`<tr data-child="c1"><td>김민준</td><td>정기</td><td>1회</td><td>130분</td></tr>`, "<tr><td>2026-12-02</td><td>1명</td></tr>", `href="stats/xlsx?month=2026-12"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("stats lack %q:\n%s", want, page)
+		}
+	}
+	if code, page := get(t, c, s.ts.URL+"/c/mangwon1/stats?month=2026-11"); code != http.StatusOK || !strings.Contains(page, "이 달의 이용 기록이 없습니다") {
+		t.Errorf("another month: %d", code)
+	}
+	if code, _ := get(t, c, s.ts.URL+"/c/mangwon1/stats?month=11/2026"); code != http.StatusBadRequest {
+		t.Errorf("a bad month: %d", code)
+	}
+	code, csv := get(t, c, s.ts.URL+"/c/mangwon1/stats/csv?month=2026-12")
+	if code != http.StatusOK || !strings.HasPrefix(csv, attendance.BOM) || !strings.Contains(csv, "2026-12-02,c1,김민준,15:00,17:10,130,N,") {
+		t.Errorf("the CSV: %d\n%s", code, csv)
+	}
+	res, err := c.Get(s.ts.URL + "/c/mangwon1/stats/xlsx?month=2026-12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(res.Header.Get("Content-Disposition"), "mangwon1-2026-12.xlsx") {
+		t.Fatalf("the workbook: %d %q", res.StatusCode, res.Header.Get("Content-Disposition"))
+	}
+	// It opens: a zip of the workbook's parts, holding the month's numbers.
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatalf("the workbook does not open: %v", err)
+	}
+	var all strings.Builder
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		all.Write(b)
+	}
+	for _, want := range []string{"김민준", ">130<"} {
+		if !strings.Contains(all.String(), want) {
+			t.Errorf("the workbook lacks %q", want)
 		}
 	}
 }
