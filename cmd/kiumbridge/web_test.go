@@ -99,6 +99,27 @@ func TestUsersAndTheStaffPage(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "센터 안") {
 		t.Fatalf("logged in: %d\n%s", res.StatusCode, body)
 	}
+	// 아동·카드 on the real bridge: c03's booking is 이용예정, so its card
+	// cannot be revoked (Q18), and the page says why.
+	res, err = browser.Get("http://" + addr + "/c/mangwon1/cards")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(string(body))
+	if res.StatusCode != http.StatusOK || m == nil || !strings.Contains(string(body), `<tr data-child="c03"><td>박지호</td><td class="state">사용 중</td>`) {
+		t.Fatalf("아동·카드: %d\n%s", res.StatusCode, body)
+	}
+	res, err = browser.PostForm("http://"+addr+"/c/mangwon1/cards/revoke", url.Values{"csrf": {m[1]}, "child": {"c03"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusConflict || !strings.Contains(string(body), "박지호의 카드를 사용 중지하지 못했습니다: 이용예정 예약 있음") {
+		t.Errorf("a revoke refused by Q18 on the bridge: %d\n%s", res.StatusCode, body)
+	}
 	// Disabled while logged in: the next page is the login.
 	if out, errs, code := command(t, "user", "disable", "-config", cfg, "mangwon.kim"); code != 0 || !strings.Contains(out, "disabled, its sessions ended") {
 		t.Fatalf("user disable: %d %s%s", code, out, errs)

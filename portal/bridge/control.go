@@ -96,6 +96,12 @@ func (b *Bridge) Cards(centre string) (*api.CardsView, error) {
 	return v, nil
 }
 
+// Revoke revokes a child's active card from the portal, by the Q18 rule
+// (package binder); a refusal is a *firmware.Refused.
+func (b *Bridge) Revoke(centre, child, by string) (api.Change, error) {
+	return b.bind.Revoke(centre, child, by)
+}
+
 // History returns a centre's binding changes, of one child (all when
 // child is empty), oldest first.
 func (b *Bridge) History(centre, child string) ([]api.Change, error) {
@@ -257,7 +263,7 @@ func (b *Bridge) ControlHandler() http.Handler {
 			answer(w, nil, badRequest("who revokes (by) is required: it goes into the audit"))
 			return
 		}
-		c, err := b.bind.Revoke(req.Centre, req.Child, req.By)
+		c, err := b.Revoke(req.Centre, req.Child, req.By)
 		answer(w, c, err)
 	})
 	mux.HandleFunc("GET /terminals", func(w http.ResponseWriter, r *http.Request) {

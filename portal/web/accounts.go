@@ -433,3 +433,10 @@ func (a *Accounts) Audit(ctx context.Context) ([]AuditRecord, error) {
 	})
 	return out, err
 }
+
+// Record audits a change made on the page: who, at which centre, what.
+// A failure to record is logged by the caller's store, not returned: the
+// change itself is done.
+func (a *Accounts) Record(ctx context.Context, user, centre, action, detail string) error {
+	return a.Reg.UpdateRegistry(ctx, func(tx store.RegistryTx) error { return audit(tx, a.now(), user, centre, action, detail) })
+}

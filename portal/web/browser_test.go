@@ -100,4 +100,10 @@ func TestBrowserToday(t *testing.T) {
 		t.Errorf("통계: %q", got)
 	}
 	shot("stats")
+	run("아동·카드", chromedp.Click(`a[href="/c/mangwon1/cards"]`), chromedp.WaitVisible(`#cardtable tr[data-child="c2"]`))
+	run("a revoke Q18 refuses", chromedp.Click(`tr[data-child="c2"] button.revoke`), chromedp.WaitVisible(`#message`))
+	if got := text("the refusal", chromedp.Text(`#message`)); !strings.Contains(got, "이용예정 예약 있음") || !strings.Contains(got, "FAQ Q18") {
+		t.Errorf("a revoke refused: %q", got)
+	}
+	shot("cards")
 }

@@ -31,7 +31,15 @@ import (
 //go:embed templates/*.html static/*
 var files embed.FS
 
-var pages = template.Must(template.New("").ParseFS(files, "templates/*.html"))
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"cardtableOf": func(centre string, p *cardsPage, csrf string) any {
+		return struct {
+			Centre string
+			Cards  *cardsPage
+			CSRF   string
+		}{centre, p, csrf}
+	},
+}).ParseFS(files, "templates/*.html"))
 
 // Cookie is the session cookie's name.
 const Cookie = "kiumtap_session"
@@ -53,6 +61,14 @@ type Options struct {
 	// Export is a centre's month, as kiumbridge export has it (통계);
 	// nil: the page is not offered.
 	Export func(centre, month string) (*api.ExportView, error)
+	// Cards, History, Revoke and Enrol are the bridge's (아동·카드): a
+	// centre's children and cards, its binding changes, a revoke by the
+	// Q18 rule (a refusal is a *firmware.Refused), an enrolment started on
+	// a terminal. Nil Cards: the page is not offered.
+	Cards   func(centre string) (*api.CardsView, error)
+	History func(centre, child string) ([]api.Change, error)
+	Revoke  func(centre, child, by string) (api.Change, error)
+	Enrol   func(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error)
 	// Secure marks cookies Secure: the page is served over TLS, directly
 	// or behind a TLS proxy. Default false (plain HTTP on loopback).
 	Secure bool
@@ -94,6 +110,15 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET /{$}", s.authed(s.home))
 	s.mux.HandleFunc("GET /c/{centre}/today", s.authed(s.centre(s.today)))
 	s.mux.HandleFunc("GET /c/{centre}/today/live", s.authed(s.centre(s.live)))
+	if o.Cards != nil {
+		if o.History == nil || o.Revoke == nil || o.Enrol == nil {
+			return nil, errors.New("web: Cards needs History, Revoke and Enrol")
+		}
+		s.mux.HandleFunc("GET /c/{centre}/cards", s.authed(s.centre(s.cards)))
+		s.mux.HandleFunc("GET /c/{centre}/cards/live", s.authed(s.centre(s.cardsLive)))
+		s.mux.HandleFunc("POST /c/{centre}/cards/revoke", s.authed(s.centre(s.revoke)))
+		s.mux.HandleFunc("POST /c/{centre}/cards/enrol", s.authed(s.centre(s.enrol)))
+	}
 	if o.Export != nil {
 		s.mux.HandleFunc("GET /c/{centre}/stats", s.authed(s.centre(s.stats)))
 		s.mux.HandleFunc("GET /c/{centre}/stats/{kind}", s.authed(s.centre(s.download)))
@@ -216,6 +241,7 @@ type view struct {
 	Board     *Board
 	Terminals []terminalRow
 	Stats     *stats
+	Cards     *cardsPage
 }
 
 type centreLink struct{ ID, Name string }
@@ -298,15 +324,29 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request) {
 }
 
 // live streams the board (its HTML) as Server-Sent Events whenever it
-// changes: at once when told (Notify), and each Every for what other
-// instances stored.
+// changes.
 func (s *Server) live(w http.ResponseWriter, r *http.Request) {
+	c := r.PathValue("centre")
+	s.stream(w, r, func() ([]byte, error) {
+		b, err := board(r.Context(), s.o.Events, s.o.Source(c), c, s.o.Now())
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		err = pages.ExecuteTemplate(&buf, "board", b)
+		return buf.Bytes(), err
+	})
+}
+
+// stream sends what render makes, as the Server-Sent Event "update",
+// whenever it changes: at once when told (Notify), and each Every for
+// what other instances stored.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, render func() ([]byte, error)) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "no streaming", http.StatusInternalServerError)
 		return
 	}
-	c := r.PathValue("centre")
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
@@ -315,18 +355,14 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 	var last []byte
 	for {
 		changed := s.notified()
-		b, err := board(r.Context(), s.o.Events, s.o.Source(c), c, s.o.Now())
-		if err == nil {
-			var buf bytes.Buffer
-			if err := pages.ExecuteTemplate(&buf, "board", b); err == nil && !bytes.Equal(buf.Bytes(), last) {
-				last = buf.Bytes()
-				w.Write([]byte("event: board\n"))
-				for _, line := range bytes.Split(last, []byte("\n")) {
-					w.Write(append(append([]byte("data: "), line...), '\n'))
-				}
-				w.Write([]byte("\n"))
-				fl.Flush()
+		if html, err := render(); err == nil && !bytes.Equal(html, last) {
+			last = html
+			w.Write([]byte("event: update\n"))
+			for _, line := range bytes.Split(last, []byte("\n")) {
+				w.Write(append(append([]byte("data: "), line...), '\n'))
 			}
+			w.Write([]byte("\n"))
+			fl.Flush()
 		}
 		select {
 		case <-r.Context().Done():

@@ -12,11 +12,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"kiumtap/firmware"
 	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/source"
@@ -41,6 +43,68 @@ type site struct {
 	srcOf map[string]*source.Source
 	// terminals are what the bridge knows of each centre's terminals.
 	terminals map[string][]api.TerminalView
+	cards     *fakeCards
+}
+
+// fakeCards is the bridge's side of 아동·카드: children's cards, the
+// changes, a revoke refused by Q18 for a child with a scheduled booking
+// (c2), enrolments started.
+type fakeCards struct {
+	mu      sync.Mutex
+	state   map[string]firmware.CardState
+	changes []api.Change
+	enrols  []api.EnrolRequest
+}
+
+func (f *fakeCards) view(centre string) (*api.CardsView, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := &api.CardsView{Centre: centre}
+	for _, c := range []string{"c1", "c2"} {
+		v.Children = append(v.Children, api.ChildCards{Child: c, Name: "masked", Card: "k-" + c, State: f.state[c], Since: wednesday})
+	}
+	return v, nil
+}
+
+func (f *fakeCards) history(centre, child string) ([]api.Change, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.changes), nil
+}
+
+func (f *fakeCards) revoke(centre, child, by string) (api.Change, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := api.Change{Centre: centre, BindingChange: firmware.BindingChange{Child: child, By: by, Flow: firmware.FlowPortal}, Recorded: wednesday}
+	if child == "c2" {
+		ref := &firmware.Refused{Reason: firmware.RefuseScheduledBooking, Detail: "booking b2 is 이용예정"}
+		ch.Outcome, ch.Reason, ch.Detail = api.ChangeRefused, ref.Reason, ref.Detail
+		f.changes = append(f.changes, ch)
+		return ch, ref
+	}
+	f.state[child] = firmware.CardRevoked
+	ch.Outcome, ch.Detail = api.ChangeApplied, "card revoked from the portal"
+	f.changes = append(f.changes, ch)
+	return ch, nil
+}
+
+func (f *fakeCards) enrol(_ context.Context, req api.EnrolRequest) (*api.EnrolResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if req.Device == "" {
+		return nil, fmt.Errorf("no terminal named")
+	}
+	f.enrols = append(f.enrols, req)
+	return &api.EnrolResult{Centre: req.Centre, Device: req.Device, Child: req.Child}, nil
+}
+
+// bound: the card presented at the terminal was bound (as the bridge's
+// binder records it).
+func (f *fakeCards) bound(child string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state[child] = firmware.CardActive
+	f.changes = append(f.changes, api.Change{Outcome: api.ChangeApplied, Recorded: wednesday, BindingChange: firmware.BindingChange{Child: child, NewCard: "k-new", By: "web:mangwon.kim", Flow: firmware.FlowDevice}})
 }
 
 func (s *site) clock() time.Time { s.mu.Lock(); defer s.mu.Unlock(); return s.now }
@@ -56,7 +120,8 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	s := &site{t: t, st: b.Contract(), now: wednesday, seq: map[string]uint64{}, srcOf: map[string]*source.Source{}}
+	s := &site{t: t, st: b.Contract(), now: wednesday, seq: map[string]uint64{}, srcOf: map[string]*source.Source{},
+		cards: &fakeCards{state: map[string]firmware.CardState{"c1": firmware.CardActive, "c2": firmware.CardActive}}}
 	for _, id := range []string{"mangwon1", "seogyo1"} {
 		src, err := source.Load("../../docs/examples/mangwon1.json")
 		if err != nil {
@@ -75,7 +140,8 @@ func newSite(t *testing.T) *site {
 	}
 	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond,
 		Terminals: func(c string) ([]api.TerminalView, error) { return s.terminals[c], nil },
-		Export:    s.export})
+		Export:    s.export,
+		Cards:     s.cards.view, History: s.cards.history, Revoke: s.cards.revoke, Enrol: s.cards.enrol})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +303,7 @@ func TestOtherCentreRefused(t *testing.T) {
 	s.login(kim, "mangwon.kim", "password-of-kim")
 	s.login(lee, "gu.lee", "password-of-lee")
 	s.terminals = map[string][]api.TerminalView{"seogyo1": {{Centre: "seogyo1", Device: "seogyo-door"}}}
-	for _, path := range []string{"/c/seogyo1/today", "/c/seogyo1/today/live", "/c/seogyo1/terminals", "/c/seogyo1/stats", "/c/seogyo1/stats/csv", "/c/seogyo1/stats/xlsx",
+	for _, path := range []string{"/c/seogyo1/today", "/c/seogyo1/today/live", "/c/seogyo1/terminals", "/c/seogyo1/cards", "/c/seogyo1/cards/live", "/c/seogyo1/stats", "/c/seogyo1/stats/csv", "/c/seogyo1/stats/xlsx",
 		"/c/nowhere/today", "/c/nowhere/today/live", "/c/nowhere/terminals", "/c/nowhere/stats", "/c/nowhere/stats/csv"} {
 		code, body := get(t, kim, s.ts.URL+path)
 		if code != http.StatusNotFound || strings.Contains(body, "김민준") || strings.Contains(body, "seogyo") {
@@ -528,6 +594,100 @@ func TestStats(t *testing.T) {
 	for _, want := range []string{"김민준", ">130<"} {
 		if !strings.Contains(all.String(), want) {
 			t.Errorf("the workbook lacks %q", want)
+		}
+	}
+}
+
+// 아동·카드: a revoke refused by Q18 says why, one applied is done and
+// audited; another centre's child cannot be revoked; an enrolment starts
+// on the terminal chosen, and its completion shows on the live table.
+func TestCards(t *testing.T) {
+	s := newSite(t)
+	s.terminals = map[string][]api.TerminalView{"mangwon1": {{Centre: "mangwon1", Device: "door"}}, "seogyo1": {{Centre: "seogyo1", Device: "seogyo-door"}}}
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	code, page := get(t, c, s.ts.URL+"/c/mangwon1/cards")
+	if code != http.StatusOK || !strings.Contains(page, `<tr data-child="c1"><td>김민준</td><td class="state">사용 중</td>`) || !strings.Contains(page, "<option>door</option>") {
+		t.Fatalf("cards: %d\n%s", code, page)
+	}
+	token := csrfOf(t, page)
+	post := func(path string, form url.Values) (int, string) {
+		t.Helper()
+		res, err := c.PostForm(s.ts.URL+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	code, page = post("/c/mangwon1/cards/revoke", url.Values{"csrf": {token}, "child": {"c2"}})
+	if code != http.StatusConflict || !strings.Contains(page, "이서연의 카드를 사용 중지하지 못했습니다: 이용예정 예약 있음") || !strings.Contains(page, "FAQ Q18") {
+		t.Errorf("a revoke refused by Q18: %d\n%s", code, page)
+	}
+	if code, _ := post("/c/mangwon1/cards/revoke", url.Values{"child": {"c1"}}); code != http.StatusForbidden {
+		t.Errorf("a revoke without the CSRF token: %d", code)
+	}
+	if code, _ := post("/c/seogyo1/cards/revoke", url.Values{"csrf": {token}, "child": {"c1"}}); code != http.StatusNotFound {
+		t.Errorf("a revoke at another centre: %d", code)
+	}
+	if code, _ := post("/c/mangwon1/cards/revoke", url.Values{"csrf": {token}, "child": {"c9"}}); code != http.StatusBadRequest {
+		t.Errorf("a revoke of a child not in the roster: %d", code)
+	}
+	code, page = post("/c/mangwon1/cards/revoke", url.Values{"csrf": {token}, "child": {"c1"}})
+	if code != http.StatusOK || !strings.Contains(page, "김민준의 카드를 사용 중지했습니다") || !strings.Contains(page, `<td class="state">사용 중지</td>`) {
+		t.Errorf("a revoke: %d\n%s", code, page)
+	}
+	code, page = post("/c/mangwon1/cards/enrol", url.Values{"csrf": {token}, "child": {"c1"}, "device": {"door"}})
+	if code != http.StatusOK || !strings.Contains(page, "단말기 door이(가) 김민준의 카드를 기다립니다") {
+		t.Errorf("an enrolment: %d\n%s", code, page)
+	}
+	if len(s.cards.enrols) != 1 || s.cards.enrols[0].By != "web:mangwon.kim" || s.cards.enrols[0].Device != "door" {
+		t.Errorf("enrolments asked: %+v", s.cards.enrols)
+	}
+	audit, _ := s.acc.Audit(context.Background())
+	var acts []string
+	for _, a := range audit {
+		if a.Centre == "mangwon1" {
+			acts = append(acts, a.User+" "+a.Action)
+		}
+	}
+	if want := "[mangwon.kim revoke refused mangwon.kim revoke mangwon.kim enrol]"; fmt.Sprint(acts) != want {
+		t.Errorf("audited %v, want %s", acts, want)
+	}
+	// The card is presented: the live table shows it active.
+	req, _ := http.NewRequest("GET", s.ts.URL+"/c/mangwon1/cards/live", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := c.Do(req.WithContext(ctx))
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("the live table: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	got := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 64<<10)
+		var all strings.Builder
+		for {
+			n, err := res.Body.Read(buf)
+			all.Write(buf[:n])
+			got <- all.String()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	s.cards.bound("c1")
+	s.srv.Notify()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case all := <-got:
+			if strings.Contains(all, `data: <tr data-child="c1"><td>김민준</td><td class="state">사용 중</td>`) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the live table never showed c1's new card")
 		}
 	}
 }

@@ -1,11 +1,12 @@
-// The board follows the door: the server sends it again (HTML it
-// rendered) whenever it changes. EventSource reconnects by itself.
+// A live part of a page follows the portal: the server sends it again
+// (HTML it rendered) whenever it changes. EventSource reconnects by
+// itself.
 (function () {
-  var main = document.getElementById("today");
-  if (!main || !window.EventSource) return;
-  var es = new EventSource(main.getAttribute("data-live"));
-  es.addEventListener("board", function (e) {
-    main.innerHTML = e.data;
-    main.setAttribute("data-updated", String(Date.now()));
+  var part = document.querySelector("[data-live]");
+  if (!part || !window.EventSource) return;
+  var es = new EventSource(part.getAttribute("data-live"));
+  es.addEventListener("update", function (e) {
+    part.innerHTML = e.data;
+    part.setAttribute("data-updated", String(Date.now()));
   });
 })();
