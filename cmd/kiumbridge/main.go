@@ -296,7 +296,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Export: func(c, m string) (*api.ExportView, error) { return b.Export(c, m) },
 		Cards:  func(c string) (*api.CardsView, error) { return b.Cards(c) }, History: func(c, child string) ([]api.Change, error) { return b.History(c, child) },
 		Revoke: func(c, child, by string) (api.Change, error) { return b.Revoke(c, child, by) },
-		Enrol:  func(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error) { return b.Enrol(ctx, req) }})
+		Enrol:  func(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error) { return b.Enrol(ctx, req) },
+		Texts:  st, Resend: func(ctx context.Context, c, id, phone string) error { return b.ResendText(ctx, c, id, phone) }})
 	if err != nil {
 		return err
 	}

@@ -684,3 +684,26 @@ func (b *Binder) planRevoke(centre, child, by string) (*bindJob, api.Change, err
 	}
 	return j, out, nil
 }
+
+// SetGuardianPhone corrects a guardian's number in a centre's source (a
+// text that failed for a wrong number, FAQ Q22): the guardian of child
+// whose number is old gets phone. The roster does not change, so no
+// revision goes out.
+func (b *Binder) SetGuardianPhone(centre, child, old, phone string) error {
+	_, err := b.locked(func() ([]string, error) {
+		src := b.Source(centre)
+		if src == nil {
+			return nil, fmt.Errorf("%w %q", api.ErrUnknownCentre, centre)
+		}
+		gs := slices.Clone(src.Guardians[child])
+		i := slices.IndexFunc(gs, func(g source.Guardian) bool { return g.Phone == old })
+		if i < 0 {
+			return nil, fmt.Errorf("no guardian of %s at %s has the number %s (the source changed meanwhile?)", child, centre, old)
+		}
+		gs[i].Phone = phone
+		guardians := maps.Clone(src.Guardians)
+		guardians[child] = gs
+		return nil, b.write(&source.Source{Roster: src.Roster, Guardians: guardians})
+	})
+	return err
+}

@@ -96,6 +96,45 @@ func (b *Bridge) Cards(centre string) (*api.CardsView, error) {
 	return v, nil
 }
 
+// ResendText sends a failed text again to a corrected number (FAQ Q22):
+// the guardian's number is corrected in the centre's source first, so
+// later texts go right too, then the text is queued again. It refuses a
+// text of another centre, or one not failed or held
+// (store.ErrNotRetriable).
+func (b *Bridge) ResendText(ctx context.Context, centre, id, phone string) error {
+	p, err := source.NormalizePhone(phone)
+	if err != nil {
+		return badRequest(err.Error())
+	}
+	var job *store.Job
+	err = b.db.Jobs(ctx, true, func(j store.Job) bool {
+		if j.ID == id {
+			job = &j
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if job == nil || job.Centre != centre {
+		return fmt.Errorf("%w: no text %s at %s", store.ErrNotRetriable, id, centre)
+	}
+	if job.State != store.JobFailed && job.State != store.JobHeld {
+		return fmt.Errorf("%w: %s is %s", store.ErrNotRetriable, id, job.State)
+	}
+	if p != job.To {
+		if err := b.bind.SetGuardianPhone(centre, job.Child, job.To, p); err != nil {
+			return err
+		}
+	}
+	if err := b.db.Retry(ctx, id, p, b.o.Now()); err != nil {
+		return err
+	}
+	b.tx.Kick()
+	return nil
+}
+
 // Revoke revokes a child's active card from the portal, by the Q18 rule
 // (package binder); a refusal is a *firmware.Refused.
 func (b *Bridge) Revoke(centre, child, by string) (api.Change, error) {

@@ -1,8 +1,11 @@
 package bridge
 
 import (
+	"context"
+	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"kiumtap/firmware"
 	"kiumtap/portal/source"
@@ -54,3 +57,45 @@ func TestJobsFor(t *testing.T) {
 
 // flaky answers garbage first, then hangs past the client's patience, then
 // takes the text.
+
+// A text that failed for a wrong number goes again to the corrected one,
+// which the guardian's entry in the source takes too (Q22); a text of
+// another centre, one not failed, or a number that is not one is refused.
+func TestResendText(t *testing.T) {
+	h := newHarness(t, "m1")
+	ctx := context.Background()
+	e := protocol.Event{V: 1, ID: "T-1-1", Centre: "m1", Device: "T-1", Log: "LT-1", Seq: 1, Time: t0, ClockSynced: true, Child: "c1", Outcome: "check_in", Reason: "arrival", RosterRev: 1}
+	h.put(e)
+	jobs, err := h.b.db.Claim(ctx, "t", h.now, 5, time.Minute)
+	if err != nil || len(jobs) != 1 || jobs[0].To != "01012345678" {
+		t.Fatalf("claim: %+v %v", jobs, err)
+	}
+	id := jobs[0].ID
+	if err := h.b.ResendText(ctx, "m1", id, "010-9999-8888"); !errors.Is(err, store.ErrNotRetriable) {
+		t.Errorf("a text being sent: %v", err)
+	}
+	jobs[0].State, jobs[0].Reason = store.JobFailed, "invalid number"
+	if err := h.b.db.Finish(ctx, "t", jobs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.b.ResendText(ctx, "m2", id, "010-9999-8888"); !errors.Is(err, store.ErrNotRetriable) {
+		t.Errorf("another centre's text: %v", err)
+	}
+	if err := h.b.ResendText(ctx, "m1", id, "not a number"); err == nil {
+		t.Error("a number that is not one: no error")
+	}
+	if err := h.b.ResendText(ctx, "m1", id, "010-9999-8888"); err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.Load(filepath.Join(h.dir, "m1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := src.Guardians["c1"]; len(g) != 1 || g[0].Phone != "01099998888" {
+		t.Errorf("the guardian in the source: %+v", g)
+	}
+	again, err := h.b.db.Claim(ctx, "t", h.now, 5, time.Minute)
+	if err != nil || len(again) != 1 || again[0].ID != id || again[0].To != "01099998888" {
+		t.Errorf("the text again: %+v %v", again, err)
+	}
+}

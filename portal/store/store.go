@@ -137,7 +137,16 @@ type TextQueue interface {
 	// JobSending until its outcome is recorded or it is released (a
 	// lapsed claim too, until another texter takes it over).
 	Jobs(ctx context.Context, done bool, fn func(Job) bool) error
+	// Retry queues a failed or held text again, to the number to (its
+	// guardian's, corrected: FAQ Q22), due at now, its attempts counted
+	// afresh, its reason cleared; it keeps its ID, so it is still one text
+	// per event and guardian. ErrNotRetriable if the text is not failed
+	// or held (sent, or still to do), or not stored.
+	Retry(ctx context.Context, id, to string, now time.Time) error
 }
+
+// ErrNotRetriable: Retry's text is not failed or held.
+var ErrNotRetriable = errors.New("store: the text is not failed or held")
 
 // Published is a centre's latest roster revision: the snapshot and the
 // delta that led to it (nil for the first revision).

@@ -106,4 +106,14 @@ func TestBrowserToday(t *testing.T) {
 		t.Errorf("a revoke refused: %q", got)
 	}
 	shot("cards")
+	id := s.failedText("mangwon1", "c2")
+	run("문자", chromedp.Click(`a[href="/c/mangwon1/texts"]`), chromedp.WaitVisible(`tr[data-text="`+id+`"]`))
+	run("a text sent again to a corrected number",
+		chromedp.SendKeys(`tr[data-text="`+id+`"] input[name=phone]`, "010-9999-8888"),
+		chromedp.Click(`tr[data-text="`+id+`"] button.resend`),
+		chromedp.WaitVisible(`#message`))
+	if got := text("the text's state", chromedp.Text(`tr[data-text="`+id+`"] .state`)); got != "보낼 차례" {
+		t.Errorf("the text sent again is %q", got)
+	}
+	shot("texts")
 }

@@ -69,6 +69,12 @@ type Options struct {
 	History func(centre, child string) ([]api.Change, error)
 	Revoke  func(centre, child, by string) (api.Change, error)
 	Enrol   func(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error)
+	// Texts are the parents' texts (문자), and Resend sends a failed one
+	// again to a corrected number (the guardian's number corrected in the
+	// source; store.ErrNotRetriable for a text not failed or held). Nil
+	// Texts: the page is not offered.
+	Texts  store.TextQueue
+	Resend func(ctx context.Context, centre, id, phone string) error
 	// Secure marks cookies Secure: the page is served over TLS, directly
 	// or behind a TLS proxy. Default false (plain HTTP on loopback).
 	Secure bool
@@ -118,6 +124,13 @@ func New(o Options) (*Server, error) {
 		s.mux.HandleFunc("GET /c/{centre}/cards/live", s.authed(s.centre(s.cardsLive)))
 		s.mux.HandleFunc("POST /c/{centre}/cards/revoke", s.authed(s.centre(s.revoke)))
 		s.mux.HandleFunc("POST /c/{centre}/cards/enrol", s.authed(s.centre(s.enrol)))
+	}
+	if o.Texts != nil {
+		if o.Resend == nil {
+			return nil, errors.New("web: Texts needs Resend")
+		}
+		s.mux.HandleFunc("GET /c/{centre}/texts", s.authed(s.centre(s.texts)))
+		s.mux.HandleFunc("POST /c/{centre}/texts/resend", s.authed(s.centre(s.resend)))
 	}
 	if o.Export != nil {
 		s.mux.HandleFunc("GET /c/{centre}/stats", s.authed(s.centre(s.stats)))
@@ -242,6 +255,9 @@ type view struct {
 	Terminals []terminalRow
 	Stats     *stats
 	Cards     *cardsPage
+	Texts     []textRow
+	Message   string
+	Bad       bool
 }
 
 type centreLink struct{ ID, Name string }

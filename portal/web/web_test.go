@@ -141,7 +141,14 @@ func newSite(t *testing.T) *site {
 	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond,
 		Terminals: func(c string) ([]api.TerminalView, error) { return s.terminals[c], nil },
 		Export:    s.export,
-		Cards:     s.cards.view, History: s.cards.history, Revoke: s.cards.revoke, Enrol: s.cards.enrol})
+		Cards:     s.cards.view, History: s.cards.history, Revoke: s.cards.revoke, Enrol: s.cards.enrol,
+		Texts: s.st, Resend: func(ctx context.Context, centre, id, phone string) error {
+			p, err := source.NormalizePhone(phone)
+			if err != nil {
+				return err
+			}
+			return s.st.Retry(ctx, id, p, s.clock())
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +186,35 @@ func (s *site) tap(centre, child, outcome, reason string) {
 		s.t.Fatal(err)
 	}
 	s.srv.Notify()
+}
+
+// failedText stores a check-in of child with a text to its guardian, and
+// records the text as failed for a wrong number; it returns its ID.
+func (s *site) failedText(centre, child string) string {
+	s.t.Helper()
+	ctx := context.Background()
+	s.seq[centre]++
+	n := s.seq[centre]
+	e := protocol.Event{V: 1, ID: fmt.Sprintf("door-%d", n), Centre: centre, Device: "door", Log: "L-" + centre, Seq: n, Time: s.clock(), ClockSynced: true,
+		Child: child, Outcome: "check_in", Reason: "arrival", RosterRev: 1}
+	plan := store.Plan{Texts: func(e *protocol.Event) []store.Job {
+		return []store.Job{{ID: e.ID + "/0", EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: "arrival", At: e.Time, To: "01012345678", Created: e.Time, State: store.JobPending, NextAt: e.Time}}
+	}}
+	if _, err := s.st.Put(ctx, []protocol.Event{e}, plan); err != nil {
+		s.t.Fatal(err)
+	}
+	jobs, err := s.st.Claim(ctx, "t", s.clock().Add(time.Hour), 100, time.Minute)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i := range jobs {
+		jobs[i].State, jobs[i].Reason = store.JobFailed, "없는 번호입니다 (provider 3059)"
+	}
+	if err := s.st.Finish(ctx, "t", jobs...); err != nil {
+		s.t.Fatal(err)
+	}
+	s.srv.Notify()
+	return e.ID + "/0"
 }
 
 // client is a browser of its own (a cookie jar; redirects not followed).
@@ -689,5 +725,62 @@ func TestCards(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the live table never showed c1's new card")
 		}
+	}
+}
+
+// 문자: a centre's texts with their state and reason, numbers masked; a
+// failed one sent again to a corrected number; a sent one is not.
+func TestTexts(t *testing.T) {
+	s := newSite(t)
+	ctx := context.Background()
+	plan := store.Plan{Texts: func(e *protocol.Event) []store.Job {
+		return []store.Job{{ID: e.ID + "/0", EventID: e.ID, Centre: e.Centre, Child: e.Child, Kind: "arrival", At: e.Time, To: "01012345678", Created: e.Time, State: store.JobPending, NextAt: e.Time}}
+	}}
+	for i, centre := range []string{"mangwon1", "mangwon1", "seogyo1"} {
+		e := protocol.Event{V: 1, ID: fmt.Sprintf("%s-door-%d", centre, i), Centre: centre, Device: "door", Log: "L-" + centre, Seq: uint64(i%2 + 1), Time: s.clock().Add(time.Duration(i) * time.Minute),
+			ClockSynced: true, Child: "c1", Outcome: "check_in", Reason: "arrival", RosterRev: 1}
+		if centre == "seogyo1" {
+			e.Seq = 1
+		}
+		if _, err := s.st.Put(ctx, []protocol.Event{e}, plan); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := s.st.Claim(ctx, "t", s.clock().Add(time.Hour), 10, time.Minute)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("claim: %v %v", jobs, err)
+	}
+	jobs[0].State, jobs[0].Reason = store.JobFailed, "없는 번호입니다 (provider 3059)"
+	jobs[1].State, jobs[2].State = store.JobSent, store.JobSent
+	if err := s.st.Finish(ctx, "t", jobs...); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	code, page := get(t, c, s.ts.URL+"/c/mangwon1/texts")
+	failed := jobs[0].ID
+	for _, want := range []string{`<tr data-text="` + failed + `" class="bad"><td>12-02 15:00</td><td>김민준</td><td>입실</td><td>010-****-5678</td><td class="state">실패</td><td>없는 번호입니다 (provider 3059)</td>`,
+		`<td class="state">보냄</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("texts lack %q:\n%s", want, page)
+		}
+	}
+	if code != http.StatusOK || strings.Contains(page, "seogyo1-door") || strings.Contains(page, "01012345678") {
+		t.Errorf("texts: %d, another centre's text or an unmasked number:\n%s", code, page)
+	}
+	token := csrfOf(t, page)
+	res, err := c.PostForm(s.ts.URL+"/c/mangwon1/texts/resend", url.Values{"csrf": {token}, "id": {jobs[1].ID}, "phone": {"010-9999-8888"}})
+	if err != nil || res.StatusCode != http.StatusConflict {
+		t.Errorf("a sent text again: %v %v", res, err)
+	}
+	res.Body.Close()
+	res, err = c.PostForm(s.ts.URL+"/c/mangwon1/texts/resend", url.Values{"csrf": {token}, "id": {failed}, "phone": {"010-9999-8888"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "문자를 다시 보냅니다") || !strings.Contains(string(body), `<td>010-****-8888</td><td class="state">보낼 차례</td>`) {
+		t.Errorf("resend: %d\n%s", res.StatusCode, body)
 	}
 }

@@ -374,3 +374,30 @@ func (c contract) Lock(ctx context.Context, name string) (func(), error) {
 		return nil, fmt.Errorf("store: waiting for the lock %q: %w", name, ctx.Err())
 	}
 }
+
+// Retry implements store.TextQueue: the text leaves the done for the
+// queue, at its old place.
+func (c contract) Retry(_ context.Context, id, to string, now time.Time) error {
+	return c.s.db.Update(func(tx *bolt.Tx) error {
+		done := tx.Bucket(bJobs)
+		cur := done.Cursor()
+		for k, v := cur.Last(); k != nil; k, v = cur.Prev() {
+			var j store.Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("stored job %x: %w", k, err)
+			}
+			if j.ID != id {
+				continue
+			}
+			if j.State != store.JobFailed && j.State != store.JobHeld {
+				return fmt.Errorf("%w: %s is %s", store.ErrNotRetriable, id, j.State)
+			}
+			if err := done.Delete(k); err != nil {
+				return err
+			}
+			j.State, j.To, j.NextAt, j.Attempts, j.Reason, j.Receipt, j.SentAt, j.ClaimedAt = store.JobPending, to, now, 0, "", "", time.Time{}, time.Time{}
+			return putJob(tx, j)
+		}
+		return fmt.Errorf("%w: no failed or held text %s", store.ErrNotRetriable, id)
+	})
+}

@@ -582,6 +582,37 @@ func (s *Store) Jobs(ctx context.Context, withDone bool, fn func(store.Job) bool
 	return nil
 }
 
+// Retry implements store.TextQueue.
+func (s *Store) Retry(ctx context.Context, id, to string, now time.Time) error {
+	if err := s.spreadAll(ctx); err != nil {
+		return err
+	}
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		j, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM texts WHERE id = $1 FOR UPDATE`, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: no text %s", store.ErrNotRetriable, id)
+		}
+		if err != nil {
+			return err
+		}
+		if j.State != store.JobFailed && j.State != store.JobHeld {
+			return fmt.Errorf("%w: %s is %s", store.ErrNotRetriable, id, j.State)
+		}
+		j.State, j.To, j.NextAt, j.Attempts, j.Reason, j.Receipt, j.SentAt, j.ClaimedAt = store.JobPending, to, now, 0, "", "", time.Time{}, time.Time{}
+		raw, err := json.Marshal(j)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE texts SET state = 'pending', done = false, done_order = NULL, next_at = $2, attempts = 0, body = $3,
+			claimed_by = NULL, claim_until = NULL, claimed_at = NULL WHERE id = $1`, id, now, raw)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotRetriable) {
+		return fmt.Errorf("pgstore: sending text %s again: %w", id, err)
+	}
+	return err
+}
+
 // Published implements store.Revisions.
 func (s *Store) Published(ctx context.Context, centre string) (*store.Published, error) {
 	var raw []byte

@@ -81,6 +81,7 @@ func Run(t *testing.T, open Open, o Options) {
 	t.Run("ClaimsAreExclusive", func(t *testing.T) { s := fresh(t); claimsAreExclusive(t, s, second(t, s)) })
 	t.Run("ClaimLifecycle", func(t *testing.T) { claimLifecycle(t, fresh(t)) })
 	t.Run("ClaimAfterManyPuts", func(t *testing.T) { claimAfterManyPuts(t, fresh(t)) })
+	t.Run("Retry", func(t *testing.T) { retry(t, fresh(t)) })
 	t.Run("Revisions", func(t *testing.T) { s := fresh(t); revisions(t, s, second(t, s)) })
 	t.Run("Gaps", func(t *testing.T) { gaps(t, fresh(t)) })
 	t.Run("BindingJobs", func(t *testing.T) { bindingJobs(t, fresh(t)) })
@@ -558,5 +559,44 @@ func claimAfterManyPuts(t *testing.T, s store.Store) {
 		if want := fmt.Sprintf("door-%d/%d", i/2+1, i%2); j.ID != want {
 			t.Fatalf("text %d claimed is %s, want %s (the order stored)", i, j.ID, want)
 		}
+	}
+}
+
+// A failed text is sent again to a corrected number (Q22): pending and
+// due again, its attempts afresh, its ID kept; a sent, pending or unknown
+// text is not retriable.
+func retry(t *testing.T, s store.Store) {
+	if _, err := s.Put(ctx, run(t, 1), twoTexts); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Hour)
+	got, err := s.Claim(ctx, "a", now, 2, time.Minute)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	failed, sent := got[0], got[1]
+	failed.State, failed.Reason = store.JobFailed, "invalid number"
+	sent.State = store.JobSent
+	if err := s.Finish(ctx, "a", failed, sent); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{sent.ID, "door-9/0"} {
+		if err := s.Retry(ctx, id, "01099998888", now); !errors.Is(err, store.ErrNotRetriable) {
+			t.Errorf("Retry %s: %v, want ErrNotRetriable", id, err)
+		}
+	}
+	later := now.Add(time.Minute)
+	if err := s.Retry(ctx, failed.ID, "01099998888", later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retry(ctx, failed.ID, "01099998888", later); !errors.Is(err, store.ErrNotRetriable) {
+		t.Errorf("Retry of a text pending again: %v", err)
+	}
+	again, err := s.Claim(ctx, "a", later, 5, time.Minute)
+	if err != nil || len(again) != 1 {
+		t.Fatalf("claim after Retry: %+v %v", again, err)
+	}
+	if j := again[0]; j.ID != failed.ID || j.To != "01099998888" || j.Attempts != 1 || j.Reason != "" || j.EventID != failed.EventID {
+		t.Errorf("the text again: %+v", j)
 	}
 }

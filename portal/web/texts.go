@@ -1,0 +1,89 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+
+	"kiumtap/firmware"
+	"kiumtap/portal/store"
+)
+
+// 문자: the parents' texts of a centre, sent, waiting and failed with the
+// provider's reason (Q22), and a failed one sent again once its number is
+// corrected.
+
+var textKinds = map[string]string{"arrival": "입실", "departure": "퇴실", "auto_check_out": "자동 퇴실"}
+
+var textStates = map[string]string{
+	store.JobPending: "보낼 차례", store.JobSending: "보내는 중", store.JobSent: "보냄",
+	store.JobFailed: "실패", store.JobHeld: "보류",
+}
+
+type textRow struct {
+	ID, At, Name, Kind, To, State, Reason string
+	Retriable                             bool
+}
+
+// maskPhone shows a number as staff may see it in a list: 010-****-5678.
+func maskPhone(p string) string {
+	if len(p) < 8 {
+		return "****"
+	}
+	return p[:3] + "-****-" + p[len(p)-4:]
+}
+
+// maxTexts is how many of a centre's texts the page lists, newest first.
+const maxTexts = 200
+
+func (s *Server) texts(w http.ResponseWriter, r *http.Request) {
+	s.renderTexts(w, r, "", false, http.StatusOK)
+}
+
+func (s *Server) renderTexts(w http.ResponseWriter, r *http.Request, msg string, bad bool, code int) {
+	c := r.PathValue("centre")
+	var jobs []store.Job
+	err := s.o.Texts.Jobs(r.Context(), true, func(j store.Job) bool {
+		if j.Centre == c {
+			jobs = append(jobs, j)
+		}
+		return true
+	})
+	if err != nil {
+		s.o.Logger.Error("web: the texts", "centre", c, "err", err)
+		http.Error(w, "잠시 뒤에 다시 하세요 (저장소가 답하지 않습니다)", http.StatusServiceUnavailable)
+		return
+	}
+	slices.SortStableFunc(jobs, func(a, b store.Job) int { return b.At.Compare(a.At) })
+	src := s.o.Source(c)
+	var rows []textRow
+	for _, j := range jobs[:min(len(jobs), maxTexts)] {
+		name := j.Child
+		if src != nil {
+			if ch := src.Roster.ChildByID(j.Child); ch != nil {
+				name = ch.Name
+			}
+		}
+		rows = append(rows, textRow{ID: j.ID, At: j.At.In(firmware.KST).Format("01-02 15:04"), Name: name, Kind: textKinds[j.Kind], To: maskPhone(j.To),
+			State: textStates[j.State], Reason: j.Reason, Retriable: j.State == store.JobFailed || j.State == store.JobHeld})
+	}
+	v := s.view(r)
+	v.Centre, v.Texts, v.Message, v.Bad = c, rows, msg, bad
+	s.render(w, "texts.html", v, code)
+}
+
+func (s *Server) resend(w http.ResponseWriter, r *http.Request) {
+	c, u := r.PathValue("centre"), userOf(r)
+	id, phone := r.PostFormValue("id"), r.PostFormValue("phone")
+	err := s.o.Resend(r.Context(), c, id, phone)
+	switch {
+	case errors.Is(err, store.ErrNotRetriable):
+		s.renderTexts(w, r, "다시 보낼 수 있는 문자가 아닙니다 (실패하거나 보류된 문자만 다시 보냅니다)", true, http.StatusConflict)
+	case err != nil:
+		s.o.Accounts.Record(r.Context(), u.Name, c, "resend failed", id+": "+err.Error())
+		s.renderTexts(w, r, "다시 보내지 못했습니다: "+err.Error(), true, http.StatusBadRequest)
+	default:
+		s.o.Accounts.Record(r.Context(), u.Name, c, "resend", id+" to "+maskPhone(phone))
+		s.renderTexts(w, r, "보호자 번호를 고치고 문자를 다시 보냅니다.", false, http.StatusOK)
+	}
+}
