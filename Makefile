@@ -34,6 +34,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'RosterApply' -benchtime 50x ./daemon/uplink/
 	$(GO) test -run '^$$' -bench 'BridgeIngest' -benchtime 3x ./portal/bridge/
 	$(GO) test -run '^$$' -bench 'TapToText' -benchtime 200x ./portal/bridge/
+	$(GO) test -run '^$$' -bench 'TapToBoard' -benchtime 100x ./portal/bridge/
 	$(GO) test -run '^$$' -bench 'Fleet' -benchtime 1x -timeout 30m ./portal/bridge/
 	$(GO) test -run '^$$' -bench 'Put' -benchtime 3s ./portal/store/pgstore/
 	$(GO) test -run '^$$' -bench 'BrokerReturn' -benchtime 1x ./internal/e2e/

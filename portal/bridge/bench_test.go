@@ -120,6 +120,56 @@ func benchIngest(b *testing.B, kind string) {
 	b.ReportMetric(eps/base, "ratio")
 }
 
+// timedDoor is a terminal on the timed emulator, its uplink on the
+// broker: door of mangwon1, its roster received.
+type timedDoor struct {
+	probe *rc522emu.REQAProbe
+	chip  *rc522emu.Chip
+	clk   *clocktest.Clock
+}
+
+func startTimedDoor(b *testing.B, broker, dir string) *timedDoor {
+	b.Helper()
+	d := &timedDoor{probe: &rc522emu.REQAProbe{}}
+	d.chip = rc522emu.New(rc522emu.Options{Timed: true, OnFrame: d.probe.OnFrame})
+	b.Cleanup(func() { d.chip.Close() })
+	dev, err := rc522.New(d.chip, d.chip.RST(), d.chip.IRQ(), rc522.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tst, err := store.Open(store.Options{Path: filepath.Join(dir, "kiumtap.db"), DeviceID: "door"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d.clk = clocktest.New(time.Now())
+	up, err := uplink.New(uplink.Options{Broker: broker, Centre: "mangwon1", Device: "door", Password: termPass,
+		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: tst, Clock: d.clk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	term, err := terminal.New(terminal.Options{Store: tst, Clock: d.clk, Key: centreKey, Show: func(firmware.Feedback) {},
+		Tapped: func(store.Event, firmware.Decision) { up.Notify() }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	events := make(chan rc522.Event, 16)
+	wg.Add(3)
+	go func() { defer wg.Done(); dev.Run(ctx, events) }()
+	go func() { defer wg.Done(); term.Run(ctx, events) }()
+	go func() { defer wg.Done(); up.Run(ctx) }()
+	b.Cleanup(func() { cancel(); wg.Wait(); tst.Close() })
+	deadline := time.Now().Add(5 * time.Minute)
+	for _, _, err := tst.Roster(); err != nil; _, _, err = tst.Roster() {
+		if time.Now().After(deadline) {
+			b.Fatal("no roster at the terminal")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return d
+}
+
 func totalBytes(msgs [][]byte) int {
 	n := 0
 	for _, m := range msgs {
@@ -155,44 +205,8 @@ func BenchmarkTapToText(b *testing.B) {
 	_, stopBridge := runBridges(b, mq.URL(), st, dir, 1, sms.NewWebhook(sms.WebhookOptions{URL: hook.URL, Secret: hookSecret}))
 	defer stopBridge()
 
-	var probe rc522emu.REQAProbe
-	chip := rc522emu.New(rc522emu.Options{Timed: true, OnFrame: probe.OnFrame})
-	defer chip.Close()
-	dev, err := rc522.New(chip, chip.RST(), chip.IRQ(), rc522.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tst, err := store.Open(store.Options{Path: filepath.Join(dir, "kiumtap.db"), DeviceID: "door"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tst.Close()
-	clk := clocktest.New(time.Now())
-	up, err := uplink.New(uplink.Options{Broker: mq.URL(), Centre: "mangwon1", Device: "door", Password: termPass,
-		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: tst, Clock: clk})
-	if err != nil {
-		b.Fatal(err)
-	}
-	term, err := terminal.New(terminal.Options{Store: tst, Clock: clk, Key: centreKey, Show: func(firmware.Feedback) {},
-		Tapped: func(store.Event, firmware.Decision) { up.Notify() }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	events := make(chan rc522.Event, 16)
-	wg.Add(3)
-	go func() { defer wg.Done(); dev.Run(ctx, events) }()
-	go func() { defer wg.Done(); term.Run(ctx, events) }()
-	go func() { defer wg.Done(); up.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
-	deadline := time.Now().Add(5 * time.Minute)
-	for _, _, err := tst.Roster(); err != nil; _, _, err = tst.Roster() {
-		if time.Now().After(deadline) {
-			b.Fatal("no roster at the terminal")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	door := startTimedDoor(b, mq.URL(), dir)
+	probe, chip, clk := door.probe, door.chip, door.clk
 	card := rc522emu.NewCard(uids["c2"], rc522emu.CardOptions{}) // one guardian: one text per tap
 	var lat []float64
 	b.ResetTimer()

@@ -1,0 +1,112 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"kiumtap/hal/rc522/rc522emu"
+	"kiumtap/internal/browsertest"
+	"kiumtap/portal/bridge"
+	"kiumtap/portal/sms"
+	"kiumtap/portal/source"
+	"kiumtap/portal/store/boltstore"
+	"kiumtap/portal/web"
+)
+
+// BenchmarkTapToBoard: from the first REQA that finds a card on the timed
+// emulator to the child's row changing on the staff page's 오늘 in
+// headless Chromium, through the terminal, Mosquitto, the bridge (ingest,
+// store) and the page's live stream. Each op is one check-in or
+// check-out; the page stamps each update with its own clock (the same
+// machine's), so the wait for it adds nothing.
+func BenchmarkTapToBoard(b *testing.B) {
+	mq := startTestBroker(b)
+	dir := b.TempDir()
+	writeTestSource(b, dir)
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	db := st.Contract()
+	acc := &web.Accounts{Reg: db}
+	if err := acc.Add(context.Background(), "mangwon.kim", "password-of-kim", []string{"mangwon1"}, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	var br *bridge.Bridge
+	page, err := web.New(web.Options{Accounts: acc, Events: db, Source: func(c string) *source.Source { return br.Source(c) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	br, err = bridge.New(bridge.Options{Broker: mq.URL(), Password: portalPass, ClientID: "board", Key: portalKey, DB: db, SourceDir: dir,
+		Provider: sms.NewConsole(discard{}), From: "0212345678", Stored: page.Notify})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); br.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	ts := httptest.NewServer(page)
+	defer func() { ts.CloseClientConnections(); ts.Close() }() // the live stream never ends by itself
+
+	door := startTimedDoor(b, mq.URL(), dir)
+	tab := browsertest.New(b, 30*time.Second)
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		b.Helper()
+		c, cancel := context.WithTimeout(tab, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(c, steps...); err != nil {
+			b.Fatalf("%s: %v", what, err)
+		}
+	}
+	do("logging in", chromedp.Navigate(ts.URL+"/login"), chromedp.SendKeys(`input[name=user]`, "mangwon.kim"),
+		chromedp.SendKeys(`input[name=password]`, "password-of-kim"), chromedp.Submit(`input[name=password]`), chromedp.WaitVisible(`#board`))
+	card := rc522emu.NewCard(uids["c2"], rc522emu.CardOptions{})
+	var last float64
+	var lat []float64
+	b.ResetTimer()
+	for i := range b.N {
+		door.clk.Add(3 * time.Minute) // beyond the duplicate window: in, out, in…
+		time.Sleep(time.Duration(i*7919%45) * time.Millisecond)
+		inside := i%2 == 0
+		door.probe.Placed()
+		door.chip.Place(card)
+		c, stop := context.WithTimeout(tab, 10*time.Second)
+		at, err := chromedp.Run(c, chromedp.Poll[float64](fmt.Sprintf(`(function () {
+			var part = document.querySelector("[data-live]");
+			var at = +(part.getAttribute("data-updated") || 0);
+			var in_ = !!document.querySelector('#inside tr[data-child="c2"]');
+			return at > %f && in_ === %t ? at : false;
+		})()`, last, inside), chromedp.WithPollingTimeout(10*time.Second)))
+		stop()
+		if err != nil {
+			b.Fatalf("tap %d: the row did not change on the page: %v", i, err)
+		}
+		first := door.probe.First()
+		if first.IsZero() {
+			b.Fatal("the page changed before the card's first REQA")
+		}
+		last = at
+		lat = append(lat, at-float64(first.UnixNano())/1e6)
+		door.chip.Remove(card)
+		time.Sleep(300 * time.Millisecond) // until it is seen leaving
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(lat[len(lat)/2], "p50-ms")
+	b.ReportMetric(lat[min(len(lat)-1, len(lat)*99/100)], "p99-ms")
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
