@@ -128,7 +128,7 @@ type timedDoor struct {
 	clk   *clocktest.Clock
 }
 
-func startTimedDoor(b *testing.B, broker, dir string) *timedDoor {
+func startTimedDoor(b testing.TB, broker, dir string) *timedDoor {
 	b.Helper()
 	d := &timedDoor{probe: &rc522emu.REQAProbe{}}
 	d.chip = rc522emu.New(rc522emu.Options{Timed: true, OnFrame: d.probe.OnFrame})
