@@ -142,13 +142,16 @@ func startTimedDoor(b testing.TB, broker, dir string) *timedDoor {
 		b.Fatal(err)
 	}
 	d.clk = clocktest.New(time.Now())
+	var term *terminal.Terminal
 	up, err := uplink.New(uplink.Options{Broker: broker, Centre: "mangwon1", Device: "door", Password: termPass,
-		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: tst, Clock: d.clk})
+		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: tst, Clock: d.clk,
+		Enrol: func(child, by string) ([]string, error) { return term.EnrolFor(child, by) }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	term, err := terminal.New(terminal.Options{Store: tst, Clock: d.clk, Key: centreKey, Show: func(firmware.Feedback) {},
-		Tapped: func(store.Event, firmware.Decision) { up.Notify() }})
+	term, err = terminal.New(terminal.Options{Store: tst, Clock: d.clk, Key: centreKey, Show: func(firmware.Feedback) {},
+		Tapped: func(store.Event, firmware.Decision) { up.Notify() },
+		Bound:  func(store.Event, firmware.BindingChange) { up.Notify() }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/browsertest"
+	"kiumtap/portal/api"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
@@ -50,7 +52,12 @@ func startBoardRig(t testing.TB) *boardRig {
 		t.Fatal(err)
 	}
 	var br *bridge.Bridge
-	page, err := web.New(web.Options{Accounts: acc, Events: db, Source: func(c string) *source.Source { return br.Source(c) }})
+	page, err := web.New(web.Options{Accounts: acc, Events: db, Source: func(c string) *source.Source { return br.Source(c) },
+		Terminals: func(c string) ([]api.TerminalView, error) { return br.Terminals(c) },
+		Cards:     func(c string) (*api.CardsView, error) { return br.Cards(c) },
+		History:   func(c, child string) ([]api.Change, error) { return br.History(c, child) },
+		Revoke:    func(c, child, by string) (api.Change, error) { return br.Revoke(c, child, by) },
+		Enrol:     func(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error) { return br.Enrol(ctx, req) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,5 +156,56 @@ func TestBrowserTapThroughTerminal(t *testing.T) {
 		last = at
 		rig.door.chip.Remove(card)
 		time.Sleep(300 * time.Millisecond) // until the reader sees it leave: the next presence is a new tap
+	}
+}
+
+// In real headless Chromium: an enrolment started on 아동·카드 for c1 at
+// the terminal completes when a new card is presented there: the table
+// shows c1's new card without a reload, and a tap of the new card is an
+// arrival on 오늘.
+func TestBrowserEnrolAtTerminal(t *testing.T) {
+	rig := startBoardRig(t)
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		c, cancel := context.WithTimeout(rig.tab, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(c, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	do("아동·카드", chromedp.Click(`a[href="/c/mangwon1/cards"]`), chromedp.WaitVisible(`#cardtable tr[data-child="c1"]`))
+	// The terminal is offered once the bridge has its status: the table
+	// is live.
+	c, cancel := context.WithTimeout(rig.tab, 20*time.Second)
+	_, err := chromedp.Run(c, chromedp.Poll[bool](`!!document.querySelector('#cardtable tr[data-child="c1"] option[value="door"], #cardtable tr[data-child="c1"] option:not([value])')`,
+		chromedp.WithPollingTimeout(20*time.Second)))
+	cancel()
+	if err != nil {
+		t.Fatalf("the terminal door never offered: %v", err)
+	}
+	c, cancel = context.WithTimeout(rig.tab, 10*time.Second)
+	before, err := chromedp.Run(c, chromedp.Text(`#cardtable tr[data-child="c1"] td:nth-child(3)`))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("starting the enrolment at door", chromedp.Click(`#cardtable tr[data-child="c1"] button.enrol`), chromedp.WaitVisible(`#message`))
+	c, cancel = context.WithTimeout(rig.tab, 10*time.Second)
+	msg, err := chromedp.Run(c, chromedp.Text(`#message`))
+	cancel()
+	if err != nil || !strings.Contains(msg, "단말기 door이(가)") {
+		t.Fatalf("the enrolment's message: %q %v", msg, err)
+	}
+	fresh := rc522emu.NewCard([]byte{0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66}, rc522emu.CardOptions{})
+	rig.door.clk.Add(time.Minute)
+	rig.door.chip.Place(fresh)
+	c, cancel = context.WithTimeout(rig.tab, 20*time.Second)
+	_, err = chromedp.Run(c, chromedp.Poll[bool](fmt.Sprintf(`(function () {
+		var td = document.querySelector('#cardtable tr[data-child="c1"] td:nth-child(3)');
+		return !!td && td.textContent !== %q;
+	})()`, before), chromedp.WithPollingTimeout(20*time.Second)))
+	cancel()
+	if err != nil {
+		t.Fatalf("c1's new card never showed on the page: %v", err)
 	}
 }
