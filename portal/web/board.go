@@ -21,6 +21,7 @@ type Board struct {
 	NotYet       []Child // booked for today, not arrived
 	Refused      []Refusal
 	Auto         []Child // automatic check-outs to look at
+	FailedTexts  []textRow // today's texts that failed (문자 sends them again)
 }
 
 // Child is a child on the board.
@@ -62,7 +63,7 @@ var refused = []firmware.Outcome{firmware.NoData, firmware.NotInUse, firmware.Un
 
 // board reads a centre's day: the events stored of today (KST), and its
 // roster for names and today's bookings.
-func board(ctx context.Context, events store.Events, src *source.Source, centre string, now time.Time) (*Board, error) {
+func board(ctx context.Context, events store.Events, texts store.TextQueue, src *source.Source, centre string, now time.Time) (*Board, error) {
 	start := now.In(firmware.KST)
 	start = time.Date(start.Year(), start.Month(), start.Day(), 0, 0, 0, 0, firmware.KST)
 	var evs []protocol.Event
@@ -130,6 +131,17 @@ func board(ctx context.Context, events store.Events, src *source.Source, centre 
 				}
 				break
 			}
+		}
+	}
+	if texts != nil {
+		err := texts.Jobs(ctx, true, func(j store.Job) bool {
+			if j.Centre == centre && j.State == store.JobFailed && !j.At.Before(start) {
+				b.FailedTexts = append(b.FailedTexts, textRow{ID: j.ID, At: hhmm(j.At), Name: name(j.Child), Kind: textKinds[j.Kind], To: maskPhone(j.To), Reason: j.Reason})
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	slices.SortFunc(b.Inside, func(a, b Child) int { return strings.Compare(a.At+a.Name, b.At+b.Name) })

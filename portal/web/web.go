@@ -328,7 +328,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) today(w http.ResponseWriter, r *http.Request) {
 	c := r.PathValue("centre")
-	b, err := board(r.Context(), s.o.Events, s.o.Source(c), c, s.o.Now())
+	b, err := board(r.Context(), s.o.Events, s.o.Texts, s.o.Source(c), c, s.o.Now())
 	if err != nil {
 		s.o.Logger.Error("web: reading the day", "centre", c, "err", err)
 		http.Error(w, "잠시 뒤에 다시 하세요 (저장소가 답하지 않습니다)", http.StatusServiceUnavailable)
@@ -344,7 +344,7 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request) {
 func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 	c := r.PathValue("centre")
 	s.stream(w, r, func() ([]byte, error) {
-		b, err := board(r.Context(), s.o.Events, s.o.Source(c), c, s.o.Now())
+		b, err := board(r.Context(), s.o.Events, s.o.Texts, s.o.Source(c), c, s.o.Now())
 		if err != nil {
 			return nil, err
 		}

@@ -768,6 +768,10 @@ func TestTexts(t *testing.T) {
 	if code != http.StatusOK || strings.Contains(page, "seogyo1-door") || strings.Contains(page, "01012345678") {
 		t.Errorf("texts: %d, another centre's text or an unmasked number:\n%s", code, page)
 	}
+	if _, today := get(t, c, s.ts.URL+"/c/mangwon1/today"); !strings.Contains(today, "보내지 못한 문자 <span class=\"count\">1건") ||
+		!strings.Contains(today, "15:00 김민준 입실 → 010-****-5678: 없는 번호입니다 (provider 3059)") {
+		t.Errorf("오늘 lacks the failed text:\n%s", today)
+	}
 	token := csrfOf(t, page)
 	res, err := c.PostForm(s.ts.URL+"/c/mangwon1/texts/resend", url.Values{"csrf": {token}, "id": {jobs[1].ID}, "phone": {"010-9999-8888"}})
 	if err != nil || res.StatusCode != http.StatusConflict {
