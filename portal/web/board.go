@@ -20,7 +20,7 @@ type Board struct {
 	Inside       []Child
 	NotYet       []Child // booked for today, not arrived
 	Refused      []Refusal
-	Auto         []Child // automatic check-outs to look at
+	Auto         []Child   // automatic check-outs to look at
 	FailedTexts  []textRow // today's texts that failed (문자 sends them again)
 }
 
