@@ -190,7 +190,7 @@ type ctxKey int
 const (
 	userKey ctxKey = iota
 	csrfKey
-	tokenKey_
+	sessionTokenKey
 )
 
 // authed serves h to a live session's user; others go to the login page
@@ -224,7 +224,7 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 		}
 		ctx := context.WithValue(r.Context(), userKey, u)
 		ctx = context.WithValue(ctx, csrfKey, csrf)
-		ctx = context.WithValue(ctx, tokenKey_, token)
+		ctx = context.WithValue(ctx, sessionTokenKey, token)
 		h(w, r.WithContext(ctx))
 	}
 }
@@ -299,7 +299,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	if err := s.o.Accounts.Logout(r.Context(), r.Context().Value(tokenKey_).(string)); err != nil {
+	if err := s.o.Accounts.Logout(r.Context(), r.Context().Value(sessionTokenKey).(string)); err != nil {
 		s.o.Logger.Error("web: a logout", "err", err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: Cookie, Value: "", Path: "/", HttpOnly: true, Secure: s.o.Secure, SameSite: http.SameSiteStrictMode, MaxAge: -1})
