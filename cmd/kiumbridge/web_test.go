@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"kiumtap/internal/logbuf"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/api"
@@ -47,18 +46,8 @@ func TestUsersAndTheStaffPage(t *testing.T) {
 		t.Errorf("no centre: %d %s", code, errs)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var runOut, runLog logbuf.Buffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run", "-config", cfg}, &runOut, &runLog) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("kiumbridge run did not stop")
-		}
-	}()
+	ctx := context.Background()
+	_, runLog := startRun(t, cfg, io.Discard)
 	wait.For(t, 20*time.Second, "kiumbridge run to answer", func() bool {
 		var st api.Status
 		return api.Ask(ctx, filepath.Join(dir, "kiumbridge.sock"), "GET", "/status", nil, &st) == nil

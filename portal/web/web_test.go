@@ -288,42 +288,7 @@ func TestTodayLive(t *testing.T) {
 	s := newSite(t)
 	c := s.client()
 	s.login(c, "mangwon.kim", "password-of-kim")
-	req, _ := http.NewRequest("GET", s.ts.URL+"/c/mangwon1/today/live", nil)
-	req.Header.Set("Accept", "text/event-stream")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	res, err := c.Do(req.WithContext(ctx))
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("live: %v %v", res, err)
-	}
-	defer res.Body.Close()
-	got := make(chan string, 16)
-	go func() {
-		buf := make([]byte, 64<<10)
-		var all strings.Builder
-		for {
-			n, err := res.Body.Read(buf)
-			all.Write(buf[:n])
-			got <- all.String()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	wait := func(what, want string) {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		for {
-			select {
-			case s := <-got:
-				if strings.Contains(s, want) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("the stream never showed %s (%q)", what, want)
-			}
-		}
-	}
+	wait := watchStream(t, c, s.ts.URL+"/c/mangwon1/today/live")
 	wait("the first board", "아직 아무도 없습니다")
 	s.tap("mangwon1", "c1", "check_in", "arrival")
 	wait("c1's arrival", `data: <tr data-child="c1"><td>김민준</td><td>15:00</td></tr>`)
@@ -692,40 +657,10 @@ func TestCards(t *testing.T) {
 		t.Errorf("audited %v, want %s", acts, want)
 	}
 	// The card is presented: the live table shows it active.
-	req, _ := http.NewRequest("GET", s.ts.URL+"/c/mangwon1/cards/live", nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	res, err := c.Do(req.WithContext(ctx))
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("the live table: %v %v", res, err)
-	}
-	defer res.Body.Close()
-	got := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 64<<10)
-		var all strings.Builder
-		for {
-			n, err := res.Body.Read(buf)
-			all.Write(buf[:n])
-			got <- all.String()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	wait := watchStream(t, c, s.ts.URL+"/c/mangwon1/cards/live")
 	s.cards.bound("c1")
 	s.srv.Notify()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case all := <-got:
-			if strings.Contains(all, `data: <tr data-child="c1"><td>김민준</td><td class="state">사용 중</td>`) {
-				return
-			}
-		case <-deadline:
-			t.Fatal("the live table never showed c1's new card")
-		}
-	}
+	wait("c1's new card", `data: <tr data-child="c1"><td>김민준</td><td class="state">사용 중</td>`)
 }
 
 // 문자: a centre's texts with their state and reason, numbers masked; a
@@ -786,5 +721,49 @@ func TestTexts(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "문자를 다시 보냅니다") || !strings.Contains(string(body), `<td>010-****-8888</td><td class="state">보낼 차례</td>`) {
 		t.Errorf("resend: %d\n%s", res.StatusCode, body)
+	}
+}
+
+// watchStream opens a live stream (Server-Sent Events) for the test and
+// returns a wait for text on it: what it has sent so far, or within 10 s.
+func watchStream(t *testing.T, c *http.Client, u string) func(what, want string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	res, err := c.Do(req.WithContext(ctx))
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("the stream %s: %v %v", u, res, err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	got := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 64<<10)
+		var all strings.Builder
+		for {
+			n, err := res.Body.Read(buf)
+			all.Write(buf[:n])
+			select {
+			case got <- all.String():
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var seen string
+	return func(what, want string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for !strings.Contains(seen, want) {
+			select {
+			case seen = <-got:
+			case <-deadline:
+				t.Fatalf("the stream never showed %s (%q)", what, want)
+			}
+		}
 	}
 }
