@@ -200,3 +200,18 @@ func TestConnectBackoff(t *testing.T) {
 		t.Errorf("backoff %v to %v, ends at %v", connectRetryMin, connectRetryMax, wait)
 	}
 }
+
+// The probe a reset brings about gets the broker's alert when it refuses
+// this side's certificate, and nothing from a broker that takes it.
+func TestTLSProbe(t *testing.T) {
+	certs := mosqtest.NewCerts(t)
+	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"portal": "secret"}, TLS: certs})
+	badCert, badKey := mosqtest.NewUntrustedClient(t, "portal")
+	cert, key := certs.Client(t, "portal")
+	if err := tlsProbe(context.Background(), mq.TLSURL(), certs.TLSConfig(t, badCert, badKey)); err == nil || !strings.Contains(err.Error(), "remote error: tls") {
+		t.Errorf("an untrusted certificate: %v, want the broker's alert", err)
+	}
+	if err := tlsProbe(context.Background(), mq.TLSURL(), certs.TLSConfig(t, cert, key)); err != nil {
+		t.Errorf("a trusted certificate: %v", err)
+	}
+}

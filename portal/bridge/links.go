@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,6 +114,16 @@ func (b *Bridge) connect(ctx context.Context, url string, i int) (mqtt.Client, e
 		if err == nil {
 			b.log.Info("bridge: connected", "broker", url, "client_id", b.instanceID(i), "attempts", attempt)
 			return c, nil
+		}
+		if closedEarly(err) && b.o.TLS != nil {
+			// With TLS 1.3 the broker checks the client's certificate
+			// after the handshake: its alert may lose to the reset that
+			// MQTT's CONNECT, written at once, brings about. A handshake
+			// that writes nothing, then reads, gets the alert if there is
+			// one.
+			if alert := tlsProbe(ctx, url, b.o.TLS); alert != nil {
+				err = fmt.Errorf("%w (the reset's cause: %w)", err, alert)
+			}
 		}
 		if !unreachable(err) {
 			return nil, fmt.Errorf("bridge: the broker %s refused the connection: %w: %s", url, err, refusalHint(err))
@@ -287,4 +298,33 @@ func (b *Bridge) publishAll(topic string, qos byte, retained bool, payload []byt
 		return errors.New("not connected to any broker")
 	}
 	return errors.Join(errs...)
+}
+
+// tlsProbe makes a TLS handshake with the broker at url that writes
+// nothing after it, and waits a moment for what the broker says: its
+// alert refusing this side's certificate, if it refuses it (nil for
+// anything else).
+func tlsProbe(ctx context.Context, url string, tc *tls.Config) error {
+	host := strings.TrimPrefix(strings.TrimPrefix(url, "ssl://"), "tls://")
+	cfg := tc.Clone()
+	if cfg.ServerName == "" {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			cfg.ServerName = h
+		}
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		if tlsAlert(err) {
+			return err
+		}
+		return nil
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	if err != nil && tlsAlert(err) {
+		return err
+	}
+	return nil
 }
