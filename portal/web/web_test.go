@@ -767,3 +767,35 @@ func watchStream(t *testing.T, c *http.Client, u string) func(what, want string)
 		}
 	}
 }
+
+// A password tried across many accounts from one address: after
+// MaxAddressFailures wrong logins that address is refused (429), the
+// right password too, until the window ends; other addresses are not.
+func TestLoginsPerAddress(t *testing.T) {
+	s := newSite(t)
+	c := s.client()
+	for i := range MaxAddressFailures {
+		if res := s.login(c, fmt.Sprintf("user%02d", i), "a-common-password"); res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong login %d: %d", i, res.StatusCode)
+		}
+	}
+	if res := s.login(c, "mangwon.kim", "password-of-kim"); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the right password from that address: %d", res.StatusCode)
+	}
+	// Behind a TLS proxy the address is the proxy's last hop of
+	// X-Forwarded-For: another client there is not refused.
+	s.srv.o.Secure = true
+	req, _ := http.NewRequest("POST", s.ts.URL+"/login", strings.NewReader(url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	res, err := c.Do(req)
+	if err != nil || res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another address: %v %v", res, err)
+	}
+	res.Body.Close()
+	s.srv.o.Secure = false
+	s.advance(LockFor)
+	if res := s.login(c, "mangwon.kim", "password-of-kim"); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("after the window: %d", res.StatusCode)
+	}
+}
