@@ -8,10 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+	"github.com/xuri/excelize/v2"
 
+	"kiumtap/firmware"
 	"kiumtap/internal/browsertest"
 	"kiumtap/portal/api"
+	"kiumtap/portal/attendance"
 	"kiumtap/protocol"
 )
 
@@ -100,6 +104,30 @@ func TestBrowserToday(t *testing.T) {
 		t.Errorf("통계: %q", got)
 	}
 	shot("stats")
+	// The Excel download: clicked, saved by the browser, opened.
+	dir := t.TempDir()
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	progress := chromedp.Events(c, browser.DownloadProgress)
+	run("the Excel download", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: new(true)})
+		return err
+	}), chromedp.Click(`#xlsx`))
+	var saved string
+	for ev, err := range progress {
+		if err != nil {
+			t.Fatalf("the Excel download: %v", err)
+		}
+		if ev.State == browser.DownloadProgressStateCanceled {
+			t.Fatal("the browser cancelled the Excel download")
+		}
+		if ev.State == browser.DownloadProgressStateCompleted {
+			saved = filepath.Join(dir, ev.GUID)
+			break
+		}
+	}
+	checkWorkbook(t, saved, s.clock())
 	run("아동·카드", chromedp.Click(`a[href="/c/mangwon1/cards"]`), chromedp.WaitVisible(`#cardtable tr[data-child="c2"]`))
 	run("a revoke Q18 refuses", chromedp.Click(`tr[data-child="c2"] button.revoke`), chromedp.WaitVisible(`#message`))
 	if got := text("the refusal", chromedp.Text(`#message`)); !strings.Contains(got, "이용예정 예약 있음") || !strings.Contains(got, "FAQ Q18") {
@@ -116,4 +144,40 @@ func TestBrowserToday(t *testing.T) {
 		t.Errorf("the text sent again is %q", got)
 	}
 	shot("texts")
+}
+
+// checkWorkbook opens the workbook the browser saved and finds the
+// month's numbers: c1's session of the day, and one child on the day's
+// occupancy row.
+func checkWorkbook(t *testing.T, path string, day time.Time) {
+	t.Helper()
+	f, err := excelize.OpenFile(path)
+	if err != nil {
+		t.Fatalf("the downloaded workbook does not open: %v", err)
+	}
+	defer f.Close()
+	rows, err := f.GetRows(attendance.SessionSheet)
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("the workbook's sessions: %q, %v", rows, err)
+	}
+	date := day.In(firmware.KST).Format("2006-01-02")
+	if got := rows[1][:4]; got[1] != "c1" || got[2] != "김민준" || got[3] != "15:00" {
+		t.Errorf("the workbook's session: %q", got)
+	}
+	occ, err := f.GetRows(attendance.OccupancySheet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range occ {
+		if len(r) > 2 && r[0] == "mangwon1" && r[1] == date {
+			found = true
+			if r[2] != "1" || r[4+15-1] != "1" {
+				t.Errorf("the workbook's day: %q", r)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the workbook has no row of %s: %q", date, occ)
+	}
 }
