@@ -27,6 +27,7 @@ const (
 	tUsers    = "webusers"    // name → User
 	tSessions = "websessions" // SHA-256 of the session token → session
 	tAudit    = "webaudit"    // n → AuditRecord
+	tAddrs    = "webaddrs"    // a client's address → addressFailures
 )
 
 // Login limits: after MaxFailures wrong passwords in a row an account is
@@ -36,7 +37,20 @@ const (
 	LockFor     = 15 * time.Minute
 	// SessionFor is how long a login lasts.
 	SessionFor = 12 * time.Hour
+	// MaxAddressFailures: after that many wrong logins from one address
+	// within LockFor (any accounts, on any instance), that address's
+	// logins are refused (ErrTooMany) until the window ends.
+	MaxAddressFailures = 20
 )
+
+// addressFailures are an address's wrong logins in its window.
+type addressFailures struct {
+	N     int       `json:"n"`
+	Since time.Time `json:"since"`
+}
+
+// ErrTooMany: the address has tried too many wrong logins.
+var ErrTooMany = errors.New("이 주소에서 로그인을 너무 여러 번 실패했습니다. 15분 뒤에 다시 하세요")
 
 // User is a staff account: a centre's staff (one centre) or a district
 // operator (several). It sees and changes nothing of other centres.
@@ -260,16 +274,23 @@ func randomToken() string { return rand.Text() + rand.Text() }
 // token (the cookie) and its CSRF token. A wrong password counts towards
 // the lock; a locked or disabled account is refused whatever the
 // password. Every attempt is audited.
-func (a *Accounts) Login(ctx context.Context, name, password string) (token, csrf string, err error) {
+func (a *Accounts) Login(ctx context.Context, name, password, addr string) (token, csrf string, err error) {
 	now := a.now().UTC()
 	var u *User
+	var tries addressFailures
 	err = a.Reg.ViewRegistry(ctx, func(tx store.RegistryTx) error {
 		var err error
-		u, err = getUser(tx, name)
+		if u, err = getUser(tx, name); err != nil {
+			return err
+		}
+		tries, err = getAddress(tx, addr, now)
 		return err
 	})
 	if err != nil {
 		return "", "", err
+	}
+	if tries.N >= MaxAddressFailures {
+		return "", "", ErrTooMany
 	}
 	ok := false
 	if u != nil && !u.Disabled {
@@ -313,6 +334,23 @@ func (a *Accounts) Login(ctx context.Context, name, password string) (token, csr
 				return err
 			}
 		}
+		if result != nil && addr != "" {
+			if err := forgetAddresses(tx, now); err != nil {
+				return err
+			}
+			tries, err := getAddress(tx, addr, now)
+			if err != nil {
+				return err
+			}
+			tries.N++
+			raw, err := json.Marshal(tries)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put(tAddrs, []byte(addr), raw); err != nil {
+				return err
+			}
+		}
 		what := "login"
 		if result != nil {
 			what = "login refused: " + result.Error()
@@ -326,6 +364,41 @@ func (a *Accounts) Login(ctx context.Context, name, password string) (token, csr
 }
 
 var hashOfNobody = hashPassword(rand.Text())
+
+// forgetAddresses deletes the counts of windows ended.
+func forgetAddresses(tx store.RegistryTx, now time.Time) error {
+	var old [][]byte
+	err := tx.Scan(tAddrs, nil, func(k, v []byte) error {
+		var f addressFailures
+		if json.Unmarshal(v, &f) != nil || now.Sub(f.Since) >= LockFor {
+			old = append(old, bytes.Clone(k))
+		}
+		return nil
+	})
+	for _, k := range old {
+		if err == nil {
+			err = tx.Delete(tAddrs, k)
+		}
+	}
+	return err
+}
+
+// getAddress reads an address's wrong logins in the window now is in: a
+// window ended counts none.
+func getAddress(tx store.RegistryTx, addr string, now time.Time) (addressFailures, error) {
+	var f addressFailures
+	if addr == "" {
+		return f, nil
+	}
+	raw, err := tx.Get(tAddrs, []byte(addr))
+	if err != nil || raw == nil {
+		return addressFailures{Since: now}, err
+	}
+	if err := json.Unmarshal(raw, &f); err != nil || now.Sub(f.Since) >= LockFor {
+		return addressFailures{Since: now}, nil
+	}
+	return f, nil
+}
 
 // Session returns the user and the CSRF token of a live session, nil if
 // the token is not one (unknown, ended or expired, or its user disabled).

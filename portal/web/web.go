@@ -94,16 +94,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced by Notify
-	// failed counts each address's wrong logins in the current window
-	// (this instance's): a password tried across many accounts is slowed
-	// down as well as one account's (the lock).
-	failed      map[string]int
-	failedSince time.Time
 }
-
-// Per address: after MaxAddressFailures wrong logins within LockFor, its
-// logins are refused (429) until the window ends.
-const MaxAddressFailures = 20
 
 // addressOf is the client's address: behind a TLS proxy (Secure), the
 // proxy's X-Forwarded-For's last hop, else the connection's.
@@ -119,20 +110,6 @@ func (s *Server) addressOf(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// addressFailures counts a wrong login from addr (add) and returns the
-// count in the current window.
-func (s *Server) addressFailures(addr string, add bool) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if now := s.o.Now(); s.failed == nil || now.Sub(s.failedSince) >= LockFor {
-		s.failed, s.failedSince = map[string]int{}, now
-	}
-	if add {
-		s.failed[addr]++
-	}
-	return s.failed[addr]
 }
 
 // New checks the options.
@@ -324,16 +301,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "잘못된 요청입니다", http.StatusBadRequest)
 		return
 	}
-	addr := s.addressOf(r)
-	if s.addressFailures(addr, false) >= MaxAddressFailures {
-		s.render(w, "login.html", view{Error: "이 주소에서 로그인을 너무 여러 번 실패했습니다. 15분 뒤에 다시 하세요"}, http.StatusTooManyRequests)
-		return
-	}
-	token, _, err := s.o.Accounts.Login(r.Context(), r.PostFormValue("user"), r.PostFormValue("password"))
-	if errors.Is(err, ErrLogin) || errors.Is(err, ErrLocked) {
-		s.addressFailures(addr, true)
-	}
+	token, _, err := s.o.Accounts.Login(r.Context(), r.PostFormValue("user"), r.PostFormValue("password"), s.addressOf(r))
 	switch {
+	case errors.Is(err, ErrTooMany):
+		s.render(w, "login.html", view{Error: err.Error()}, http.StatusTooManyRequests)
+		return
 	case errors.Is(err, ErrLogin), errors.Is(err, ErrLocked):
 		s.render(w, "login.html", view{Error: err.Error()}, http.StatusUnauthorized)
 		return

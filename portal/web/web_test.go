@@ -492,7 +492,7 @@ func TestAccounts(t *testing.T) {
 	if err := s.acc.Add(ctx, "no.centre", "long-enough-pw", nil, "test"); err == nil {
 		t.Error("an account of no centre: no error")
 	}
-	token, _, err := s.acc.Login(ctx, "mangwon.kim", "password-of-kim")
+	token, _, err := s.acc.Login(ctx, "mangwon.kim", "password-of-kim", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,10 +502,10 @@ func TestAccounts(t *testing.T) {
 	if u, _, _ := s.acc.Session(ctx, token); u != nil {
 		t.Error("a session outlived a new password")
 	}
-	if _, _, err := s.acc.Login(ctx, "mangwon.kim", "password-of-kim"); err != ErrLogin {
+	if _, _, err := s.acc.Login(ctx, "mangwon.kim", "password-of-kim", ""); err != ErrLogin {
 		t.Errorf("the old password: %v", err)
 	}
-	if _, _, err := s.acc.Login(ctx, "mangwon.kim", "a-new-password"); err != nil {
+	if _, _, err := s.acc.Login(ctx, "mangwon.kim", "a-new-password", ""); err != nil {
 		t.Errorf("the new password: %v", err)
 	}
 	us, _ := s.acc.Users(ctx)
@@ -782,10 +782,22 @@ func TestLoginsPerAddress(t *testing.T) {
 	if res := s.login(c, "mangwon.kim", "password-of-kim"); res.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("the right password from that address: %d", res.StatusCode)
 	}
+	// Another instance on the same store refuses that address too.
+	other, err := New(s.srv.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(other)
+	defer ts.Close()
+	req, _ := http.NewRequest("POST", ts.URL+"/login", strings.NewReader(url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if res, err := c.Do(req); err != nil || res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("another instance let the address in: %v %v", res, err)
+	}
 	// Behind a TLS proxy the address is the proxy's last hop of
 	// X-Forwarded-For: another client there is not refused.
 	s.srv.o.Secure = true
-	req, _ := http.NewRequest("POST", s.ts.URL+"/login", strings.NewReader(url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}}.Encode()))
+	req, _ = http.NewRequest("POST", s.ts.URL+"/login", strings.NewReader(url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Forwarded-For", "203.0.113.9")
 	res, err := c.Do(req)
