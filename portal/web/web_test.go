@@ -412,6 +412,25 @@ func TestLoggedOutTokenDead(t *testing.T) {
 	}
 }
 
+// A session lasts SessionFor (12 hours) from its login, then the page
+// asks for a login again, whatever the cookie.
+func TestSessionExpires(t *testing.T) {
+	s := newSite(t)
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	token := sessionCookie(t, c, s.ts.URL)
+	s.advance(SessionFor - time.Minute)
+	if code, _ := get(t, c, s.ts.URL+"/c/mangwon1/today"); code != http.StatusOK {
+		t.Fatalf("a session before its end: %d", code)
+	}
+	s.advance(time.Minute)
+	u, _ := url.Parse(s.ts.URL)
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: Cookie, Value: token}}) // a browser that kept it
+	if code, _ := get(t, c, s.ts.URL+"/c/mangwon1/today"); code != http.StatusSeeOther {
+		t.Errorf("a session 12 hours old: %d", code)
+	}
+}
+
 // Five wrong passwords lock the account for 15 minutes, the right one
 // included; a disabled account and an unknown name get the same answer
 // as a wrong password.
