@@ -2,19 +2,32 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"kiumtap/internal/logbuf"
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/api"
+	"kiumtap/portal/web"
 )
 
 // withStdin runs fn with the password input given.
@@ -52,15 +65,7 @@ func TestUsersAndTheStaffPage(t *testing.T) {
 		var st api.Status
 		return api.Ask(ctx, filepath.Join(dir, "kiumbridge.sock"), "GET", "/status", nil, &st) == nil
 	})
-	var addr string
-	listen := regexp.MustCompile(`the staff page answers.*listen=(127\.0\.0\.1:\d+)`)
-	wait.For(t, 10*time.Second, "the staff page's address in the log", func() bool {
-		m := listen.FindStringSubmatch(runLog.String())
-		if m != nil {
-			addr = m[1]
-		}
-		return m != nil
-	})
+	addr := staffPageAddr(t, runLog)
 	withStdin("password-of-lee\n", func() {
 		out, errs, code := command(t, "user", "add", "-config", cfg, "-centre", "mangwon1", "-centre", "seogyo1", "gu.lee")
 		if code != 0 || !strings.Contains(errs, "asked the running bridge") {
@@ -121,4 +126,102 @@ func TestUsersAndTheStaffPage(t *testing.T) {
 	if res.Request.URL.Path != "/login" {
 		t.Errorf("a disabled user's page: %s", res.Request.URL)
 	}
+}
+
+// staffPageAddr is the staff page's address, as kiumbridge run logs it.
+func staffPageAddr(t *testing.T, runLog *logbuf.Buffer) string {
+	t.Helper()
+	var addr string
+	listen := regexp.MustCompile(`the staff page answers.*listen=(127\.0\.0\.1:\d+)`)
+	wait.For(t, 10*time.Second, "the staff page's address in the log", func() bool {
+		m := listen.FindStringSubmatch(runLog.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	return addr
+}
+
+// The staff page served over TLS directly (web.cert and web.key): a
+// browser that trusts the certificate logs in and gets a Secure cookie;
+// plain HTTP on that port is refused.
+func TestStaffPageOverTLS(t *testing.T) {
+	mq := mosqtest.Start(t, mosqtest.Options{})
+	cfg, _ := portal(t, mq.URL())
+	certPEM, keyPEM := selfSigned(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "web.pem"), filepath.Join(dir, "web.key")
+	os.WriteFile(certFile, certPEM, 0o644)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	conf, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, fmt.Appendf(conf, "cert = %q\nkey = %q\n", certFile, keyFile), 0o600)
+	withStdin("password-of-kim\n", func() {
+		if out, errs, code := command(t, "user", "add", "-config", cfg, "-centre", "mangwon1", "mangwon.kim"); code != 0 {
+			t.Fatalf("user add: %d\n%s%s", code, out, errs)
+		}
+	})
+	_, runLog := startRun(t, cfg, io.Discard)
+	addr := staffPageAddr(t, runLog)
+	if !strings.Contains(runLog.String(), "tls=true") {
+		t.Errorf("the log does not say the page is served over TLS:\n%s", runLog)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	res, err := browser.PostForm("https://"+addr+"/login", url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "센터 안") {
+		t.Fatalf("logged in over TLS: %d\n%s", res.StatusCode, body)
+	}
+	// The cookie as the login's answer sets it.
+	once := &http.Client{Transport: browser.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err = once.PostForm("https://"+addr+"/login", url.Values{"user": {"mangwon.kim"}, "password": {"password-of-kim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var session *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == web.Cookie {
+			session = c
+		}
+	}
+	if session == nil || !session.Secure || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode {
+		t.Errorf("the session cookie over TLS: %+v", session)
+	}
+	plain, err := http.Get("http://" + addr + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.Body.Close()
+	if plain.StatusCode != http.StatusBadRequest {
+		t.Errorf("plain HTTP on the TLS port: %d", plain.StatusCode)
+	}
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and its key, as PEM.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kiumbridge staff page"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
