@@ -33,7 +33,13 @@ var changeOutcomes = map[string]string{
 type cardRow struct {
 	ID, Name, State, Since string
 	Active                 bool
+	// Note explains a state staff must act on (a conflict).
+	Note string
 }
+
+// conflictNote explains a card that lost a conflict, and what to do.
+const conflictNote = "충돌: 이 카드는 다른 센터나 다른 아이에게 먼저 등록되어 있어, 여기서 태그하면 \"다른 센터에 먼저 등록된 카드\"로 거절됩니다. " +
+	"한 카드는 한 곳에만 등록됩니다(먼저 등록한 곳이 가집니다). 아이에게 새 카드를 등록하거나, 먼저 등록된 곳에서 그 카드를 사용 중지한 뒤 여기서 다시 등록하세요."
 
 type historyRow struct {
 	At, Name, Outcome, What, Why, By string
@@ -70,6 +76,9 @@ func (s *Server) cardsOf(ctx context.Context, centre string) (*cardsPage, error)
 				r.State = string(c.State)
 			}
 		}
+		if c.State == firmware.CardConflict {
+			r.Note = conflictNote
+		}
 		if !c.Since.IsZero() {
 			r.Since = c.Since.In(firmware.KST).Format("2006-01-02 15:04")
 		}
@@ -96,7 +105,10 @@ func (s *Server) cardsOf(ctx context.Context, centre string) (*cardsPage, error)
 			what = "카드 사용 중지"
 		}
 		why := h.Detail
-		if h.Reason != "" {
+		switch {
+		case h.Outcome == api.ChangeConflict || h.Reason == firmware.RefuseBoundElsewhere:
+			why = conflictNote + " (" + h.Detail + ")"
+		case h.Reason != "":
 			why = h.Reason.Label().Ko + ": " + h.Detail
 		}
 		out := changeOutcomes[h.Outcome]

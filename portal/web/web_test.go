@@ -98,6 +98,16 @@ func (f *fakeCards) enrol(_ context.Context, req api.EnrolRequest) (*api.EnrolRe
 	return &api.EnrolResult{Centre: req.Centre, Device: req.Device, Child: req.Child}, nil
 }
 
+// conflict: the child's card lost a conflict (bound earlier elsewhere).
+func (f *fakeCards) conflict(child string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state[child] = firmware.CardConflict
+	f.changes = append(f.changes, api.Change{Outcome: api.ChangeConflict, Reason: firmware.RefuseBoundElsewhere, Recorded: wednesday,
+		Detail:        "the same card was bound earlier at seogyo1 by seogyo-door (12-02 14:00): this binding lost",
+		BindingChange: firmware.BindingChange{Child: child, NewCard: "k-c2", By: "door", Flow: firmware.FlowDevice}})
+}
+
 // bound: the card presented at the terminal was bound (as the bridge's
 // binder records it).
 func (f *fakeCards) bound(child string) {
@@ -674,6 +684,16 @@ func TestCards(t *testing.T) {
 	}
 	if want := "[mangwon.kim revoke refused mangwon.kim revoke mangwon.kim enrol]"; fmt.Sprint(acts) != want {
 		t.Errorf("audited %v, want %s", acts, want)
+	}
+	// A card that lost a conflict: the table and the history say what
+	// happened and what to do.
+	s.cards.conflict("c2")
+	code, page = get(t, c, s.ts.URL+"/c/mangwon1/cards")
+	for _, want := range []string{`<td class="state">다른 센터에 먼저 등록됨</td>`, `<tr class="note"><td colspan="5">충돌: 이 카드는 다른 센터나 다른 아이에게 먼저 등록되어`,
+		"<td>충돌: 다른 센터에 먼저 등록된 카드</td><td>충돌: 이 카드는", "새 카드를 등록하거나, 먼저 등록된 곳에서 그 카드를 사용 중지한 뒤", "(the same card was bound earlier at seogyo1"} {
+		if code != http.StatusOK || !strings.Contains(page, want) {
+			t.Errorf("a conflict: %d, lacks %q\n%s", code, want, page)
+		}
 	}
 	// The card is presented: the live table shows it active.
 	wait := watchStream(t, c, s.ts.URL+"/c/mangwon1/cards/live")
