@@ -62,12 +62,22 @@ type Events interface {
 	// when centre is ""), in the order of centre, device, log and
 	// sequence, until fn returns false.
 	Events(ctx context.Context, centre string, fn func(protocol.Event) bool) error
+	// EventsAfter calls fn for each stored event of a centre that comes
+	// after after[its log] (every event of a log not in after), in the
+	// order of Events, until fn returns false. Its cost is the centre's
+	// logs and the events it returns, not the centre's history: a reader
+	// that keeps each log's last sequence reads only what is new (the
+	// staff page's live board).
+	EventsAfter(ctx context.Context, centre string, after map[LogID]uint64, fn func(protocol.Event) bool) error
 	// Centres lists the centres that have stored events.
 	Centres(ctx context.Context) ([]string, error)
 	// Devices lists the terminals of a centre that have stored events,
 	// sorted.
 	Devices(ctx context.Context, centre string) ([]string, error)
 }
+
+// LogID names a terminal's event log.
+type LogID struct{ Device, Log string }
 
 // Text job states.
 const (
@@ -137,6 +147,10 @@ type TextQueue interface {
 	// JobSending until its outcome is recorded or it is released (a
 	// lapsed claim too, until another texter takes it over).
 	Jobs(ctx context.Context, done bool, fn func(Job) bool) error
+	// CentreJobs calls fn for the texts of a centre whose tap (At) is at
+	// or after since, in the order of At, until fn returns false. Its cost
+	// is those texts', not the history's (the staff page's 오늘 and 문자).
+	CentreJobs(ctx context.Context, centre string, since time.Time, fn func(Job) bool) error
 	// Retry queues a failed or held text again, to the number to (its
 	// guardian's, corrected: FAQ Q22), due at now, its attempts counted
 	// afresh, its reason cleared; it keeps its ID, so it is still one text

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"kiumtap/firmware"
@@ -61,21 +62,55 @@ var fixes = map[firmware.Reason]string{
 // refused are the outcomes staff look at.
 var refused = []firmware.Outcome{firmware.NoData, firmware.NotInUse, firmware.UnknownCard, firmware.ReplacedCard}
 
-// board reads a centre's day: the events stored of today (KST), and its
-// roster for names and today's bookings.
-func board(ctx context.Context, events store.Events, texts store.TextQueue, src *source.Source, centre string, now time.Time) (*Board, error) {
-	start := now.In(firmware.KST)
-	start = time.Date(start.Year(), start.Month(), start.Day(), 0, 0, 0, 0, firmware.KST)
-	var evs []protocol.Event
-	err := events.Events(ctx, centre, func(e protocol.Event) bool {
+// dayStart is the start (KST) of now's day.
+func dayStart(now time.Time) time.Time {
+	d := now.In(firmware.KST)
+	return time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, firmware.KST)
+}
+
+// dayEvents are a centre's events of a day as read so far, and each log's
+// last sequence read: a board reads only what was stored since it last
+// looked (store.Events.EventsAfter), not the centre's history.
+type dayEvents struct {
+	mu    sync.Mutex
+	start time.Time
+	marks map[store.LogID]uint64
+	evs   []protocol.Event
+}
+
+// read brings the day's events up to date and returns them, for the day
+// starting at start.
+func (d *dayEvents) read(ctx context.Context, events store.Events, centre string, start time.Time) ([]protocol.Event, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if start.Before(d.start) { // the clock went back: read afresh
+		d.marks, d.evs = nil, nil
+	}
+	if !start.Equal(d.start) {
+		d.start = start
+		d.evs = slices.DeleteFunc(d.evs, func(e protocol.Event) bool { return e.Time.Before(start) })
+	}
+	if d.marks == nil {
+		d.marks = map[store.LogID]uint64{}
+	}
+	err := events.EventsAfter(ctx, centre, d.marks, func(e protocol.Event) bool {
+		id := store.LogID{Device: e.Device, Log: e.Log}
+		d.marks[id] = max(d.marks[id], e.Seq)
 		if !e.Time.Before(start) {
-			evs = append(evs, e)
+			d.evs = append(d.evs, e)
 		}
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
+	return slices.Clone(d.evs), nil
+}
+
+// board makes a centre's day of its events of today (KST), its roster
+// (names and today's bookings) and its texts of today.
+func board(ctx context.Context, evs []protocol.Event, texts store.TextQueue, src *source.Source, centre string, now time.Time) (*Board, error) {
+	start := dayStart(now)
 	slices.SortStableFunc(evs, func(a, b protocol.Event) int { return a.Time.Compare(b.Time) })
 	b := &Board{Centre: centre, Day: start.Format("2006-01-02")}
 	var r *firmware.Roster
@@ -134,8 +169,8 @@ func board(ctx context.Context, events store.Events, texts store.TextQueue, src 
 		}
 	}
 	if texts != nil {
-		err := texts.Jobs(ctx, true, func(j store.Job) bool {
-			if j.Centre == centre && j.State == store.JobFailed && !j.At.Before(start) {
+		err := texts.CentreJobs(ctx, centre, start, func(j store.Job) bool {
+			if j.State == store.JobFailed {
 				b.FailedTexts = append(b.FailedTexts, textRow{ID: j.ID, At: hhmm(j.At), Name: name(j.Child), Kind: textKinds[j.Kind], To: maskPhone(j.To), Reason: j.Reason})
 			}
 			return true

@@ -33,8 +33,12 @@ func maskPhone(p string) string {
 	return p[:3] + "-****-" + p[len(p)-4:]
 }
 
-// maxTexts is how many of a centre's texts the page lists, newest first.
-const maxTexts = 200
+// The page lists a centre's texts of the last textDays days, newest
+// first, at most maxTexts.
+const (
+	textDays = 31
+	maxTexts = 200
+)
 
 func (s *Server) texts(w http.ResponseWriter, r *http.Request) {
 	s.renderTexts(w, r, "", false, http.StatusOK)
@@ -43,10 +47,8 @@ func (s *Server) texts(w http.ResponseWriter, r *http.Request) {
 func (s *Server) renderTexts(w http.ResponseWriter, r *http.Request, msg string, bad bool, code int) {
 	c := r.PathValue("centre")
 	var jobs []store.Job
-	err := s.o.Texts.Jobs(r.Context(), true, func(j store.Job) bool {
-		if j.Centre == c {
-			jobs = append(jobs, j)
-		}
+	err := s.o.Texts.CentreJobs(r.Context(), c, dayStart(s.o.Now()).AddDate(0, 0, -textDays), func(j store.Job) bool {
+		jobs = append(jobs, j)
 		return true
 	})
 	if err != nil {

@@ -93,7 +93,25 @@ type Server struct {
 	mux *http.ServeMux
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced by Notify
+	changed chan struct{}         // closed and replaced by Notify
+	days    map[string]*dayEvents // by centre
+}
+
+// boardOf reads a centre's board now.
+func (s *Server) boardOf(ctx context.Context, centre string) (*Board, error) {
+	s.mu.Lock()
+	d := s.days[centre]
+	if d == nil {
+		d = &dayEvents{}
+		s.days[centre] = d
+	}
+	s.mu.Unlock()
+	now := s.o.Now()
+	evs, err := d.read(ctx, s.o.Events, centre, dayStart(now))
+	if err != nil {
+		return nil, err
+	}
+	return board(ctx, evs, s.o.Texts, s.o.Source(centre), centre, now)
 }
 
 // addressOf is the client's address: behind a TLS proxy (Secure), the
@@ -126,7 +144,7 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), changed: make(chan struct{})}
+	s := &Server{o: o, mux: http.NewServeMux(), changed: make(chan struct{}), days: map[string]*dayEvents{}}
 	s.mux.Handle("GET /static/", http.FileServerFS(files))
 	s.mux.HandleFunc("GET /login", s.loginPage)
 	s.mux.HandleFunc("POST /login", s.login)
@@ -349,7 +367,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) today(w http.ResponseWriter, r *http.Request) {
 	c := r.PathValue("centre")
-	b, err := board(r.Context(), s.o.Events, s.o.Texts, s.o.Source(c), c, s.o.Now())
+	b, err := s.boardOf(r.Context(), c)
 	if err != nil {
 		s.o.Logger.Error("web: reading the day", "centre", c, "err", err)
 		http.Error(w, "잠시 뒤에 다시 하세요 (저장소가 답하지 않습니다)", http.StatusServiceUnavailable)
@@ -365,7 +383,7 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request) {
 func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 	c := r.PathValue("centre")
 	s.stream(w, r, func() ([]byte, error) {
-		b, err := board(r.Context(), s.o.Events, s.o.Texts, s.o.Source(c), c, s.o.Now())
+		b, err := s.boardOf(r.Context(), c)
 		if err != nil {
 			return nil, err
 		}

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +63,9 @@ var (
 	bGaps = []byte("gaps")
 	// bBindQ is the binding jobs' queue: q → job, to apply in order.
 	bBindQ = []byte("bindq")
+	// bTextsBy finds a centre's texts by their tap's time: centre, 0,
+	// At (Unix nanoseconds, big-endian), ID → where the job is (jobAt).
+	bTextsBy = []byte("textsby")
 )
 
 // Open opens or creates the bridge's store.
@@ -77,6 +82,9 @@ func Open(path string) (*Store, error) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if tx.Bucket(bTextsBy) == nil {
+			return indexTexts(tx) // a store of before the index
 		}
 		return nil
 	})
@@ -259,7 +267,10 @@ func putJob(tx *bolt.Tx, j Job) error {
 	qk := binary.BigEndian.AppendUint64(nil, j.Q)
 	if j.State == JobPending || j.State == JobSending {
 		q.FillPercent = 0.9
-		return q.Put(qk, raw)
+		if err := q.Put(qk, raw); err != nil {
+			return err
+		}
+		return tx.Bucket(bTextsBy).Put(textsByKey(j), append([]byte{inQueue}, qk...))
 	}
 	if err := q.Delete(qk); err != nil {
 		return err
@@ -269,7 +280,146 @@ func putJob(tx *bolt.Tx, j Job) error {
 		return err
 	}
 	done.FillPercent = 1
-	return done.Put(binary.BigEndian.AppendUint64(nil, seq), raw)
+	dk := binary.BigEndian.AppendUint64(nil, seq)
+	if err := done.Put(dk, raw); err != nil {
+		return err
+	}
+	return tx.Bucket(bTextsBy).Put(textsByKey(j), append([]byte{inDone}, dk...))
+}
+
+// Where a job is, in bTextsBy's values: its bucket, then its key there.
+const (
+	inQueue = 'q'
+	inDone  = 'd'
+)
+
+func textsByKey(j Job) []byte {
+	k := append([]byte(j.Centre), 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(j.At.UnixNano()))
+	return append(k, j.ID...)
+}
+
+// indexTexts makes bTextsBy of the jobs stored.
+func indexTexts(tx *bolt.Tx) error {
+	by, err := tx.CreateBucket(bTextsBy)
+	if err != nil {
+		return err
+	}
+	for _, b := range []struct {
+		name  []byte
+		where byte
+	}{{bQueue, inQueue}, {bJobs, inDone}} {
+		err := tx.Bucket(b.name).ForEach(func(k, v []byte) error {
+			var j Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("stored job %x: %w", k, err)
+			}
+			return by.Put(textsByKey(j), append([]byte{b.where}, k...))
+		})
+		if err != nil {
+			return fmt.Errorf("indexing the texts by centre: %w", err)
+		}
+	}
+	return nil
+}
+
+// centreJobs calls fn for a centre's jobs tapped at or after since, in
+// the order of their tap.
+func (s *Store) centreJobs(centre string, since time.Time, fn func(Job) bool) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		by := tx.Bucket(bTextsBy)
+		if by == nil { // opened read-only, before the index
+			return s.walkCentre(tx, centre, since, fn)
+		}
+		prefix := append([]byte(centre), 0)
+		c := by.Cursor()
+		q, done := tx.Bucket(bQueue), tx.Bucket(bJobs)
+		for k, v := c.Seek(binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(since.UnixNano()))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(v) != 9 {
+				return fmt.Errorf("stored text index %q: bad value", k)
+			}
+			b := q
+			if v[0] == inDone {
+				b = done
+			}
+			raw := b.Get(v[1:])
+			if raw == nil {
+				return fmt.Errorf("stored text index %q: no job there", k)
+			}
+			var j Job
+			if err := json.Unmarshal(raw, &j); err != nil {
+				return fmt.Errorf("stored job %x: %w", v[1:], err)
+			}
+			if !fn(j) {
+				return errStop
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// walkCentre is centreJobs without the index: every job read.
+func (s *Store) walkCentre(tx *bolt.Tx, centre string, since time.Time, fn func(Job) bool) error {
+	var js []Job
+	for _, b := range [][]byte{bQueue, bJobs} {
+		err := tx.Bucket(b).ForEach(func(k, v []byte) error {
+			var j Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("stored job %q: %w", k, err)
+			}
+			if j.Centre == centre && !j.At.Before(since) {
+				js = append(js, j)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	slices.SortStableFunc(js, func(a, b Job) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, j := range js {
+		if !fn(j) {
+			return errStop
+		}
+	}
+	return nil
+}
+
+// eventsAfter: the centre's events past after's sequences, each log's
+// old events skipped by a seek.
+func (s *Store) eventsAfter(centre string, after map[store.LogID]uint64, fn func(protocol.Event) bool) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEvents).Cursor()
+		prefix := append([]byte(centre), 0)
+		k, v := c.Seek(prefix)
+		for k != nil && bytes.HasPrefix(k, prefix) && len(k) >= len(prefix)+8 {
+			lp := k[:len(k)-8] // centre, 0, device, 0, log, 0
+			seq := binary.BigEndian.Uint64(k[len(k)-8:])
+			device, log, _ := strings.Cut(string(lp[len(prefix):len(lp)-1]), "\x00")
+			if from := after[store.LogID{Device: device, Log: log}]; seq <= from {
+				k, v = c.Seek(binary.BigEndian.AppendUint64(bytes.Clone(lp), from+1))
+				continue
+			}
+			var e protocol.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("stored event %q: %w", k, err)
+			}
+			if !fn(e) {
+				return nil
+			}
+			k, v = c.Next()
+		}
+		return nil
+	})
 }
 
 // Jobs calls fn for every job, to do first, until fn returns false.

@@ -45,6 +45,14 @@ func (c contract) Events(_ context.Context, centre string, fn func(protocol.Even
 	return c.s.Events(centre, fn)
 }
 
+func (c contract) EventsAfter(_ context.Context, centre string, after map[store.LogID]uint64, fn func(protocol.Event) bool) error {
+	return c.s.eventsAfter(centre, after, fn)
+}
+
+func (c contract) CentreJobs(_ context.Context, centre string, since time.Time, fn func(store.Job) bool) error {
+	return c.s.centreJobs(centre, since, fn)
+}
+
 func (c contract) Centres(context.Context) ([]string, error) { return c.s.eventCentres() }
 
 func (c contract) Claim(_ context.Context, owner string, now time.Time, n int, lease time.Duration) ([]store.Job, error) {

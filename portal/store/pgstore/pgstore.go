@@ -302,6 +302,66 @@ func (s *Store) Events(ctx context.Context, centre string, fn func(protocol.Even
 	}
 }
 
+// EventsAfter implements store.Events: the centre's logs (logs_by_centre),
+// then the new events of each log that has some, by its primary key.
+func (s *Store) EventsAfter(ctx context.Context, centre string, after map[store.LogID]uint64, fn func(protocol.Event) bool) error {
+	rows, err := s.pool.Query(ctx, `SELECT device, log, last FROM logs WHERE centre = $1 ORDER BY device, log`, centre)
+	if err != nil {
+		return fmt.Errorf("pgstore: reading a centre's logs: %w", err)
+	}
+	type newer struct {
+		id   store.LogID
+		from int64
+	}
+	var logs []newer
+	for rows.Next() {
+		var id store.LogID
+		var last int64
+		if err := rows.Scan(&id.Device, &id.Log, &last); err != nil {
+			rows.Close()
+			return fmt.Errorf("pgstore: reading a centre's logs: %w", err)
+		}
+		if from := int64(after[id]); last > from {
+			logs = append(logs, newer{id, from})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("pgstore: reading a centre's logs: %w", err)
+	}
+	for _, l := range logs {
+		rows, err := s.pool.Query(ctx, `SELECT seq, body FROM events WHERE device = $1 AND log = $2 AND seq > $3 ORDER BY seq`, l.id.Device, l.id.Log, l.from)
+		if err != nil {
+			return fmt.Errorf("pgstore: reading events: %w", err)
+		}
+		var evs []protocol.Event
+		for rows.Next() {
+			var seq int64
+			var raw []byte
+			if err := rows.Scan(&seq, &raw); err != nil {
+				rows.Close()
+				return fmt.Errorf("pgstore: reading events: %w", err)
+			}
+			var e protocol.Event
+			if err := json.Unmarshal(raw, &e); err != nil {
+				rows.Close()
+				return fmt.Errorf("pgstore: stored event %s/%s/%d: %w", l.id.Device, l.id.Log, seq, err)
+			}
+			evs = append(evs, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("pgstore: reading events: %w", err)
+		}
+		for _, e := range evs {
+			if !fn(e) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
 // Centres implements store.Events.
 func (s *Store) Centres(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT centre FROM logs WHERE last > 0 ORDER BY centre`)
@@ -397,8 +457,8 @@ func (s *Store) spread(ctx context.Context, want int) (bool, error) {
 			return err
 		}
 		slices.SortFunc(batches, func(a, b batch) int { return cmp.Compare(a.q, b.q) })
-		var id, state []string
-		var nextAt, created []time.Time
+		var id, state, centre []string
+		var nextAt, created, at []time.Time
 		var attempts []int32
 		var body [][]byte
 		for _, b := range batches {
@@ -414,14 +474,15 @@ func (s *Store) spread(ctx context.Context, want int) (bool, error) {
 				id, state = append(id, j.ID), append(state, j.State)
 				nextAt, created = append(nextAt, j.NextAt), append(created, j.Created)
 				attempts, body = append(attempts, int32(j.Attempts)), append(body, raw)
+				centre, at = append(centre, j.Centre), append(at, j.At)
 			}
 		}
 		// In the order stored: a text's place in the queue (q) is the
 		// order it was queued in.
-		_, err = tx.Exec(ctx, `INSERT INTO texts (id, state, next_at, created, attempts, body)
-			SELECT i, s, n, c, a, b FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::json[])
-				WITH ORDINALITY AS t (i, s, n, c, a, b, o)
-			ORDER BY o ON CONFLICT (id) DO NOTHING`, id, state, nextAt, created, attempts, body)
+		_, err = tx.Exec(ctx, `INSERT INTO texts (id, state, next_at, created, attempts, body, centre, at)
+			SELECT i, s, n, c, a, b, ce, t FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::json[], $7::text[], $8::timestamptz[])
+				WITH ORDINALITY AS t (i, s, n, c, a, b, ce, t, o)
+			ORDER BY o ON CONFLICT (id) DO NOTHING`, id, state, nextAt, created, attempts, body, centre, at)
 		spread = err == nil
 		return err
 	})
@@ -577,6 +638,27 @@ func (s *Store) Jobs(ctx context.Context, withDone bool, fn func(store.Job) bool
 			if !fn(j) {
 				return nil
 			}
+		}
+	}
+	return nil
+}
+
+// CentreJobs implements store.TextQueue, through texts_by_centre.
+func (s *Store) CentreJobs(ctx context.Context, centre string, since time.Time, fn func(store.Job) bool) error {
+	if err := s.spreadAll(ctx); err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+jobColumns+` FROM texts WHERE centre = $1 AND at >= $2 ORDER BY at, q`, centre, since)
+	if err != nil {
+		return fmt.Errorf("pgstore: reading a centre's texts: %w", err)
+	}
+	js, err := collectJobs(rows)
+	if err != nil {
+		return fmt.Errorf("pgstore: reading a centre's texts: %w", err)
+	}
+	for _, j := range js {
+		if !fn(j) {
+			return nil
 		}
 	}
 	return nil

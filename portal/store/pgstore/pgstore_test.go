@@ -2,10 +2,13 @@ package pgstore
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"kiumtap/internal/pgtest"
 	"kiumtap/portal/store"
@@ -123,5 +126,39 @@ func TestLockLetGoWithItsSession(t *testing.T) {
 		t.Fatalf("the first instance again, on a new connection: %v", err)
 	} else {
 		r()
+	}
+}
+
+// Schema 5 keeps each text's centre and tap time beside its body: texts
+// stored under schema 4 get them from their bodies in the upgrade.
+func TestUpgradeIndexesTexts(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE schema_version (version integer NOT NULL, applied timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for v := range 4 {
+		if _, err := conn.Exec(ctx, migrations[v]); err != nil {
+			t.Fatalf("schema %d: %v", v+1, err)
+		}
+		conn.Exec(ctx, `INSERT INTO schema_version (version) VALUES ($1)`, v+1)
+	}
+	at := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	body := fmt.Sprintf(`{"id":"door-1/0","centre":"mangwon1","child":"c1","kind":"arrival","at":%q,"to":"01012345678","state":"failed"}`, at.Format(time.RFC3339Nano))
+	if _, err := conn.Exec(ctx, `INSERT INTO texts (id, state, next_at, created, attempts, body, done, done_order) VALUES ('door-1/0', 'failed', $1, $1, 1, $2, true, 1)`, at, body); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	s := open(t, dsn)
+	defer s.Close()
+	var got []string
+	err = s.CentreJobs(ctx, "mangwon1", at.Add(-time.Hour), func(j store.Job) bool { got = append(got, j.ID+" "+j.State); return true })
+	if err != nil || len(got) != 1 || got[0] != "door-1/0 failed" {
+		t.Fatalf("a text of schema 4 after the upgrade: %v %v", got, err)
 	}
 }

@@ -82,6 +82,8 @@ func Run(t *testing.T, open Open, o Options) {
 	t.Run("ClaimLifecycle", func(t *testing.T) { claimLifecycle(t, fresh(t)) })
 	t.Run("ClaimAfterManyPuts", func(t *testing.T) { claimAfterManyPuts(t, fresh(t)) })
 	t.Run("Retry", func(t *testing.T) { retry(t, fresh(t)) })
+	t.Run("EventsAfter", func(t *testing.T) { eventsAfter(t, fresh(t)) })
+	t.Run("CentreJobs", func(t *testing.T) { centreJobs(t, fresh(t)) })
 	t.Run("Revisions", func(t *testing.T) { s := fresh(t); revisions(t, s, second(t, s)) })
 	t.Run("Gaps", func(t *testing.T) { gaps(t, fresh(t)) })
 	t.Run("BindingJobs", func(t *testing.T) { bindingJobs(t, fresh(t)) })
@@ -598,5 +600,98 @@ func retry(t *testing.T, s store.Store) {
 	}
 	if j := again[0]; j.ID != failed.ID || j.To != "01099998888" || j.Attempts != 1 || j.Reason != "" || j.EventID != failed.EventID {
 		t.Errorf("the text again: %+v", j)
+	}
+}
+
+// EventsAfter reads only what follows the sequences given, log by log;
+// a log not named is read whole; other centres' logs never.
+func eventsAfter(t *testing.T, s store.Store) {
+	evs := append(run(t, 1, 2, 3), ev("mangwon1", "back", "L9", 1, "check_out"), ev("mangwon1", "back", "L9", 2, "check_in"), ev("hapjeong", "door", "L3", 1, "check_in"))
+	if _, err := s.Put(ctx, evs, store.Plan{}); err != nil {
+		t.Fatal(err)
+	}
+	after := func(marks map[store.LogID]uint64) []string {
+		t.Helper()
+		var ids []string
+		err := s.EventsAfter(ctx, "mangwon1", marks, func(e protocol.Event) bool {
+			ids = append(ids, e.Device+"/"+e.Log+"/"+fmt.Sprint(e.Seq))
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got, want := after(nil), []string{"back/L9/1", "back/L9/2", "door/L1/1", "door/L1/2", "door/L1/3"}; !slices.Equal(got, want) {
+		t.Errorf("EventsAfter(none) = %v, want %v", got, want)
+	}
+	marks := map[store.LogID]uint64{{Device: "door", Log: "L1"}: 2, {Device: "back", Log: "L9"}: 2, {Device: "door", Log: "L3"}: 0}
+	if got, want := after(marks), []string{"door/L1/3"}; !slices.Equal(got, want) {
+		t.Errorf("EventsAfter(door/L1 at 2, back/L9 at 2) = %v, want %v", got, want)
+	}
+	if _, err := s.Put(ctx, run(t, 4, 5), store.Plan{}); err != nil {
+		t.Fatal(err)
+	}
+	marks[store.LogID{Device: "door", Log: "L1"}] = 3
+	if got, want := after(marks), []string{"door/L1/4", "door/L1/5"}; !slices.Equal(got, want) {
+		t.Errorf("EventsAfter after new events = %v, want %v", got, want)
+	}
+	marks[store.LogID{Device: "door", Log: "L1"}] = 5
+	if got := after(marks); len(got) != 0 {
+		t.Errorf("EventsAfter with nothing new = %v", got)
+	}
+	n := 0
+	s.EventsAfter(ctx, "mangwon1", nil, func(protocol.Event) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Errorf("EventsAfter did not stop when fn said so: %d", n)
+	}
+}
+
+// CentreJobs: a centre's texts from a time on, in the order of their
+// taps, whatever their state; none of another centre.
+func centreJobs(t *testing.T, s store.Store) {
+	evs := append(run(t, 1, 2, 3), ev("hapjeong", "hdoor", "L3", 1, "check_in"))
+	if _, err := s.Put(ctx, evs, twoTexts); err != nil {
+		t.Fatal(err)
+	}
+	// One finished (failed), so it is found among the done as well.
+	got, err := s.Claim(ctx, "a", t0.Add(time.Hour), 1, time.Minute)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	got[0].State, got[0].Reason = store.JobFailed, "invalid number"
+	if err := s.Finish(ctx, "a", got...); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(centre string, since time.Time) []string {
+		t.Helper()
+		var out []string
+		err := s.CentreJobs(ctx, centre, since, func(j store.Job) bool {
+			out = append(out, j.ID+" "+j.State)
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := []string{"door-1/0 failed", "door-1/1 pending", "door-2/0 pending", "door-2/1 pending", "door-3/0 pending", "door-3/1 pending"}
+	if got := ids("mangwon1", t0); !slices.Equal(got, want) {
+		t.Errorf("CentreJobs(mangwon1) = %v, want %v", got, want)
+	}
+	if got := ids("mangwon1", t0.Add(2*time.Minute)); !slices.Equal(got, want[2:]) {
+		t.Errorf("CentreJobs(mangwon1, from the second tap) = %v, want %v", got, want[2:])
+	}
+	if got := ids("hapjeong", t0); len(got) != 2 {
+		t.Errorf("CentreJobs(hapjeong) = %v", got)
+	}
+	if got := ids("seogyo1", t0); len(got) != 0 {
+		t.Errorf("CentreJobs of a centre without texts = %v", got)
+	}
+	if err := s.Retry(ctx, "door-1/0", "01099998888", t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids("mangwon1", t0); got[0] != "door-1/0 pending" || len(got) != 6 {
+		t.Errorf("CentreJobs after a retry = %v", got)
 	}
 }

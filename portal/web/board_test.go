@@ -1,0 +1,63 @@
+package web
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"kiumtap/portal/store"
+	"kiumtap/portal/store/boltstore"
+	"kiumtap/protocol"
+)
+
+// countingEvents counts the events the store hands out.
+type countingEvents struct {
+	store.Store
+	read int
+}
+
+func (c *countingEvents) EventsAfter(ctx context.Context, centre string, after map[store.LogID]uint64, fn func(protocol.Event) bool) error {
+	return c.Store.EventsAfter(ctx, centre, after, func(e protocol.Event) bool { c.read++; return fn(e) })
+}
+
+// A board reads a centre's history once, then only what was stored since
+// it last looked; at midnight (KST) yesterday's events leave the day.
+func TestBoardReadsOnlyWhatIsNew(t *testing.T) {
+	b, err := boltstore.Open(filepath.Join(t.TempDir(), "b.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	st := &countingEvents{Store: b.Contract()}
+	ctx := context.Background()
+	put := func(seq uint64, at time.Time) {
+		t.Helper()
+		e := protocol.Event{V: 1, ID: "door-" + at.Format("150405"), Centre: "mangwon1", Device: "door", Log: "L", Seq: seq, Time: at, Child: "c1", Outcome: "check_in"}
+		if _, err := st.Put(ctx, []protocol.Event{e}, store.Plan{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yesterday := wednesday.AddDate(0, 0, -1)
+	put(1, yesterday)
+	put(2, wednesday)
+	var d dayEvents
+	read := func(now time.Time, want, readNow int) {
+		t.Helper()
+		before := st.read
+		evs, err := d.read(ctx, st, "mangwon1", dayStart(now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != want || st.read-before != readNow {
+			t.Fatalf("at %v: %d events of the day (want %d), %d read from the store (want %d)", now, len(evs), want, st.read-before, readNow)
+		}
+	}
+	read(wednesday, 1, 2)                  // the history, once
+	read(wednesday, 1, 0)                  // nothing new
+	put(3, wednesday.Add(time.Minute))     // one tap
+	read(wednesday, 2, 1)                  // that one only
+	thursday := wednesday.AddDate(0, 0, 1) // midnight passes
+	put(4, thursday)
+	read(thursday, 1, 1)
+}
