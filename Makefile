@@ -17,7 +17,7 @@ build:
 
 ## run: the whole product on embedded defaults: broker, bridge with console texts, terminal on the emulator, a scripted day
 run:
-	$(GO) run ./cmd/kiumdemo
+	$(GO) run ./cmd/kiumdemo -web 127.0.0.1:8466
 
 ## test: lint, make sure Mosquitto, PostgreSQL, Chromium, lintian, debootstrap
 ## and qemu are here, then every test with the race detector

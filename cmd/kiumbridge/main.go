@@ -291,13 +291,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer st.Close()
 	provider := cfg.Provider(stdout)
 	var b *bridge.Bridge // set below, before the metrics are served
-	page, err := web.New(web.Options{Accounts: &web.Accounts{Reg: st}, Events: st, Secure: cfg.Web.Secure(), Logger: log,
-		Source: func(c string) *source.Source { return b.Source(c) }, Terminals: func(c string) ([]api.TerminalView, error) { return b.Terminals(c) },
-		Export: func(c, m string) (*api.ExportView, error) { return b.Export(c, m) },
-		Cards:  func(c string) (*api.CardsView, error) { return b.Cards(c) }, History: func(c, child string) ([]api.Change, error) { return b.History(c, child) },
-		Revoke: func(c, child, by string) (api.Change, error) { return b.Revoke(c, child, by) },
-		Enrol:  func(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error) { return b.Enrol(ctx, req) },
-		Texts:  st, Resend: func(ctx context.Context, c, id, phone string) error { return b.ResendText(ctx, c, id, phone) }})
+	page, err := web.New(web.Options{Accounts: &web.Accounts{Reg: st}, Events: st, Texts: st, Secure: cfg.Web.Secure(), Logger: log}.
+		ServedBy(func() web.Bridge { return b }))
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,12 @@
 // against the script, ends with a summary and exits 0 when all went as
 // scripted.
 //
-//	kiumdemo [-script testdata/demo/day.json] [-speed N] [-interactive] [-v]
+//	kiumdemo [-script testdata/demo/day.json] [-speed N] [-interactive] [-web HOST:PORT] [-v]
 //	kiumdemo -version
+//
+// With -web (make run gives 127.0.0.1:8466), the staff page is served on
+// the demo's bridge while the day plays, and after its summary until
+// interrupted: log in as "demo" with the password printed at the start.
 //
 // With -interactive, type a card's name (as in the script's "cards") and
 // Enter to tap it; next and choose press the enrolment buttons, help lists
@@ -20,12 +24,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -53,6 +59,7 @@ import (
 	"kiumtap/portal/source"
 	portalstore "kiumtap/portal/store"
 	"kiumtap/portal/store/boltstore"
+	"kiumtap/portal/web"
 )
 
 func main() {
@@ -95,12 +102,13 @@ type Step struct {
 var centreKey = []byte("kiumtap-demo-centre-key!")
 
 func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) error {
-	const synopsis = "kiumdemo [-script FILE] [-speed N] [-interactive] [-v] | kiumdemo -version"
+	const synopsis = "kiumdemo [-script FILE] [-speed N] [-interactive] [-web HOST:PORT] [-v] | kiumdemo -version"
 	fs := cli.NewFlagSet("kiumdemo", synopsis, os.Stderr)
 	scriptPath := fs.String("script", "testdata/demo/day.json", "the scripted day")
 	speed := fs.Float64("speed", 0, "demo seconds per real second (default: the script's, 600); 60 is a minute of the day a second, 1 real time")
 	interactive := fs.Bool("interactive", false, "tap cards from the keyboard instead of the script (help lists the commands)")
 	verbose := fs.Bool("v", false, "log what the daemons log")
+	webAddr := fs.String("web", "", "serve the staff page on this host:port (make run: 127.0.0.1:8466) during the day, and after it until interrupted; a user \"demo\" is made with a password printed")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -126,7 +134,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 	if sc.Speed <= 0 {
 		sc.Speed = 600
 	}
-	d, err := setUp(ctx, &sc, out, *verbose)
+	d, err := setUp(ctx, &sc, out, *verbose, *webAddr)
 	if err != nil {
 		return err
 	}
@@ -137,7 +145,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) err
 	if err := d.play(ctx); err != nil {
 		return err
 	}
-	return d.summary()
+	if err := d.summary(); err != nil {
+		return err
+	}
+	if d.web != nil {
+		d.clock.slowDown()
+		d.println("\nthe staff page stays up at %s (user demo, password %s); Ctrl-C ends the demo", d.webURL, d.webPassword)
+		<-ctx.Done()
+	}
+	return nil
 }
 
 // demo is the running product.
@@ -169,6 +185,9 @@ type demo struct {
 
 	texts    int
 	outcomes map[firmware.Outcome]int
+
+	web                 *http.Server // the staff page, nil without -web
+	webURL, webPassword string
 }
 
 func (d *demo) println(format string, a ...any) {
@@ -177,7 +196,7 @@ func (d *demo) println(format string, a ...any) {
 	fmt.Fprintf(d.out, format+"\n", a...)
 }
 
-func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo, error) {
+func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool, webAddr string) (*demo, error) {
 	start, err := time.ParseInLocation("15:04", sc.Start, firmware.KST)
 	if err != nil {
 		return nil, fmt.Errorf("script start %q: want HH:MM", sc.Start)
@@ -228,10 +247,14 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 	if d.bstore, err = boltstore.Open(filepath.Join(d.dir, "bridge.db")); err != nil {
 		return nil, err
 	}
+	page, err := d.staffPage(ctx, webAddr)
+	if err != nil {
+		return nil, err
+	}
 	d.bridge, err = bridge.New(bridge.Options{
 		Broker: "tcp://" + brokerAddr, Key: priv, Store: d.bstore, SourceDir: srcDir,
 		Provider: consoleTexts{d}, From: "0212345678", Logger: logger, Now: d.clock.Now,
-		RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second,
+		RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second, Stored: page.Notify,
 	})
 	if err != nil {
 		return nil, err
@@ -314,7 +337,11 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 		}
 	}()
 	d.println("kiumdemo: broker %s, bridge with console texts, terminal mangwon1-door on the timed MFRC522 emulator", brokerAddr)
-	d.println("the day runs %g× faster than real time; store files in %s\n", sc.Speed, d.dir)
+	d.println("the day runs %g× faster than real time; store files in %s", sc.Speed, d.dir)
+	if d.web != nil {
+		d.println("the staff page: %s — log in as demo, password %s", d.webURL, d.webPassword)
+	}
+	d.println("")
 	if err := d.waitFor(ctx, 15*time.Second, "the terminal to get its roster over MQTT", func() bool { _, _, err := d.st.Roster(); return err == nil }); err != nil {
 		return nil, err
 	}
@@ -323,7 +350,34 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool) (*demo,
 
 func (d *demo) uid(name string) []byte { return d.cards[name].UID() }
 
+// staffPage makes the staff page on the bridge's store, and serves it on
+// addr ("": made, not served), with a user "demo" of the centre.
+func (d *demo) staffPage(ctx context.Context, addr string) (*web.Server, error) {
+	db := d.bstore.Contract()
+	acc := &web.Accounts{Reg: db, Now: d.clock.Now}
+	page, err := web.New(web.Options{Accounts: acc, Events: db, Texts: db, Now: d.clock.Now}.ServedBy(func() web.Bridge { return d.bridge }))
+	if err != nil || addr == "" {
+		return page, err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("the staff page: listening on %s: %w (another program on that port? give -web another host:port)", addr, err)
+	}
+	d.webPassword = rand.Text()[:12]
+	if err := acc.Add(ctx, "demo", d.webPassword, []string{"mangwon1"}, "kiumdemo"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	d.webURL = "http://" + l.Addr().String() + "/"
+	d.web = &http.Server{Handler: page, ReadHeaderTimeout: 10 * time.Second}
+	go d.web.Serve(l)
+	return page, nil
+}
+
 func (d *demo) close() {
+	if d.web != nil {
+		d.web.Close() // live boards end with their connections
+	}
 	d.cancel()
 	d.wg.Wait()
 	d.chip.Close()
@@ -694,6 +748,15 @@ func (c *demoClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.start.Add(time.Duration(float64(time.Since(c.real)) * c.speed))
+}
+
+// slowDown makes the day go on at real time from now: the staff page
+// kept up after the day shows that day, not one hours later.
+func (c *demoClock) slowDown() {
+	now := c.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.start, c.real, c.speed = now, time.Now(), 1
 }
 
 func (c *demoClock) Stamp() store.Stamp {

@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"kiumtap/internal/cli"
 	"kiumtap/internal/logbuf"
+	"kiumtap/internal/wait"
 )
 
 // make run's day, faster: every scripted outcome, a card bound at the door
@@ -72,5 +78,52 @@ func TestFlags(t *testing.T) {
 		if err := run(context.Background(), args, strings.NewReader(""), &out); cli.ExitCode(err) != 2 {
 			t.Errorf("%q: %v, exit %d, want a usage error", args, err, cli.ExitCode(err))
 		}
+	}
+}
+
+// make run's staff page: served on the demo's bridge during the day, and
+// after the summary until interrupted; the user "demo" logs in with the
+// password printed and sees the day's refused taps with their fixes.
+func TestStaffPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays a whole day")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out logbuf.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-script", "../../testdata/demo/day.json", "-speed", "1500", "-web", "127.0.0.1:0"}, strings.NewReader(""), &out)
+	}()
+	stays := regexp.MustCompile(`the staff page stays up at (http://127\.0\.0\.1:\d+/) \(user demo, password (\S+)\); Ctrl-C ends the demo`)
+	var m []string
+	wait.For(t, 100*time.Second, "the day's end with the staff page up", func() bool {
+		m = stays.FindStringSubmatch(out.String())
+		return m != nil
+	})
+	if !strings.Contains(out.String(), "the staff page: "+m[1]+" — log in as demo, password "+m[2]) {
+		t.Errorf("the start does not say where the staff page is:\n%s", out.String())
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	res, err := browser.PostForm(m[1]+"login", url.Values{"user": {"demo"}, "password": {m[2]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"오늘", "노데이터", "FAQ Q21", "이용예정", "등록되지 않은 카드입니다"} {
+		if res.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("the demo's 오늘 lacks %q: %d\n%s", want, res.StatusCode, body)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("kiumdemo interrupted: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("kiumdemo did not end when interrupted")
 	}
 }

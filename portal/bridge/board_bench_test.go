@@ -15,10 +15,8 @@ import (
 
 	"kiumtap/hal/rc522/rc522emu"
 	"kiumtap/internal/browsertest"
-	"kiumtap/portal/api"
 	"kiumtap/portal/bridge"
 	"kiumtap/portal/sms"
-	"kiumtap/portal/source"
 	"kiumtap/portal/store/boltstore"
 	"kiumtap/portal/web"
 )
@@ -52,12 +50,7 @@ func startBoardRig(t testing.TB) *boardRig {
 		t.Fatal(err)
 	}
 	var br *bridge.Bridge
-	page, err := web.New(web.Options{Accounts: acc, Events: db, Source: func(c string) *source.Source { return br.Source(c) },
-		Terminals: func(c string) ([]api.TerminalView, error) { return br.Terminals(c) },
-		Cards:     func(c string) (*api.CardsView, error) { return br.Cards(c) },
-		History:   func(c, child string) ([]api.Change, error) { return br.History(c, child) },
-		Revoke:    func(c, child, by string) (api.Change, error) { return br.Revoke(c, child, by) },
-		Enrol:     func(ctx context.Context, req api.EnrolRequest) (*api.EnrolResult, error) { return br.Enrol(ctx, req) }})
+	page, err := web.New(web.Options{Accounts: acc, Events: db, Texts: db}.ServedBy(func() web.Bridge { return br }))
 	if err != nil {
 		t.Fatal(err)
 	}
