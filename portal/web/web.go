@@ -95,6 +95,12 @@ type Server struct {
 	mu      sync.Mutex
 	changed chan struct{}         // closed and replaced by Notify
 	days    map[string]*dayEvents // by centre
+	routes  []string              // the patterns served, for the tests' sweep
+}
+
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.mux.HandleFunc(pattern, h)
 }
 
 // boardOf reads a centre's board now.
@@ -145,35 +151,35 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), changed: make(chan struct{}), days: map[string]*dayEvents{}}
-	s.mux.Handle("GET /static/", http.FileServerFS(files))
-	s.mux.HandleFunc("GET /login", s.loginPage)
-	s.mux.HandleFunc("POST /login", s.login)
-	s.mux.HandleFunc("POST /logout", s.authed(s.logout))
-	s.mux.HandleFunc("GET /{$}", s.authed(s.home))
-	s.mux.HandleFunc("GET /c/{centre}/today", s.authed(s.centre(s.today)))
-	s.mux.HandleFunc("GET /c/{centre}/today/live", s.authed(s.centre(s.live)))
+	s.handle("GET /static/", http.FileServerFS(files).ServeHTTP)
+	s.handle("GET /login", s.loginPage)
+	s.handle("POST /login", s.login)
+	s.handle("POST /logout", s.authed(s.logout))
+	s.handle("GET /{$}", s.authed(s.home))
+	s.handle("GET /c/{centre}/today", s.authed(s.centre(s.today)))
+	s.handle("GET /c/{centre}/today/live", s.authed(s.centre(s.live)))
 	if o.Cards != nil {
 		if o.History == nil || o.Revoke == nil || o.Enrol == nil {
 			return nil, errors.New("web: Cards needs History, Revoke and Enrol")
 		}
-		s.mux.HandleFunc("GET /c/{centre}/cards", s.authed(s.centre(s.cards)))
-		s.mux.HandleFunc("GET /c/{centre}/cards/live", s.authed(s.centre(s.cardsLive)))
-		s.mux.HandleFunc("POST /c/{centre}/cards/revoke", s.authed(s.centre(s.revoke)))
-		s.mux.HandleFunc("POST /c/{centre}/cards/enrol", s.authed(s.centre(s.enrol)))
+		s.handle("GET /c/{centre}/cards", s.authed(s.centre(s.cards)))
+		s.handle("GET /c/{centre}/cards/live", s.authed(s.centre(s.cardsLive)))
+		s.handle("POST /c/{centre}/cards/revoke", s.authed(s.centre(s.revoke)))
+		s.handle("POST /c/{centre}/cards/enrol", s.authed(s.centre(s.enrol)))
 	}
 	if o.Texts != nil {
 		if o.Resend == nil {
 			return nil, errors.New("web: Texts needs Resend")
 		}
-		s.mux.HandleFunc("GET /c/{centre}/texts", s.authed(s.centre(s.texts)))
-		s.mux.HandleFunc("POST /c/{centre}/texts/resend", s.authed(s.centre(s.resend)))
+		s.handle("GET /c/{centre}/texts", s.authed(s.centre(s.texts)))
+		s.handle("POST /c/{centre}/texts/resend", s.authed(s.centre(s.resend)))
 	}
 	if o.Export != nil {
-		s.mux.HandleFunc("GET /c/{centre}/stats", s.authed(s.centre(s.stats)))
-		s.mux.HandleFunc("GET /c/{centre}/stats/{kind}", s.authed(s.centre(s.download)))
+		s.handle("GET /c/{centre}/stats", s.authed(s.centre(s.stats)))
+		s.handle("GET /c/{centre}/stats/{kind}", s.authed(s.centre(s.download)))
 	}
 	if o.Terminals != nil {
-		s.mux.HandleFunc("GET /c/{centre}/terminals", s.authed(s.centre(s.terminals)))
+		s.handle("GET /c/{centre}/terminals", s.authed(s.centre(s.terminals)))
 	}
 	return s, nil
 }

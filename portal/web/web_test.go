@@ -850,3 +850,87 @@ func TestLoginsPerAddress(t *testing.T) {
 		t.Errorf("after the window: %d", res.StatusCode)
 	}
 }
+
+// Every route the page serves, swept: of a centre not the user's (known
+// or not), each is the same 404 with nothing of that centre, whatever the
+// method, with a valid CSRF token; without a session each page goes to
+// the login and each change and stream is refused; each change without
+// the CSRF token, or from another site, is refused and changes nothing.
+func TestEveryRoute(t *testing.T) {
+	s := newSite(t)
+	s.tap("seogyo1", "c1", "check_in", "arrival")
+	s.terminals = map[string][]api.TerminalView{"seogyo1": {{Centre: "seogyo1", Device: "seogyo-door"}}}
+	kim := s.client()
+	s.login(kim, "mangwon.kim", "password-of-kim")
+	_, page := get(t, kim, s.ts.URL+"/c/mangwon1/today")
+	token := csrfOf(t, page)
+	nobody := s.client()
+	path := func(pattern, centre string) string {
+		p := strings.SplitN(pattern, " ", 2)[1]
+		p = strings.ReplaceAll(p, "{centre}", centre)
+		p = strings.ReplaceAll(p, "{kind}", "xlsx")
+		return strings.ReplaceAll(p, "{$}", "")
+	}
+	do := func(c *http.Client, method, u string, form url.Values, header map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, u, strings.NewReader(form.Encode()))
+		if method == "POST" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<16))
+		return res.StatusCode, string(b)
+	}
+	form := url.Values{"csrf": {token}, "child": {"c1"}, "device": {"seogyo-door"}, "id": {"x"}, "phone": {"010-9999-8888"}}
+	centred := 0
+	for _, pattern := range s.srv.routes {
+		method := strings.Fields(pattern)[0]
+		if strings.Contains(pattern, "{centre}") {
+			centred++
+			for _, other := range []string{"seogyo1", "nowhere"} {
+				code, body := do(kim, method, s.ts.URL+path(pattern, other), form, nil)
+				if code != http.StatusNotFound || strings.Contains(body, "김민준") || strings.Contains(body, "seogyo") {
+					t.Errorf("mangwon.kim %s of %s: %d\n%.300s", pattern, other, code, body)
+				}
+			}
+		}
+		if pattern == "GET /static/" || pattern == "GET /login" || pattern == "POST /login" {
+			continue
+		}
+		code, _ := do(nobody, method, s.ts.URL+path(pattern, "mangwon1"), form, map[string]string{"Accept": "text/html"})
+		if want := map[string]int{"GET": http.StatusSeeOther, "POST": http.StatusUnauthorized}[method]; code != want {
+			t.Errorf("no session, %s: %d, want %d", pattern, code, want)
+		}
+		if method != "POST" {
+			continue
+		}
+		for what, c := range map[string]struct {
+			form   url.Values
+			header map[string]string
+		}{
+			"no CSRF token":     {url.Values{"child": {"c1"}, "id": {"x"}}, nil},
+			"a wrong token":     {url.Values{"csrf": {"forged"}, "child": {"c1"}, "id": {"x"}}, nil},
+			"from another site": {form, map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		} {
+			if code, _ := do(kim, method, s.ts.URL+path(pattern, "mangwon1"), c.form, c.header); code != http.StatusForbidden {
+				t.Errorf("%s with %s: %d, want 403", pattern, what, code)
+			}
+		}
+	}
+	if centred < 10 {
+		t.Errorf("only %d routes of a centre swept: %v", centred, s.srv.routes)
+	}
+	if len(s.cards.enrols) != 0 || s.cards.state["c1"] != firmware.CardActive {
+		t.Errorf("a refused request changed something: enrolments %v, c1's card %s", s.cards.enrols, s.cards.state["c1"])
+	}
+	if code, _ := get(t, kim, s.ts.URL+"/c/mangwon1/today"); code != http.StatusOK {
+		t.Errorf("the session after the sweep: %d", code)
+	}
+}
