@@ -185,8 +185,9 @@ func (t *Texter) Run(stop, hard context.Context) {
 
 // sent is one text's outcome, to record.
 type sent struct {
-	job  store.Job
-	text sms.Text
+	job      store.Job
+	text     sms.Text
+	recorded chan struct{} // closed once the outcome's commit is over
 }
 
 // SendClaimed sends texts this texter claimed, Workers at a time, and
@@ -225,7 +226,13 @@ func (t *Texter) SendClaimed(stop, hard context.Context, jobs []store.Job) {
 			ctx, cancel := context.WithTimeout(hard, sendTimeout)
 			defer cancel()
 			j, text := t.send(ctx, j)
-			results <- sent{j, text}
+			// The worker starts its next text only once this one's outcome
+			// is recorded: a crash leaves at most one text per worker
+			// handed to the provider and not recorded (sent again, with
+			// its key), however slow the store's commits are.
+			r := sent{j, text, make(chan struct{})}
+			results <- r
+			<-r.recorded
 		}()
 	}
 	wg.Wait()
@@ -251,6 +258,9 @@ func (t *Texter) record(results <-chan sent) {
 			}
 		}
 		t.finish(batch)
+		for _, r := range batch {
+			close(r.recorded)
+		}
 	}
 }
 
