@@ -488,14 +488,32 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 // Stalled returns the logs whose gap has not filled for StallAfter: the
 // same event asked for all along, and only later ones coming. Sorted by
 // device and log.
+//
+// A log whose gap another instance sharing the store filled (the
+// terminal's resend went there) is no longer stalled: each is checked
+// against the store, and its asking ends.
 func (g *Ingest) Stalled(now time.Time) []Stall {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	var out []Stall
+	var maybe []Stall
 	for k, st := range g.logs {
 		if st.asked != 0 && st.lowest > st.asked && now.Sub(st.askedSince) >= g.o.StallAfter {
-			out = append(out, Stall{Centre: k.centre, Device: k.device, Log: k.log, Last: st.asked - 1, Lowest: st.lowest, Since: st.askedSince})
+			maybe = append(maybe, Stall{Centre: k.centre, Device: k.device, Log: k.log, Last: st.asked - 1, Lowest: st.lowest, Since: st.askedSince})
 		}
+	}
+	g.mu.Unlock()
+	var out []Stall
+	for _, s := range maybe {
+		last, err := g.store.Last(s.Device, s.Log)
+		if err != nil || last <= s.Last {
+			out = append(out, s) // still waiting (or the store cannot tell)
+			continue
+		}
+		g.mu.Lock()
+		if st := g.logs[key{s.Centre, s.Device, s.Log}]; st != nil && st.asked == s.Last+1 {
+			st.asked, st.lowest, st.askedSince = 0, 0, time.Time{}
+			st.last = max(st.last, last)
+		}
+		g.mu.Unlock()
 	}
 	slices.SortFunc(out, func(a, b Stall) int {
 		if a.Device != b.Device {

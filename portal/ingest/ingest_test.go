@@ -200,6 +200,32 @@ func FuzzTake(f *testing.F) {
 	})
 }
 
+// A stall this Ingest saw ends when another instance sharing the store
+// fills the gap (the terminal's resend went there), though no message of
+// that log comes here again.
+func TestStallFilledElsewhere(t *testing.T) {
+	mem := NewMemory()
+	a := New(mem, Options{StallAfter: 30 * time.Second})
+	b := New(mem, Options{StallAfter: 30 * time.Second})
+	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
+	a.Handle(topic, event(1), t0)
+	a.Acks(t0)
+	a.Handle(topic, event(3), t0) // 2 went to b, which is slow
+	a.Acks(t0.Add(time.Minute))   // held past HoldGap: a asks for 2
+	if s := a.Stalled(t0.Add(2 * time.Minute)); len(s) != 1 || s[0].Last != 1 || s[0].Lowest != 3 {
+		t.Fatalf("a's stall: %+v", s)
+	}
+	b.Handle(topic, event(2), t0.Add(2*time.Minute))
+	b.Handle(topic, event(3), t0.Add(2*time.Minute))
+	if n := len(mem.Events()); n != 3 {
+		t.Fatalf("b stored %d events, want 3", n)
+	}
+	if s := a.Stalled(t0.Add(3 * time.Minute)); len(s) != 0 {
+		t.Fatalf("a still reports a stall filled by b: %+v", s)
+	}
+}
+
 // A gap the terminal cannot fill (its first unacknowledged event is past
 // it) is reported as a stall once it has lasted StallAfter, with the
 // terminal's first event; a passing gap is not. After Skip, the events
