@@ -253,17 +253,11 @@ func arrival(r *Roster, child string, now time.Time, today Date) Decision {
 	// Early or late against the widest window booked for today; on a
 	// discretionary day children come in the morning: the centre's hours
 	// open the window.
-	start, end := todays[0].Window.Start, todays[0].Window.End
-	for _, b := range todays[1:] {
-		start, end = min(start, b.Window.Start), max(end, b.Window.End)
-	}
-	if day.Discretionary {
-		start = min(start, day.Hours.Start)
-	}
+	w := bookedWindow(day, todays)
 	switch c := ClockOf(now); {
-	case c < start:
+	case c < w.Start:
 		d.Flags = append(d.Flags, FlagEarly)
-	case c >= end:
+	case c >= w.End:
 		d.Flags = append(d.Flags, FlagLate)
 	}
 	return d
