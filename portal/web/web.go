@@ -94,7 +94,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	changed chan struct{}         // closed and replaced by Notify
-	days    map[string]*dayEvents // by centre
+	days    map[string]*store.DayEvents // by centre
 	routes  []string              // the patterns served, for the tests' sweep
 }
 
@@ -108,12 +108,12 @@ func (s *Server) boardOf(ctx context.Context, centre string) (*Board, error) {
 	s.mu.Lock()
 	d := s.days[centre]
 	if d == nil {
-		d = &dayEvents{}
+		d = &store.DayEvents{}
 		s.days[centre] = d
 	}
 	s.mu.Unlock()
 	now := s.o.Now()
-	evs, err := d.read(ctx, s.o.Events, centre, dayStart(now))
+	evs, err := d.Read(ctx, s.o.Events, centre, dayStart(now))
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), changed: make(chan struct{}), days: map[string]*dayEvents{}}
+	s := &Server{o: o, mux: http.NewServeMux(), changed: make(chan struct{}), days: map[string]*store.DayEvents{}}
 	s.handle("GET /static/", http.FileServerFS(files).ServeHTTP)
 	s.handle("GET /login", s.loginPage)
 	s.handle("POST /login", s.login)

@@ -1,4 +1,4 @@
-package web
+package store_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"kiumtap/firmware"
 	"kiumtap/portal/store"
 	"kiumtap/portal/store/boltstore"
 	"kiumtap/protocol"
@@ -21,9 +22,16 @@ func (c *countingEvents) EventsAfter(ctx context.Context, centre string, after m
 	return c.Store.EventsAfter(ctx, centre, after, func(e protocol.Event) bool { c.read++; return fn(e) })
 }
 
-// A board reads a centre's history once, then only what was stored since
+var monday = time.Date(2026, 11, 30, 15, 0, 0, 0, firmware.KST)
+
+func dayStart(t time.Time) time.Time {
+	d := t.In(firmware.KST)
+	return time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, firmware.KST)
+}
+
+// A reader of the day reads a centre's history once, then only what was stored since
 // it last looked; at midnight (KST) yesterday's events leave the day.
-func TestBoardReadsOnlyWhatIsNew(t *testing.T) {
+func TestDayEventsReadOnlyWhatIsNew(t *testing.T) {
 	b, err := boltstore.Open(filepath.Join(t.TempDir(), "b.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -38,14 +46,14 @@ func TestBoardReadsOnlyWhatIsNew(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	yesterday := wednesday.AddDate(0, 0, -1)
+	yesterday := monday.AddDate(0, 0, -1)
 	put(1, yesterday)
-	put(2, wednesday)
-	var d dayEvents
+	put(2, monday)
+	var d store.DayEvents
 	read := func(now time.Time, want, readNow int) {
 		t.Helper()
 		before := st.read
-		evs, err := d.read(ctx, st, "mangwon1", dayStart(now))
+		evs, err := d.Read(ctx, st, "mangwon1", dayStart(now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,11 +61,11 @@ func TestBoardReadsOnlyWhatIsNew(t *testing.T) {
 			t.Fatalf("at %v: %d events of the day (want %d), %d read from the store (want %d)", now, len(evs), want, st.read-before, readNow)
 		}
 	}
-	read(wednesday, 1, 2)                  // the history, once
-	read(wednesday, 1, 0)                  // nothing new
-	put(3, wednesday.Add(time.Minute))     // one tap
-	read(wednesday, 2, 1)                  // that one only
-	thursday := wednesday.AddDate(0, 0, 1) // midnight passes
+	read(monday, 1, 2)                  // the history, once
+	read(monday, 1, 0)                  // nothing new
+	put(3, monday.Add(time.Minute))     // one tap
+	read(monday, 2, 1)                  // that one only
+	thursday := monday.AddDate(0, 0, 1) // midnight passes
 	put(4, thursday)
 	read(thursday, 1, 1)
 }
