@@ -147,6 +147,12 @@ type TextQueue interface {
 	// JobSending until its outcome is recorded or it is released (a
 	// lapsed claim too, until another texter takes it over).
 	Jobs(ctx context.Context, done bool, fn func(Job) bool) error
+	// Enqueue queues texts that no event brings (a not-arrived alert to
+	// guardians), pending, each once: one whose ID is queued already (by
+	// another instance, or again after a crash) is skipped. A text's ID
+	// is unique together with its centre and tap time (At). It returns how
+	// many it queued.
+	Enqueue(ctx context.Context, jobs ...Job) (int, error)
 	// CentreJobs calls fn for the texts of a centre whose tap (At) is at
 	// or after since, in the order of At, until fn returns false. Its cost
 	// is those texts', not the history's (the staff page's 오늘 and 문자).

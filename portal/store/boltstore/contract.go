@@ -49,6 +49,25 @@ func (c contract) EventsAfter(_ context.Context, centre string, after map[store.
 	return c.s.eventsAfter(centre, after, fn)
 }
 
+func (c contract) Enqueue(_ context.Context, jobs ...store.Job) (int, error) {
+	n := 0
+	err := c.s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		for _, j := range jobs {
+			if tx.Bucket(bTextsBy).Get(textsByKey(j)) != nil {
+				continue // queued already
+			}
+			j.State, j.Attempts, j.Q = store.JobPending, 0, 0
+			if err := putJob(tx, j); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
 func (c contract) CentreJobs(_ context.Context, centre string, since time.Time, fn func(store.Job) bool) error {
 	return c.s.centreJobs(centre, since, fn)
 }

@@ -643,6 +643,33 @@ func (s *Store) Jobs(ctx context.Context, withDone bool, fn func(store.Job) bool
 	return nil
 }
 
+// Enqueue implements store.TextQueue: rows of their own, each once by its
+// ID (the primary key).
+func (s *Store) Enqueue(ctx context.Context, jobs ...store.Job) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		n = 0
+		for _, j := range jobs {
+			j.State, j.Attempts = store.JobPending, 0
+			raw, err := json.Marshal(j)
+			if err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `INSERT INTO texts (id, state, next_at, created, attempts, body, centre, at)
+				VALUES ($1, 'pending', $2, $3, 0, $4, $5, $6) ON CONFLICT (id) DO NOTHING`, j.ID, j.NextAt, j.Created, raw, j.Centre, j.At)
+			if err != nil {
+				return err
+			}
+			n += int(tag.RowsAffected())
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: queueing texts: %w", err)
+	}
+	return n, nil
+}
+
 // CentreJobs implements store.TextQueue, through texts_by_centre.
 func (s *Store) CentreJobs(ctx context.Context, centre string, since time.Time, fn func(store.Job) bool) error {
 	if err := s.spreadAll(ctx); err != nil {

@@ -84,6 +84,7 @@ func Run(t *testing.T, open Open, o Options) {
 	t.Run("Retry", func(t *testing.T) { retry(t, fresh(t)) })
 	t.Run("EventsAfter", func(t *testing.T) { eventsAfter(t, fresh(t)) })
 	t.Run("CentreJobs", func(t *testing.T) { centreJobs(t, fresh(t)) })
+	t.Run("Enqueue", func(t *testing.T) { s := fresh(t); enqueue(t, s, second(t, s)) })
 	t.Run("Revisions", func(t *testing.T) { s := fresh(t); revisions(t, s, second(t, s)) })
 	t.Run("Gaps", func(t *testing.T) { gaps(t, fresh(t)) })
 	t.Run("BindingJobs", func(t *testing.T) { bindingJobs(t, fresh(t)) })
@@ -693,5 +694,38 @@ func centreJobs(t *testing.T, s store.Store) {
 	}
 	if got := ids("mangwon1", t0); got[0] != "door-1/0 pending" || len(got) != 6 {
 		t.Errorf("CentreJobs after a retry = %v", got)
+	}
+}
+
+// Enqueue queues texts no event brings, each once across instances and
+// calls; they are claimed and listed like any other.
+func enqueue(t *testing.T, s, other store.Store) {
+	at := t0.Add(30 * time.Minute)
+	job := func(g int) store.Job {
+		return store.Job{ID: fmt.Sprintf("na/mangwon1/2026-11-23/c1/%d", g), Centre: "mangwon1", Child: "c1", Kind: "not_arrived", At: at,
+			To: fmt.Sprintf("0101234567%d", g), Created: at, State: store.JobPending, NextAt: at}
+	}
+	if n, err := s.Enqueue(ctx, job(0), job(1)); err != nil || n != 2 {
+		t.Fatalf("Enqueue = %d, %v; want 2", n, err)
+	}
+	if n, err := other.Enqueue(ctx, job(1), job(2)); err != nil || n != 1 {
+		t.Fatalf("Enqueue again from another instance = %d, %v; want 1 (job 2)", n, err)
+	}
+	got, err := s.Claim(ctx, "a", at, 10, time.Minute)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("claim: %+v %v", got, err)
+	}
+	for _, j := range got {
+		if j.Kind != "not_arrived" || j.State != store.JobSending || j.Attempts != 1 {
+			t.Errorf("a queued text claimed: %+v", j)
+		}
+	}
+	var ids []string
+	s.CentreJobs(ctx, "mangwon1", t0, func(j store.Job) bool { ids = append(ids, j.ID); return true })
+	if len(ids) != 3 {
+		t.Errorf("CentreJobs lists %v", ids)
+	}
+	if n, err := s.Enqueue(ctx, job(0)); err != nil || n != 0 {
+		t.Errorf("Enqueue of a text claimed = %d, %v; want 0", n, err)
 	}
 }
