@@ -17,6 +17,9 @@ const (
 	Arrival      Kind = "arrival"        // the child tapped in (입실)
 	Departure    Kind = "departure"      // the child tapped out (퇴실)
 	AutoCheckOut Kind = "auto_check_out" // no tap out; the centre closed the day
+	// NotArrived: booked for today, the window started (at: its start)
+	// and the grace passed with no arrival (미등원 알림).
+	NotArrived Kind = "not_arrived"
 )
 
 // Message types and the limits that decide between them.
@@ -56,6 +59,7 @@ var kst = time.FixedZone("KST", 9*60*60)
 //	[우리동네키움센터 망원1동] 김민준 어린이가 15:02에 입실했습니다.
 //	[우리동네키움센터 망원1동] 김민준 어린이가 15:02에 퇴실했습니다.
 //	[우리동네키움센터 망원1동] 김민준 어린이가 퇴실 기록 없이 19:30에 운영 종료로 자동 퇴실되었습니다.
+//	[우리동네키움센터 망원1동] 김민준 어린이가 15:00 이용 예약인데 아직 입실하지 않았습니다.
 //
 // at is shown as HH:MM in Korea Standard Time (UTC+9) whatever its
 // location. centreName may be given with or without the "우리동네키움센터"
@@ -97,6 +101,8 @@ func sentence(k Kind, child, hhmm string) string {
 		// shorter wording keeps an ordinary centre's text within one SMS
 		// once the header is shortened.
 		return child + " 어린이가 퇴실 기록 없이 " + hhmm + "에 운영 종료로 자동 퇴실되었습니다."
+	case NotArrived:
+		return child + " 어린이가 " + hhmm + " 이용 예약인데 아직 입실하지 않았습니다."
 	}
 	return child + " 어린이의 출결이 " + hhmm + "에 기록되었습니다."
 }

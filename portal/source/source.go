@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"kiumtap/firmware"
 	"kiumtap/internal/strictjson"
@@ -32,10 +33,40 @@ type Guardian struct {
 	Texts bool   `json:"texts"` // wants arrival/departure texts
 }
 
-// Source is a centre's roster and its guardian directory.
+// Source is a centre's roster and its guardian directory, and the
+// centre's choices for its not-arrived alert.
 type Source struct {
 	Roster    *firmware.Roster      `json:"roster"`
 	Guardians map[string][]Guardian `json:"guardians"` // child ID -> guardians
+	// NotArrived configures the not-arrived alert (미등원 알림, package
+	// portal/absence); absent: its defaults.
+	NotArrived *NotArrived `json:"not_arrived,omitempty"`
+}
+
+// NotArrived is a centre's not-arrived alert: staff are always told;
+// guardians only where Guardians is set.
+type NotArrived struct {
+	// GraceMinutes after a booked window starts with no arrival, the
+	// alert is raised; 0: DefaultGrace.
+	GraceMinutes int `json:"grace_minutes,omitempty"`
+	// Guardians: the guardians who get texts get one message too.
+	Guardians bool `json:"guardians,omitempty"`
+}
+
+// DefaultGrace is the not-arrived alert's grace when a source sets none.
+const DefaultGrace = 30 * time.Minute
+
+// Grace is the centre's grace after a booked window starts.
+func (s *Source) Grace() time.Duration {
+	if s == nil || s.NotArrived == nil || s.NotArrived.GraceMinutes == 0 {
+		return DefaultGrace
+	}
+	return time.Duration(s.NotArrived.GraceMinutes) * time.Minute
+}
+
+// TellGuardians reports whether the centre's guardians get the alert.
+func (s *Source) TellGuardians() bool {
+	return s != nil && s.NotArrived != nil && s.NotArrived.Guardians
 }
 
 // Load reads a source file; see Parse.
@@ -86,6 +117,9 @@ func (s *Source) Validate() error {
 	var errs []error
 	if err := s.Roster.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if n := s.NotArrived; n != nil && (n.GraceMinutes < 0 || n.GraceMinutes > 24*60) {
+		errs = append(errs, fmt.Errorf("source: not_arrived.grace_minutes: %d is not 0 (the default, 30) to 1440 minutes", n.GraceMinutes))
 	}
 	children := make(map[string]bool, len(s.Roster.Children))
 	for _, c := range s.Roster.Children {

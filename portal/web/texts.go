@@ -13,7 +13,7 @@ import (
 // provider's reason (Q22), and a failed one sent again once its number is
 // corrected.
 
-var textKinds = map[string]string{"arrival": "입실", "departure": "퇴실", "auto_check_out": "자동 퇴실"}
+var textKinds = map[string]string{"arrival": "입실", "departure": "퇴실", "auto_check_out": "자동 퇴실", "not_arrived": "미등원"}
 
 var textStates = map[string]string{
 	store.JobPending: "보낼 차례", store.JobSending: "보내는 중", store.JobSent: "보냄",
