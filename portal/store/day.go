@@ -47,4 +47,3 @@ func (d *DayEvents) Read(ctx context.Context, events Events, centre string, star
 	}
 	return slices.Clone(d.evs), nil
 }
-

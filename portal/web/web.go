@@ -93,9 +93,9 @@ type Server struct {
 	mux *http.ServeMux
 
 	mu      sync.Mutex
-	changed chan struct{}         // closed and replaced by Notify
+	changed chan struct{}               // closed and replaced by Notify
 	days    map[string]*store.DayEvents // by centre
-	routes  []string              // the patterns served, for the tests' sweep
+	routes  []string                    // the patterns served, for the tests' sweep
 }
 
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
