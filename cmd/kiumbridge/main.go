@@ -540,6 +540,14 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "STALLED: terminal %s (%s, log %s): the portal has events up to %d, the terminal sends from %d; events %d..%d are lost at the portal (a store restored from a backup?). Look, then: kiumctl gap accept -centre %s -device %s -through %d\n",
 			g.Device, g.Centre, g.Log, g.Last, g.Lowest, g.Last+1, g.Lowest-1, g.Centre, g.Device, g.Lowest-1)
 	}
+	for _, a := range st.NotArrived {
+		told := "staff only"
+		if a.Told > 0 {
+			told = fmt.Sprintf("%d guardian message(s) queued", a.Told)
+		}
+		fmt.Fprintf(stdout, "NOT ARRIVED (미등원): %s (%s, child %s), booked %s, no arrival by %s; %s. Absent today? kiumctl absent -centre %s -child %s\n",
+			a.Name, a.Centre, a.Child, a.Window, a.Due.In(firmware.KST).Format("15:04"), told, a.Centre, a.Child)
+	}
 	return nil
 }
 

@@ -112,7 +112,7 @@ func TestHelpAndVersion(t *testing.T) {
 		{"-h"}, {"-help"}, {"--help"}, {"help"},
 		{"status", "-h"}, {"events", "-help"}, {"roster", "show", "-h"}, {"roster", "push", "-h"}, {"roster", "-h"},
 		{"reader", "probe", "-h"}, {"cards", "list", "-h"}, {"cards", "history", "c1", "-h"}, {"enrol", "-h"}, {"revoke", "-h"},
-		{"terminals", "-h"}, {"gaps", "-h"}, {"gap", "accept", "-h"}, {"key", "new", "-h"}, {"card", "key", "-h"},
+		{"terminals", "-h"}, {"gaps", "-h"}, {"alerts", "-h"}, {"absent", "-h"}, {"gap", "accept", "-h"}, {"key", "new", "-h"}, {"card", "key", "-h"},
 		{"help", "cards", "list"}, {"help", "card", "key"},
 	} {
 		out, errs, code := kiumctl(t, args...)

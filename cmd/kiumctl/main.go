@@ -19,6 +19,9 @@
 //	kiumctl gaps -centre C [-json]              (portal side) terminals stalled behind a gap
 //	kiumctl gap accept -centre C -device D -through N [-by NAME]
 //	                                            (portal side) record a stalled terminal's missing events as lost
+//	kiumctl alerts -centre C [-day D] [-json]   (portal side) children booked for the day not arrived (미등원), absences
+//	kiumctl absent -centre C -child X [-day D] [-by NAME] [-note TEXT] [-undo]
+//	                                            (portal side) mark a child absent (결석): no not-arrived alert
 //	kiumctl key new                             make a centre key: its terminals' centre_key (hex)
 //	kiumctl card key -centre-key HEX UID        a card's key in the centre's roster: staff[].key, cards[].key
 //	kiumctl -version
@@ -93,6 +96,8 @@ Commands:
   terminals      (portal side) each terminal of a centre: online, outbox, roster, reader, clock
   gaps           (portal side) terminals stalled behind events the portal lost
   gap accept     (portal side) record those events as lost, so the later ones flow
+  alerts         (portal side) children booked for the day who have not arrived (미등원), and absences
+  absent         (portal side) mark a child absent (결석) for a day: no not-arrived alert for it
   key new        make a centre key: the centre_key of its terminals
   card key       the key a card UID has in a centre's roster (staff[].key, cards[].key)
 
@@ -133,6 +138,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return terminalsCmd(ctx, args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "gaps":
 		return gapsCmd(ctx, false, args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "alerts":
+		return alertsCmd(ctx, args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "absent":
+		return absentCmd(ctx, args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "gap" && args[1] == "accept":
 		return gapsCmd(ctx, true, args[2:], stdout, stderr)
 	}

@@ -161,6 +161,9 @@ type Status struct {
 	// (malformed, of an unknown centre…), until it stores their events
 	// again; each terminal is told why.
 	Refused []ingest.Refusal `json:"refused,omitempty"`
+	// NotArrived are today's open not-arrived alerts (미등원) of every
+	// centre served.
+	NotArrived []AlertView `json:"not_arrived,omitempty"`
 }
 
 // Stats count what the bridge did.

@@ -33,6 +33,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/absence"
 	"kiumtap/portal/api"
 	"kiumtap/portal/binder"
 	"kiumtap/portal/ingest"
@@ -114,9 +115,13 @@ type Options struct {
 	// CommandWait is how long an enrol waits for the terminal's reply;
 	// default 10 s.
 	CommandWait time.Duration
-	// Stored, if set, is told each time events were stored (the staff
-	// page's live boards look then). It must not block.
+	// Stored, if set, is told each time events were stored or a
+	// not-arrived alert raised or ended (the staff page's live boards
+	// look then). It must not block.
 	Stored func()
+	// NotArrivedEvery is how often the not-arrived alerts are checked
+	// (package absence); default 30 s.
+	NotArrivedEvery time.Duration
 	// StopTimeout bounds a graceful stop (Run's ctx ended, as on
 	// SIGTERM): the bridge takes no more events, stores and acknowledges
 	// what it took, and lets the texts already handed to providers
@@ -140,6 +145,7 @@ type Bridge struct {
 	// bind applies card bindings and revokes to the roster sources, and
 	// keeps them as last read.
 	bind    *binder.Binder
+	absence *absence.Watch
 	dirty   map[string]bool // centres to publish
 	pubKick chan struct{}   // centres were marked to publish
 	// waiters are the enrol commands waiting for their reply, by ID.
@@ -267,6 +273,16 @@ func New(o Options) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	b.in = ingest.New(ingestStore{b}, ingest.Options{Centre: b.serves, StallAfter: o.StallAfter})
+	b.absence, err = absence.New(absence.Options{Reg: b.db, Events: b.db, Texts: b.db, Centres: b.centres, Source: b.source,
+		Every: o.NotArrivedEvery, Now: o.Now, Logger: o.Logger,
+		Raised: func(absence.Alert) {
+			if o.Stored != nil {
+				o.Stored()
+			}
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
 	return b, nil
 }
 
@@ -464,10 +480,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	intake, stopIntake := context.WithCancel(context.Background())
 	defer stopIntake()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); b.ingester(intake, hard) }()
 	go func() { defer wg.Done(); b.tx.Run(ctx, hard) }()
 	go func() { defer wg.Done(); b.bind.Run(ctx) }()
+	go func() { defer wg.Done(); b.absence.Run(ctx) }()
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
 	for {
@@ -564,7 +581,7 @@ func (b *Bridge) publishDirty() {
 
 // Status is the bridge's status now.
 func (b *Bridge) Status() api.Status {
-	st := api.Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Brokers: b.links(), Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals()}
+	st := api.Status{Time: b.o.Now().UTC(), Connected: b.client() != nil, Brokers: b.links(), Centres: b.centres(), Stats: b.Stats(), Stalled: b.in.Stalled(b.o.Now()), Refused: b.in.Refusals(), NotArrived: b.notArrived()}
 	st.Failed = b.tx.Failed()
 	slices.Sort(st.Centres)
 	return st

@@ -305,6 +305,19 @@ func (b *Bridge) ControlHandler() http.Handler {
 		c, err := b.Revoke(req.Centre, req.Child, req.By)
 		answer(w, c, err)
 	})
+	mux.HandleFunc("GET /alerts", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		v, err := b.Alerts(r.Context(), q.Get("centre"), q.Get("day"))
+		answer(w, v, err)
+	})
+	mux.HandleFunc("POST /absent", func(w http.ResponseWriter, r *http.Request) {
+		var req api.AbsentRequest
+		if err := readJSON(r, &req); err != nil {
+			answer(w, nil, err)
+			return
+		}
+		answer(w, struct{}{}, b.MarkAbsent(r.Context(), req))
+	})
 	mux.HandleFunc("GET /terminals", func(w http.ResponseWriter, r *http.Request) {
 		v, err := b.Terminals(r.URL.Query().Get("centre"))
 		answer(w, v, err)
