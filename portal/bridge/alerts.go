@@ -78,7 +78,7 @@ func (b *Bridge) MarkAbsent(ctx context.Context, req api.AbsentRequest) error {
 	}
 	err = b.absence.MarkAbsent(ctx, req.Centre, req.Child, d, req.By, req.Note)
 	if errors.Is(err, absence.ErrNotBooked) {
-		return badRequest(err.Error())
+		return notBooked{err}
 	}
 	return err
 }
@@ -108,4 +108,18 @@ func (b *Bridge) notArrived() []api.AlertView {
 		}
 	}
 	return out
+}
+
+// notBooked is an absence for a child not booked that day: a bad request
+// that is absence.ErrNotBooked.
+type notBooked struct{ error }
+
+func (e notBooked) Unwrap() error { return e.error }
+
+func (e notBooked) As(target any) bool {
+	if br, ok := target.(*badRequest); ok {
+		*br = badRequest(e.Error())
+		return true
+	}
+	return false
 }

@@ -2,11 +2,13 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
@@ -22,7 +24,25 @@ type Board struct {
 	Refused      []Refusal
 	Auto         []Child   // automatic check-outs to look at
 	FailedTexts  []textRow // today's texts that failed (문자 sends them again)
+	// NotArrived are today's not-arrived alerts (미등원), open first;
+	// Absent the children marked absent (결석) for today.
+	NotArrived []Alerted
+	Absent     []AbsentChild
+	// Marking: 결석 can be marked here (Options.MarkAbsent); CSRF is the
+	// session's token for its forms.
+	Marking bool
+	CSRF    string
 }
+
+// Alerted is a not-arrived alert on the board.
+type Alerted struct {
+	ID, Name, Window, Due string
+	Told                  int
+	Arrived               string // HH:MM of the arrival that ended it; "" while open
+}
+
+// AbsentChild is a child marked absent for today.
+type AbsentChild struct{ ID, Name, By, Note string }
 
 // Child is a child on the board.
 type Child struct {
@@ -69,7 +89,7 @@ func dayStart(now time.Time) time.Time {
 
 // board makes a centre's day of its events of today (KST), its roster
 // (names and today's bookings) and its texts of today.
-func board(ctx context.Context, evs []protocol.Event, texts store.TextQueue, src *source.Source, centre string, now time.Time) (*Board, error) {
+func board(ctx context.Context, evs []protocol.Event, texts store.TextQueue, alerts *api.AlertsView, src *source.Source, centre string, now time.Time) (*Board, error) {
 	start := dayStart(now)
 	slices.SortStableFunc(evs, func(a, b protocol.Event) int { return a.Time.Compare(b.Time) })
 	b := &Board{Centre: centre, Day: start.Format("2006-01-02")}
@@ -138,6 +158,24 @@ func board(ctx context.Context, evs []protocol.Event, texts store.TextQueue, src
 		if err != nil {
 			return nil, err
 		}
+	}
+	if alerts != nil {
+		absent := map[string]bool{}
+		for _, m := range alerts.Absent {
+			absent[m.Child] = true
+			b.Absent = append(b.Absent, AbsentChild{ID: m.Child, Name: name(m.Child), By: strings.TrimPrefix(m.By, "web:"), Note: m.Note})
+		}
+		b.NotYet = slices.DeleteFunc(b.NotYet, func(c Child) bool { return absent[c.ID] })
+		for _, a := range alerts.Alerts {
+			al := Alerted{ID: a.Child, Name: name(a.Child), Window: a.Window, Due: hhmm(a.Due), Told: a.Told}
+			if !a.Arrived.IsZero() {
+				al.Arrived = hhmm(a.Arrived)
+			}
+			b.NotArrived = append(b.NotArrived, al)
+		}
+		slices.SortStableFunc(b.NotArrived, func(x, y Alerted) int {
+			return strings.Compare(fmt.Sprint(x.Arrived != "")+x.Due+x.Name, fmt.Sprint(y.Arrived != "")+y.Due+y.Name)
+		})
 	}
 	slices.SortFunc(b.Inside, func(a, b Child) int { return strings.Compare(a.At+a.Name, b.At+b.Name) })
 	slices.SortFunc(b.NotYet, func(a, b Child) int { return strings.Compare(a.Name, b.Name) })

@@ -77,6 +77,11 @@ type Options struct {
 	// Texts: the page is not offered.
 	Texts  store.TextQueue
 	Resend func(ctx context.Context, centre, id, phone string) error
+	// Alerts are a centre's not-arrived alerts and absences of today
+	// (package absence), shown on 오늘; MarkAbsent marks a child absent
+	// (결석) for today, or takes it back. Nil: not shown, not offered.
+	Alerts     func(ctx context.Context, centre string) (*api.AlertsView, error)
+	MarkAbsent func(ctx context.Context, req api.AbsentRequest) error
 	// Secure marks cookies Secure: the page is served over TLS, directly
 	// or behind a TLS proxy. Default false (plain HTTP on loopback).
 	Secure bool
@@ -117,7 +122,21 @@ func (s *Server) boardOf(ctx context.Context, centre string) (*Board, error) {
 	if err != nil {
 		return nil, err
 	}
-	return board(ctx, evs, s.o.Texts, s.o.Source(centre), centre, now)
+	var alerts *api.AlertsView
+	if s.o.Alerts != nil {
+		if alerts, err = s.o.Alerts(ctx, centre); err != nil {
+			return nil, err
+		}
+	}
+	b, err := board(ctx, evs, s.o.Texts, alerts, s.o.Source(centre), centre, now)
+	if err != nil {
+		return nil, err
+	}
+	b.Marking = s.o.MarkAbsent != nil
+	if csrf, ok := ctx.Value(csrfKey).(string); ok {
+		b.CSRF = csrf
+	}
+	return b, nil
 }
 
 // addressOf is the client's address: behind a TLS proxy (Secure), the
@@ -158,6 +177,9 @@ func New(o Options) (*Server, error) {
 	s.handle("GET /{$}", s.authed(s.home))
 	s.handle("GET /c/{centre}/today", s.authed(s.centre(s.today)))
 	s.handle("GET /c/{centre}/today/live", s.authed(s.centre(s.live)))
+	if o.MarkAbsent != nil {
+		s.handle("POST /c/{centre}/absent", s.authed(s.centre(s.absent)))
+	}
 	if o.Cards != nil {
 		if o.History == nil || o.Revoke == nil || o.Enrol == nil {
 			return nil, errors.New("web: Cards needs History, Revoke and Enrol")

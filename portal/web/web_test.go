@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/absence"
 	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/source"
@@ -44,6 +45,38 @@ type site struct {
 	// terminals are what the bridge knows of each centre's terminals.
 	terminals map[string][]api.TerminalView
 	cards     *fakeCards
+	// alerts are the not-arrived alerts and absences the bridge has.
+	alerts map[string]*api.AlertsView
+}
+
+func (s *site) alertsOf(_ context.Context, centre string) (*api.AlertsView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.alerts[centre]
+	if v == nil {
+		return &api.AlertsView{Centre: centre}, nil
+	}
+	c := *v
+	c.Alerts, c.Absent = slices.Clone(v.Alerts), slices.Clone(v.Absent)
+	return &c, nil
+}
+
+func (s *site) markAbsent(_ context.Context, req api.AbsentRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if req.Child == "c2" && !req.Undo { // the site's c2: not booked today, as the fake has it
+		return fmt.Errorf("%w: c2", absence.ErrNotBooked)
+	}
+	v := s.alerts[req.Centre]
+	if v == nil {
+		v = &api.AlertsView{Centre: req.Centre}
+		s.alerts[req.Centre] = v
+	}
+	v.Absent = slices.DeleteFunc(v.Absent, func(a api.AbsentView) bool { return a.Child == req.Child })
+	if !req.Undo {
+		v.Absent = append(v.Absent, api.AbsentView{Child: req.Child, By: req.By, At: s.now, Note: req.Note})
+	}
+	return nil
 }
 
 // fakeCards is the bridge's side of 아동·카드: children's cards, the
@@ -131,7 +164,7 @@ func newSite(t *testing.T) *site {
 	}
 	t.Cleanup(func() { b.Close() })
 	s := &site{t: t, st: b.Contract(), now: wednesday, seq: map[string]uint64{}, srcOf: map[string]*source.Source{},
-		cards: &fakeCards{state: map[string]firmware.CardState{"c1": firmware.CardActive, "c2": firmware.CardActive}}}
+		cards: &fakeCards{state: map[string]firmware.CardState{"c1": firmware.CardActive, "c2": firmware.CardActive}}, alerts: map[string]*api.AlertsView{}}
 	for _, id := range []string{"mangwon1", "seogyo1"} {
 		src, err := source.Load("../../docs/examples/mangwon1.json")
 		if err != nil {
@@ -150,7 +183,7 @@ func newSite(t *testing.T) *site {
 	}
 	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond,
 		Terminals: func(c string) ([]api.TerminalView, error) { return s.terminals[c], nil },
-		Export:    s.export,
+		Export:    s.export, Alerts: s.alertsOf, MarkAbsent: s.markAbsent,
 		Cards:     s.cards.view, History: s.cards.history, Revoke: s.cards.revoke, Enrol: s.cards.enrol,
 		Texts: s.st, Resend: func(ctx context.Context, centre, id, phone string) error {
 			p, err := source.NormalizePhone(phone)
@@ -932,5 +965,76 @@ func TestEveryRoute(t *testing.T) {
 	}
 	if code, _ := get(t, kim, s.ts.URL+"/c/mangwon1/today"); code != http.StatusOK {
 		t.Errorf("the session after the sweep: %d", code)
+	}
+}
+
+// 오늘 shows the not-arrived alerts (open first, an ended one with its
+// arrival), and a child booked not yet arrived can be marked 결석 there,
+// audited, and taken back; a child not booked cannot.
+func TestNotArrivedOnToday(t *testing.T) {
+	s := newSite(t)
+	s.alerts["mangwon1"] = &api.AlertsView{Centre: "mangwon1", Alerts: []api.AlertView{
+		{Centre: "mangwon1", Child: "c2", Window: "13:00–18:00", Due: s.clock().Add(-90 * time.Minute), Told: 2, Arrived: s.clock().Add(-10 * time.Minute)},
+		{Centre: "mangwon1", Child: "c1", Window: "14:00–18:00", Due: s.clock().Add(-30 * time.Minute)}}}
+	c := s.client()
+	s.login(c, "mangwon.kim", "password-of-kim")
+	code, page := get(t, c, s.ts.URL+"/c/mangwon1/today")
+	for _, want := range []string{`<section id="notarrived"><h2>미등원 알림 <span class="count">2건</span>`,
+		`<tr data-child="c1" class="bad"><td>김민준</td><td>14:00–18:00</td><td>14:30</td><td>-</td><td class="state">미등원</td></tr>`,
+		`<tr data-child="c2"><td>이서연</td><td>13:00–18:00</td><td>13:30</td><td>2건 보냄</td><td class="state">14:50 입실함</td></tr>`} {
+		if code != http.StatusOK || !strings.Contains(page, want) {
+			t.Errorf("오늘 lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Index(page, `data-child="c1" class="bad"`) > strings.Index(page, `<tr data-child="c2"><td>이서연`) {
+		t.Errorf("the open alert is not first")
+	}
+	token := csrfOf(t, page)
+	post := func(form url.Values) (int, string) {
+		t.Helper()
+		res, err := c.PostForm(s.ts.URL+"/c/mangwon1/absent", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	// c1 is in 아직 안 옴 with a 결석 button (the wednesday of the site: c1 booked).
+	if !strings.Contains(page, `<button class="absent">결석</button>`) {
+		t.Fatalf("no 결석 button:\n%s", page)
+	}
+	if code, _ := post(url.Values{"csrf": {token}, "child": {"c1"}, "note": {"병원 진료"}}); code != http.StatusSeeOther {
+		t.Errorf("결석: %d, want 303 to 오늘", code)
+	}
+	code, page = get(t, c, s.ts.URL+"/c/mangwon1/today")
+	if code != http.StatusOK || !strings.Contains(page, `<section id="absent"><h2>결석 <span class="count">1명</span>`) || !strings.Contains(page, "김민준 (병원 진료) · mangwon.kim 표시") {
+		t.Errorf("after 결석: %d\n%s", code, page)
+	}
+	if strings.Contains(page, `<li data-child="c1">김민준 <form`) {
+		t.Errorf("c1 still listed as not yet arrived with a 결석 button")
+	}
+	if code, _ := post(url.Values{"csrf": {token}, "child": {"c9"}}); code != http.StatusBadRequest {
+		t.Errorf("결석 of a child not in the roster: %d", code)
+	}
+	if code, body := post(url.Values{"csrf": {token}, "child": {"c2"}}); code != http.StatusBadRequest || !strings.Contains(body, "오늘 예약이 없는 아이입니다") {
+		t.Errorf("결석 of a child not booked today: %d %s", code, body)
+	}
+	if code, _ := post(url.Values{"csrf": {token}, "child": {"c1"}, "undo": {"1"}}); code != http.StatusSeeOther {
+		t.Errorf("결석 취소: %d", code)
+	}
+	code, page = get(t, c, s.ts.URL+"/c/mangwon1/today")
+	if code != http.StatusOK || strings.Contains(page, `<section id="absent">`) {
+		t.Errorf("after 결석 취소: %d\n%s", code, page)
+	}
+	audit, _ := s.acc.Audit(context.Background())
+	var acts []string
+	for _, a := range audit {
+		if a.Centre == "mangwon1" {
+			acts = append(acts, a.Action+" "+a.Detail)
+		}
+	}
+	if want := "[absent c1 병원 진료 absent undone c1 ]"; fmt.Sprint(acts) != want {
+		t.Errorf("audited %q, want %s", acts, want)
 	}
 }
