@@ -184,7 +184,7 @@ func newSite(t *testing.T) *site {
 	s.srv, err = New(Options{Accounts: s.acc, Events: s.st, Source: func(c string) *source.Source { return s.srcOf[c] }, Now: s.clock, Every: 20 * time.Millisecond,
 		Terminals: func(c string) ([]api.TerminalView, error) { return s.terminals[c], nil },
 		Export:    s.export, Alerts: s.alertsOf, MarkAbsent: s.markAbsent,
-		Cards:     s.cards.view, History: s.cards.history, Revoke: s.cards.revoke, Enrol: s.cards.enrol,
+		Cards: s.cards.view, History: s.cards.history, Revoke: s.cards.revoke, Enrol: s.cards.enrol,
 		Texts: s.st, Resend: func(ctx context.Context, centre, id, phone string) error {
 			p, err := source.NormalizePhone(phone)
 			if err != nil {
