@@ -55,7 +55,7 @@ func (c *console) Send(ctx context.Context, m Message) (Receipt, error) {
 		return Receipt{}, &Error{Provider: c.Name(), Err: fmt.Errorf("writing the text: %w", err), what: "not printed"}
 	}
 	c.n++
-	return Receipt{ID: "console-" + strconv.Itoa(c.n)}, nil
+	return Receipt{ID: "console-" + strconv.Itoa(c.n), Channel: ChannelOf(m.Text)}, nil
 }
 
 // MaskNumber hides the middle of a phone number for logs: "01012345678"

@@ -46,6 +46,21 @@ type NHNOptions struct {
 	// HTTPClient sends the requests; default a client with a 10 s timeout
 	// that does not follow redirects.
 	HTTPClient *http.Client
+	// AlimTalk is NHN Cloud's KakaoTalk Bizmessage AlimTalk, a service of
+	// its own with its own keys: a message of a kind with a template goes
+	// by AlimTalk, falling back to SMS/LMS at NHN; others by SMS/LMS.
+	AlimTalk NHNAlimTalk
+}
+
+// NHNAlimTalk configures NHN Cloud's AlimTalk (API v2.3).
+type NHNAlimTalk struct {
+	AppKey    string // the KakaoTalk Bizmessage service's app key
+	SecretKey string // its secret key
+	SenderKey string // the KakaoTalk channel's sender key (발신 키)
+	// BaseURL is the API's address; default
+	// "https://kakaotalk-bizmessage.api.nhncloudservice.com".
+	BaseURL   string
+	Templates Templates // template codes
 }
 
 type nhn struct{ o NHNOptions }
@@ -67,6 +82,10 @@ func NewNHN(o NHNOptions) Provider {
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = defaultClient()
+	}
+	o.AlimTalk.BaseURL = strings.TrimRight(o.AlimTalk.BaseURL, "/")
+	if o.AlimTalk.BaseURL == "" {
+		o.AlimTalk.BaseURL = "https://kakaotalk-bizmessage.api.nhncloudservice.com"
 	}
 	return &nhn{o}
 }
@@ -101,6 +120,9 @@ func (n *nhn) Send(ctx context.Context, m Message) (Receipt, error) {
 	if e != nil {
 		return Receipt{}, e
 	}
+	if code := n.o.AlimTalk.Templates[m.Kind]; code != "" {
+		return n.sendAlimTalk(ctx, m, typ, code)
+	}
 	if n.o.AppKey == "" || n.o.SecretKey == "" {
 		return Receipt{}, &Error{Provider: n.Name(), Permanent: true,
 			what: "no app key or secret key", advice: "set sms.app_key and sms.secret_key from the NHN Cloud SMS console"}
@@ -132,6 +154,7 @@ func (n *nhn) Send(ctx context.Context, m Message) (Receipt, error) {
 	if e != nil {
 		return Receipt{}, e
 	}
+	r.Channel = ChannelOf(m.Text)
 	return r, nil
 }
 

@@ -22,12 +22,20 @@ type Message struct {
 	Key  string
 	To   string // recipient, digits only, e.g. "01012345678"
 	From string // registered sender number, digits only
-	Text Text
+	Text Text   // the text as SMS/LMS, and AlimTalk's fallback
+	// Kind and Vars: what the message says, for a provider sending it by
+	// an AlimTalk template of that kind (Vars fills its variables).
+	// Empty Kind: SMS/LMS only.
+	Kind Kind
+	Vars map[string]string
 }
 
 // Receipt is a provider's acknowledgement of a text.
 type Receipt struct {
 	ID string // the provider's message or request ID
+	// Channel is how the provider took it: sms, lms, or alimtalk (how it
+	// was delivered, fallback included, then comes from Reporter.Report).
+	Channel string
 }
 
 // Provider hands texts to an SMS provider. Implementations are safe for

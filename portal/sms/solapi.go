@@ -52,6 +52,12 @@ type SolapiOptions struct {
 	// Salt gives each request's random salt (12 to 64 characters); default
 	// 32 random hex characters from crypto/rand.
 	Salt func() string
+	// PfID is the KakaoTalk channel's ID at Solapi (pfId) and Templates
+	// the AlimTalk template of each kind of message: a message of a kind
+	// with a template goes by AlimTalk, falling back to SMS/LMS at Solapi
+	// for a recipient it cannot reach; others by SMS/LMS.
+	PfID      string
+	Templates Templates
 }
 
 type solapi struct{ o SolapiOptions }
@@ -115,6 +121,9 @@ func (s *solapi) Send(ctx context.Context, m Message) (Receipt, error) {
 	if e != nil {
 		return Receipt{}, e
 	}
+	if tid := s.o.Templates[m.Kind]; tid != "" && s.o.PfID != "" {
+		return s.sendAlimTalk(ctx, m, tid)
+	}
 	if s.o.APIKey == "" || s.o.APISecret == "" {
 		return Receipt{}, &Error{Provider: s.Name(), Permanent: true,
 			what: "no API key or secret", advice: "set sms.api_key and sms.api_secret from the Solapi console"}
@@ -145,6 +154,7 @@ func (s *solapi) Send(ctx context.Context, m Message) (Receipt, error) {
 	if e != nil {
 		return Receipt{}, e
 	}
+	r.Channel = ChannelOf(m.Text)
 	return r, nil
 }
 
