@@ -107,6 +107,13 @@ type Job struct {
 	Receipt  string    `json:"receipt,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	SentAt   time.Time `json:"sent_at,omitzero"`
+	// Channel is how it went: sms, lms, or alimtalk; Fallback why an
+	// AlimTalk fell back to SMS/LMS. Reporting: the provider took it by
+	// AlimTalk and the texter asks how it went (pending until then,
+	// never sent again).
+	Channel   string `json:"channel,omitempty"`
+	Fallback  string `json:"fallback,omitempty"`
+	Reporting bool   `json:"reporting,omitempty"`
 	// ClaimedAt is when a texter took the job.
 	ClaimedAt time.Time `json:"claimed_at,omitzero"`
 	// Q is the job's place in the queue: the order it was queued in.

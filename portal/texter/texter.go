@@ -77,6 +77,11 @@ type Options struct {
 	Attempted func(provider string, err error)
 	// Sent, if set, is told of each text recorded as sent.
 	Sent func(store.Job, sms.Text)
+	// ReportEvery is how often the texter asks a provider how a text it
+	// took by AlimTalk went (delivered, or fallen back to SMS/LMS);
+	// default 15 s. ReportFor is how long it asks: then the text is
+	// recorded sent, its channel unconfirmed; default 24 h.
+	ReportEvery, ReportFor time.Duration
 }
 
 // Stats count the provider's answers.
@@ -117,6 +122,12 @@ func New(o Options) (*Texter, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ReportEvery <= 0 {
+		o.ReportEvery = 15 * time.Second
+	}
+	if o.ReportFor <= 0 {
+		o.ReportFor = 24 * time.Hour
 	}
 	return &Texter{o: o, log: o.Logger, kick: make(chan struct{}, 1)}, nil
 }
@@ -310,16 +321,29 @@ func (t *Texter) send(ctx context.Context, j store.Job) (store.Job, sms.Text) {
 		}
 	}
 	text := sms.Render(sms.Kind(j.Kind), centreName, childName, j.At)
-	r, err := t.o.Provider.Send(ctx, sms.Message{Key: j.ID, To: j.To, From: t.o.From, Text: text})
+	if j.Reporting {
+		return t.report(ctx, j), text
+	}
+	r, err := t.o.Provider.Send(ctx, sms.Message{Key: j.ID, To: j.To, From: t.o.From, Text: text,
+		Kind: sms.Kind(j.Kind), Vars: sms.Vars(centreName, childName, j.At)})
 	if t.o.Attempted != nil {
 		t.o.Attempted(t.o.Provider.Name(), err)
 	}
 	now := t.o.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	_, reports := t.o.Provider.(sms.Reporter)
 	switch {
+	case err == nil && r.Channel == sms.ChannelAlimTalk && reports:
+		// Taken by AlimTalk: how it went (delivered, or fallen back to
+		// SMS/LMS at the provider) is asked later; never sent again.
+		j.State, j.Receipt, j.SentAt, j.Reason, j.Channel = store.JobPending, r.ID, now, "", sms.ChannelAlimTalk
+		j.Reporting, j.NextAt = true, now.Add(t.o.ReportEvery)
 	case err == nil:
-		j.State, j.Receipt, j.SentAt, j.Reason = store.JobSent, r.ID, now, ""
+		if r.Channel == "" {
+			r.Channel = sms.ChannelOf(text)
+		}
+		j.State, j.Receipt, j.SentAt, j.Reason, j.Channel = store.JobSent, r.ID, now, "", r.Channel
 		t.stats.Sent++
 	case sms.IsPermanent(err):
 		j.State, j.Reason = store.JobFailed, err.Error()
@@ -330,4 +354,31 @@ func (t *Texter) send(ctx context.Context, j store.Job) (store.Job, sms.Text) {
 		t.stats.Retries++
 	}
 	return j, text
+}
+
+// report asks the provider how a text it took by AlimTalk went, and
+// records it: sent by the channel that delivered it (the fallback's
+// reason with it), failed, or asked again later.
+func (t *Texter) report(ctx context.Context, j store.Job) store.Job {
+	d, err := t.o.Provider.(sms.Reporter).Report(ctx, sms.Receipt{ID: j.Receipt, Channel: j.Channel})
+	now := t.o.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err == nil && d.Final && d.Failed != "":
+		j.State, j.Reason, j.Reporting = store.JobFailed, d.Failed, false
+		t.stats.Failed++
+	case err == nil && d.Final:
+		j.State, j.Channel, j.Fallback, j.Reporting = store.JobSent, d.Channel, d.Fallback, false
+		t.stats.Sent++
+	case now.Sub(j.SentAt) >= t.o.ReportFor:
+		j.State, j.Fallback, j.Reporting = store.JobSent, "전달 결과를 확인하지 못함", false
+		t.stats.Sent++
+	default:
+		if err != nil {
+			j.Reason = "looking up the delivery: " + err.Error()
+		}
+		j.NextAt = now.Add(t.o.ReportEvery)
+	}
+	return j
 }
