@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -290,6 +291,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer st.Close()
 	provider := cfg.Provider(stdout)
+	if err := checkTemplates(ctx, provider, cfg, log); err != nil {
+		return err
+	}
 	var b *bridge.Bridge // set below, before the metrics are served
 	page, err := web.New(web.Options{Accounts: &web.Accounts{Reg: st}, Events: st, Texts: st, Secure: cfg.Web.Secure(), Logger: log}.
 		ServedBy(func() web.Bridge { return b }))
@@ -529,6 +533,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	in := st.Stats.Ingest
 	fmt.Fprintf(stdout, "events: %d stored, %d duplicates, %d beyond a gap, %d malformed, %d of unknown centres\n", in.Stored, in.Duplicates, in.OutOfOrder, in.Malformed, in.UnknownCentre)
 	fmt.Fprintf(stdout, "texts: %d sent, %d refused, %d retries; rosters published: %d\n", st.Stats.TextsSent, st.Stats.TextsFailed, st.Stats.TextRetries, st.Stats.Published)
+	if by := st.Stats.TextsBy; len(by) > 0 {
+		fmt.Fprintf(stdout, "texts sent by channel since the start: %s (%d fell back from AlimTalk to SMS/LMS)\n", channelCounts(by), st.Stats.TextsFellBack)
+	}
 	for _, j := range st.Failed {
 		fmt.Fprintf(stdout, "refused: %s child %s to %s: %s\n", j.ID, j.Child, sms.MaskNumber(j.To), j.Reason)
 	}
@@ -616,13 +623,41 @@ func cmdTexts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintln(stdout, string(raw))
 			continue
 		}
-		fmt.Fprintf(stdout, "%-28s %-8s %-15s %-9s %s\n", j.ID, j.State, j.Kind, j.Child, j.Reason)
+		channel := j.Channel
+		switch {
+		case j.Reporting:
+			channel = "alimtalk (delivery being looked up)"
+		case j.Fallback != "" && j.Channel != sms.ChannelAlimTalk:
+			channel = j.Channel + " (fell back from alimtalk: " + j.Fallback + ")"
+		case j.Fallback != "":
+			channel += " (" + j.Fallback + ")"
+		}
+		fmt.Fprintf(stdout, "%-28s %-8s %-15s %-9s %s", j.ID, j.State, j.Kind, j.Child, channel)
+		if j.Reason != "" {
+			fmt.Fprintf(stdout, " %s", j.Reason)
+		}
+		fmt.Fprintln(stdout)
 	}
 	if !*asJSON {
 		c := v.Counts
 		fmt.Fprintf(stdout, "sent %d, failed %d, pending %d, sending %d, held %d\n", c[portalstore.JobSent], c[portalstore.JobFailed], c[portalstore.JobPending], c[portalstore.JobSending], c[portalstore.JobHeld])
+		for _, m := range slices.Sorted(maps.Keys(v.Months)) {
+			by := v.Months[m]
+			fb := by["fallback"]
+			delete(by, "fallback")
+			fmt.Fprintf(stdout, "sent in %s by channel: %s (%d fell back from AlimTalk)\n", m, channelCounts(by), fb)
+		}
 	}
 	return nil
+}
+
+// channelCounts writes counts by channel, "alimtalk 3, sms 1".
+func channelCounts(by map[string]int) string {
+	var parts []string
+	for _, ch := range slices.Sorted(maps.Keys(by)) {
+		parts = append(parts, fmt.Sprintf("%s %d", ch, by[ch]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -701,4 +736,28 @@ func openStore(ctx context.Context, cfg *Config) (portalstore.Store, error) {
 		return nil, err
 	}
 	return st.Contract(), nil
+}
+
+// checkTemplates checks the AlimTalk templates at the provider before
+// anything starts: one that does not fit (unknown, not approved, a
+// variable kiumbridge cannot fill) stops the start, naming it; a provider
+// out of reach is only logged (the texts retry).
+func checkTemplates(ctx context.Context, p sms.Provider, cfg *Config, log *slog.Logger) error {
+	tc, ok := p.(sms.TemplateChecker)
+	if !ok || len(cfg.AlimTalk.Templates) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := tc.CheckTemplates(ctx)
+	var te *sms.TemplateError
+	switch {
+	case errors.As(err, &te):
+		return fmt.Errorf("%w: alimtalk.templates: %w", confile.ErrConfig, err)
+	case err != nil:
+		log.Warn("kiumbridge: the AlimTalk templates could not be checked now; messages go anyway, and one that does not fit fails with the provider's reason", "err", err)
+	default:
+		log.Info("kiumbridge: the AlimTalk templates are approved and fit", "templates", len(cfg.AlimTalk.Templates))
+	}
+	return nil
 }

@@ -171,6 +171,10 @@ type Stats struct {
 	Ingest                 ingest.Stats
 	TextsSent, TextsFailed int
 	TextRetries, Published int
+	// TextsBy counts the texts sent since the start by channel (alimtalk,
+	// sms, lms); TextsFellBack those that fell back from AlimTalk.
+	TextsBy       map[string]int `json:",omitempty"`
+	TextsFellBack int            `json:",omitempty"`
 }
 
 // BrokerLink is a broker as the bridge's status shows it.
@@ -189,6 +193,11 @@ var JobStates = store.JobStates
 type TextsView struct {
 	// Counts are all the texts by state.
 	Counts map[string]int `json:"counts"`
+	// Months count the texts sent by month (KST, "2026-12") and channel:
+	// alimtalk, sms, lms ("unrecorded" for texts sent before channels were
+	// kept); "fallback" counts those of sms and lms that fell back from
+	// AlimTalk. For the provider's bill.
+	Months map[string]map[string]int `json:"months,omitempty"`
 	// Texts are those in the state asked for (all when none): those to
 	// send first, in the order queued, then those done.
 	Texts []Job `json:"texts"`

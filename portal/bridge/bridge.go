@@ -353,6 +353,7 @@ func (b *Bridge) Stats() api.Stats {
 	s.Ingest = b.in.Stats()
 	t := b.tx.Stats()
 	s.TextsSent, s.TextsFailed, s.TextRetries = t.Sent, t.Failed, t.Retries
+	s.TextsBy, s.TextsFellBack = t.By, t.FellBack
 	s.Published = b.pub.Published()
 	return s
 }

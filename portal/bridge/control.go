@@ -22,6 +22,7 @@ import (
 	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
 	"kiumtap/portal/registry"
+	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
 	"kiumtap/portal/web"
@@ -463,9 +464,23 @@ func Texts(q store.TextQueue, state string) (*api.TextsView, error) {
 	if state != "" && !slices.Contains(api.JobStates, state) {
 		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(api.JobStates, ", ")))
 	}
-	v := &api.TextsView{Counts: map[string]int{}, Texts: []store.Job{}}
+	v := &api.TextsView{Counts: map[string]int{}, Texts: []store.Job{}, Months: map[string]map[string]int{}}
 	err := q.Jobs(context.Background(), true, func(j store.Job) bool {
 		v.Counts[j.State]++
+		if j.State == store.JobSent {
+			month := j.SentAt.In(firmware.KST).Format("2006-01")
+			if v.Months[month] == nil {
+				v.Months[month] = map[string]int{}
+			}
+			ch := j.Channel
+			if ch == "" {
+				ch = "unrecorded"
+			}
+			v.Months[month][ch]++
+			if j.Fallback != "" && ch != sms.ChannelAlimTalk {
+				v.Months[month]["fallback"]++
+			}
+		}
 		if state == "" || j.State == state {
 			v.Texts = append(v.Texts, j)
 		}

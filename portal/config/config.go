@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,6 +85,10 @@ type Config struct {
 	StopTimeout Duration `json:"stop_timeout" toml:"stop_timeout,omitempty"`
 	// SMS is the texting provider.
 	SMS SMS `json:"sms" toml:"sms,omitempty"`
+	// AlimTalk sends parents' messages by KakaoTalk AlimTalk first, with
+	// the SMS/LMS fallback, through the SMS provider's company (solapi or
+	// nhn; console prints them). Without templates: SMS/LMS only.
+	AlimTalk AlimTalk `json:"alimtalk" toml:"alimtalk,omitempty"`
 	// Log is the log's format and level.
 	Log confile.Log `json:"log" toml:"log,omitempty"`
 	// Metrics is where the Prometheus endpoint (/metrics) listens: a
@@ -110,6 +115,37 @@ type Web struct {
 
 // Secure reports whether browsers reach the staff page over TLS.
 func (w Web) Secure() bool { return w.Cert != "" || w.BehindTLS }
+
+// AlimTalk configures KakaoTalk AlimTalk (알림톡).
+type AlimTalk struct {
+	// Templates are the template of each kind of message: arrival,
+	// departure, auto_check_out, not_arrived (Solapi: the template ID;
+	// NHN: the template code). A kind without one goes by SMS/LMS. Each
+	// is checked at start: it exists, is approved, and uses only the
+	// variables #{센터명}, #{아동명}, #{시각}.
+	Templates map[string]string `json:"templates" toml:"templates,omitempty"`
+	// Solapi: the KakaoTalk channel's pfId.
+	PfID string `json:"pf_id" toml:"pf_id,omitempty"`
+	// NHN Cloud KakaoTalk Bizmessage: its app key, secret key (or a file
+	// of it), the channel's sender key, and another base URL.
+	AppKey        string `json:"app_key" toml:"app_key,omitempty"`
+	SecretKey     string `json:"secret_key" toml:"secret_key,omitempty"`
+	SecretKeyFile string `json:"secret_key_file" toml:"secret_key_file,omitempty"`
+	SenderKey     string `json:"sender_key" toml:"sender_key,omitempty"`
+	URL           string `json:"url" toml:"url,omitempty"`
+	// NotOnKakao (console only, for demos): numbers the console takes
+	// as not on KakaoTalk, whose messages fall back to SMS/LMS.
+	NotOnKakao []string `json:"not_on_kakao" toml:"not_on_kakao,omitempty"`
+}
+
+// templates are the configured templates by kind.
+func (a AlimTalk) templates() sms.Templates {
+	t := sms.Templates{}
+	for k, v := range a.Templates {
+		t[sms.Kind(k)] = v
+	}
+	return t
+}
 
 // SMS configures the texting provider. Each secret may instead come from
 // a file of its own (the key with _file).
@@ -162,6 +198,7 @@ func ParseFile(path string, raw []byte) (*Config, error) {
 		confile.Secret{Key: "sms.api_secret_file", File: c.SMS.APISecretFile, Into: &c.SMS.APISecret},
 		confile.Secret{Key: "sms.secret_key_file", File: c.SMS.SecretKeyFile, Into: &c.SMS.SecretKey},
 		confile.Secret{Key: "sms.secret_file", File: c.SMS.SecretFile, Into: &c.SMS.Secret},
+		confile.Secret{Key: "alimtalk.secret_key_file", File: c.AlimTalk.SecretKeyFile, Into: &c.AlimTalk.SecretKey},
 	); err != nil {
 		return nil, err
 	}
@@ -269,6 +306,26 @@ func (c *Config) check() []confile.Problem {
 	if (c.SMS.Provider == "solapi" || c.SMS.Provider == "nhn" || c.SMS.Provider == "webhook") && c.SMS.From == "" {
 		bad("sms.from", "the registered sender number is required")
 	}
+	if a := c.AlimTalk; len(a.Templates) > 0 {
+		for k := range a.Templates {
+			if !slices.Contains(sms.Kinds, sms.Kind(k)) {
+				bad("alimtalk.templates", "%q is no kind of message: the kinds are arrival, departure, auto_check_out and not_arrived", k)
+			}
+		}
+		switch c.SMS.Provider {
+		case "solapi":
+			if a.PfID == "" {
+				bad("alimtalk.pf_id", "AlimTalk through solapi needs the KakaoTalk channel's pfId (Solapi console, 카카오톡 채널)")
+			}
+		case "nhn":
+			if a.AppKey == "" || a.SecretKey == "" || a.SenderKey == "" {
+				bad("alimtalk.app_key", "AlimTalk through nhn needs app_key, secret_key (or secret_key_file) and sender_key of NHN Cloud KakaoTalk Bizmessage")
+			}
+		case "console":
+		default:
+			bad("alimtalk.templates", "AlimTalk goes through solapi or nhn (or console, printed), not %s", c.SMS.Provider)
+		}
+	}
 	return append(ps, c.Log.Check()...)
 }
 
@@ -300,13 +357,18 @@ func redact(err error) string {
 // Provider is the configured texting provider; console texts go to
 // stdout.
 func (c *Config) Provider(stdout io.Writer) sms.Provider {
+	a := c.AlimTalk
 	switch c.SMS.Provider {
 	case "solapi":
-		return sms.NewSolapi(sms.SolapiOptions{APIKey: c.SMS.APIKey, APISecret: c.SMS.APISecret, BaseURL: c.SMS.URL})
+		return sms.NewSolapi(sms.SolapiOptions{APIKey: c.SMS.APIKey, APISecret: c.SMS.APISecret, BaseURL: c.SMS.URL, PfID: a.PfID, Templates: a.templates()})
 	case "nhn":
-		return sms.NewNHN(sms.NHNOptions{AppKey: c.SMS.AppKey, SecretKey: c.SMS.SecretKey, BaseURL: c.SMS.URL})
+		return sms.NewNHN(sms.NHNOptions{AppKey: c.SMS.AppKey, SecretKey: c.SMS.SecretKey, BaseURL: c.SMS.URL,
+			AlimTalk: sms.NHNAlimTalk{AppKey: a.AppKey, SecretKey: a.SecretKey, SenderKey: a.SenderKey, BaseURL: a.URL, Templates: a.templates()}})
 	case "webhook":
 		return sms.NewWebhook(sms.WebhookOptions{URL: c.SMS.URL, Secret: c.SMS.Secret})
+	}
+	if len(a.Templates) > 0 {
+		return sms.NewConsoleAlimTalk(stdout, a.templates(), a.NotOnKakao)
 	}
 	return sms.NewConsole(stdout)
 }

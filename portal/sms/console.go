@@ -73,3 +73,80 @@ func MaskNumber(n string) string {
 	}
 	return n[:3] + "-" + strings.Repeat("*", len(n)-7) + "-" + n[len(n)-4:]
 }
+
+// consoleAlimTalk prints messages of the kinds with a template as
+// AlimTalk, and those to numbers "not on KakaoTalk" as the SMS/LMS
+// fallback, as a provider would send them.
+type consoleAlimTalk struct {
+	*console
+	templates  Templates
+	notOnKakao map[string]bool
+	fell       map[string]string // receipt → the fallback's channel
+}
+
+var (
+	_ Reporter        = (*consoleAlimTalk)(nil)
+	_ TemplateChecker = (*consoleAlimTalk)(nil)
+)
+
+// NewConsoleAlimTalk returns a console provider that prints the
+// messages of kinds with a template as AlimTalk:
+//
+//	알림톡 → 010-****-5678: [우리동네키움센터 망원1동] 김민준 어린이가 15:02에 입실했습니다.
+//	알림톡 실패 (카카오톡 미사용자) → SMS 대체 발송 → 010-****-4321: ...
+//
+// notOnKakao are the numbers (digits) taken as not on KakaoTalk: their
+// messages fall back to SMS/LMS. Report tells each at once.
+func NewConsoleAlimTalk(w io.Writer, templates Templates, notOnKakao []string) Provider {
+	c := NewConsole(w).(*console)
+	p := &consoleAlimTalk{console: c, templates: templates, notOnKakao: map[string]bool{}, fell: map[string]string{}}
+	for _, n := range notOnKakao {
+		p.notOnKakao[strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, n)] = true
+	}
+	return p
+}
+
+func (c *consoleAlimTalk) Send(ctx context.Context, m Message) (Receipt, error) {
+	if c.templates[m.Kind] == "" {
+		return c.console.Send(ctx, m)
+	}
+	if err := ctx.Err(); err != nil {
+		return Receipt{}, &Error{Provider: c.Name(), Err: err, what: "not printed"}
+	}
+	line := "알림톡 → " + MaskNumber(m.To) + ": " + m.Text.Body + "\n"
+	fell := ""
+	if c.notOnKakao[m.To] {
+		fell = ChannelOf(m.Text)
+		line = "알림톡 실패 (카카오톡 미사용자) → " + strings.ToUpper(fell) + " 대체 발송 → " + MaskNumber(m.To) + ": " + m.Text.Body + "\n"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := io.WriteString(c.w, line); err != nil {
+		return Receipt{}, &Error{Provider: c.Name(), Err: fmt.Errorf("writing the text: %w", err), what: "not printed"}
+	}
+	c.n++
+	id := "console-" + strconv.Itoa(c.n)
+	if fell != "" {
+		c.fell[id] = fell
+	}
+	return Receipt{ID: id, Channel: ChannelAlimTalk}, nil
+}
+
+// Report tells at once how the message went.
+func (c *consoleAlimTalk) Report(_ context.Context, r Receipt) (Delivery, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch := c.fell[r.ID]; ch != "" {
+		return Delivery{Final: true, Channel: ch, Fallback: "카카오톡 미사용자"}, nil
+	}
+	return Delivery{Final: true, Channel: r.Channel}, nil
+}
+
+// CheckTemplates checks nothing: the console has no templates to look
+// up.
+func (c *consoleAlimTalk) CheckTemplates(context.Context) error { return nil }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -87,6 +88,10 @@ type Options struct {
 // Stats count the provider's answers.
 type Stats struct {
 	Sent, Failed, Retries int
+	// By counts the texts recorded sent by channel (alimtalk, sms, lms);
+	// FellBack those that fell back from AlimTalk to SMS/LMS.
+	By       map[string]int
+	FellBack int
 }
 
 // Texter sends texts; see the package comment.
@@ -144,7 +149,9 @@ func (t *Texter) Kick() {
 func (t *Texter) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.stats
+	s := t.stats
+	s.By = maps.Clone(s.By)
+	return s
 }
 
 // Failed returns the latest texts the provider refused for good (at most
@@ -291,6 +298,15 @@ func (t *Texter) finish(batch []sent) {
 		j := r.job
 		switch j.State {
 		case store.JobSent:
+			t.mu.Lock()
+			if t.stats.By == nil {
+				t.stats.By = map[string]int{}
+			}
+			t.stats.By[j.Channel]++
+			if j.Fallback != "" && j.Channel != sms.ChannelAlimTalk {
+				t.stats.FellBack++
+			}
+			t.mu.Unlock()
 			if t.o.Sent != nil {
 				t.o.Sent(j, r.text)
 			}

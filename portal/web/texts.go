@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"kiumtap/firmware"
+	"kiumtap/portal/sms"
 	"kiumtap/portal/store"
 )
 
@@ -22,7 +23,30 @@ var textStates = map[string]string{
 
 type textRow struct {
 	ID, At, Name, Kind, To, State, Reason string
+	Channel                               string // 알림톡, SMS, LMS, with the fallback's reason
 	Retriable                             bool
+}
+
+var channelNames = map[string]string{sms.ChannelAlimTalk: "알림톡", sms.ChannelSMS: "SMS", sms.ChannelLMS: "LMS"}
+
+// channelOf says how a text went, for staff.
+func channelOf(j store.Job) string {
+	name := channelNames[j.Channel]
+	switch {
+	case j.Reporting:
+		return "알림톡 (전달 확인 중)"
+	case j.Fallback != "" && j.Channel != sms.ChannelAlimTalk:
+		return name + " (알림톡 대체: " + j.Fallback + ")"
+	case j.Fallback != "":
+		return name + " (" + j.Fallback + ")"
+	}
+	return name
+}
+
+// monthChannels counts a centre's texts sent this month by channel.
+type monthChannels struct {
+	Month                        string
+	AlimTalk, SMS, LMS, FellBack int
 }
 
 // maskPhone shows a number as staff may see it in a list: 010-****-5678.
@@ -66,11 +90,34 @@ func (s *Server) renderTexts(w http.ResponseWriter, r *http.Request, msg string,
 				name = ch.Name
 			}
 		}
+		state := textStates[j.State]
+		if j.Reporting {
+			state = "전달 확인 중"
+		}
 		rows = append(rows, textRow{ID: j.ID, At: j.At.In(firmware.KST).Format("01-02 15:04"), Name: name, Kind: textKinds[j.Kind], To: maskPhone(j.To),
-			State: textStates[j.State], Reason: j.Reason, Retriable: j.State == store.JobFailed || j.State == store.JobHeld})
+			State: state, Reason: j.Reason, Channel: channelOf(j), Retriable: j.State == store.JobFailed || j.State == store.JobHeld})
+	}
+	month := dayStart(s.o.Now())
+	month = month.AddDate(0, 0, 1-month.Day())
+	mc := &monthChannels{Month: month.Format("2006-01")}
+	for _, j := range jobs {
+		if j.State != store.JobSent || j.SentAt.Before(month) {
+			continue
+		}
+		switch j.Channel {
+		case sms.ChannelAlimTalk:
+			mc.AlimTalk++
+		case sms.ChannelLMS:
+			mc.LMS++
+		default:
+			mc.SMS++
+		}
+		if j.Fallback != "" && j.Channel != sms.ChannelAlimTalk {
+			mc.FellBack++
+		}
 	}
 	v := s.view(r)
-	v.Centre, v.Texts, v.Message, v.Bad = c, rows, msg, bad
+	v.Centre, v.Texts, v.Message, v.Bad, v.Channels = c, rows, msg, bad, mc
 	s.render(w, "texts.html", v, code)
 }
 

@@ -320,6 +320,7 @@ type view struct {
 	Stats     *stats
 	Cards     *cardsPage
 	Texts     []textRow
+	Channels  *monthChannels
 	Message   string
 	Bad       bool
 }

@@ -22,6 +22,7 @@ import (
 	"kiumtap/portal/absence"
 	"kiumtap/portal/api"
 	"kiumtap/portal/attendance"
+	"kiumtap/portal/sms"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
 	"kiumtap/portal/store/boltstore"
@@ -759,6 +760,8 @@ func TestTexts(t *testing.T) {
 	}
 	jobs[0].State, jobs[0].Reason = store.JobFailed, "없는 번호입니다 (provider 3059)"
 	jobs[1].State, jobs[2].State = store.JobSent, store.JobSent
+	jobs[1].Channel, jobs[1].Fallback, jobs[1].SentAt = sms.ChannelSMS, "카카오톡 미사용자 (3104)", s.clock()
+	jobs[2].Channel, jobs[2].SentAt = sms.ChannelAlimTalk, s.clock()
 	if err := s.st.Finish(ctx, "t", jobs...); err != nil {
 		t.Fatal(err)
 	}
@@ -766,8 +769,9 @@ func TestTexts(t *testing.T) {
 	s.login(c, "mangwon.kim", "password-of-kim")
 	code, page := get(t, c, s.ts.URL+"/c/mangwon1/texts")
 	failed := jobs[0].ID
-	for _, want := range []string{`<tr data-text="` + failed + `" class="bad"><td>12-02 15:00</td><td>김민준</td><td>입실</td><td>010-****-5678</td><td class="state">실패</td><td>없는 번호입니다 (provider 3059)</td>`,
-		`<td class="state">보냄</td>`} {
+	for _, want := range []string{`<tr data-text="` + failed + `" class="bad"><td>12-02 15:00</td><td>김민준</td><td>입실</td><td>010-****-5678</td><td class="state">실패</td><td class="channel"></td><td>없는 번호입니다 (provider 3059)</td>`,
+		`<td class="state">보냄</td><td class="channel">SMS (알림톡 대체: 카카오톡 미사용자 (3104))</td>`,
+		`<p id="channels">2026-12 보낸 문자: 알림톡 0건, SMS 1건, LMS 0건 (알림톡에서 문자로 대체 1건)</p>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("texts lack %q:\n%s", want, page)
 		}
