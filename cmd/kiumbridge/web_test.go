@@ -15,10 +15,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +29,7 @@ import (
 	"kiumtap/internal/mosqtest"
 	"kiumtap/internal/wait"
 	"kiumtap/portal/api"
+	"kiumtap/portal/sms/smstest"
 	"kiumtap/portal/web"
 )
 
@@ -224,4 +227,32 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// The AlimTalk templates are checked against the provider at start: one
+// that does not fit stops kiumbridge run with a configuration error naming
+// it (exit 78); approved ones let it start.
+func TestAlimTalkTemplatesAtStart(t *testing.T) {
+	k := smstest.NewKakao()
+	k.SolapiKey, k.SolapiSecret, k.PfID = "key", "secret", "KA01PF-kiumtap"
+	k.Templates["TP-ARRIVAL"] = smstest.Template{Content: "[#{센터명}] #{아동명} 어린이가 #{시각}에 입실했습니다.", Approved: true}
+	k.Templates["TP-ADDRESS"] = smstest.Template{Content: "#{아동명} 어린이가 #{주소}에서 입실했습니다.", Approved: true}
+	srv := httptest.NewServer(k)
+	defer srv.Close()
+	mq := mosqtest.Start(t, mosqtest.Options{})
+	cfg, _ := portal(t, mq.URL())
+	base, _ := os.ReadFile(cfg)
+	write := func(template string) {
+		os.WriteFile(cfg, fmt.Appendf(slices.Clone(base), "[sms]\nprovider = \"solapi\"\nfrom = \"0212345678\"\napi_key = \"key\"\napi_secret = \"secret\"\nurl = %q\n[alimtalk]\npf_id = \"KA01PF-kiumtap\"\ntemplates = { arrival = %q }\n", srv.URL, template), 0o600)
+	}
+	write("TP-ADDRESS")
+	_, errs, code := command(t, "run", "-config", cfg)
+	if code != 78 || !strings.Contains(errs, `the AlimTalk template "TP-ADDRESS" for arrival messages uses #{주소}, which kiumbridge cannot fill`) {
+		t.Errorf("a template that does not fit: exit %d\n%s", code, errs)
+	}
+	write("TP-ARRIVAL")
+	_, runLog := startRun(t, cfg, io.Discard)
+	wait.For(t, 20*time.Second, "the start to say the templates fit", func() bool {
+		return strings.Contains(runLog.String(), "the AlimTalk templates are approved and fit")
+	})
 }

@@ -119,6 +119,9 @@ type Options struct {
 	// not-arrived alert raised or ended (the staff page's live boards
 	// look then). It must not block.
 	Stored func()
+	// ReportEvery is how often a text taken by AlimTalk is looked up at
+	// its provider (delivered, or fallen back to SMS/LMS); default 15 s.
+	ReportEvery time.Duration
 	// NotArrivedEvery is how often the not-arrived alerts are checked
 	// (package absence); default 30 s.
 	NotArrivedEvery time.Duration
@@ -255,7 +258,7 @@ func New(o Options) (*Bridge, error) {
 	}
 	b.tx, err = texter.New(texter.Options{Queue: b.db, Owner: b.owner, Provider: o.Provider, From: o.From, Workers: o.Workers,
 		RetryMin: o.RetryMin, RetryMax: o.RetryMax, Now: o.Now, Logger: o.Logger, Names: b.names,
-		Burst: func() time.Time { return time.Unix(0, b.burstAt.Load()) }, Attempted: o.Attempted, Sent: o.Sent})
+		Burst: func() time.Time { return time.Unix(0, b.burstAt.Load()) }, Attempted: o.Attempted, Sent: o.Sent, ReportEvery: o.ReportEvery})
 	if err != nil {
 		return nil, err
 	}
