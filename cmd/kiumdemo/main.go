@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -253,8 +254,12 @@ func setUp(ctx context.Context, sc *Script, out io.Writer, verbose bool, webAddr
 	}
 	d.bridge, err = bridge.New(bridge.Options{
 		Broker: "tcp://" + brokerAddr, Key: priv, Store: d.bstore, SourceDir: srcDir,
-		Provider: consoleTexts{d}, From: "0212345678", Logger: logger, Now: d.clock.Now,
-		RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second, Stored: page.Notify,
+		Provider: demoProvider(d), From: "0212345678", Logger: logger, Now: d.clock.Now,
+		// A minute of the day between looks at the not-arrived alerts and
+		// at the AlimTalk deliveries, whatever the speed.
+		NotArrivedEvery: max(20*time.Millisecond, time.Duration(float64(time.Minute)/sc.Speed)),
+		ReportEvery:     max(20*time.Millisecond, time.Duration(float64(time.Minute)/sc.Speed)),
+		RetryMin:        200 * time.Millisecond, RetryMax: 2 * time.Second, Stored: page.Notify,
 	})
 	if err != nil {
 		return nil, err
@@ -666,6 +671,18 @@ func (d *demo) summary() error {
 		bs.TextsSent, bs.TextsFailed, st.Acked, o.LastSeq, o.Depth)
 	seqs, _ := d.st.Bindings()
 	d.println("         cards bound at the door: %d", len(seqs))
+	d.println("         parents' messages by channel: %s (%d fell back from AlimTalk to SMS: not on KakaoTalk)", channelCounts(bs.TextsBy), bs.TextsFellBack)
+	if v, err := d.bridge.Alerts(context.Background(), "mangwon1", ""); err == nil {
+		var alerts []string
+		for _, a := range v.Alerts {
+			what := "still not arrived"
+			if !a.Arrived.IsZero() {
+				what = "arrived " + a.Arrived.In(firmware.KST).Format("15:04")
+			}
+			alerts = append(alerts, fmt.Sprintf("%s (booked %s, no arrival by %s, guardians told %d; %s)", a.Name, a.Window, a.Due.In(firmware.KST).Format("15:04"), a.Told, what))
+		}
+		d.println("         not-arrived alerts (미등원): %d %s", len(v.Alerts), strings.Join(alerts, "; "))
+	}
 	d.println("         link: %d connections, %d times sent again; rosters published: %d", st.Connects, st.Resends, bs.Published)
 	return nil
 }
@@ -723,18 +740,25 @@ func (d *demo) interactive(ctx context.Context, stdin io.Reader) error {
 	return d.summary()
 }
 
-// consoleTexts prints each parent's text as it is sent.
-type consoleTexts struct{ d *demo }
+// demoProvider prints each parent's message as it is sent, the way a
+// provider would send it: arrivals, departures and not-arrived alerts by
+// KakaoTalk AlimTalk (their templates as kiumbridge's [alimtalk] names
+// them), automatic check-outs by SMS; 김도윤 (c1's second guardian) is not
+// on KakaoTalk, so his messages fall back to SMS.
+func demoProvider(d *demo) sms.Provider {
+	return sms.NewConsoleAlimTalk(demoLines{d}, sms.Templates{sms.Arrival: "KIUM-ARRIVAL", sms.Departure: "KIUM-DEPARTURE", sms.NotArrived: "KIUM-NOT-ARRIVED"},
+		[]string{"01098765432"})
+}
 
-func (consoleTexts) Name() string { return "console" }
+// demoLines prints what is written to it, a line at a time, at the
+// day's time.
+type demoLines struct{ d *demo }
 
-func (c consoleTexts) Send(_ context.Context, m sms.Message) (sms.Receipt, error) {
-	to := m.To
-	if len(to) >= 8 {
-		to = to[:3] + "-****-" + to[len(to)-4:]
+func (w demoLines) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		w.d.println("    %s  %s", w.d.clock.Now().Format("15:04"), line)
 	}
-	c.d.println("    %s  text → %s: %s", c.d.clock.Now().Format("15:04"), to, m.Text.Body)
-	return sms.Receipt{ID: "demo-" + m.Key}, nil
+	return len(p), nil
 }
 
 // demoClock runs the scripted day faster than real time.
@@ -865,4 +889,13 @@ func writeSource(path string, src *source.Source) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// channelCounts writes counts by channel, "alimtalk 6, sms 3".
+func channelCounts(by map[string]int) string {
+	var parts []string
+	for _, ch := range slices.Sorted(maps.Keys(by)) {
+		parts = append(parts, fmt.Sprintf("%s %d", ch, by[ch]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -14,7 +14,9 @@ type protocolEvent = protocol.Event
 // demoSource is the centre's roster source for today: 김민준, 이서연 and
 // 정서준 in use every day; 박지호 only scheduled; 최하은 in use on every
 // weekday but today's; teacher 박선생's staff card opens card enrolment. Opening hours 13:00–19:00, so a child who never
-// taps out is checked out automatically at 19:30.
+// taps out is checked out automatically at 19:30. The not-arrived alert
+// comes 45 minutes after a booked window starts (13:45: 정서준, who
+// comes at 14:00), and guardians are told.
 func demoSource(today firmware.Date, uid func(string) []byte) *source.Source {
 	all := []time.Weekday{0, 1, 2, 3, 4, 5, 6}
 	notToday := slices.DeleteFunc(slices.Clone(all), func(d time.Weekday) bool { return d == today.Weekday() })
@@ -51,5 +53,5 @@ func demoSource(today firmware.Date, uid func(string) []byte) *source.Source {
 		"c3": {{Name: "박미경", Phone: "01044445555", Texts: true}},
 		"c4": {{Name: "최영호", Phone: "01066667777", Texts: true}},
 		"c5": {{Name: "정은지", Phone: "01088889999", Texts: true}, {Name: "정우성", Phone: "01011112222", Texts: false}},
-	}}
+	}, NotArrived: &source.NotArrived{GraceMinutes: 45, Guardians: true}}
 }
