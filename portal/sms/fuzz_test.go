@@ -98,3 +98,71 @@ func FuzzWebhookResponse(f *testing.F) {
 		}
 	})
 }
+
+// checkDelivery checks what must hold of any delivery read.
+func checkDelivery(t *testing.T, body []byte, d Delivery) {
+	t.Helper()
+	switch d.Channel {
+	case "", ChannelAlimTalk, ChannelSMS, ChannelLMS:
+	default:
+		t.Fatalf("%q: channel %q", body, d.Channel)
+	}
+	if !d.Final && (d.Channel != "" || d.Failed != "" || d.Fallback != "") {
+		t.Fatalf("%q: not final, yet %+v", body, d)
+	}
+	if d.Final && (d.Channel == "") == (d.Failed == "") {
+		t.Fatalf("%q: final, but delivered by %q and failed %q", body, d.Channel, d.Failed)
+	}
+	for _, s := range []string{d.Fallback, d.Failed} {
+		if !utf8.ValidString(s) || len(s) > 4*snippetLen {
+			t.Fatalf("%q: %q", body, s)
+		}
+	}
+}
+
+// Solapi's AlimTalk answers: the send (as SMS's) and the lookup of a
+// message's delivery.
+func FuzzSolapiDelivery(f *testing.F) {
+	for _, s := range []string{
+		`{"messageList":{"M1":{"messageId":"M1","type":"ATA","statusCode":"4000","status":"COMPLETE","replacement":false}}}`,
+		`{"messageList":{"M1":{"messageId":"M1","type":"ATA","statusCode":"3104","reason":"카카오톡 미사용자","replacement":true,"replacements":[{"type":"LMS","statusCode":"4000"}]}}}`,
+		`{"messageList":{"M1":{"statusCode":"3000","replacement":0}}}`,
+		`{"messageList":{"M1":{"statusCode":"3107","replacement":"1","type":"SMS"}}}`,
+		`{"messageList":{"M1":[]}}`,
+		`{"messageList":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		o, ok := parseObject(body)
+		msg := o.obj("messageList").obj("M1")
+		if !ok || msg == nil {
+			return
+		}
+		checkDelivery(t, body, solapiDelivery(msg))
+	})
+}
+
+// NHN Cloud's AlimTalk answers: the send, and the lookup of a message.
+func FuzzNHNAlimTalk(f *testing.F) {
+	for _, s := range []string{
+		`{"header":{"resultCode":0,"resultMessage":"SUCCESS","isSuccessful":true},"message":{"requestId":"R1","sendResults":[{"recipientSeq":1,"recipientNo":"01012345678","resultCode":0,"resultMessage":"SUCCESS"}]}}`,
+		`{"header":{"resultCode":-3003,"resultMessage":"Template does not exist.","isSuccessful":false}}`,
+		`{"header":{"resultCode":-1005,"isSuccessful":false}}`,
+		`{"header":{"isSuccessful":true},"message":{"requestId":"R1","recipientSeq":1,"messageStatus":"FAILED","resultCode":"3019","resendStatus":"RSC04"}}`,
+		`{"header":{"isSuccessful":true},"message":{"messageStatus":"COMPLETED","resultCode":"1000","resendStatus":"RSC01"}}`,
+		`{"header":{"isSuccessful":true},"message":{"messageStatus":"FAILED","resultCode":"3008","resendStatus":"RSC05","resendResultCode":"-1"}}`,
+		`{"header":[],"message":7}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, status := range fuzzStatuses {
+			r, e := parseNHNAlimTalkResponse(answer{status: status, body: body}, "door/L/1/0", TypeSMS)
+			checkParsed(t, "nhn", status, body, r, e, true)
+		}
+		if o, ok := parseObject(body); ok {
+			checkDelivery(t, body, nhnDelivery(o.obj("message"), TypeLMS))
+		}
+	})
+}

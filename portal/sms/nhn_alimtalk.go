@@ -95,34 +95,49 @@ func (n *nhn) sendAlimTalk(ctx context.Context, m Message, typ, template string)
 	if e != nil {
 		return Receipt{}, e
 	}
+	r, e := parseNHNAlimTalkResponse(a, m.Key, resend.ResendType)
+	if e != nil {
+		return Receipt{}, e
+	}
+	return r, nil
+}
+
+// parseNHNAlimTalkResponse reads the answer to an AlimTalk send for one
+// recipient: the receipt (the request ID, the recipient's sequence and
+// the fallback's type), or why not.
+func parseNHNAlimTalkResponse(a answer, key, resendType string) (Receipt, *Error) {
+	const name = "nhn"
 	o, ok := parseObject(a.body)
 	h := o.obj("header")
 	code, reason := clip(h.str("resultCode")), clip(h.str("resultMessage"))
 	if !ok || h == nil {
 		if a.status >= 400 && a.status < 500 && !retryableStatus(a.status) {
-			return Receipt{}, &Error{Provider: n.Name(), Status: a.status, Reason: "answered: " + snippet(a.body), Permanent: true, what: "AlimTalk refused", advice: "check the alimtalk settings"}
+			return Receipt{}, &Error{Provider: name, Status: a.status, Reason: "answered: " + snippet(a.body), Permanent: true, what: "AlimTalk refused", advice: "check the alimtalk settings"}
 		}
-		return Receipt{}, garbage(n.Name(), a, "without a header")
+		return Receipt{}, garbage(name, a, "without a header")
 	}
 	if ok, _ := h.boolean("isSuccessful"); !ok {
-		if code == "-1005" { // a repeat within 10 minutes: the first was taken
-			return Receipt{ID: nhnDuplicate + m.Key, Channel: ChannelAlimTalk}, nil
+		if code == "-1005" && key != "" && a.status >= 200 && a.status < 300 { // a repeat within 10 minutes: the first was taken
+			return Receipt{ID: nhnDuplicate + key, Channel: ChannelAlimTalk}, nil
 		}
 		return Receipt{}, nhnAlimTalkError(a.status, code, reason)
+	}
+	if a.status < 200 || a.status >= 300 {
+		return Receipt{}, garbage(name, a, "a success with HTTP "+fmt.Sprint(a.status))
 	}
 	msg := o.obj("message")
 	rs := msg.list("sendResults")
 	if len(rs) != 1 {
-		return Receipt{}, garbage(n.Name(), a, "without one send result")
+		return Receipt{}, garbage(name, a, "without one send result")
 	}
 	if rc := clip(rs[0].str("resultCode")); rc != "0" {
 		return Receipt{}, nhnAlimTalkError(a.status, rc, clip(rs[0].str("resultMessage")))
 	}
 	id, seq := clip(msg.str("requestId")), clip(rs[0].str("recipientSeq"))
 	if id == "" || seq == "" {
-		return Receipt{}, garbage(n.Name(), a, "without a requestId and recipientSeq")
+		return Receipt{}, garbage(name, a, "without a requestId and recipientSeq")
 	}
-	return Receipt{ID: id + "/" + seq + "/" + resend.ResendType, Channel: ChannelAlimTalk}, nil
+	return Receipt{ID: id + "/" + seq + "/" + resendType, Channel: ChannelAlimTalk}, nil
 }
 
 // nhnDuplicate is a receipt's ID for a request NHN refused as a repeat of
@@ -144,6 +159,9 @@ func nhnAlimTalkError(status int, code, reason string) *Error {
 		e.Permanent, e.what = false, "NHN system error"
 	default:
 		e.what, e.advice = "AlimTalk refused", "check the reason, then the alimtalk settings"
+	}
+	if status >= 500 || retryableStatus(status) {
+		e.Permanent, e.advice = false, "will retry"
 	}
 	return e
 }
@@ -182,6 +200,9 @@ func nhnDelivery(msg jsonObject, resendType string) Delivery {
 	}
 	if code != "" {
 		why = strings.TrimSpace(fmt.Sprintf("%s (%s)", why, code))
+	}
+	if why == "" {
+		why = "결과 코드 없음"
 	}
 	switch msg.str("resendStatus") {
 	case "RSC04":
