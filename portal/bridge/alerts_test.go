@@ -51,16 +51,8 @@ func TestNotArrivedAcrossARestart(t *testing.T) {
 		return t
 	}
 	start := func(id string) (*bridge.Bridge, func()) {
-		b, err := bridge.New(bridge.Options{Broker: mq.URL(), Password: portalPass, ClientID: id, Key: portalKey, DB: db, SourceDir: dir,
+		return runBridge(t, bridge.Options{Broker: mq.URL(), Password: portalPass, ClientID: id, Key: portalKey, DB: db, SourceDir: dir,
 			Provider: sms.NewConsole(discard{}), From: "0212345678", Now: now, NotArrivedEvery: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() { defer wg.Done(); b.Run(ctx) }()
-		return b, func() { cancel(); wg.Wait() }
 	}
 	texts := func(kind string) (sent, all int) {
 		db.CentreJobs(context.Background(), "mangwon1", today.At(0), func(j store.Job) bool {
@@ -122,4 +114,21 @@ func TestNotArrivedAcrossARestart(t *testing.T) {
 	if st := b.Status(); len(st.NotArrived) != 2 {
 		t.Errorf("status: %d open alerts, want 2 (c2, c5)", len(st.NotArrived))
 	}
+}
+
+// runBridge runs a bridge until the stop it returns is called, or the
+// test ends.
+func runBridge(t *testing.T, o bridge.Options) (*bridge.Bridge, func()) {
+	t.Helper()
+	b, err := bridge.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.Run(ctx) }()
+	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
+	t.Cleanup(stop)
+	return b, stop
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,16 +44,9 @@ func TestAlimTalkThroughTheBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	b, err := bridge.New(bridge.Options{Broker: mq.URL(), Password: portalPass, ClientID: "kakao", Key: portalKey, DB: st.Contract(), SourceDir: dir,
+	b, stop := runBridge(t, bridge.Options{Broker: mq.URL(), Password: portalPass, ClientID: "kakao", Key: portalKey, DB: st.Contract(), SourceDir: dir,
 		Provider: p, From: "0212345678", ReportEvery: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); b.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	defer stop()
 	c := publisher(t, mq.URL())
 	arrival := protocol.Event{V: 1, ID: "door-1", Centre: "mangwon1", Device: "door", Log: "L", Seq: 1, Time: time.Now(), ClockSynced: true, BootID: "b",
 		Card: firmware.CardKey(centreKey, uids["c1"]), Child: "c1", Outcome: string(firmware.CheckIn), Reason: string(firmware.ReasonArrival), RosterRev: 1}

@@ -626,21 +626,30 @@ func (s *Store) Jobs(ctx context.Context, withDone bool, fn func(store.Job) bool
 		queries = append(queries, `SELECT `+jobColumns+` FROM texts WHERE done ORDER BY done_order`)
 	}
 	for _, query := range queries {
-		rows, err := s.pool.Query(ctx, query)
-		if err != nil {
-			return fmt.Errorf("pgstore: reading texts: %w", err)
-		}
-		js, err := collectJobs(rows)
-		if err != nil {
-			return fmt.Errorf("pgstore: reading texts: %w", err)
-		}
-		for _, j := range js {
-			if !fn(j) {
-				return nil
-			}
+		if more, err := s.eachJob(ctx, fn, query); err != nil || !more {
+			return err
 		}
 	}
 	return nil
+}
+
+// eachJob calls fn for the texts query selects (jobColumns), in its
+// order, until fn returns false (more is false then).
+func (s *Store) eachJob(ctx context.Context, fn func(store.Job) bool, query string, args ...any) (more bool, err error) {
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return false, fmt.Errorf("pgstore: reading texts: %w", err)
+	}
+	js, err := collectJobs(rows)
+	if err != nil {
+		return false, fmt.Errorf("pgstore: reading texts: %w", err)
+	}
+	for _, j := range js {
+		if !fn(j) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Enqueue implements store.TextQueue: rows of their own, each once by its
@@ -675,20 +684,8 @@ func (s *Store) CentreJobs(ctx context.Context, centre string, since time.Time, 
 	if err := s.spreadAll(ctx); err != nil {
 		return err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+jobColumns+` FROM texts WHERE centre = $1 AND at >= $2 ORDER BY at, q`, centre, since)
-	if err != nil {
-		return fmt.Errorf("pgstore: reading a centre's texts: %w", err)
-	}
-	js, err := collectJobs(rows)
-	if err != nil {
-		return fmt.Errorf("pgstore: reading a centre's texts: %w", err)
-	}
-	for _, j := range js {
-		if !fn(j) {
-			return nil
-		}
-	}
-	return nil
+	_, err := s.eachJob(ctx, fn, `SELECT `+jobColumns+` FROM texts WHERE centre = $1 AND at >= $2 ORDER BY at, q`, centre, since)
+	return err
 }
 
 // Retry implements store.TextQueue.
