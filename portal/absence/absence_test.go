@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"kiumtap/firmware"
+	"kiumtap/internal/pgtest"
 	"kiumtap/portal/source"
 	"kiumtap/portal/store"
 	"kiumtap/portal/store/boltstore"
+	"kiumtap/portal/store/pgstore"
 	"kiumtap/protocol"
 )
 
@@ -279,6 +282,41 @@ func TestExactlyOnce(t *testing.T) {
 	}
 }
 
+// Exactly once on PostgreSQL too, with each instance on a connection pool
+// of its own (as bridges on two hosts): four checks at once, from two
+// instances, raise each alert once and queue each message once.
+func TestExactlyOnceOnPostgreSQL(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	open := func() store.Store {
+		st, err := pgstore.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	s := &site{t: t, st: open(), src: testSource(t, true)}
+	other := &site{t: t, st: open(), src: s.src}
+	s.set("2026-12-02 15:30")
+	other.set("2026-12-02 15:30")
+	a, b := s.watch(), other.watch()
+	var wg sync.WaitGroup
+	for _, w := range []*Watch{a, b, a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.check(w) }()
+	}
+	wg.Wait()
+	if got := s.alerts(b, "2026-12-02"); !slices.Equal(got, []string{"c1@14:30 open", "c2@15:30 open"}) {
+		t.Errorf("alerts: %v", got)
+	}
+	if got := s.texts(); len(got) != 2 {
+		t.Errorf("the guardians' messages: %v, want one each", got)
+	}
+	if n := len(s.raised) + len(other.raised); n != 2 {
+		t.Errorf("%d alerts raised, want 2", n)
+	}
+}
+
 // A crash between raising the alert and queueing the guardians' messages:
 // the next check queues them.
 func TestToldAfterACrash(t *testing.T) {
@@ -302,4 +340,10 @@ type failing struct{}
 
 func (failing) Enqueue(context.Context, ...store.Job) (int, error) {
 	return 0, errors.New("disk full")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Cleanup()
+	os.Exit(code)
 }
