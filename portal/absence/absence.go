@@ -39,8 +39,8 @@ import (
 
 // The registry's tables.
 const (
-	tAlerts = "notarrived" // centre \0 day \0 child → Alert
-	tMarks  = "absent"     // centre \0 day \0 child → Mark
+	tAlerts = "notarrived" // day \0 centre \0 child → Alert
+	tMarks  = "absent"     // day \0 centre \0 child → Mark
 )
 
 // Alert is a not-arrived alert.
@@ -155,7 +155,9 @@ func (w *Watch) Check(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func key(centre, day, child string) []byte { return []byte(centre + "\x00" + day + "\x00" + child) }
+// key is an alert's or a mark's: the day first, so that a day's alerts
+// of every centre are one range of the table (Watch.Today).
+func key(centre, day, child string) []byte { return []byte(day + "\x00" + centre + "\x00" + child) }
 
 func dayStart(now time.Time) time.Time {
 	d := now.In(firmware.KST)
@@ -305,12 +307,32 @@ func (w *Watch) Alerts(ctx context.Context, centre string, day firmware.Date) ([
 	var out []Alert
 	err := w.o.Reg.ViewRegistry(ctx, func(tx store.RegistryTx) error {
 		out = out[:0]
-		return tx.Scan(tAlerts, []byte(centre+"\x00"+day.String()+"\x00"), func(k, v []byte) error {
+		return tx.Scan(tAlerts, []byte(day.String()+"\x00"+centre+"\x00"), func(k, v []byte) error {
 			var a Alert
 			if err := json.Unmarshal(v, &a); err != nil {
 				return fmt.Errorf("a stored alert %q: %w", k, err)
 			}
 			out = append(out, a)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Open are the alerts of a day still open, of every centre: one range
+// of the table, whatever the number of centres.
+func (w *Watch) Open(ctx context.Context, day firmware.Date) ([]Alert, error) {
+	var out []Alert
+	err := w.o.Reg.ViewRegistry(ctx, func(tx store.RegistryTx) error {
+		out = out[:0]
+		return tx.Scan(tAlerts, []byte(day.String()+"\x00"), func(k, v []byte) error {
+			var a Alert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("a stored alert %q: %w", k, err)
+			}
+			if a.Open() {
+				out = append(out, a)
+			}
 			return nil
 		})
 	})
@@ -348,7 +370,7 @@ func (w *Watch) Marks(ctx context.Context, centre string, day firmware.Date) ([]
 	var out []Mark
 	err := w.o.Reg.ViewRegistry(ctx, func(tx store.RegistryTx) error {
 		out = out[:0]
-		return tx.Scan(tMarks, []byte(centre+"\x00"+day.String()+"\x00"), func(k, v []byte) error {
+		return tx.Scan(tMarks, []byte(day.String()+"\x00"+centre+"\x00"), func(k, v []byte) error {
 			var m Mark
 			if err := json.Unmarshal(v, &m); err != nil {
 				return fmt.Errorf("a stored absence %q: %w", k, err)

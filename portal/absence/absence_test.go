@@ -271,6 +271,12 @@ func TestExactlyOnce(t *testing.T) {
 	if got := s.texts(); len(got) != 2 {
 		t.Errorf("the guardians' messages: %v, want one each", got)
 	}
+	if open, err := a.Open(ctx, date("2026-12-02")); err != nil || len(open) != 2 {
+		t.Errorf("the day's open alerts of every centre: %+v %v", open, err)
+	}
+	if open, _ := a.Open(ctx, date("2026-12-03")); len(open) != 0 {
+		t.Errorf("the next day's: %+v", open)
+	}
 	opened := 0
 	for _, r := range s.raised {
 		if r.Child == "c2" {

@@ -85,27 +85,22 @@ func (b *Bridge) MarkAbsent(ctx context.Context, req api.AbsentRequest) error {
 
 // notArrived are today's open alerts of every centre served.
 func (b *Bridge) notArrived() []api.AlertView {
+	as, err := b.absence.Open(context.Background(), firmware.DateOf(b.o.Now()))
+	if err != nil {
+		b.log.Warn("bridge: reading the not-arrived alerts", "err", err)
+		return nil
+	}
 	var out []api.AlertView
-	today := firmware.DateOf(b.o.Now())
-	for _, c := range b.centres() {
-		as, err := b.absence.Alerts(context.Background(), c, today)
-		if err != nil {
-			b.log.Warn("bridge: reading the not-arrived alerts", "centre", c, "err", err)
+	for _, a := range as {
+		src := b.source(a.Centre)
+		if src == nil {
 			continue
 		}
-		src := b.source(c)
-		for _, a := range as {
-			if !a.Open() {
-				continue
-			}
-			name := a.Child
-			if src != nil {
-				if ch := src.Roster.ChildByID(a.Child); ch != nil {
-					name = firmware.MaskName(ch.Name)
-				}
-			}
-			out = append(out, alertView(a, name))
+		name := a.Child
+		if ch := src.Roster.ChildByID(a.Child); ch != nil {
+			name = firmware.MaskName(ch.Name)
 		}
+		out = append(out, alertView(a, name))
 	}
 	return out
 }

@@ -21,8 +21,8 @@ func (s *Server) absent(w http.ResponseWriter, r *http.Request) {
 	}
 	undo := r.PostFormValue("undo") != ""
 	note := strings.TrimSpace(r.PostFormValue("note"))
-	if len(note) > 200 {
-		note = note[:200]
+	if r := []rune(note); len(r) > 100 {
+		note = string(r[:100])
 	}
 	err := s.o.MarkAbsent(r.Context(), api.AbsentRequest{Centre: centre, Child: id, By: "web:" + u.Name, Note: note, Undo: undo})
 	switch {
