@@ -141,7 +141,10 @@ func startTimedDoor(b testing.TB, broker, dir string) *timedDoor {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d.clk = clocktest.New(time.Now())
+	// Today at 06:00 KST, whatever the hour: the taps' minutes added up
+	// stay within the day (crossing midnight would roll the child out).
+	now := time.Now().In(firmware.KST)
+	d.clk = clocktest.New(time.Date(now.Year(), now.Month(), now.Day(), 6, 0, 0, 0, firmware.KST))
 	var term *terminal.Terminal
 	up, err := uplink.New(uplink.Options{Broker: broker, Centre: "mangwon1", Device: "door", Password: termPass,
 		PortalKey: portalKey.Public().(ed25519.PublicKey), Store: tst, Clock: d.clk,
