@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +15,6 @@ import (
 	"kiumtap/internal/wait"
 	"kiumtap/portal/api"
 	"kiumtap/portal/bridge"
-	"kiumtap/portal/sms"
-	"kiumtap/portal/source"
-	"kiumtap/portal/store/boltstore"
 )
 
 // kiumctl alerts and absent against a running bridge: c1 and c2 are
@@ -28,15 +23,6 @@ import (
 // none then; a mark for a child not booked is refused with why.
 func TestAlertsAndAbsent(t *testing.T) {
 	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"portal": portalPass}})
-	dir := t.TempDir()
-	if err := source.Write(filepath.Join(dir, "mangwon1.json"), cardSource()); err != nil {
-		t.Fatal(err)
-	}
-	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	// The day's windows start at 00:00: the alerts are due at 00:30 KST.
 	now := func() time.Time {
 		t := time.Now()
@@ -45,16 +31,7 @@ func TestAlertsAndAbsent(t *testing.T) {
 		}
 		return t
 	}
-	sock := filepath.Join(dir, "kb.sock")
-	b, err := bridge.New(bridge.Options{Broker: mq.URL(), Password: portalPass, Key: portalKey, Store: st, SourceDir: dir,
-		Provider: sms.NewConsole(io.Discard), Control: sock, Now: now, NotArrivedEvery: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	_, _, sock := runCardBridge(t, mq.URL(), bridge.Options{Now: now, NotArrivedEvery: 50 * time.Millisecond})
 	if _, err := waitSocket(t, sock); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +58,7 @@ func TestAlertsAndAbsent(t *testing.T) {
 	if out, err := kiumctl("absent", "-centre", "mangwon1", "-child", "c2", "-day", tomorrow, "-by", "mangwon.kim", "-note", "가족 여행"); err != nil || !strings.Contains(out, "c2 marked absent (결석) "+tomorrow) {
 		t.Fatalf("absent: %v\n%s", err, out)
 	}
-	out, err = kiumctl("alerts", "-centre", "mangwon1", "-day", tomorrow, "-json")
+	out, err := kiumctl("alerts", "-centre", "mangwon1", "-day", tomorrow, "-json")
 	var v api.AlertsView
 	if err != nil || json.Unmarshal([]byte(out), &v) != nil || len(v.Absent) != 1 || v.Absent[0].Child != "c2" || v.Absent[0].By != "mangwon.kim" || v.Absent[0].Note != "가족 여행" || len(v.Alerts) != 0 {
 		t.Errorf("alerts of tomorrow: %v\n%s", err, out)
@@ -105,7 +82,7 @@ func TestAlertsAndAbsent(t *testing.T) {
 		t.Errorf("absent -undo: %v\n%s", err, out)
 	}
 	var s api.Status
-	if err := api.Ask(ctx, sock, "GET", "/status", nil, &s); err != nil || len(s.NotArrived) != 2 {
+	if err := api.Ask(context.Background(), sock, "GET", "/status", nil, &s); err != nil || len(s.NotArrived) != 2 {
 		t.Errorf("status lists %d not arrived: %v", len(s.NotArrived), err)
 	}
 }

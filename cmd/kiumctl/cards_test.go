@@ -55,6 +55,34 @@ func cardSource() *source.Source {
 		Bookings: []firmware.Booking{book("b1", "c1", firmware.InUse), book("b2", "c2", firmware.InUse), book("b3", "c3", firmware.Scheduled)}}}
 }
 
+// runCardBridge runs a bridge of mangwon1 (cardSource) on the broker,
+// with console texts and a control socket, until the test ends; o gives
+// the rest of its options. It returns the sources' directory, the store
+// and the control socket.
+func runCardBridge(t *testing.T, broker string, o bridge.Options) (dir string, st *boltstore.Store, sock string) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := source.Write(filepath.Join(dir, "mangwon1.json"), cardSource()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock = filepath.Join(dir, "kb.sock")
+	o.Broker, o.Password, o.Key, o.Store, o.SourceDir, o.Provider, o.Control = broker, portalPass, portalKey, st, dir, sms.NewConsole(io.Discard), sock
+	b, err := bridge.New(o)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; st.Close() })
+	return dir, st, sock
+}
+
 func connect(t *testing.T, broker, user, pass, id string) mqtt.Client {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(id).SetUsername(user).SetPassword(pass).SetCleanSession(true))
@@ -104,25 +132,7 @@ func TestCardCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	mq := mosqtest.Start(t, mosqtest.Options{Users: map[string]string{"T-1": termPass, "T-9": termPass, "portal": portalPass}, ACL: acl})
-	dir := t.TempDir()
-	if err := source.Write(filepath.Join(dir, "mangwon1.json"), cardSource()); err != nil {
-		t.Fatal(err)
-	}
-	st, err := boltstore.Open(filepath.Join(dir, "bridge.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	sock := filepath.Join(dir, "kb.sock")
-	b, err := bridge.New(bridge.Options{Broker: mq.URL(), Password: portalPass, Key: portalKey, Store: st, SourceDir: dir,
-		Provider: sms.NewConsole(io.Discard), Control: sock, CommandWait: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	dir, st, sock := runCardBridge(t, mq.URL(), bridge.Options{CommandWait: time.Second})
 	if fi, err := waitSocket(t, sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("control socket: %v %v", fi.Mode(), err)
 	}

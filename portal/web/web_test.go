@@ -288,6 +288,34 @@ func get(t *testing.T, c *http.Client, u string) (int, string) {
 	return res.StatusCode, string(body)
 }
 
+// postForm posts a form and returns the status and the body.
+func postForm(t *testing.T, c *http.Client, u string, form url.Values) (int, string) {
+	t.Helper()
+	res, err := c.PostForm(u, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
+// audited lists a centre's audit records, each as line makes it.
+func (s *site) audited(centre string, line func(AuditRecord) string) []string {
+	s.t.Helper()
+	audit, err := s.acc.Audit(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, a := range audit {
+		if a.Centre == centre {
+			out = append(out, line(a))
+		}
+	}
+	return out
+}
+
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 func csrfOf(t *testing.T, page string) string {
@@ -677,13 +705,7 @@ func TestCards(t *testing.T) {
 	token := csrfOf(t, page)
 	post := func(path string, form url.Values) (int, string) {
 		t.Helper()
-		res, err := c.PostForm(s.ts.URL+path, form)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
+		return postForm(t, c, s.ts.URL+path, form)
 	}
 	code, page = post("/c/mangwon1/cards/revoke", url.Values{"csrf": {token}, "child": {"c2"}})
 	if code != http.StatusConflict || !strings.Contains(page, "이서연의 카드를 사용 중지하지 못했습니다: 이용예정 예약 있음") || !strings.Contains(page, "FAQ Q18") {
@@ -709,13 +731,7 @@ func TestCards(t *testing.T) {
 	if len(s.cards.enrols) != 1 || s.cards.enrols[0].By != "web:mangwon.kim" || s.cards.enrols[0].Device != "door" {
 		t.Errorf("enrolments asked: %+v", s.cards.enrols)
 	}
-	audit, _ := s.acc.Audit(context.Background())
-	var acts []string
-	for _, a := range audit {
-		if a.Centre == "mangwon1" {
-			acts = append(acts, a.User+" "+a.Action)
-		}
-	}
+	acts := s.audited("mangwon1", func(a AuditRecord) string { return a.User + " " + a.Action })
 	if want := "[mangwon.kim revoke refused mangwon.kim revoke mangwon.kim enrol]"; fmt.Sprint(acts) != want {
 		t.Errorf("audited %v, want %s", acts, want)
 	}
@@ -996,13 +1012,7 @@ func TestNotArrivedOnToday(t *testing.T) {
 	token := csrfOf(t, page)
 	post := func(form url.Values) (int, string) {
 		t.Helper()
-		res, err := c.PostForm(s.ts.URL+"/c/mangwon1/absent", form)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
+		return postForm(t, c, s.ts.URL+"/c/mangwon1/absent", form)
 	}
 	// c1 is in 아직 안 옴 with a 결석 button (the wednesday of the site: c1 booked).
 	if !strings.Contains(page, `<button class="absent">결석</button>`) {
@@ -1031,13 +1041,7 @@ func TestNotArrivedOnToday(t *testing.T) {
 	if code != http.StatusOK || strings.Contains(page, `<section id="absent">`) {
 		t.Errorf("after 결석 취소: %d\n%s", code, page)
 	}
-	audit, _ := s.acc.Audit(context.Background())
-	var acts []string
-	for _, a := range audit {
-		if a.Centre == "mangwon1" {
-			acts = append(acts, a.Action+" "+a.Detail)
-		}
-	}
+	acts := s.audited("mangwon1", func(a AuditRecord) string { return a.Action + " " + a.Detail })
 	if want := "[absent c1 병원 진료 absent undone c1 ]"; fmt.Sprint(acts) != want {
 		t.Errorf("audited %q, want %s", acts, want)
 	}
