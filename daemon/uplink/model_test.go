@@ -443,3 +443,41 @@ func TestRefusalBacksOff(t *testing.T) {
 		t.Fatalf("ack after the refusal: %+v refused %+v size %d", r, s.refused, s.size)
 	}
 }
+
+// The portal lost events this terminal deleted (a store restored from a
+// backup) and asks for one of them: the terminal cannot send it, says so,
+// and sends again from its first event once, so that the portal learns
+// where the gap it must record ends; a second such ack in the same going
+// back sends nothing again.
+func TestAskedForADeletedEvent(t *testing.T) {
+	out := &memOutbox{evs: map[uint64]store.Event{}}
+	for seq := uint64(21); seq <= 23; seq++ {
+		out.evs[seq] = store.Event{Seq: seq}
+	}
+	s := newSender(out, 5000, 64, 10*time.Second)
+	now := time.Unix(1_800_000_000, 0)
+	s.restart(now)
+	var sent []uint64
+	send := func(b []store.Event) error {
+		sent = append(sent, b[0].Seq)
+		return nil
+	}
+	s.fill(now, send)
+	r, err := s.take(&protocol.Ack{V: 1, Ranges: []protocol.Range{{1, 10}}, Next: 11}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.lost == nil || !strings.Contains(r.lost.Error(), "holds events from 21") || !r.resend || s.next != 21 {
+		t.Fatalf("asked for 11: %+v next %d", r, s.next)
+	}
+	s.fill(now, send)
+	if fmt.Sprint(sent) != "[21 21]" {
+		t.Fatalf("messages began at %v, want [21 21]", sent)
+	}
+	if r, _ := s.take(&protocol.Ack{V: 1, Ranges: []protocol.Range{{1, 10}}, Next: 11}, now); r.resend || r.lost == nil {
+		t.Fatalf("asked again in the same going back: %+v", r)
+	}
+	if len(out.evs) != 3 {
+		t.Fatalf("%d events left, want 3", len(out.evs))
+	}
+}

@@ -233,9 +233,15 @@ func (s *sender) take(a *protocol.Ack, now time.Time) (ackResult, error) {
 	if a.Next != 0 && s.first != 0 && a.Next < s.first {
 		r.lost = fmt.Errorf("the portal expects event %d, but this terminal holds events from %d on: events %d..%d were acknowledged and deleted here; the portal must record the gap (its store lost them)", a.Next, s.first, a.Next, s.first-1)
 	}
+	// Asked for the first unacknowledged event (the portal dropped what
+	// followed a gap), or for one deleted here: send again from the
+	// first, once per going back. In the second case the portal learns
+	// from it which event this terminal holds first, which the gap it
+	// must record ends before (an earlier message may not have reached
+	// it).
 	inRecovery := s.recover != 0 && s.first != 0 && s.first <= s.recover
-	if a.Next != 0 && a.Next == s.first && s.inFlight() && !inRecovery {
-		s.goBack(now, true)
+	if a.Next != 0 && a.Next <= s.first && s.inFlight() && !inRecovery {
+		s.goBack(now, a.Next == s.first)
 		r.resend = true
 	}
 	return r, nil

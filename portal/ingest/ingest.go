@@ -73,7 +73,9 @@ type Options struct {
 
 // Stall is a log whose gap does not fill: the portal has events up to
 // Last, and for Since the terminal has sent nothing below Lowest, the
-// lowest sequence seen beyond the gap (its first unacknowledged event).
+// lowest sequence seen beyond the gap: its first unacknowledged event,
+// for since asking a message of the terminal began there (it sends again
+// from its first event when asked for one it no longer has).
 type Stall struct {
 	Centre, Device, Log string
 	Last, Lowest        uint64
@@ -95,6 +97,13 @@ type state struct {
 	// ends the asking.
 	asked, lowest uint64
 	askedSince    time.Time
+	// sentFrom: since asking, a message began at lowest. The terminal
+	// begins a message below its newest events only when it sends again
+	// from its first unacknowledged event, so lowest is that event, not
+	// one sent before it was (an earlier message dropped, or refused,
+	// on the way): only then may a stall be reported, and a gap be
+	// accepted up to it, without losing events the terminal still has.
+	sentFrom bool
 }
 
 // Ingest handles event messages. It is safe for concurrent use.
@@ -210,8 +219,11 @@ func (g *Ingest) Take(topic string, raw []byte, now time.Time) error {
 			st.held[e.Seq] = e
 		}
 		if st.asked != 0 && e.Seq > last && (st.lowest == 0 || e.Seq < st.lowest) {
-			st.lowest = e.Seq
+			st.lowest, st.sentFrom = e.Seq, false
 		}
+	}
+	if st.asked != 0 && evs[0].Seq == st.lowest {
+		st.sentFrom = true
 	}
 	if len(st.held) > 0 && st.gapSince.IsZero() {
 		st.gapSince = now
@@ -255,7 +267,7 @@ func (g *Ingest) Flush(now time.Time) error {
 				// What this Ingest asked for is stored meanwhile (by
 				// another instance, or a gap recorded there): the
 				// asking, and any stall, is over.
-				st.asked, st.lowest, st.askedSince = 0, 0, time.Time{}
+				st.asked, st.lowest, st.askedSince, st.sentFrom = 0, 0, time.Time{}, false
 			}
 		}
 		for seq := range st.held {
@@ -301,7 +313,7 @@ func (g *Ingest) Flush(now time.Time) error {
 		}
 		g.stats.Stored += len(r.evs)
 		r.st.last = max(r.st.last, r.evs[len(r.evs)-1].Seq)
-		r.st.asked, r.st.lowest = 0, 0
+		r.st.asked, r.st.lowest, r.st.sentFrom = 0, 0, false
 		r.st.due = true
 		delete(g.refusals, r.evs[0].Centre+"/"+r.evs[0].Device)
 		if len(r.st.held) == 0 {
@@ -446,7 +458,7 @@ func (g *Ingest) Acks(now time.Time) []Ack {
 				a.Next = last + 1
 				if st.asked != a.Next {
 					st.asked, st.askedSince = a.Next, now
-					st.lowest = 0
+					st.lowest, st.sentFrom = 0, false
 					for seq := range st.held {
 						if st.lowest == 0 || seq < st.lowest {
 							st.lowest = seq
@@ -496,7 +508,7 @@ func (g *Ingest) Stalled(now time.Time) []Stall {
 	g.mu.Lock()
 	var maybe []Stall
 	for k, st := range g.logs {
-		if st.asked != 0 && st.lowest > st.asked && now.Sub(st.askedSince) >= g.o.StallAfter {
+		if st.asked != 0 && st.lowest > st.asked && st.sentFrom && now.Sub(st.askedSince) >= g.o.StallAfter {
 			maybe = append(maybe, Stall{Centre: k.centre, Device: k.device, Log: k.log, Last: st.asked - 1, Lowest: st.lowest, Since: st.askedSince})
 		}
 	}
@@ -510,7 +522,7 @@ func (g *Ingest) Stalled(now time.Time) []Stall {
 		}
 		g.mu.Lock()
 		if st := g.logs[key{s.Centre, s.Device, s.Log}]; st != nil && st.asked == s.Last+1 {
-			st.asked, st.lowest, st.askedSince = 0, 0, time.Time{}
+			st.asked, st.lowest, st.askedSince, st.sentFrom = 0, 0, time.Time{}, false
 			st.last = max(st.last, last)
 		}
 		g.mu.Unlock()
@@ -543,7 +555,7 @@ func (g *Ingest) Skip(centre, device, log string, through uint64) {
 			delete(st.held, seq)
 		}
 	}
-	st.asked, st.lowest, st.askedSince = 0, 0, time.Time{}
+	st.asked, st.lowest, st.askedSince, st.sentFrom = 0, 0, time.Time{}, false
 	st.gapSince, st.overflow = time.Time{}, false
 }
 

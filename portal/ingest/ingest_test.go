@@ -213,6 +213,10 @@ func TestStallFilledElsewhere(t *testing.T) {
 	a.Acks(t0)
 	a.Handle(topic, event(3), t0) // 2 went to b, which is slow
 	a.Acks(t0.Add(time.Minute))   // held past HoldGap: a asks for 2
+	if s := a.Stalled(t0.Add(2 * time.Minute)); len(s) != 0 {
+		t.Fatalf("a stall reported before the terminal sent again from its first event: %+v", s)
+	}
+	a.Handle(topic, event(3), t0.Add(time.Minute)) // the terminal's answer: it holds 3 on
 	if s := a.Stalled(t0.Add(2 * time.Minute)); len(s) != 1 || s[0].Last != 1 || s[0].Lowest != 3 {
 		t.Fatalf("a's stall: %+v", s)
 	}
@@ -349,5 +353,36 @@ func TestStallEndedByAnotherInstance(t *testing.T) {
 	a.Handle(topic, event(10), t0.Add(time.Minute))
 	if s := a.Stalled(t0.Add(time.Hour)); len(s) != 0 {
 		t.Fatalf("a still stalled after another instance stored past the gap: %+v", s)
+	}
+}
+
+// The terminal's message beginning at its first event (21) did not reach
+// this Ingest (no bridge listened yet, or it was refused), the next (22)
+// did: asked for 11, the portal must not report 22 as where the
+// terminal's events begin, or a gap accepted through 21 would lose 21.
+// The stall is reported once the terminal has sent again from its first.
+func TestStallWaitsForTheTerminalsFirst(t *testing.T) {
+	mem := NewMemory()
+	g := New(mem, Options{StallAfter: 30 * time.Second})
+	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
+	for seq := uint64(1); seq <= 10; seq++ {
+		g.Handle(topic, event(seq), t0)
+	}
+	g.Acks(t0)
+	g.Handle(topic, event(22), t0) // 21's message lost on the way
+	g.Acks(t0.Add(time.Second))    // asks for 11
+	if s := g.Stalled(t0.Add(time.Minute)); len(s) != 0 {
+		t.Fatalf("stall reported from 22 alone: %+v", s)
+	}
+	g.Handle(topic, event(23), t0.Add(time.Minute)) // a new tap
+	if s := g.Stalled(t0.Add(2 * time.Minute)); len(s) != 0 {
+		t.Fatalf("stall reported from a new tap: %+v", s)
+	}
+	g.Handle(topic, event(21), t0.Add(2*time.Minute)) // the terminal sends again from its first
+	g.Handle(topic, event(22), t0.Add(2*time.Minute))
+	s := g.Stalled(t0.Add(2 * time.Minute))
+	if len(s) != 1 || s[0].Last != 10 || s[0].Lowest != 21 {
+		t.Fatalf("stall %+v, want last 10, lowest 21", s)
 	}
 }
