@@ -235,14 +235,7 @@ func TestStallFilledElsewhere(t *testing.T) {
 // terminal's first event; a passing gap is not. After Skip, the events
 // beyond it are stored.
 func TestStallAndSkip(t *testing.T) {
-	mem := NewMemory()
-	g := New(mem, Options{StallAfter: 30 * time.Second})
-	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
-	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
-	for seq := uint64(1); seq <= 5; seq++ {
-		g.Handle(topic, event(seq), t0)
-	}
-	g.Acks(t0)
+	mem, g, t0, topic := stored(5)
 	// A passing gap: 7 before 6, filled within the hold.
 	g.Handle(topic, event(7), t0)
 	g.Handle(topic, event(6), t0)
@@ -362,14 +355,7 @@ func TestStallEndedByAnotherInstance(t *testing.T) {
 // terminal's events begin, or a gap accepted through 21 would lose 21.
 // The stall is reported once the terminal has sent again from its first.
 func TestStallWaitsForTheTerminalsFirst(t *testing.T) {
-	mem := NewMemory()
-	g := New(mem, Options{StallAfter: 30 * time.Second})
-	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
-	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
-	for seq := uint64(1); seq <= 10; seq++ {
-		g.Handle(topic, event(seq), t0)
-	}
-	g.Acks(t0)
+	_, g, t0, topic := stored(10)
 	g.Handle(topic, event(22), t0) // 21's message lost on the way
 	g.Acks(t0.Add(time.Second))    // asks for 11
 	if s := g.Stalled(t0.Add(time.Minute)); len(s) != 0 {
@@ -385,4 +371,18 @@ func TestStallWaitsForTheTerminalsFirst(t *testing.T) {
 	if len(s) != 1 || s[0].Last != 10 || s[0].Lowest != 21 {
 		t.Fatalf("stall %+v, want last 10, lowest 21", s)
 	}
+}
+
+// stored is an Ingest (StallAfter 30 s) over a memory store holding T-1's
+// events 1..n, acknowledged.
+func stored(n uint64) (*Memory, *Ingest, time.Time, string) {
+	mem := NewMemory()
+	g := New(mem, Options{StallAfter: 30 * time.Second})
+	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	topic := protocol.Topics{Centre: "m1", Device: "T-1"}.Events()
+	for seq := uint64(1); seq <= n; seq++ {
+		g.Handle(topic, event(seq), t0)
+	}
+	g.Acks(t0)
+	return mem, g, t0, topic
 }
