@@ -106,6 +106,12 @@ type state struct {
 	sentFrom bool
 }
 
+// endAsking: what was asked for is stored, or recorded as lost; any
+// stall of the log is over.
+func (st *state) endAsking() {
+	st.asked, st.lowest, st.askedSince, st.sentFrom = 0, 0, time.Time{}, false
+}
+
 // Ingest handles event messages. It is safe for concurrent use.
 type Ingest struct {
 	store Store
@@ -267,7 +273,7 @@ func (g *Ingest) Flush(now time.Time) error {
 				// What this Ingest asked for is stored meanwhile (by
 				// another instance, or a gap recorded there): the
 				// asking, and any stall, is over.
-				st.asked, st.lowest, st.askedSince, st.sentFrom = 0, 0, time.Time{}, false
+				st.endAsking()
 			}
 		}
 		for seq := range st.held {
@@ -313,7 +319,7 @@ func (g *Ingest) Flush(now time.Time) error {
 		}
 		g.stats.Stored += len(r.evs)
 		r.st.last = max(r.st.last, r.evs[len(r.evs)-1].Seq)
-		r.st.asked, r.st.lowest, r.st.sentFrom = 0, 0, false
+		r.st.endAsking()
 		r.st.due = true
 		delete(g.refusals, r.evs[0].Centre+"/"+r.evs[0].Device)
 		if len(r.st.held) == 0 {
@@ -522,7 +528,7 @@ func (g *Ingest) Stalled(now time.Time) []Stall {
 		}
 		g.mu.Lock()
 		if st := g.logs[key{s.Centre, s.Device, s.Log}]; st != nil && st.asked == s.Last+1 {
-			st.asked, st.lowest, st.askedSince, st.sentFrom = 0, 0, time.Time{}, false
+			st.endAsking()
 			st.last = max(st.last, last)
 		}
 		g.mu.Unlock()
@@ -555,7 +561,7 @@ func (g *Ingest) Skip(centre, device, log string, through uint64) {
 			delete(st.held, seq)
 		}
 	}
-	st.asked, st.lowest, st.askedSince, st.sentFrom = 0, 0, time.Time{}, false
+	st.endAsking()
 	st.gapSince, st.overflow = time.Time{}, false
 }
 
